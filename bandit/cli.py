@@ -1,0 +1,90 @@
+"""The `artbandit` command. Exit codes: 0 success, 2 bad usage or config, 1 runtime failure."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from bandit.config import Config, ConfigError, load_config
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="PATH", help="TOML config (default: $ARTBANDIT_CONFIG)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one setting, e.g. --set serving.port=8081 (repeatable)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="artbandit", description=__doc__)
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    broker = verbs.add_parser("broker", help="run the embedded Kafka-protocol broker")
+    _common(broker)
+    broker.add_argument("--port", type=int, help="port on 127.0.0.1 (default: kafka.embedded_port)")
+    broker.set_defaults(run=_run_broker)
+
+    demo = verbs.add_parser("demo", help="watch each slot's policy learn in a synthetic world")
+    _common(demo)
+    demo.add_argument("--rounds", type=int, default=20_000, help="rounds per slot (default 20000)")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(run=_run_demo)
+    return parser
+
+
+def _run_broker(args: argparse.Namespace, config: Config) -> int:
+    from bandit.embedded_broker import EmbeddedBroker
+
+    port = args.port if args.port is not None else config.kafka.embedded_port
+    if not 0 <= port <= 65535:
+        raise ConfigError("--port", f"{port} is not a TCP port")
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with EmbeddedBroker(port=port, tie_to_parent=True) as broker:
+        print(
+            f"embedded broker listening on {broker.bootstrap_servers} (Ctrl-C to stop)", flush=True
+        )
+        while not stop.wait(0.5):
+            if not broker.alive():
+                print("embedded broker exited unexpectedly", file=sys.stderr)
+                return 1
+    return 0
+
+
+def _run_demo(args: argparse.Namespace, config: Config) -> int:
+    from bandit import offline_demo
+
+    if args.rounds < 10:
+        raise ConfigError("--rounds", "must be at least 10")
+    results = offline_demo.run(config, args.rounds, args.seed, args.quiet)
+    print(offline_demo.summary(results))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config, args.overrides)
+        return args.run(args, config)
+    except ConfigError as exc:
+        print(f"artbandit {args.verb}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a runtime failure: say what, exit 1, no traceback for users
+        print(f"artbandit {args.verb}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

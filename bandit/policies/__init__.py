@@ -1,0 +1,33 @@
+"""Policies for every slot kind behind one interface; `build_policy` picks one from config."""
+
+from bandit.config import SlotConfig
+from bandit.policies.base import Choice, Policy
+from bandit.policies.baselines import DefaultPolicy, ThompsonPolicy, UniformPolicy
+from bandit.policies.vw import VWChoicePolicy, VWError, VWRowsPolicy
+
+__all__ = [
+    "Choice",
+    "DefaultPolicy",
+    "Policy",
+    "ThompsonPolicy",
+    "UniformPolicy",
+    "VWChoicePolicy",
+    "VWError",
+    "VWRowsPolicy",
+    "build_policy",
+    "policy_class",
+]
+
+
+def policy_class(slot: SlotConfig) -> type[Policy]:
+    """The class that implements `slot.policy` for `slot.kind`."""
+    if slot.policy == "vw":
+        return VWRowsPolicy if slot.kind.ranked else VWChoicePolicy
+    return {"uniform": UniformPolicy, "default": DefaultPolicy, "thompson": ThompsonPolicy}[
+        slot.policy
+    ]
+
+
+def build_policy(slot: SlotConfig) -> Policy:
+    """A fresh, untrained policy for a slot."""
+    return policy_class(slot)(slot)

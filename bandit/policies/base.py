@@ -1,0 +1,112 @@
+"""One interface for every policy, VW-backed or baseline.
+
+Serving, the learner, replay and the simulator hold a `Policy` and never branch on which.
+The public `decide` checks its arguments once and calls the policy's `_decide`.
+"""
+
+from __future__ import annotations
+
+import abc
+import bisect
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from bandit.config import SlotConfig
+from bandit.events import Candidate, Context, RewardedEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """What a policy chose: ids in order, each with the probability it had when chosen.
+
+    For ranked slots, `probabilities[i]` is conditional on the ids before position i.
+    `explored` is True when any position differs from the policy's greedy choice.
+    """
+
+    chosen: tuple[str, ...]
+    probabilities: tuple[float, ...]
+    explored: bool
+
+
+class Policy(abc.ABC):
+    """A slot's policy: decides over a variable candidate set and learns from rewarded events."""
+
+    #: The policy type name as it appears in config (`vw`, `uniform`, ...).
+    type_name: str
+
+    def __init__(self, slot: SlotConfig):
+        self.slot = slot
+        self.examples_learned = 0
+
+    def decide(
+        self,
+        context: Context,
+        candidates: Sequence[Candidate],
+        select: int | None = None,
+        greedy: bool = False,
+    ) -> Choice:
+        """Choose for one slot; `select` positions for ranked slots (default: the slot's
+        `select`, capped at the number of candidates), always 1 otherwise. `greedy` returns
+        the exploit choice (with the probabilities the exploring policy gives it)."""
+        if not candidates:
+            raise ValueError("candidates: at least one is required")
+        if self.slot.kind.ranked:
+            count = min(select or self.slot.select, len(candidates))
+        else:
+            if select not in (None, 1):
+                raise ValueError(f"select: a {self.slot.kind} slot chooses exactly one")
+            count = 1
+        return self._decide(context, candidates, count, greedy)
+
+    def learn(self, event: RewardedEvent) -> bool:
+        """Update from one rewarded event; returns False when the event is not for learning
+        (never impressed, or a control decision while `learn_control` is off)."""
+        if not event.impressed or (event.group == "control" and not self.slot.learn_control):
+            return False
+        self._learn(event)
+        self.examples_learned += 1
+        return True
+
+    @abc.abstractmethod
+    def _decide(
+        self, context: Context, candidates: Sequence[Candidate], count: int, greedy: bool
+    ) -> Choice: ...
+
+    @abc.abstractmethod
+    def _learn(self, event: RewardedEvent) -> None: ...
+
+    @abc.abstractmethod
+    def to_bytes(self) -> bytes:
+        """The learned state, for the model store."""
+
+    @classmethod
+    @abc.abstractmethod
+    def from_bytes(cls, slot: SlotConfig, state: bytes) -> Policy:
+        """Rebuild a policy saved by `to_bytes` under the same slot config."""
+
+    def close(self) -> None:  # noqa: B027 - only policies with native resources override it
+        """Release native resources (VW workspaces); the policy is unusable afterwards."""
+
+
+def make_rng(seed: int | None) -> np.random.Generator:
+    """A seeded generator; `None` draws fresh entropy so replicas don't explore in lockstep."""
+    return np.random.default_rng(seed)
+
+
+def sample_index(pmf: Sequence[float], rng: np.random.Generator) -> tuple[int, float]:
+    """Draw an index from `pmf` (renormalised) and return it with its exact probability."""
+    cumulative = list(itertools.accumulate(pmf))
+    total = cumulative[-1]
+    assert total > 0, "a pmf must have positive mass"
+    index = bisect.bisect_right(cumulative, rng.random() * total)
+    index = min(index, len(cumulative) - 1)
+    while pmf[index] <= 0:  # float edge: never return a zero-probability index
+        index -= 1
+    return index, pmf[index] / total
+
+
+def argmax(values: Sequence[float]) -> int:
+    return max(range(len(values)), key=values.__getitem__)

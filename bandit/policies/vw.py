@@ -1,0 +1,136 @@
+"""VW-backed policies: `--cb_explore_adf` for one choice, `--ccb_explore_adf` for rankings."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import tempfile
+from collections.abc import Sequence
+
+import vowpalwabbit
+
+from bandit import encoding
+from bandit.config import SlotConfig
+from bandit.events import Candidate, Context, RewardedEvent
+from bandit.policies.base import Choice, Policy, argmax, make_rng, sample_index
+
+
+class VWError(ValueError):
+    """VW refused its arguments or a model file."""
+
+
+def vw_arguments(slot: SlotConfig, reduction: str) -> list[str]:
+    """The full VW argument list of a slot: reduction, explorer, interactions, extras."""
+    seed = ["--random_seed", str(slot.seed)] if slot.seed is not None else []
+    return [
+        f"--{reduction}",
+        *slot.exploration.vw_args(),
+        *encoding.interaction_args(slot.interactions, slot.lrq),
+        *seed,
+        "--quiet",
+        *shlex.split(slot.vw_args),
+    ]
+
+
+class _VWPolicy(Policy):
+    type_name = "vw"
+    reduction: str
+
+    def __init__(self, slot: SlotConfig, model_path: str | None = None):
+        super().__init__(slot)
+        args = vw_arguments(slot, self.reduction)
+        if model_path is not None:
+            args += ["--initial_regressor", model_path]
+        try:
+            self.workspace = vowpalwabbit.Workspace(arg_list=args)
+        except RuntimeError as exc:
+            raise VWError(f"VW refused {shlex.join(args)!r}: {exc}") from None
+        self.rng = make_rng(slot.seed)
+
+    def to_bytes(self) -> bytes:
+        with tempfile.TemporaryDirectory(prefix="artbandit-vw-") as tmp:
+            path = os.path.join(tmp, "model.vw")
+            self.workspace.save(path)
+            with open(path, "rb") as fh:
+                return fh.read()
+
+    @classmethod
+    def from_bytes(cls, slot: SlotConfig, state: bytes) -> _VWPolicy:
+        with tempfile.TemporaryDirectory(prefix="artbandit-vw-") as tmp:
+            path = os.path.join(tmp, "model.vw")
+            with open(path, "wb") as fh:
+                fh.write(state)
+            return cls(slot, model_path=path)
+
+    def close(self) -> None:
+        self.workspace.finish()
+
+
+class VWChoicePolicy(_VWPolicy):
+    """Artwork and hero: one candidate, sampled from VW's exploring pmf with our seeded RNG."""
+
+    reduction = "cb_explore_adf"
+
+    def _decide(
+        self, context: Context, candidates: Sequence[Candidate], count: int, greedy: bool
+    ) -> Choice:
+        pmf = self.workspace.predict(encoding.cb_example(context, candidates))
+        best = argmax(pmf)
+        if greedy:
+            index, probability = best, pmf[best] / sum(pmf)
+        else:
+            index, probability = sample_index(pmf, self.rng)
+        return Choice((candidates[index].id,), (probability,), explored=index != best)
+
+    def _learn(self, event: RewardedEvent) -> None:
+        (index,) = event.chosen_indices()
+        label = (index, -event.rewards[0], event.probabilities[0])
+        self.workspace.learn(encoding.cb_example(event.context, event.candidates, label))
+
+
+class VWRowsPolicy(_VWPolicy):
+    """Row order: one CCB slot per position. VW samples each position from its pmf over the
+    rows not yet placed (its RNG is seeded by the slot's `seed`), so the probability VW
+    reports first for a position is exactly the conditional propensity of the row it placed.
+    """
+
+    reduction = "ccb_explore_adf"
+
+    def _decide(
+        self, context: Context, candidates: Sequence[Candidate], count: int, greedy: bool
+    ) -> Choice:
+        if greedy:
+            return self._greedy(context, candidates, count)
+        slots = self.workspace.predict(encoding.ccb_example(context, candidates, count))
+        chosen, probabilities, explored = [], [], False
+        for scores in slots:
+            action, probability = scores[0]
+            chosen.append(candidates[action].id)
+            probabilities.append(probability)
+            explored = explored or probability < max(p for _, p in scores)
+        return Choice(tuple(chosen), tuple(probabilities), explored)
+
+    def _greedy(self, context: Context, candidates: Sequence[Candidate], count: int) -> Choice:
+        """Place the most probable remaining row at each position in turn."""
+        remaining = list(range(len(candidates)))
+        chosen, probabilities = [], []
+        for position in range(count):
+            lines = encoding.ccb_example(
+                context, candidates, 1, include=remaining, first_position=position
+            )
+            (scores,) = self.workspace.predict(lines)
+            action, probability = max(scores, key=lambda s: s[1])
+            chosen.append(candidates[action].id)
+            probabilities.append(probability)
+            remaining.remove(action)
+        return Choice(tuple(chosen), tuple(probabilities), explored=False)
+
+    def _learn(self, event: RewardedEvent) -> None:
+        labels = [
+            (index, -reward, probability)
+            for index, reward, probability in zip(
+                event.chosen_indices(), event.rewards, event.probabilities, strict=True
+            )
+        ]
+        lines = encoding.ccb_example(event.context, event.candidates, len(labels), labels)
+        self.workspace.learn(lines)

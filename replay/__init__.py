@@ -1,0 +1,1 @@
+"""Offline evaluation: log readers, off-policy estimators, learning-policy replay, reports."""

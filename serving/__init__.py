@@ -1,0 +1,1 @@
+"""The decision service (Flask): request validation, holdout, decision logging, hot reload."""

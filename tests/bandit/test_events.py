@@ -1,0 +1,174 @@
+import contextlib
+import json
+from pathlib import Path
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bandit import events
+from bandit.events import (
+    Candidate,
+    Context,
+    DecisionEvent,
+    EventError,
+    FeedbackEvent,
+    PolicyRef,
+    RewardedEvent,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+names = st.text(min_size=1, max_size=20)
+feature_values = st.one_of(
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(min_value=-1e30, max_value=1e30, allow_nan=False, allow_infinity=False),
+    st.text(max_size=30),
+)
+features = st.dictionaries(names, feature_values, max_size=6)
+probabilities = st.floats(min_value=1e-6, max_value=1.0)
+timestamps = st.floats(min_value=0, max_value=4e9, allow_nan=False)
+
+
+@st.composite
+def decisions(draw) -> DecisionEvent:
+    ids = draw(st.lists(names, min_size=1, max_size=6, unique=True))
+    candidates = [
+        Candidate(id=i, features=draw(features), default=draw(st.booleans())) for i in ids
+    ]
+    chosen = draw(st.permutations(ids))[: draw(st.integers(1, len(ids)))]
+    return DecisionEvent(
+        decision_id=draw(names),
+        ts=draw(timestamps),
+        slot=draw(st.sampled_from(["artwork", "hero", "rows"])),
+        key=draw(st.text(max_size=20)),
+        user_hash=draw(st.none() | names),
+        group=draw(st.sampled_from(["treatment", "control"])),
+        policy=PolicyRef(name="p", version=draw(names)),
+        context=Context(user=draw(features), request=draw(features)),
+        candidates=candidates,
+        chosen=chosen,
+        probabilities=[draw(probabilities) for _ in chosen],
+        explored=draw(st.booleans()),
+    )
+
+
+@st.composite
+def rewarded(draw) -> RewardedEvent:
+    decision = draw(decisions())
+    rewards = [draw(st.floats(-10, 10)) for _ in decision.chosen]
+    return RewardedEvent.from_decision(decision, rewards, draw(st.booleans()), draw(timestamps))
+
+
+feedbacks = st.builds(
+    FeedbackEvent,
+    decision_id=names,
+    ts=timestamps,
+    type=st.sampled_from(["impression", "click", "play", "watch"]),
+    position=st.none() | st.integers(0, 100),
+    value=st.none() | st.floats(0, 1e6),
+)
+any_event = st.one_of(decisions(), rewarded(), feedbacks)
+
+
+@given(any_event)
+def test_decode_of_encode_is_identity(event):
+    assert events.decode(events.encode(event)) == event
+    assert events.decode(events.encode(event), type(event)) == event
+
+
+@given(st.binary(max_size=200) | st.text(max_size=200))
+def test_arbitrary_input_is_an_event_error_never_a_crash(data):
+    with contextlib.suppress(EventError):
+        events.decode(data)
+
+
+@given(decisions(), st.sampled_from(["decision_id", "ts", "chosen", "context", "policy"]))
+def test_missing_field_is_named(decision, field):
+    raw = json.loads(events.encode(decision))
+    del raw[field]
+    with pytest.raises(EventError, match=field):
+        events.decode(json.dumps(raw))
+
+
+def _decision_json(**changes) -> dict:
+    raw = {
+        "schema": "artbandit.decision/1",
+        "decision_id": "d1",
+        "ts": 1.0,
+        "slot": "artwork",
+        "key": "title:1",
+        "user_hash": None,
+        "group": "treatment",
+        "policy": {"name": "artwork", "version": "v1"},
+        "context": {"user": {}, "request": {}},
+        "candidates": [{"id": "a"}, {"id": "b"}],
+        "chosen": ["a"],
+        "probabilities": [0.5],
+        "explored": False,
+    }
+    raw.update(changes)
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (json.dumps(_decision_json(schema="artbandit.decision/2")), "schema: Invalid value"),
+        (json.dumps(_decision_json(ts="yesterday")), "ts: Expected `float`, got `str`"),
+        (json.dumps(_decision_json(ts=float("nan"))), "not valid JSON"),
+        (
+            json.dumps(_decision_json()).replace('"ts": 1.0', '"ts": 1e999'),
+            "ts: Number out of range",
+        ),
+        (
+            json.dumps(_decision_json(decision_id="x" * 513)),
+            "decision_id: Expected `str` of length <= 512",
+        ),
+        (
+            json.dumps(_decision_json(chosen=["zzz"])),
+            "chosen: every id must be one of the candidates",
+        ),
+        (
+            json.dumps(_decision_json(probabilities=[0.0])),
+            "probabilities[0]: Expected `float` > 0.0",
+        ),
+        (json.dumps(_decision_json(probabilities=[0.5, 0.5])), "one entry per chosen position"),
+        (json.dumps(_decision_json(candidates=[{"id": "a"}, {"id": "a"}])), "ids must be unique"),
+        (json.dumps(_decision_json(group="treatment-2")), "group: Invalid enum value"),
+        (json.dumps(_decision_json(surprise=1)), "unknown field `surprise`"),
+        (json.dumps(_decision_json(context={"user": {"k": [1]}})), "context.user[...]"),
+    ],
+)
+def test_contract_violations_are_named(text, message):
+    with pytest.raises(EventError) as caught:
+        events.decode(text)
+    assert message in str(caught.value)
+
+
+def test_encode_refuses_what_decode_would_refuse():
+    decision = events.decode(json.dumps(_decision_json()), DecisionEvent)
+    with pytest.raises(EventError, match="probabilities"):
+        events.encode(msgspec.structs.replace(decision, probabilities=[float("nan")]))
+    with pytest.raises(EventError, match="ts"):
+        events.encode(msgspec.structs.replace(decision, ts=float("inf")))
+
+
+def test_rewarded_event_needs_one_reward_per_position():
+    decision = events.decode(json.dumps(_decision_json()), DecisionEvent)
+    event = RewardedEvent.from_decision(decision, [1.0], True, 2.0)
+    raw = json.loads(events.encode(event))
+    raw["rewards"] = [1.0, 0.0]
+    with pytest.raises(EventError, match="one entry per chosen position"):
+        events.decode(json.dumps(raw))
+
+
+@pytest.mark.parametrize("event_type", [DecisionEvent, FeedbackEvent, RewardedEvent])
+def test_exported_json_schema_is_current(event_type):
+    name = event_type.__struct_config__.tag.replace("artbandit.", "").replace("/", "-v")
+    committed = json.loads((REPO / "configs" / "schemas" / f"{name}.json").read_text())
+    assert committed == events.json_schema(event_type), (
+        "run: python -m bandit.events configs/schemas"
+    )
