@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
+import msgspec
+
 from bandit.events import Candidate, Context
 
 # Whitespace splits tokens, `|` starts a namespace, `:` separates a value, `=` separates a
@@ -66,7 +68,21 @@ def shared_text(context: Context) -> str:
 
 
 def action_text(candidate: Candidate) -> str:
-    return f"|Action {features_text(candidate.features)} |Id {escape(candidate.id)}"
+    """The namespaces of one candidate. Catalogue candidates recur on every page, so their
+    text is memoised, keyed by the candidate's exact JSON (which tells `true` from `1`)."""
+    key = _candidate_key(candidate)
+    text = _action_texts.get(key)
+    if text is None:
+        if len(_action_texts) >= ACTION_CACHE_SIZE:
+            _action_texts.clear()  # cheap bound; a full catalogue refills it in a few pages
+        text = f"|Action {features_text(candidate.features)} |Id {escape(candidate.id)}"
+        _action_texts[key] = text
+    return text
+
+
+ACTION_CACHE_SIZE = 65_536
+_action_texts: dict[bytes, str] = {}
+_candidate_key = msgspec.json.Encoder().encode
 
 
 def cb_example(
