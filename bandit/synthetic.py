@@ -91,14 +91,13 @@ class SyntheticWorld:
         ]
         return [float(self.rng.random() < p) for p in probabilities]
 
-    def rewarded_event(
+    def decision_event(
         self, round_: Round, choice: Choice, slot: str, group: str = "treatment"
-    ) -> RewardedEvent:
-        """What the learner would produce for this round: the decision joined to its rewards."""
-        now = time.time()
-        decision = DecisionEvent(
+    ) -> DecisionEvent:
+        """What serving would log for this round."""
+        return DecisionEvent(
             decision_id=uuid.uuid4().hex,
-            ts=now,
+            ts=time.time(),
             slot=slot,
             key="synthetic",
             user_hash=None,
@@ -110,5 +109,11 @@ class SyntheticWorld:
             probabilities=list(choice.probabilities),
             explored=choice.explored,
         )
+
+    def rewarded_event(
+        self, round_: Round, choice: Choice, slot: str, group: str = "treatment"
+    ) -> RewardedEvent:
+        """What the learner would produce for this round: the decision joined to its rewards."""
+        decision = self.decision_event(round_, choice, slot, group)
         rewards = self.sample_rewards(round_, choice.chosen)
-        return RewardedEvent.from_decision(decision, rewards, impressed=True, joined_at=now)
+        return RewardedEvent.from_decision(decision, rewards, True, joined_at=decision.ts)

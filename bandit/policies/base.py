@@ -80,7 +80,7 @@ class Policy(abc.ABC):
 
     @abc.abstractmethod
     def to_bytes(self) -> bytes:
-        """The learned state, for the model store."""
+        """The learned model, for the model store (which keeps `examples_learned` beside it)."""
 
     @classmethod
     @abc.abstractmethod

@@ -17,13 +17,13 @@ class _Stateless(Policy):
         pass
 
     def to_bytes(self) -> bytes:
-        return json.dumps({"examples_learned": self.examples_learned}).encode()
+        return b"{}"
 
     @classmethod
     def from_bytes(cls, slot: SlotConfig, state: bytes) -> Policy:
-        policy = cls(slot)
-        policy.examples_learned = int(json.loads(state)["examples_learned"])
-        return policy
+        if json.loads(state) != {}:
+            raise ValueError(f"a {cls.type_name} policy has no state, got {state[:40]!r}")
+        return cls(slot)
 
 
 class UniformPolicy(_Stateless):
@@ -113,18 +113,12 @@ class ThompsonPolicy(Policy):
             self.failures[arm] = self.failures.get(arm, 0.0) + 1.0 - success
 
     def to_bytes(self) -> bytes:
-        state = {
-            "examples_learned": self.examples_learned,
-            "successes": self.successes,
-            "failures": self.failures,
-        }
-        return json.dumps(state).encode()
+        return json.dumps({"successes": self.successes, "failures": self.failures}).encode()
 
     @classmethod
     def from_bytes(cls, slot: SlotConfig, state: bytes) -> ThompsonPolicy:
         data = json.loads(state)
         policy = cls(slot)
-        policy.examples_learned = int(data["examples_learned"])
         policy.successes = {str(k): float(v) for k, v in data["successes"].items()}
         policy.failures = {str(k): float(v) for k, v in data["failures"].items()}
         return policy

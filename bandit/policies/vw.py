@@ -19,9 +19,12 @@ class VWError(ValueError):
     """VW refused its arguments or a model file."""
 
 
-def vw_arguments(slot: SlotConfig, reduction: str) -> list[str]:
-    """The full VW argument list of a slot: reduction, explorer, interactions, extras."""
-    seed = ["--random_seed", str(slot.seed)] if slot.seed is not None else []
+def vw_arguments(slot: SlotConfig, reduction: str, fresh: bool = True) -> list[str]:
+    """The full VW argument list of a slot: reduction, explorer, interactions, extras.
+
+    A saved model keeps VW's RNG state as its `random_seed`, so only a `fresh` model is seeded.
+    """
+    seed = ["--random_seed", str(slot.seed)] if slot.seed is not None and fresh else []
     return [
         f"--{reduction}",
         *slot.exploration.vw_args(),
@@ -38,7 +41,7 @@ class _VWPolicy(Policy):
 
     def __init__(self, slot: SlotConfig, model_path: str | None = None):
         super().__init__(slot)
-        args = vw_arguments(slot, self.reduction)
+        args = vw_arguments(slot, self.reduction, fresh=model_path is None)
         if model_path is not None:
             args += ["--initial_regressor", model_path]
         try:
