@@ -80,3 +80,14 @@ def test_interaction_arguments():
     assert encoding.interaction_args(["UA", "UCA"], ["UA8"]) == [
         "-q", "UA", "--cubic", "UCA", "--lrq", "UA8",
     ]  # fmt: skip
+
+
+def test_memoised_candidate_text_tells_true_from_one_and_stays_bounded(monkeypatch):
+    as_bool = encoding.action_text(Candidate(id="x", features={"new": True}))
+    as_int = encoding.action_text(Candidate(id="x", features={"new": 1}))
+    assert as_bool == "|Action new=true |Id x"
+    assert as_int == "|Action new:1 |Id x"
+    monkeypatch.setattr(encoding, "ACTION_CACHE_SIZE", 10)
+    for i in range(25):
+        encoding.action_text(Candidate(id=f"bounded{i}"))
+        assert len(encoding._action_texts) <= 10

@@ -1,0 +1,69 @@
+"""The `artbandit` command as a user runs it: real processes, real exit codes."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bandit.embedded_broker import free_port
+
+ARTBANDIT = str(Path(sys.executable).with_name("artbandit"))
+
+
+def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [ARTBANDIT, *args], capture_output=True, text=True, timeout=timeout,
+        env={k: v for k, v in os.environ.items() if k != "ARTBANDIT_CONFIG"},
+    )  # fmt: skip
+
+
+def test_demo_runs_with_zero_configuration_and_prints_the_summary():
+    result = run("demo", "--rounds", "300", "--quiet")
+    assert result.returncode == 0, result.stderr
+    for slot in ("artwork", "hero", "rows"):
+        assert slot in result.stdout
+    assert "greedy/oracle" in result.stdout
+    assert result.stderr == ""  # quiet, and not a terminal
+
+
+def test_bad_config_exits_2_naming_the_key():
+    result = run("demo", "--set", "slots.rows.exploration.epsilon=7")
+    assert result.returncode == 2
+    assert "slots.rows.exploration.epsilon" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_usage_exits_2():
+    assert run("no-such-verb").returncode == 2
+
+
+def test_broker_verb_serves_until_sigterm():
+    port = free_port()
+    process = subprocess.Popen(
+        [ARTBANDIT, "broker", "--port", str(port)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert "listening on 127.0.0.1" in process.stdout.readline()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "broker port never opened"
+                time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        process.kill()
+    deadline = time.monotonic() + 10
+    while True:  # the broker child is gone with its parent
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            break
+        assert time.monotonic() < deadline, "broker still listening after the verb exited"
+        time.sleep(0.1)
