@@ -157,3 +157,13 @@ def _assert_fits(decisions, position: int, nontrivial: bool) -> None:
     observed = np.array([counts[i] for i in ids])
     expected = probabilities / probabilities.sum() * observed.sum()
     assert chisquare(observed, expected).pvalue > 0.001
+
+
+@pytest.mark.parametrize("strategy", ["epsilon", "softmax", "bag", "cover", "squarecb", "rnd"])
+@pytest.mark.parametrize("kind", [SlotKind.HERO, SlotKind.ROWS])
+def test_every_exploration_strategy_decides_with_valid_propensities(strategy, kind):
+    policy = trained("vw", kind, rounds=200, exploration=Exploration(strategy=strategy))
+    for candidates in (page(5), page(2, offset=50)):
+        choice = policy.decide(CONTEXT, candidates)
+        assert len(choice.chosen) == (min(3, len(candidates)) if kind.ranked else 1)
+        assert all(0 < p <= 1 + 1e-6 for p in choice.probabilities)
