@@ -7,15 +7,7 @@ from hypothesis import strategies as st
 
 from bandit import encoding
 from bandit.events import Candidate, Context
-
-names = st.text(min_size=1, max_size=20)
-values = st.one_of(
-    st.booleans(),
-    st.integers(-(2**63), 2**63 - 1),
-    st.floats(min_value=-1e30, max_value=1e30, allow_nan=False, allow_infinity=False),
-    st.text(max_size=30),
-)
-features = st.dictionaries(names, values, max_size=8)
+from tests.strategies import features
 
 
 @functools.cache

@@ -17,17 +17,10 @@ from bandit.events import (
     PolicyRef,
     RewardedEvent,
 )
+from tests.strategies import features, names
 
 REPO = Path(__file__).resolve().parents[2]
 
-names = st.text(min_size=1, max_size=20)
-feature_values = st.one_of(
-    st.booleans(),
-    st.integers(-(2**63), 2**63 - 1),
-    st.floats(min_value=-1e30, max_value=1e30, allow_nan=False, allow_infinity=False),
-    st.text(max_size=30),
-)
-features = st.dictionaries(names, feature_values, max_size=6)
 probabilities = st.floats(min_value=1e-6, max_value=1.0)
 timestamps = st.floats(min_value=0, max_value=4e9, allow_nan=False)
 
