@@ -7,6 +7,8 @@ strings and inconsistent lists raise `EventError` with the field named, never an
 
 from __future__ import annotations
 
+import json
+import pathlib
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
@@ -175,17 +177,18 @@ def _describe(exc: msgspec.ValidationError) -> str:
     return f"{field}: {message}"
 
 
+def schema_file_name(type_: type) -> str:
+    """`artbandit.decision/1` -> `decision-v1.json`."""
+    return type_.__struct_config__.tag.replace("artbandit.", "").replace("/", "-v") + ".json"
+
+
 def write_schemas(directory: str) -> list[str]:
     """Write one JSON Schema file per event type into `directory`; returns the paths."""
-    import json
-    import pathlib
-
     target = pathlib.Path(directory)
     target.mkdir(parents=True, exist_ok=True)
     paths = []
     for type_ in (DecisionEvent, FeedbackEvent, RewardedEvent):
-        name = type_.__struct_config__.tag.replace("artbandit.", "").replace("/", "-v")
-        path = target / f"{name}.json"
+        path = target / schema_file_name(type_)
         path.write_text(json.dumps(json_schema(type_), indent=2, sort_keys=True) + "\n")
         paths.append(str(path))
     return paths

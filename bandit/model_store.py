@@ -85,10 +85,7 @@ class ModelStore:
                     size=len(payload),
                     slot_config=msgspec.to_builtins(policy.slot),
                 )
-                os.ftruncate(fd, 0)
-                os.lseek(fd, 0, os.SEEK_SET)
-                os.write(fd, MAGIC + json.dumps(asdict(info)).encode() + b"\n" + payload)
-                os.fsync(fd)
+                _rewrite(fd, MAGIC + json.dumps(asdict(info)).encode() + b"\n" + payload)
                 try:  # link() refuses an existing name: a concurrent writer took the number
                     os.link(tmp, directory / f"{info.version}.policy")
                     break
@@ -162,6 +159,15 @@ class ModelStore:
         for version in self.versions(slot)[: -self.keep_versions]:
             with contextlib.suppress(FileNotFoundError):
                 (self.root / slot / f"{version}.policy").unlink()
+
+
+def _rewrite(fd: int, data: bytes) -> None:
+    """Replace the file's content with `data`, durably (os.write may write only a part)."""
+    os.ftruncate(fd, 0)
+    view, offset = memoryview(data), 0
+    while offset < len(data):
+        offset += os.pwrite(fd, view[offset:], offset)
+    os.fsync(fd)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -53,6 +53,8 @@ class Policy(abc.ABC):
         the exploit choice (with the probabilities the exploring policy gives it)."""
         if not candidates:
             raise ValueError("candidates: at least one is required")
+        if select is not None and select < 1:
+            raise ValueError(f"select: must be at least 1, got {select}")
         if self.slot.kind.ranked:
             count = min(select or self.slot.select, len(candidates))
         else:

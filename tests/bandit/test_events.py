@@ -160,8 +160,8 @@ def test_rewarded_event_needs_one_reward_per_position():
 
 @pytest.mark.parametrize("event_type", [DecisionEvent, FeedbackEvent, RewardedEvent])
 def test_exported_json_schema_is_current(event_type):
-    name = event_type.__struct_config__.tag.replace("artbandit.", "").replace("/", "-v")
-    committed = json.loads((REPO / "configs" / "schemas" / f"{name}.json").read_text())
+    path = REPO / "configs" / "schemas" / events.schema_file_name(event_type)
+    committed = json.loads(path.read_text())
     assert committed == events.json_schema(event_type), (
         "run: python -m bandit.events configs/schemas"
     )

@@ -87,9 +87,12 @@ def test_single_choice_slots_choose_exactly_one(kind):
 
 
 @pytest.mark.parametrize(("policy_type", "kind"), ALL)
-def test_no_candidates_is_refused(policy_type, kind):
+def test_no_candidates_or_no_positions_is_refused(policy_type, kind):
+    policy = build_policy(make_slot(policy_type, kind))
     with pytest.raises(ValueError, match="candidates"):
-        build_policy(make_slot(policy_type, kind)).decide(CONTEXT, [])
+        policy.decide(CONTEXT, [])
+    with pytest.raises(ValueError, match="select"):
+        policy.decide(CONTEXT, page(3), select=0)
 
 
 def test_default_policy_shows_the_marked_candidate_then_the_given_order():
