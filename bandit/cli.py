@@ -33,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     broker.add_argument("--port", type=int, help="port on 127.0.0.1 (default: kafka.embedded_port)")
     broker.set_defaults(run=_run_broker)
 
+    serve = verbs.add_parser("serve", help="run the decision service (Flask under gunicorn)")
+    _common(serve)
+    serve.set_defaults(run=_run_serve)
+
     demo = verbs.add_parser("demo", help="watch each slot's policy learn in a synthetic world")
     _common(demo)
     demo.add_argument("--rounds", type=int, default=20_000, help="rounds per slot (default 20000)")
@@ -59,6 +63,26 @@ def _run_broker(args: argparse.Namespace, config: Config) -> int:
                 print("embedded broker exited unexpectedly", file=sys.stderr)
                 return 1
     return 0
+
+
+def _run_serve(args: argparse.Namespace, config: Config) -> int:
+    import msgspec
+
+    from bandit.embedded_broker import EmbeddedBroker, embedded_is_running
+    from serving.gunicorn_app import serve
+
+    def reload_config() -> Config:
+        return load_config(args.config, args.overrides)
+
+    kafka = config.kafka
+    if kafka.bootstrap_servers != "embedded" or embedded_is_running(kafka.embedded_port):
+        return serve(config, reload_config)
+    with EmbeddedBroker(port=kafka.embedded_port) as broker:
+        print(f"started the embedded broker on {broker.bootstrap_servers}", file=sys.stderr)
+        resolved = msgspec.structs.replace(
+            config, kafka=msgspec.structs.replace(kafka, bootstrap_servers=broker.bootstrap_servers)
+        )
+        return serve(resolved, reload_config)
 
 
 def _run_demo(args: argparse.Namespace, config: Config) -> int:

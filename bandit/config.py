@@ -145,6 +145,10 @@ class ServingConfig(_Strict):
     # Salts for the user hash and the holdout; set your own secrets in production.
     user_hash_salt: Name = "artbandit-user"
     holdout_salt: Name = "artbandit-holdout"
+    reload_interval_s: PositiveFloat = 5.0
+    log_buffer_events: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 100_000
+    require_trained_policy: bool = False
+    admin_token_env: Name = "ARTBANDIT_ADMIN_TOKEN"
 
 
 class ModelStoreConfig(_Strict):

@@ -38,6 +38,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def embedded_is_running(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a broker already answers on the embedded port (started by another process)."""
+    probe = EmbeddedBroker(port=port, host=host)
+    return probe.is_ready()
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     """Linux: the broker gets SIGTERM when the process that started it dies, even by SIGKILL."""
     if sys.platform.startswith("linux"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
@@ -140,7 +141,8 @@ def decode(data: bytes | str, type_: type[E] | Any = Event) -> E:
     try:
         return _decoders[type_].decode(data)
     except msgspec.ValidationError as exc:
-        raise EventError(_describe(exc)) from None
+        field, message = field_and_message(exc)
+        raise EventError(f"{field}: {message}") from None
     except msgspec.DecodeError as exc:
         raise EventError(f"not valid JSON: {exc}") from None
 
@@ -169,12 +171,27 @@ def _check_choice(candidates: list[Candidate], chosen: list[str], probabilities:
         raise ValueError("probabilities must have one entry per chosen position")
 
 
-def _describe(exc: msgspec.ValidationError) -> str:
+def field_and_message(exc: msgspec.ValidationError) -> tuple[str, str]:
+    """Split msgspec's "message - at `$.a.b[0]`" into ("a.b[0]", "message").
+
+    Checks raised in `__post_init__` name their field first ("chosen: ..."); a missing or
+    unknown key is named in the message, and is moved into the field path.
+    """
     message, sep, where = str(exc).rpartition(" - at `$")
     if not sep:
-        return str(exc)
-    field = where.rstrip("`").lstrip(".") or "(event)"
-    return f"{field}: {message}"
+        message, where = str(exc), ""
+    field = where.rstrip("`").lstrip(".")
+    named = _FIELD_IN_MESSAGE.match(message)
+    if named:
+        field = f"{field}.{named.group(2)}" if field else named.group(2)
+        message = "unknown field" if named.group(1) == "contains unknown" else "missing field"
+    elif ": " in message and message.split(": ", 1)[0].replace("_", "").isalnum():
+        inner, message = message.split(": ", 1)
+        field = f"{field}.{inner}" if field else inner
+    return field or "(body)", message
+
+
+_FIELD_IN_MESSAGE = re.compile(r"^Object (contains unknown|missing required) field `(.+)`$")
 
 
 def schema_file_name(type_: type) -> str:

@@ -151,12 +151,45 @@ class ModelStore:
         detail = f": {'; '.join(problems)}" if problems else ""
         raise ModelStoreError(f"no usable version of slot {slot!r} in {self.root}{detail}")
 
+    def pin(self, slot: str, version: str | None) -> None:
+        """Serve `version` of `slot` instead of the newest (None: follow the newest again).
+
+        The pin is a file beside the versions, so every serving worker and replica sharing
+        the store sees it on its next reload.
+        """
+        path = self.root / slot / "PINNED"
+        if version is None:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".tmp-pin-{os.getpid()}-{time.monotonic_ns()}")
+        tmp.write_text(version)
+        os.replace(tmp, path)
+
+    def pinned(self, slot: str) -> str | None:
+        try:
+            return (self.root / slot / "PINNED").read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def wanted_version(self, slot: str) -> str | None:
+        """What serving should run: the pinned version, else the newest one."""
+        pinned = self.pinned(slot)
+        if pinned is not None:
+            return pinned
+        versions = self.versions(slot)
+        return versions[-1] if versions else None
+
     def _next_number(self, slot: str) -> int:
         existing = self.versions(slot)
         return int(existing[-1][1:]) + 1 if existing else 1
 
     def _prune(self, slot: str) -> None:
+        pinned = self.pinned(slot)
         for version in self.versions(slot)[: -self.keep_versions]:
+            if version == pinned:
+                continue
             with contextlib.suppress(FileNotFoundError):
                 (self.root / slot / f"{version}.policy").unlink()
 

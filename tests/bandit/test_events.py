@@ -131,7 +131,7 @@ def _decision_json(**changes) -> dict:
         (json.dumps(_decision_json(probabilities=[0.5, 0.5])), "one entry per chosen position"),
         (json.dumps(_decision_json(candidates=[{"id": "a"}, {"id": "a"}])), "ids must be unique"),
         (json.dumps(_decision_json(group="treatment-2")), "group: Invalid enum value"),
-        (json.dumps(_decision_json(surprise=1)), "unknown field `surprise`"),
+        (json.dumps(_decision_json(surprise=1)), "surprise: unknown field"),
         (json.dumps(_decision_json(context={"user": {"k": [1]}})), "context.user[...]"),
     ],
 )

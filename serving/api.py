@@ -1,0 +1,164 @@
+"""The HTTP contract of the decision service: request and response types, decoded strictly.
+
+`parse_decide` decodes the body and applies the limits that depend on config (slot names,
+candidate and slot counts); any problem raises `RequestError` naming the field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from bandit.config import Config
+from bandit.events import (
+    MAX_CANDIDATES,
+    Candidate,
+    FeatureName,
+    FeatureValue,
+    FeedbackEvent,
+    Id,
+    field_and_message,
+)
+
+ABSOLUTE_MAX_SLOTS = 10_000
+
+Features = Annotated[dict[FeatureName, FeatureValue], msgspec.Meta(max_length=1024)]
+
+
+class RequestError(ValueError):
+    """Bad input: answered with `status` and a JSON error naming `field`."""
+
+    def __init__(self, field: str, message: str, status: int = 400, reason: str = "invalid"):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+        self.status = status
+        self.reason = reason
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    pass
+
+
+class User(_Strict):
+    """The person asking; `id` is hashed before it goes anywhere. Omit it for anonymous users."""
+
+    id: Id | None = None
+    features: Features = msgspec.field(default_factory=dict)
+
+
+class SlotRequest(_Strict, kw_only=True):
+    """One slot of the page. `select` (rows only) is how many rows to place."""
+
+    slot: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    key: Annotated[str, msgspec.Meta(max_length=512)] = ""
+    candidates: Annotated[list[Candidate], msgspec.Meta(min_length=1, max_length=MAX_CANDIDATES)]
+    select: Annotated[int, msgspec.Meta(ge=1, le=MAX_CANDIDATES)] | None = None
+
+
+class DecideRequest(_Strict, kw_only=True):
+    """Every slot of one page view, decided in one call."""
+
+    user: User | None = None
+    context: Features = msgspec.field(default_factory=dict)
+    slots: Annotated[list[SlotRequest], msgspec.Meta(min_length=1, max_length=ABSOLUTE_MAX_SLOTS)]
+
+
+class Decision(msgspec.Struct, frozen=True):
+    decision_id: str
+    slot: str
+    key: str
+    chosen: list[str]
+    probabilities: list[float]
+    group: Literal["treatment", "control"]
+    policy_version: str
+    explored: bool
+
+
+class DecideResponse(msgspec.Struct, frozen=True):
+    decisions: list[Decision]
+
+
+class FeedbackAccepted(msgspec.Struct, frozen=True):
+    accepted: int
+
+
+class ErrorDetail(msgspec.Struct, frozen=True):
+    field: str
+    message: str
+    reason: str
+
+
+class ErrorResponse(msgspec.Struct, frozen=True):
+    error: ErrorDetail
+
+
+class PromoteRequest(_Strict):
+    """Pin `slot` to `version`; the version `"latest"` follows the newest again."""
+
+    slot: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    version: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class RollbackRequest(_Strict):
+    slot: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+
+
+Feedback = (
+    FeedbackEvent | Annotated[list[FeedbackEvent], msgspec.Meta(min_length=1, max_length=10_000)]
+)
+
+_decoders: dict[type, msgspec.json.Decoder] = {}
+
+
+def decode_body(body: bytes, type_: type):
+    """Decode a JSON body as `type_`; errors name the field."""
+    decoder = _decoders.get(type_)
+    if decoder is None:
+        decoder = _decoders[type_] = msgspec.json.Decoder(type_)
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        field, message = field_and_message(exc)
+        raise RequestError(field, message) from None
+    except msgspec.DecodeError as exc:
+        raise RequestError("(body)", f"not valid JSON: {exc}", reason="bad_json") from None
+
+
+def parse_decide(body: bytes, config: Config) -> DecideRequest:
+    request: DecideRequest = decode_body(body, DecideRequest)
+    limits = config.serving
+    if len(request.slots) > limits.max_slots:
+        raise RequestError(
+            "slots", f"at most {limits.max_slots} slots per request", reason="too_many_slots"
+        )
+    for i, slot in enumerate(request.slots):
+        kind = config.slots.get(slot.slot)
+        if kind is None:
+            known = ", ".join(sorted(config.slots))
+            raise RequestError(
+                f"slots[{i}].slot",
+                f"unknown slot {slot.slot!r} (known: {known})",
+                reason="unknown_slot",
+            )
+        if len(slot.candidates) > limits.max_candidates:
+            raise RequestError(
+                f"slots[{i}].candidates",
+                f"at most {limits.max_candidates} candidates per slot",
+                reason="too_many_candidates",
+            )
+        seen: set[str] = set()
+        for j, candidate in enumerate(slot.candidates):
+            if candidate.id in seen:
+                raise RequestError(
+                    f"slots[{i}].candidates[{j}].id",
+                    f"duplicate candidate id {candidate.id!r}",
+                    reason="duplicate_candidate",
+                )
+            seen.add(candidate.id)
+        if slot.select not in (None, 1) and not kind.kind.ranked:
+            raise RequestError(
+                f"slots[{i}].select", f"a {kind.kind} slot chooses exactly one", reason="invalid"
+            )
+    return request

@@ -1,0 +1,274 @@
+"""The Flask app factory: `create_app(config)` builds a complete decision service.
+
+Bad input never becomes a 5xx: every error leaves as JSON naming the field.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import msgspec
+from flask import Flask, Response, g, request
+from prometheus_client import CollectorRegistry
+from werkzeug.exceptions import HTTPException
+
+from bandit.config import Config, ConfigError
+from bandit.model_store import ModelStore, ModelStoreError
+from serving import api
+from serving.decider import PageDecider
+from serving.event_producer import EventProducer
+from serving.holdout import Holdout
+from serving.metrics import ServingMetrics, version_number
+from serving.openapi import openapi_document
+from serving.policy_registry import PolicyEntry, PolicyRegistry, ReloadEvent
+
+log = logging.getLogger(__name__)
+_json = msgspec.json.Encoder()
+
+_HTTP_REASONS = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+
+
+@dataclass
+class ServiceState:
+    config: Config
+    store: ModelStore
+    registry: PolicyRegistry
+    decider: PageDecider
+    producer: EventProducer
+    metrics: ServingMetrics
+    admin_token: str | None
+    config_loader: Callable[[], Config] | None
+
+
+def resolve_bootstrap(config: Config) -> str:
+    servers = config.kafka.bootstrap_servers
+    return f"127.0.0.1:{config.kafka.embedded_port}" if servers == "embedded" else servers
+
+
+def create_app(
+    config: Config,
+    *,
+    config_loader: Callable[[], Config] | None = None,
+    registry: CollectorRegistry | None = None,
+    environ: Mapping[str, str] = os.environ,
+    holdout_seed: int | None = None,
+) -> Flask:
+    """Build the service. `config_loader` re-reads the config for /v1/admin/reload."""
+    metrics = ServingMetrics(registry or CollectorRegistry())
+    store = ModelStore(config.model_store.path, config.model_store.keep_versions)
+    policies = PolicyRegistry(
+        config, store, on_reload=lambda e, entry: _on_reload(metrics, e, entry)
+    )
+    policies.refresh()
+    producer = EventProducer(
+        resolve_bootstrap(config),
+        config.kafka.client_id,
+        config.serving.log_buffer_events,
+        on_drop=lambda topic, reason: metrics.events_dropped.labels(topic, reason).inc(),
+        on_sent=lambda topic: metrics.events_sent.labels(topic).inc(),
+    )
+    holdout = Holdout(config.serving.holdout_salt, config.serving.user_hash_salt, holdout_seed)
+    state = ServiceState(
+        config=config,
+        store=store,
+        registry=policies,
+        decider=PageDecider(config, policies, holdout),
+        producer=producer,
+        metrics=metrics,
+        admin_token=environ.get(config.serving.admin_token_env) or None,
+        config_loader=config_loader,
+    )
+    app = Flask("artbandit")
+    app.config["MAX_CONTENT_LENGTH"] = config.serving.max_body_bytes
+    app.extensions["artbandit"] = state
+    _register_routes(app, state)
+    _register_errors(app, state)
+    return app
+
+
+def service_state(app: Flask) -> ServiceState:
+    return app.extensions["artbandit"]
+
+
+def _on_reload(metrics: ServingMetrics, event: ReloadEvent, entry: PolicyEntry | None) -> None:
+    if not event.ok:
+        metrics.policy_reload_failures.labels(event.slot).inc()
+    elif entry is not None:
+        metrics.policy_version.labels(event.slot).set(version_number(entry.version))
+        metrics.policy_age.labels(event.slot).set(time.time() - entry.created_at)
+
+
+def _json_response(value, status: int = 200) -> Response:
+    return Response(_json.encode(value), status=status, mimetype="application/json")
+
+
+def _register_routes(app: Flask, state: ServiceState) -> None:
+    @app.before_request
+    def _start_timer():
+        g.started = time.perf_counter()
+        state.registry.start(state.config.serving.reload_interval_s)  # per worker, once
+
+    @app.after_request
+    def _observe(response: Response) -> Response:
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        state.metrics.request_seconds.labels(endpoint).observe(time.perf_counter() - g.started)
+        return response
+
+    @app.post("/v1/decide")
+    def decide():
+        body = api.parse_decide(request.get_data(cache=False), state.config)
+        page = state.decider.decide(body)
+        topic = state.config.kafka.topics.decisions
+        for event, decision in zip(page.events, page.decisions, strict=True):
+            state.producer.send(topic, event.decision_id, event)
+            state.metrics.decisions.labels(
+                decision.slot, decision.group, "true" if decision.explored else "false"
+            ).inc()
+        return _json_response(api.DecideResponse(page.decisions))
+
+    @app.post("/v1/feedback")
+    def feedback():
+        body = api.decode_body(request.get_data(cache=False), api.Feedback)
+        batch = body if isinstance(body, list) else [body]
+        topic = state.config.kafka.topics.feedback
+        accepted = 0
+        for event in batch:
+            accepted += state.producer.send(topic, event.decision_id, event)
+            state.metrics.feedback.labels(event.type).inc()
+        return _json_response(api.FeedbackAccepted(accepted), status=202)
+
+    @app.get("/healthz")
+    def healthz():
+        return _json_response({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz():
+        versions = state.registry.versions()
+        missing = sorted(set(state.config.slots) - set(versions))
+        status = 503 if missing else 200
+        return _json_response(
+            {"ready": not missing, "versions": versions, "missing": missing}, status
+        )
+
+    @app.get("/metrics")
+    def metrics():
+        state.metrics.events_buffered.set(state.producer.outstanding)
+        now = time.time()
+        for slot in state.config.slots:
+            entry = state.registry.get(slot)
+            if entry is not None:
+                state.metrics.policy_age.labels(slot).set(now - entry.created_at)
+        return Response(state.metrics.exposition(), mimetype="text/plain; version=0.0.4")
+
+    @app.get("/openapi.json")
+    def openapi():
+        return _json_response(openapi_document(state.config))
+
+    @app.post("/v1/admin/promote")
+    def promote():
+        _authorise(state)
+        body = api.decode_body(request.get_data(cache=False), api.PromoteRequest)
+        _known_slot(state, body.slot)
+        if body.version == "latest":
+            state.store.pin(body.slot, None)
+        else:
+            _check_loadable(state, body.slot, body.version)
+            state.store.pin(body.slot, body.version)
+        state.registry.refresh()
+        return _json_response(_served(state, body.slot))
+
+    @app.post("/v1/admin/rollback")
+    def rollback():
+        _authorise(state)
+        body = api.decode_body(request.get_data(cache=False), api.RollbackRequest)
+        _known_slot(state, body.slot)
+        entry = state.registry.get(body.slot)
+        current = entry.version if entry else None
+        older = [v for v in state.store.versions(body.slot) if current is None or v < current]
+        for version in reversed(older):
+            try:
+                state.store.read_info(body.slot, version)
+            except ModelStoreError:
+                continue
+            state.store.pin(body.slot, version)
+            state.registry.refresh()
+            return _json_response(_served(state, body.slot))
+        raise api.RequestError("slot", f"no whole version of {body.slot!r} older than {current}",
+                               status=409, reason="nothing_to_roll_back")  # fmt: skip
+
+    @app.post("/v1/admin/reload")
+    def reload():
+        _authorise(state)
+        if state.config_loader is None:
+            raise api.RequestError("(config)", "this server has no config source to re-read",
+                                   status=409, reason="no_config_source")  # fmt: skip
+        try:
+            config = state.config_loader()
+        except ConfigError as exc:
+            raise api.RequestError(
+                exc.key or "(config)", exc.problem, reason="bad_config"
+            ) from None
+        state.config = config
+        state.decider = PageDecider(config, state.registry, state.decider.holdout)
+        state.registry.replace_config(config)
+        return _json_response({"slots": state.registry.versions()})
+
+
+def _authorise(state: ServiceState) -> None:
+    header = request.headers.get("Authorization", "")
+    supplied = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+    if not state.admin_token or not hmac.compare_digest(
+        supplied.encode(), state.admin_token.encode()
+    ):
+        raise api.RequestError("Authorization", "a valid bearer token is required", status=401,
+                               reason="unauthorised")  # fmt: skip
+
+
+def _known_slot(state: ServiceState, slot: str) -> None:
+    if slot not in state.config.slots:
+        raise api.RequestError("slot", f"unknown slot {slot!r}", reason="unknown_slot")
+
+
+def _check_loadable(state: ServiceState, slot: str, version: str) -> None:
+    try:
+        state.store.load(slot, version, state.config.slots[slot]).policy.close()
+    except ModelStoreError as exc:
+        raise api.RequestError("version", str(exc), status=409, reason="bad_version") from None
+
+
+def _served(state: ServiceState, slot: str) -> dict[str, str | None]:
+    entry = state.registry.get(slot)
+    return {"slot": slot, "version": entry.version if entry else None,
+            "pinned": state.store.pinned(slot)}  # fmt: skip
+
+
+def _register_errors(app: Flask, state: ServiceState) -> None:
+    def answer(field: str, message: str, reason: str, status: int) -> Response:
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        state.metrics.request_errors.labels(endpoint, reason).inc()
+        response = _json_response(
+            api.ErrorResponse(api.ErrorDetail(field, message, reason)), status
+        )
+        if status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.errorhandler(api.RequestError)
+    def _request_error(exc: api.RequestError):
+        return answer(exc.field, exc.message, exc.reason, exc.status)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        status = exc.code or 500
+        field = "(body)" if status == 413 else "(path)"
+        return answer(field, exc.description or exc.name, _HTTP_REASONS.get(status, "http"), status)
+
+    @app.errorhandler(Exception)
+    def _internal(exc: Exception):
+        log.exception("internal error")
+        return answer("(server)", "internal error", "internal", 500)

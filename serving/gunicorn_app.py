@@ -1,0 +1,63 @@
+"""`artbandit serve`: the Flask app under gunicorn, with metrics shared by all workers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+
+from gunicorn.app.base import BaseApplication
+
+from bandit.config import Config
+
+
+class DecisionService(BaseApplication):
+    """Each worker builds its own app after the fork (VW workspaces, Kafka producer, threads)."""
+
+    def __init__(self, config: Config, config_loader: Callable[[], Config]):
+        self.config = config
+        self.config_loader = config_loader
+        super().__init__()
+
+    def load_config(self) -> None:
+        serving = self.config.serving
+        self.cfg.set("bind", f"{serving.host}:{serving.port}")
+        self.cfg.set("workers", serving.workers)
+        self.cfg.set("worker_class", "sync")
+        self.cfg.set("timeout", 30)
+        self.cfg.set("graceful_timeout", 10)
+        self.cfg.set("child_exit", _child_exit)
+        self.cfg.set("worker_exit", _worker_exit)
+
+    def load(self):
+        from serving.app import create_app  # after PROMETHEUS_MULTIPROC_DIR is set
+
+        return create_app(self.config, config_loader=self.config_loader)
+
+
+def _child_exit(server, worker) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def _worker_exit(server, worker) -> None:
+    app = getattr(worker, "wsgi", None)
+    state = getattr(app, "extensions", {}).get("artbandit") if app is not None else None
+    if state is not None:
+        state.producer.close(timeout_s=5)
+
+
+def serve(config: Config, config_loader: Callable[[], Config]) -> int:
+    """Run until SIGINT/SIGTERM. Metrics of all workers are aggregated in a private directory."""
+    own_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        own_dir = tempfile.mkdtemp(prefix="artbandit-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
+    try:
+        DecisionService(config, config_loader).run()
+    finally:
+        if own_dir:
+            shutil.rmtree(own_dir, ignore_errors=True)
+    return 0

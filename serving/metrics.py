@@ -1,0 +1,97 @@
+"""Every metric of the decision service, on an injected registry.
+
+Label values are bounded: slot names and topics come from config, groups, reasons and
+endpoints from fixed sets; never a title, candidate or user id. Under gunicorn the values
+live in PROMETHEUS_MULTIPROC_DIR and `/metrics` aggregates all workers.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class ServingMetrics:
+    def __init__(self, registry: CollectorRegistry):
+        self.registry = registry
+        self.decisions = Counter(
+            "artbandit_decisions_total",
+            "Slot decisions served.",
+            ["slot", "group", "explored"],
+            registry=registry,
+        )
+        self.request_seconds = Histogram(
+            "artbandit_request_duration_seconds",
+            "Time to answer a request, by endpoint.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.request_errors = Counter(
+            "artbandit_request_errors_total",
+            "Requests answered with an error, by endpoint and reason.",
+            ["endpoint", "reason"],
+            registry=registry,
+        )
+        self.events_sent = Counter(
+            "artbandit_events_sent_total",
+            "Events acknowledged by Kafka.",
+            ["topic"],
+            registry=registry,
+        )
+        self.events_dropped = Counter(
+            "artbandit_events_dropped_total",
+            "Events not delivered to Kafka (buffer full, broker unavailable, send failed).",
+            ["topic", "reason"],
+            registry=registry,
+        )
+        self.events_buffered = Gauge(
+            "artbandit_events_buffered",
+            "Events queued or in flight to Kafka, not yet acknowledged.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.feedback = Counter(
+            "artbandit_feedback_forwarded_total",
+            "Feedback events accepted over HTTP for Kafka.",
+            ["type"],
+            registry=registry,
+        )
+        self.policy_version = Gauge(
+            "artbandit_policy_version",
+            "Version number of the policy served per slot (0: untrained).",
+            ["slot"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.policy_age = Gauge(
+            "artbandit_policy_age_seconds",
+            "Seconds since the served policy version was created.",
+            ["slot"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.policy_reload_failures = Counter(
+            "artbandit_policy_reload_failures_total",
+            "Policy versions refused (corrupt or unloadable); the previous one kept serving.",
+            ["slot"],
+            registry=registry,
+        )
+
+    def exposition(self) -> bytes:
+        """The text exposition: this process's registry, or all gunicorn workers' files."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)
+
+
+def version_number(version: str) -> int:
+    """`v00000012` -> 12; anything else (e.g. `untrained`) -> 0."""
+    digits = version[1:] if version.startswith("v") else ""
+    return int(digits) if digits.isdigit() else 0

@@ -1,0 +1,145 @@
+"""The policies a serving worker runs, one per slot, swapped in place when a new version
+(or a pin) appears in the model store.
+
+A swap never fails a request: a request holds the entry it started with (under that entry's
+lock, since a VW workspace is not thread-safe), the new entry is built fully before it is
+published, and the old workspace is closed under its lock once no request uses it. A version
+that does not load is refused, remembered, and the current one keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bandit.config import Config, SlotConfig
+from bandit.model_store import ModelStore, ModelStoreError
+from bandit.policies import Policy, build_policy
+
+log = logging.getLogger(__name__)
+
+UNTRAINED = "untrained"
+
+
+@dataclass
+class PolicyEntry:
+    policy: Policy
+    version: str
+    created_at: float
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    closed: bool = False
+
+
+@dataclass(frozen=True)
+class ReloadEvent:
+    slot: str
+    version: str
+    ok: bool
+    detail: str = ""
+
+
+class PolicyRegistry:
+    def __init__(
+        self,
+        config: Config,
+        store: ModelStore,
+        on_reload: Callable[[ReloadEvent, PolicyEntry | None], None] = lambda event, entry: None,
+    ):
+        self.config = config
+        self.store = store
+        self.on_reload = on_reload
+        self._entries: dict[str, PolicyEntry] = {}
+        self._refused: set[tuple[str, str]] = set()
+        self._refresh_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def get(self, slot: str) -> PolicyEntry | None:
+        return self._entries.get(slot)
+
+    def ready(self) -> bool:
+        return all(slot in self._entries for slot in self.config.slots)
+
+    def versions(self) -> dict[str, str]:
+        return {slot: entry.version for slot, entry in self._entries.items()}
+
+    def refresh(self) -> list[ReloadEvent]:
+        """Bring every slot to the version the store wants; returns what changed or failed."""
+        with self._refresh_lock:
+            return [event for slot in self.config.slots if (event := self._refresh_slot(slot))]
+
+    def replace_config(self, config: Config) -> list[ReloadEvent]:
+        """Adopt a new config: every slot reloads its version under its new slot config."""
+        with self._refresh_lock:
+            self.config = config
+            self._refused.clear()
+            for slot in [s for s in self._entries if s not in config.slots]:
+                self._publish(slot, None)
+            return [e for s in config.slots if (e := self._refresh_slot(s, force=True))]
+
+    def start(self, interval_s: float) -> None:
+        """Refresh every `interval_s` in a background thread (started lazily per process)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._thread = threading.Thread(
+            target=self._loop, args=(interval_s,), name="policy-reload", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            try:
+                self.refresh()
+            except Exception:  # the loop must outlive any one bad refresh
+                log.exception("policy refresh failed")
+
+    def _refresh_slot(self, slot: str, force: bool = False) -> ReloadEvent | None:
+        slot_config = self.config.slots[slot]
+        current = self._entries.get(slot)
+        try:
+            wanted = self.store.wanted_version(slot)
+        except OSError as exc:
+            return self._refuse(slot, "?", f"model store unreadable: {exc}")
+        if wanted is None:
+            if (current is None or force) and not self.config.serving.require_trained_policy:
+                self._publish(slot, PolicyEntry(build_policy(slot_config), UNTRAINED, time.time()))
+                return ReloadEvent(slot, UNTRAINED, ok=True, detail="no stored version")
+            return None
+        unchanged = current is not None and current.version == wanted and not force
+        if unchanged or (slot, wanted) in self._refused:
+            return None
+        return self._load(slot, wanted, slot_config)
+
+    def _load(self, slot: str, version: str, slot_config: SlotConfig) -> ReloadEvent:
+        try:
+            stored = self.store.load(slot, version, slot_config)
+        except ModelStoreError as exc:
+            return self._refuse(slot, version, str(exc))
+        self._publish(slot, PolicyEntry(stored.policy, version, stored.info.created_at))
+        log.info("slot %s now serves %s", slot, version)
+        return ReloadEvent(slot, version, ok=True)
+
+    def _refuse(self, slot: str, version: str, detail: str) -> ReloadEvent:
+        self._refused.add((slot, version))
+        log.error("slot %s: refused version %s, keeping the current one: %s", slot, version, detail)
+        event = ReloadEvent(slot, version, ok=False, detail=detail)
+        self.on_reload(event, self._entries.get(slot))
+        return event
+
+    def _publish(self, slot: str, entry: PolicyEntry | None) -> None:
+        old = self._entries.get(slot)
+        if entry is None:
+            self._entries.pop(slot, None)
+        else:
+            self._entries[slot] = entry
+            self.on_reload(ReloadEvent(slot, entry.version, ok=True), entry)
+        if old is not None:
+            with old.lock:  # waits for a request still deciding with the old policy
+                old.closed = True
+                old.policy.close()
