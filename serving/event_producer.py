@@ -79,7 +79,10 @@ class EventProducer:
             self._queue.put(_STOP)
             self._thread.join(timeout_s)
         if self._producer is not None:
-            self._producer.close(timeout=timeout_s)
+            try:
+                self._producer.close(timeout=timeout_s)
+            except KafkaError as exc:  # the broker is gone; what was unsent is already counted
+                log.warning("Kafka producer did not close cleanly: %s", exc)
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -126,6 +129,7 @@ class EventProducer:
                     bootstrap_servers=self.bootstrap_servers,
                     client_id=self.client_id,
                     acks=1,
+                    enable_idempotence=False,  # acks=1: low latency over exactly-once logging
                     linger_ms=5,
                     max_block_ms=2000,  # blocks only this thread; the buffer absorbs the wait
                     request_timeout_ms=10_000,

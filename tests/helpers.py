@@ -1,0 +1,135 @@
+"""Real parts for tests: a running decision service on loopback, an HTTP client, a Kafka reader."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+from kafka import KafkaConsumer
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from bandit import events
+from bandit.config import Config
+from serving.app import ServiceState, create_app, service_state
+
+
+class _KeepAliveHandler(WSGIRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_request(self, *args, **kwargs) -> None:
+        pass
+
+
+@dataclass
+class RunningService:
+    app: Flask
+    server: BaseWSGIServer
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def state(self) -> ServiceState:
+        return service_state(self.app)
+
+    def client(self) -> Client:
+        return Client(self.host, self.port)
+
+
+@contextlib.contextmanager
+def running_service(config: Config, **create_kwargs: Any) -> Iterator[RunningService]:
+    """The app on a free port of 127.0.0.1 in a thread; stopped (and its producer flushed) after."""
+    app = create_app(config, **create_kwargs)
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_KeepAliveHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield RunningService(app, server, "127.0.0.1", server.server_port)
+    finally:
+        server.shutdown()
+        thread.join(10)
+        state = service_state(app)
+        state.registry.stop()
+        state.producer.close(timeout_s=5)
+
+
+class Client:
+    """A keep-alive HTTP/1.1 client; one per thread."""
+
+    def __init__(self, host: str, port: int):
+        self.connection = http.client.HTTPConnection(host, port, timeout=30)
+
+    def request(
+        self, method: str, path: str, body: Any = None, raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:  # fmt: skip
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        self.connection.request(
+            method, path, body=data, headers={"Content-Type": "application/json", **(headers or {})}
+        )
+        response = self.connection.getresponse()
+        payload = response.read()
+        content_type = response.getheader("Content-Type", "")
+        return response.status, json.loads(payload) if "json" in content_type else payload.decode()
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
+        return self.request("POST", path, body, **kwargs)
+
+    def get(self, path: str) -> tuple[int, Any]:
+        return self.request("GET", path)
+
+
+def read_topic(
+    bootstrap: str, topic: str, count: int, timeout_s: float = 20.0
+) -> list[events.Event]:
+    """The first `count` events of `topic` (decoded), or fewer if the deadline passes."""
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=1000
+    )
+    received: list[events.Event] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(received) < count and time.monotonic() < deadline:
+            for message in consumer:
+                received.append(events.decode(message.value))
+                if len(received) >= count:
+                    break
+    finally:
+        consumer.close()
+    return received
+
+
+def wait_for(
+    condition: Callable[[], Any], timeout_s: float = 20.0, interval_s: float = 0.05
+) -> Any:
+    """Poll `condition` until it returns something truthy; fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s")
+        time.sleep(interval_s)
+
+
+def metric_value(exposition: str, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels` (0 if none)."""
+    total = 0.0
+    for line in exposition.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        sample, _, value = line.rpartition(" ")
+        if all(f'{k}="{v}"' in sample for k, v in labels.items()):
+            total += float(value)
+    return total
