@@ -1,0 +1,72 @@
+"""`artbandit serve`: gunicorn workers, the embedded broker started for zero-config, metrics
+aggregated over workers, and a clean stop on SIGTERM."""
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bandit.embedded_broker import free_port
+from tests.helpers import metric_value, read_topic, wait_for
+
+ARTBANDIT = str(Path(sys.executable).with_name("artbandit"))
+HERO = {"user": {"id": "u"}, "slots": [{"slot": "hero", "candidates": [{"id": "a"}, {"id": "b"}]}]}
+
+
+def call(port: int, method: str, path: str, body=None) -> tuple[int, str]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request(method, path, body=json.dumps(body) if body is not None else None)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    except OSError:
+        return 0, ""
+    finally:
+        connection.close()
+
+
+def test_serve_runs_gunicorn_workers_on_the_embedded_broker(tmp_path):
+    port, broker_port = free_port(), free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("ARTBANDIT_CONFIG", "PROMETHEUS_MULTIPROC_DIR")
+    }
+    process = subprocess.Popen(
+        [ARTBANDIT, "serve", "--set", f"serving.port={port}", "--set", "serving.workers=2",
+         "--set", f"kafka.embedded_port={broker_port}", "--set", f'model_store.path="{tmp_path}"'],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: call(port, "GET", "/readyz")[0] == 200, timeout_s=60)
+        for _ in range(40):
+            assert call(port, "POST", "/v1/decide", HERO)[0] == 200
+        # Every scrape, whichever worker answers it, sees all workers' decisions.
+        for _ in range(6):
+            status, exposition = call(port, "GET", "/metrics")
+            assert status == 200
+            assert metric_value(exposition, "artbandit_decisions_total", slot="hero") == 40
+        logged = read_topic(f"127.0.0.1:{broker_port}", "artbandit.decisions", 40)
+        assert len(logged) == 40
+        wait_for(
+            lambda: (
+                metric_value(call(port, "GET", "/metrics")[1], "artbandit_events_sent_total") == 40
+            )
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(timeout=30)
+        finally:
+            process.kill()
+        stderr = process.stderr.read()
+    assert code == 0, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    deadline = time.monotonic() + 10
+    while call(broker_port, "GET", "/")[0] != 0 or call(port, "GET", "/healthz")[0] != 0:
+        assert time.monotonic() < deadline, "server or broker outlived serve"
+        time.sleep(0.2)
