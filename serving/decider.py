@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from dataclasses import dataclass
 
 from bandit.config import Config
@@ -45,7 +45,7 @@ class PageDecider:
                 choice = self.control[slot.slot].decide(context, slot.candidates, slot.select)
             else:
                 policy_ref, choice = self._treatment(index, slot, context)
-            decision_id = uuid.uuid4().hex
+            decision_id = os.urandom(16).hex()  # 128 random bits, as uuid4, at a third the cost
             decisions.append(
                 Decision(
                     decision_id=decision_id,

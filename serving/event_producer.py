@@ -22,6 +22,7 @@ from bandit import events
 log = logging.getLogger(__name__)
 
 _STOP = object()
+BATCH_INTERVAL_S = 0.01
 
 
 class EventProducer:
@@ -96,17 +97,28 @@ class EventProducer:
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            topic, key, event = item
-            try:
-                value = events.encode(event)
-            except events.EventError as exc:
-                log.error("event refused by its own contract, not sent: %s", exc)
-                self._done(topic, ok=False, reason="invalid")
-                continue
-            self._produce(topic, key, value)
+            batch = [self._queue.get()]
+            # Wake at most every BATCH_INTERVAL_S and send all that waits in one burst: a
+            # thread woken per event would fight the request thread for the GIL.
+            time.sleep(BATCH_INTERVAL_S)
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            for item in batch:
+                if item is _STOP:
+                    return
+                self._ship(*item)
+
+    def _ship(self, topic: str, key: str, event: events.Event) -> None:
+        try:
+            value = events.encode(event)
+        except events.EventError as exc:
+            log.error("event refused by its own contract, not sent: %s", exc)
+            self._done(topic, ok=False, reason="invalid")
+            return
+        self._produce(topic, key, value)
 
     def _produce(self, topic: str, key: str, value: bytes) -> None:
         producer = self._connect()
@@ -130,7 +142,8 @@ class EventProducer:
                     client_id=self.client_id,
                     acks=1,
                     enable_idempotence=False,  # acks=1: low latency over exactly-once logging
-                    linger_ms=5,
+                    linger_ms=20,  # fewer, larger produce requests: less CPU here and in Kafka
+                    batch_size=256 * 1024,
                     max_block_ms=2000,  # blocks only this thread; the buffer absorbs the wait
                     request_timeout_ms=10_000,
                     delivery_timeout_ms=20_000,

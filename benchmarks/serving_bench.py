@@ -1,0 +1,136 @@
+"""Decision service throughput and latency under load from a second process on loopback.
+
+Starts `artbandit serve` (gunicorn, `serving.workers` sync workers, default 2) with the
+embedded broker, so every decision is really logged to Kafka, and drives it with wrk:
+
+  (a) one artwork slot with 10 candidates, 16 connections
+  (b) a full page: 40 artwork slots of 4 variants, one hero of 10, rows ordering 10 of 20,
+      at 2 and at 16 connections
+
+Targets on 2 cores: (a) >= 3,000 requests/s with p99 <= 10 ms; (b) p99 <= 25 ms.
+Needs wrk (Debian: apt-get install wrk). Run: python benchmarks/serving_bench.py [--seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bandit.embedded_broker import free_port
+
+ARTBANDIT = str(Path(sys.executable).with_name("artbandit"))
+
+
+def one_artwork_slot() -> dict:
+    return {
+        "user": {"id": "user-1", "features": {"taste": "romance", "country": "DE"}},
+        "context": {"device": "tv", "hour": 21},
+        "slots": [{"slot": "artwork", "key": "title:1",
+                   "candidates": [{"id": f"art{i}", "features": {"tone": f"t{i % 4}"}} for i in range(10)]}],
+    }  # fmt: skip
+
+
+def full_page() -> dict:
+    artwork = [
+        {"slot": "artwork", "key": f"title:{t}",
+         "candidates": [{"id": f"t{t}-a{a}", "features": {"tone": f"t{a}"}} for a in range(4)]}
+        for t in range(40)
+    ]  # fmt: skip
+    hero = {"slot": "hero", "key": "hero",
+            "candidates": [{"id": f"hero{h}", "features": {"genre": f"g{h % 5}"}} for h in range(10)]}  # fmt: skip
+    rows = {"slot": "rows", "key": "home", "select": 10,
+            "candidates": [{"id": f"row{r}", "features": {"genre": f"g{r % 5}"}} for r in range(20)]}  # fmt: skip
+    return {"user": {"id": "user-1", "features": {"taste": "action"}}, "context": {"device": "web"},
+            "slots": [*artwork, hero, rows]}  # fmt: skip
+
+
+def ready(port: int) -> bool:
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        connection.request("GET", "/readyz")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+
+
+def wrk(port: int, body: dict, connections: int, seconds: float, workdir: str) -> dict[str, float]:
+    script = Path(workdir) / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = {json.dumps(json.dumps(body))}\n"
+    )
+    out = subprocess.run(
+        ["wrk", "-t", "1", "-c", str(connections), "-d", f"{round(seconds)}s", "--latency", "-s", str(script),
+         f"http://127.0.0.1:{port}/v1/decide"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50_ms": _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),
+        "p99_ms": _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),
+        "non_2xx": float(errors.group(1)) if errors else 0.0,
+        "socket_errors": socket_errors.group(1) if socket_errors else "none",
+    }
+
+
+def _ms(value: str) -> float:
+    number, unit = re.match(r"([\d.]+)(\w+)", value).groups()
+    return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is needed: apt-get install wrk", file=sys.stderr)
+        return 2
+    port, broker_port = free_port(), free_port()
+    workdir = tempfile.mkdtemp(prefix="artbandit-bench-")
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    server = subprocess.Popen(
+        [ARTBANDIT, "serve", "--set", f"serving.port={port}", "--set", f"serving.workers={args.workers}",
+         "--set", f"kafka.embedded_port={broker_port}", "--set", f'model_store.path="{workdir}/models"'],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not ready(port):
+            if time.monotonic() > deadline or server.poll() is not None:
+                print("the server did not become ready", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+        wrk(port, full_page(), 2, 2, workdir)  # warm up workers and the broker's topics
+        cases = [("(a) 1 artwork slot x 10 candidates", one_artwork_slot(), 16),
+                 ("(b) full page: 40x4 artwork, hero 10, rows 10 of 20", full_page(), 2),
+                 ("(b) full page: 40x4 artwork, hero 10, rows 10 of 20", full_page(), 16)]  # fmt: skip
+        print(
+            f"{args.workers} gunicorn sync workers, decisions logged to the embedded broker, wrk {args.seconds:.0f}s each"
+        )
+        print(f"{'case':<54}{'conns':>6}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'non-2xx':>8}")
+        for name, body, connections in cases:
+            r = wrk(port, body, connections, args.seconds, workdir)
+            print(f"{name:<54}{connections:>6}{r['rps']:>9,.0f}{r['p50_ms']:>8.2f}{r['p99_ms']:>8.2f}"
+                  f"{r['non_2xx']:>8.0f}  socket errors: {r['socket_errors']}", flush=True)  # fmt: skip
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
