@@ -181,6 +181,21 @@ class ModelStore:
         versions = self.versions(slot)
         return versions[-1] if versions else None
 
+    def signal_reload(self) -> str:
+        """Ask every process serving from this store to re-read its config; returns the token."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        token = f"{time.time_ns()}-{os.getpid()}"
+        tmp = self.root / f".tmp-reload-{token}"
+        tmp.write_text(token)
+        os.replace(tmp, self.root / "RELOAD")
+        return token
+
+    def reload_signal(self) -> str | None:
+        try:
+            return (self.root / "RELOAD").read_text() or None
+        except FileNotFoundError:
+            return None
+
     def _next_number(self, slot: str) -> int:
         existing = self.versions(slot)
         return int(existing[-1][1:]) + 1 if existing else 1

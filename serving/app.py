@@ -43,6 +43,7 @@ class ServiceState:
     metrics: ServingMetrics
     admin_token: str | None
     config_loader: Callable[[], Config] | None
+    reload_signal: str | None = None
 
 
 def resolve_bootstrap(config: Config) -> str:
@@ -82,6 +83,7 @@ def create_app(
         metrics=metrics,
         admin_token=environ.get(config.serving.admin_token_env) or None,
         config_loader=config_loader,
+        reload_signal=store.reload_signal(),
     )
     app = Flask("artbandit")
     app.config["MAX_CONTENT_LENGTH"] = config.serving.max_body_bytes
@@ -111,7 +113,8 @@ def _register_routes(app: Flask, state: ServiceState) -> None:
     @app.before_request
     def _start_timer():
         g.started = time.perf_counter()
-        state.registry.start(state.config.serving.reload_interval_s)  # per worker, once
+        # Per worker, once: started here because a gunicorn fork does not carry threads over.
+        state.registry.start(state.config.serving.reload_interval_s, lambda: _follow_reload(state))
 
     @app.after_request
     def _observe(response: Response) -> Response:
@@ -213,10 +216,27 @@ def _register_routes(app: Flask, state: ServiceState) -> None:
             raise api.RequestError(
                 exc.key or "(config)", exc.problem, reason="bad_config"
             ) from None
-        state.config = config
-        state.decider = PageDecider(config, state.registry, state.decider.holdout)
-        state.registry.replace_config(config)
+        _apply_config(state, config)
+        state.reload_signal = state.store.signal_reload()  # the other workers and replicas follow
         return _json_response({"slots": state.registry.versions()})
+
+
+def _apply_config(state: ServiceState, config: Config) -> None:
+    state.config = config
+    state.decider = PageDecider(config, state.registry, state.decider.holdout)
+    state.registry.replace_config(config)
+
+
+def _follow_reload(state: ServiceState) -> None:
+    """Re-read the config when another worker or replica was told to (via the store)."""
+    signal = state.store.reload_signal()
+    if signal == state.reload_signal or state.config_loader is None:
+        return
+    state.reload_signal = signal
+    try:
+        _apply_config(state, state.config_loader())
+    except ConfigError as exc:
+        log.error("config reload refused, keeping the current config: %s", exc)
 
 
 def _authorise(state: ServiceState) -> None:

@@ -80,21 +80,23 @@ class PolicyRegistry:
                 self._publish(slot, None)
             return [e for s in config.slots if (e := self._refresh_slot(s, force=True))]
 
-    def start(self, interval_s: float) -> None:
-        """Refresh every `interval_s` in a background thread (started lazily per process)."""
+    def start(self, interval_s: float, on_tick: Callable[[], None] = lambda: None) -> None:
+        """Refresh every `interval_s` in a background thread (started lazily per process);
+        `on_tick` runs first on each round (the app checks for a config reload there)."""
         if self._thread is not None and self._thread.is_alive():
             return
         self._thread = threading.Thread(
-            target=self._loop, args=(interval_s,), name="policy-reload", daemon=True
+            target=self._loop, args=(interval_s, on_tick), name="policy-reload", daemon=True
         )
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
 
-    def _loop(self, interval_s: float) -> None:
+    def _loop(self, interval_s: float, on_tick: Callable[[], None]) -> None:
         while not self._stop.wait(interval_s):
             try:
+                on_tick()
                 self.refresh()
             except Exception:  # the loop must outlive any one bad refresh
                 log.exception("policy refresh failed")

@@ -159,3 +159,21 @@ def test_reload_with_a_bad_config_is_refused_and_keeps_serving(make_config):
         )
         assert status == 400 and answer["error"]["field"] == "slots.hero.exploration.epsilon"
         assert client.post("/v1/decide", HERO)[0] == 200
+
+
+def test_a_reload_reaches_every_worker_sharing_the_store(make_config):
+    config = make_config("slots.hero.holdout_fraction=0")
+    reloaded = make_config("slots.hero.holdout_fraction=1")
+    environ = {"ARTBANDIT_ADMIN_TOKEN": TOKEN}
+    # Two services on one model store stand for two gunicorn workers (or two replicas).
+    with (
+        running_service(config, environ=environ, config_loader=lambda: reloaded) as first,
+        running_service(config, environ=environ, config_loader=lambda: reloaded) as second,
+    ):
+        other = second.client()
+        assert other.post("/v1/decide", HERO)[1]["decisions"][0]["group"] == "treatment"
+        assert (
+            first.client().post("/v1/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"})[0]
+            == 200
+        )
+        wait_for(lambda: other.post("/v1/decide", HERO)[1]["decisions"][0]["group"] == "control")
