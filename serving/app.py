@@ -114,7 +114,7 @@ def _register_routes(app: Flask, state: ServiceState) -> None:
     def _start_timer():
         g.started = time.perf_counter()
         # Per worker, once: started here because a gunicorn fork does not carry threads over.
-        state.registry.start(state.config.serving.reload_interval_s, lambda: _follow_reload(state))
+        state.registry.start(state.config.serving.reload_interval_s, lambda: _tick(state))
 
     @app.after_request
     def _observe(response: Response) -> Response:
@@ -160,12 +160,7 @@ def _register_routes(app: Flask, state: ServiceState) -> None:
 
     @app.get("/metrics")
     def metrics():
-        state.metrics.events_buffered.set(state.producer.outstanding)
-        now = time.time()
-        for slot in state.config.slots:
-            entry = state.registry.get(slot)
-            if entry is not None:
-                state.metrics.policy_age.labels(slot).set(now - entry.created_at)
+        _refresh_gauges(state)
         return Response(state.metrics.exposition(), mimetype="text/plain; version=0.0.4")
 
     @app.get("/openapi.json")
@@ -225,6 +220,21 @@ def _apply_config(state: ServiceState, config: Config) -> None:
     state.config = config
     state.decider = PageDecider(config, state.registry, state.decider.holdout)
     state.registry.replace_config(config)
+
+
+def _tick(state: ServiceState) -> None:
+    """Each worker's periodic round: follow a config reload, keep its gauges current."""
+    _follow_reload(state)
+    _refresh_gauges(state)
+
+
+def _refresh_gauges(state: ServiceState) -> None:
+    state.metrics.events_buffered.set(state.producer.outstanding)
+    now = time.time()
+    for slot in state.config.slots:
+        entry = state.registry.get(slot)
+        if entry is not None:
+            state.metrics.policy_age.labels(slot).set(now - entry.created_at)
 
 
 def _follow_reload(state: ServiceState) -> None:

@@ -23,13 +23,19 @@ class DecisionService(BaseApplication):
         super().__init__()
 
     def load_config(self) -> None:
+        # Imported here, in the master after PROMETHEUS_MULTIPROC_DIR is set, never lazily in
+        # child_exit: two workers exiting at once would re-enter a half-done import.
+        from prometheus_client import multiprocess
+
         serving = self.config.serving
         self.cfg.set("bind", f"{serving.host}:{serving.port}")
         self.cfg.set("workers", serving.workers)
         self.cfg.set("worker_class", "sync")
         self.cfg.set("timeout", 30)
         self.cfg.set("graceful_timeout", 10)
-        self.cfg.set("child_exit", _child_exit)
+        self.cfg.set(
+            "child_exit", lambda server, worker: multiprocess.mark_process_dead(worker.pid)
+        )
         self.cfg.set("worker_exit", _worker_exit)
 
     def load(self):
@@ -45,12 +51,6 @@ class DecisionService(BaseApplication):
         gc.freeze()
         gc.set_threshold(50_000, 20, 50)
         return app
-
-
-def _child_exit(server, worker) -> None:
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)
 
 
 def _worker_exit(server, worker) -> None:
