@@ -68,14 +68,14 @@ def _run_broker(args: argparse.Namespace, config: Config) -> int:
 def _run_serve(args: argparse.Namespace, config: Config) -> int:
     import msgspec
 
-    from bandit.embedded_broker import EmbeddedBroker, embedded_is_running
+    from bandit.embedded_broker import EmbeddedBroker, broker_answers
     from serving.gunicorn_app import serve
 
     def reload_config() -> Config:
         return load_config(args.config, args.overrides)
 
     kafka = config.kafka
-    if kafka.bootstrap_servers != "embedded" or embedded_is_running(kafka.embedded_port):
+    if kafka.bootstrap_servers != "embedded" or broker_answers("127.0.0.1", kafka.embedded_port):
         return serve(config, reload_config)
     with EmbeddedBroker(port=kafka.embedded_port) as broker:
         print(f"started the embedded broker on {broker.bootstrap_servers}", file=sys.stderr)

@@ -164,12 +164,6 @@ class Config(_Strict):
     serving: ServingConfig = msgspec.field(default_factory=ServingConfig)
     model_store: ModelStoreConfig = msgspec.field(default_factory=ModelStoreConfig)
 
-    def slot(self, name: str) -> SlotConfig:
-        try:
-            return self.slots[name]
-        except KeyError:
-            raise ConfigError(f"slots.{name}", "no such slot") from None
-
 
 def load_config(
     path: str | os.PathLike[str] | None = None,

@@ -38,10 +38,24 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def embedded_is_running(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether a broker already answers on the embedded port (started by another process)."""
-    probe = EmbeddedBroker(port=port, host=host)
-    return probe.is_ready()
+def broker_answers(host: str, port: int) -> bool:
+    """Whether a Kafka-protocol broker on host:port answers a metadata request."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            pass
+    except OSError:
+        return False
+    try:
+        consumer = KafkaConsumer(bootstrap_servers=f"{host}:{port}", request_timeout_ms=2000)
+    except KafkaError:
+        return False
+    try:
+        consumer.topics()
+        return True
+    except KafkaError:
+        return False
+    finally:
+        consumer.close()
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
@@ -110,24 +124,7 @@ class EmbeddedBroker:
         raise BrokerError(f"embedded broker on {self.bootstrap_servers} not ready in {timeout_s}s")
 
     def is_ready(self) -> bool:
-        try:
-            with socket.create_connection((self.host, self.port), timeout=0.5):
-                pass
-        except OSError:
-            return False
-        try:
-            consumer = KafkaConsumer(
-                bootstrap_servers=self.bootstrap_servers, request_timeout_ms=2000
-            )
-        except KafkaError:
-            return False
-        try:
-            consumer.topics()
-            return True
-        except KafkaError:
-            return False
-        finally:
-            consumer.close()
+        return broker_answers(self.host, self.port)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

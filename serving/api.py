@@ -11,19 +11,9 @@ from typing import Annotated, Literal
 import msgspec
 
 from bandit.config import Config
-from bandit.events import (
-    MAX_CANDIDATES,
-    Candidate,
-    FeatureName,
-    FeatureValue,
-    FeedbackEvent,
-    Id,
-    field_and_message,
-)
+from bandit.events import MAX_CANDIDATES, Candidate, Features, FeedbackEvent, Id, field_and_message
 
 ABSOLUTE_MAX_SLOTS = 10_000
-
-Features = Annotated[dict[FeatureName, FeatureValue], msgspec.Meta(max_length=1024)]
 
 
 class RequestError(ValueError):
