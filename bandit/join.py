@@ -1,0 +1,237 @@
+"""Joining feedback to decisions by event time: the pure core of the streaming learner.
+
+One `RewardJoin` holds the open decisions of one partition (decisions and their feedback
+share a partition because both are keyed by decision_id). A decision stays open for its
+slot's `attribution_window_s` after its `ts`, plus `allowed_lateness_s` of event time for
+out-of-order feedback; time advances with the newest `ts` seen (the watermark), never with
+the wall clock, so replaying a partition gives the same outcome every time.
+
+When a window closes, an impressed decision becomes a `RewardedEvent` and a decision never
+impressed is dropped (the person never saw it). Feedback may arrive before its decision and
+is held; duplicate feedback (same decision, type and position; for watch, also the same
+minutes) counts once; feedback too
+late for its window, or for a decision that never arrives, is a dead letter with a reason.
+The state is plain data: `snapshot()` / `restore()` carry it through a checkpoint.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import msgspec
+
+from bandit.config import SlotConfig
+from bandit.events import DecisionEvent, FeedbackEvent, RewardedEvent
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An input that cannot be joined, and why; the learner sends it to the deadletter topic."""
+
+    event: DecisionEvent | FeedbackEvent
+    reason: str
+
+
+@dataclass
+class JoinResult:
+    """What one step of the join produced (each list may be empty)."""
+
+    rewarded: list[RewardedEvent] = field(default_factory=list)
+    not_impressed: list[DecisionEvent] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    duplicates: int = 0
+
+    def extend(self, other: JoinResult) -> None:
+        self.rewarded += other.rewarded
+        self.not_impressed += other.not_impressed
+        self.dead_letters += other.dead_letters
+        self.duplicates += other.duplicates
+
+
+class _Open(msgspec.Struct):
+    decision: DecisionEvent
+    closes_at: float
+    feedback: list[FeedbackEvent] = msgspec.field(default_factory=list)
+
+
+class _State(msgspec.Struct):
+    watermark: float
+    open: list[_Open]
+    waiting: list[FeedbackEvent]  # feedback whose decision has not arrived yet
+    closed: list[tuple[str, float]]  # recently closed decision ids, to tell late from unknown
+
+
+class RewardJoin:
+    def __init__(self, slots: Mapping[str, SlotConfig], allowed_lateness_s: float = 60.0):
+        self.slots = slots
+        self.allowed_lateness_s = allowed_lateness_s
+        self.watermark = float("-inf")
+        self._open: dict[str, _Open] = {}
+        self._closing: list[tuple[float, str]] = []  # heap of (closes_at, decision_id)
+        self._waiting: dict[str, list[FeedbackEvent]] = {}
+        self._closed: dict[str, float] = {}  # decision_id -> until when stragglers are "late"
+        self._forgetting: list[tuple[float, str]] = []  # heap over _closed
+        self._expiring: list[tuple[float, str]] = []  # heap of when waiting feedback is orphaned
+
+    @property
+    def open_decisions(self) -> int:
+        return len(self._open)
+
+    def add_decision(self, decision: DecisionEvent) -> JoinResult:
+        result = JoinResult()
+        slot = self.slots.get(decision.slot)
+        if slot is None:
+            result.dead_letters.append(DeadLetter(decision, f"unknown slot {decision.slot!r}"))
+        elif decision.decision_id in self._open or decision.decision_id in self._closed:
+            result.duplicates += 1
+        else:
+            closes_at = decision.ts + slot.attribution_window_s + self.allowed_lateness_s
+            entry = _Open(decision, closes_at)
+            self._open[decision.decision_id] = entry
+            heapq.heappush(self._closing, (closes_at, decision.decision_id))
+            for feedback in self._waiting.pop(decision.decision_id, []):
+                self._attach(entry, feedback, result)
+        result.extend(self._advance(decision.ts))
+        return result
+
+    def add_feedback(self, feedback: FeedbackEvent) -> JoinResult:
+        result = JoinResult()
+        entry = self._open.get(feedback.decision_id)
+        if entry is not None:
+            self._attach(entry, feedback, result)
+        elif feedback.decision_id in self._closed:
+            result.dead_letters.append(
+                DeadLetter(feedback, "late: the decision's window had closed")
+            )
+        else:
+            waiting = self._waiting.get(feedback.decision_id)
+            if waiting is None:
+                waiting = self._waiting[feedback.decision_id] = []
+                heapq.heappush(
+                    self._expiring, (feedback.ts + self._orphan_after_s(), feedback.decision_id)
+                )
+            if _key(feedback) in {_key(f) for f in waiting}:
+                result.duplicates += 1
+            else:
+                waiting.append(feedback)
+        result.extend(self._advance(feedback.ts))
+        return result
+
+    def advance(self, watermark: float) -> JoinResult:
+        """Move event time forward (e.g. on an idle partition) and close what is due."""
+        return self._advance(watermark)
+
+    def _attach(self, entry: _Open, feedback: FeedbackEvent, result: JoinResult) -> None:
+        if feedback.position is not None and feedback.position >= len(entry.decision.chosen):
+            reason = f"position {feedback.position} beyond the {len(entry.decision.chosen)} chosen"
+            result.dead_letters.append(DeadLetter(feedback, reason))
+        elif feedback.ts > entry.closes_at:
+            result.dead_letters.append(DeadLetter(feedback, "late: after the attribution window"))
+        elif _key(feedback) in {_key(f) for f in entry.feedback}:
+            result.duplicates += 1
+        else:
+            entry.feedback.append(feedback)
+
+    def _advance(self, ts: float) -> JoinResult:
+        """Raise the watermark to `ts` (never lower it) and close every window that is due."""
+        result = JoinResult()
+        self.watermark = max(self.watermark, ts)
+        while self._closing and self._closing[0][0] <= self.watermark:
+            closes_at, decision_id = heapq.heappop(self._closing)
+            entry = self._open.pop(decision_id)
+            # Remember it long enough to call its stragglers late rather than unknown.
+            forget_at = closes_at + self.allowed_lateness_s
+            self._closed[decision_id] = forget_at
+            heapq.heappush(self._forgetting, (forget_at, decision_id))
+            self._close(entry, result)
+        self._expire(result)
+        return result
+
+    def _close(self, entry: _Open, result: JoinResult) -> None:
+        decision = entry.decision
+        if not any(f.type == "impression" for f in entry.feedback):
+            result.not_impressed.append(decision)
+            return
+        rewards = rewards_of(self.slots[decision.slot], len(decision.chosen), entry.feedback)
+        result.rewarded.append(
+            RewardedEvent.from_decision(decision, rewards, impressed=True, joined_at=self.watermark)
+        )
+
+    def _expire(self, result: JoinResult) -> None:
+        while self._forgetting and self._forgetting[0][0] <= self.watermark:
+            _, decision_id = heapq.heappop(self._forgetting)
+            self._closed.pop(decision_id, None)
+        while self._expiring and self._expiring[0][0] <= self.watermark:
+            _, decision_id = heapq.heappop(self._expiring)
+            for orphan in self._waiting.pop(decision_id, []):
+                result.dead_letters.append(DeadLetter(orphan, "unknown decision"))
+
+    def _orphan_after_s(self) -> float:
+        """How long feedback waits for its decision: the longest window, plus lateness twice."""
+        longest = max(s.attribution_window_s for s in self.slots.values())
+        return longest + 2 * self.allowed_lateness_s
+
+    def snapshot(self) -> bytes:
+        """The whole join state as bytes, for a checkpoint."""
+        state = _State(
+            watermark=self.watermark if self.watermark != float("-inf") else -1.0,
+            open=list(self._open.values()),
+            waiting=[f for feedback in self._waiting.values() for f in feedback],
+            closed=list(self._closed.items()),
+        )
+        return msgspec.msgpack.encode(state)
+
+    @classmethod
+    def restore(
+        cls, slots: Mapping[str, SlotConfig], data: bytes, allowed_lateness_s: float = 60.0
+    ) -> RewardJoin:
+        state = msgspec.msgpack.decode(data, type=_State)
+        join = cls(slots, allowed_lateness_s)
+        join.watermark = state.watermark if state.watermark >= 0 else float("-inf")
+        for entry in state.open:
+            join._open[entry.decision.decision_id] = entry
+            join._closing.append((entry.closes_at, entry.decision.decision_id))
+        heapq.heapify(join._closing)
+        for feedback in state.waiting:
+            if feedback.decision_id not in join._waiting:
+                join._waiting[feedback.decision_id] = []
+                expires = feedback.ts + join._orphan_after_s()
+                join._expiring.append((expires, feedback.decision_id))
+            join._waiting[feedback.decision_id].append(feedback)
+        heapq.heapify(join._expiring)
+        join._closed = dict(state.closed)
+        join._forgetting = [(until, decision_id) for decision_id, until in state.closed]
+        heapq.heapify(join._forgetting)
+        return join
+
+
+def rewards_of(slot: SlotConfig, positions: int, feedback: list[FeedbackEvent]) -> list[float]:
+    """Per-position reward: click, play and watch minutes weighted by the slot, capped at max.
+
+    Feedback without a position counts for the first position (single-choice slots). Watch
+    reports are cumulative minutes, so the largest one counts: repeated or reordered
+    progress reports give the same reward.
+    """
+    mapping = slot.reward
+    totals = [0.0] * positions
+    minutes = [0.0] * positions
+    for event in feedback:
+        position = event.position or 0
+        if event.type == "click":
+            totals[position] += mapping.click
+        elif event.type == "play":
+            totals[position] += mapping.play
+        elif event.type == "watch":
+            minutes[position] = max(minutes[position], event.value or 0.0)
+    return [
+        min(total + mapping.watch_minute * watched, mapping.max)
+        for total, watched in zip(totals, minutes, strict=True)
+    ]
+
+
+def _key(feedback: FeedbackEvent) -> tuple[str, str, int | None, float | None]:
+    """Feedback that repeats this key is a duplicate; watch reports differ by their minutes."""
+    value = feedback.value if feedback.type == "watch" else None
+    return feedback.decision_id, feedback.type, feedback.position, value

@@ -1,0 +1,233 @@
+"""The reward join: scripted cases for each outcome, and properties over arrival orders."""
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bandit.config import load_config
+from bandit.events import Candidate, Context, DecisionEvent, FeedbackEvent, PolicyRef
+from bandit.join import RewardJoin, rewards_of
+
+CONFIG = load_config(
+    overrides=["slots.rows.reward.max=1.5", "slots.artwork.reward.watch_minute=0.1"], environ={}
+)
+SLOTS = CONFIG.slots  # windows of 1800 s; click 0.5, play 1.0, capped at max
+WINDOW = 1800.0
+LATENESS = 60.0
+AFTER_ALL = 10_000.0
+
+
+def decision(
+    decision_id: str, ts: float = 0.0, slot: str = "artwork", chosen=("a",)
+) -> DecisionEvent:
+    ids = ["a", "b", "c", "d"]
+    return DecisionEvent(
+        decision_id=decision_id, ts=ts, slot=slot, key="k", user_hash="h", group="treatment",
+        policy=PolicyRef(name="vw", version="v1"), context=Context(),
+        candidates=[Candidate(id=i) for i in ids], chosen=list(chosen),
+        probabilities=[0.5] * len(chosen), explored=False,
+    )  # fmt: skip
+
+
+def feedback(
+    decision_id: str, kind: str, ts: float = 1.0, position=None, value=None
+) -> FeedbackEvent:
+    return FeedbackEvent(decision_id=decision_id, ts=ts, type=kind, position=position, value=value)
+
+
+def run(events, join: RewardJoin | None = None):
+    join = join or RewardJoin(SLOTS, LATENESS)
+    from bandit.join import JoinResult
+
+    total = JoinResult()
+    for event in events:
+        step = (
+            join.add_decision(event)
+            if isinstance(event, DecisionEvent)
+            else join.add_feedback(event)
+        )
+        total.extend(step)
+    total.extend(join.advance(AFTER_ALL))
+    return total
+
+
+def test_impressed_and_clicked_decision_is_rewarded_when_its_window_closes():
+    join = RewardJoin(SLOTS, LATENESS)
+    join.add_decision(decision("d1"))
+    join.add_feedback(feedback("d1", "impression"))
+    assert join.add_feedback(feedback("d1", "click", ts=2)).rewarded == []  # window still open
+    result = join.advance(WINDOW + LATENESS)
+    assert [(r.decision_id, r.rewards, r.reward, r.impressed) for r in result.rewarded] == [
+        ("d1", [0.5], 0.5, True)
+    ]
+    assert result.rewarded[0].joined_at == WINDOW + LATENESS
+    assert join.open_decisions == 0
+
+
+def test_never_impressed_decision_is_not_a_training_example():
+    result = run([decision("d1"), feedback("d1", "click")])
+    assert result.rewarded == [] and [d.decision_id for d in result.not_impressed] == ["d1"]
+
+
+def test_feedback_before_its_decision_is_held_not_lost():
+    result = run(
+        [feedback("d1", "impression", ts=5), feedback("d1", "play", ts=6), decision("d1", ts=4)]
+    )
+    assert [(r.decision_id, r.rewards) for r in result.rewarded] == [("d1", [1.0])]
+
+
+def test_duplicate_feedback_counts_once():
+    result = run([decision("d1"), feedback("d1", "impression"), feedback("d1", "click"),
+                  feedback("d1", "click", ts=3), feedback("d1", "impression", ts=4)])  # fmt: skip
+    assert result.rewarded[0].rewards == [0.5] and result.duplicates == 2
+
+
+def test_duplicate_decision_counts_once():
+    result = run([decision("d1"), decision("d1"), feedback("d1", "impression")])
+    assert len(result.rewarded) == 1 and result.duplicates == 1
+
+
+def test_feedback_after_the_window_is_a_late_dead_letter():
+    join = RewardJoin(SLOTS, LATENESS)
+    join.add_decision(decision("d1"))
+    join.add_feedback(feedback("d1", "impression"))
+    join.advance(WINDOW + LATENESS + 1)
+    result = join.add_feedback(feedback("d1", "click", ts=WINDOW + LATENESS + 2))
+    assert [(d.event.type, d.reason.split(":")[0]) for d in result.dead_letters] == [
+        ("click", "late")
+    ]
+
+
+def test_feedback_for_a_decision_that_never_comes_is_a_dead_letter():
+    result = run([feedback("ghost", "click", ts=1)])
+    assert [(d.event.decision_id, d.reason) for d in result.dead_letters] == [
+        ("ghost", "unknown decision")
+    ]
+
+
+def test_feedback_for_a_position_not_shown_is_a_dead_letter():
+    result = run(
+        [decision("r1", slot="rows", chosen=("a", "b")), feedback("r1", "impression", position=5)]
+    )
+    assert "position 5" in result.dead_letters[0].reason
+    assert result.not_impressed[0].decision_id == "r1"
+
+
+def test_decision_for_an_unknown_slot_is_a_dead_letter():
+    result = run([decision("d1", slot="carousel")])
+    assert result.dead_letters[0].reason == "unknown slot 'carousel'"
+
+
+def test_rows_get_rewards_per_position_capped_at_the_slots_max():
+    result = run([
+        decision("r1", slot="rows", chosen=("a", "b", "c")),
+        feedback("r1", "impression", position=0), feedback("r1", "impression", position=1),
+        feedback("r1", "click", position=1), feedback("r1", "play", position=1),
+        feedback("r1", "watch", position=1, value=30.0), feedback("r1", "click", position=2),
+    ])  # fmt: skip
+    assert result.rewarded[0].rewards == [0.0, 1.5, 0.5]  # 0.5 + 1.0 capped at 1.5
+    assert result.rewarded[0].reward == 2.0
+
+
+def test_watch_minutes_map_to_reward():
+    assert rewards_of(SLOTS["artwork"], 1, [feedback("d", "watch", value=4.0)]) == [
+        pytest.approx(0.4)
+    ]
+
+
+def test_a_decision_that_arrives_after_its_window_closes_at_once():
+    join = RewardJoin(SLOTS, LATENESS)
+    join.advance(AFTER_ALL)
+    result = join.add_decision(decision("old", ts=0))
+    assert [d.decision_id for d in result.not_impressed] == ["old"]
+
+
+@st.composite
+def streams(draw):
+    """Decisions and feedback whose times all lie within the allowed lateness of each other,
+    so every arrival order must give the same outcome."""
+    count = draw(st.integers(1, 8))
+    events = []
+    for n in range(count):
+        slot = draw(st.sampled_from(["artwork", "hero", "rows"]))
+        chosen = ("a", "b", "c") if slot == "rows" else ("a",)
+        ts = draw(st.floats(0, 20))
+        events.append(decision(f"d{n}", ts=ts, slot=slot, chosen=chosen))
+        for _ in range(draw(st.integers(0, 5))):
+            kind = draw(st.sampled_from(["impression", "click", "play", "watch"]))
+            position = draw(st.integers(0, len(chosen) - 1)) if slot == "rows" else None
+            value = draw(st.floats(0, 100)) if kind == "watch" else None
+            events.append(
+                feedback(
+                    f"d{n}", kind, ts=ts + draw(st.floats(0, 20)), position=position, value=value
+                )
+            )
+    return events
+
+
+def outcome(result):
+    return (
+        sorted((r.decision_id, tuple(r.rewards)) for r in result.rewarded),
+        sorted(d.decision_id for d in result.not_impressed),
+        sorted((d.event.decision_id, d.reason) for d in result.dead_letters),
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(streams(), st.randoms(use_true_random=False))
+def test_arrival_order_does_not_change_the_outcome(events, random):
+    shuffled = list(events)
+    random.shuffle(shuffled)
+    assert outcome(run(shuffled)) == outcome(run(events))
+
+
+@settings(max_examples=200, deadline=None)
+@given(streams(), st.randoms(use_true_random=False))
+def test_replayed_duplicates_do_not_change_the_outcome(events, random):
+    doubled = events + [random.choice(events) for _ in range(len(events))]
+    random.shuffle(doubled)
+    assert outcome(run(doubled)) == outcome(run(events))
+
+
+@settings(max_examples=200, deadline=None)
+@given(streams(), st.data())
+def test_snapshot_and_restore_mid_stream_changes_nothing(events, data):
+    cut = data.draw(st.integers(0, len(events)))
+    first = RewardJoin(SLOTS, LATENESS)
+    before = run_without_closing(events[:cut], first)
+    restored = RewardJoin.restore(SLOTS, first.snapshot(), LATENESS)
+    after = run(events[cut:], restored)
+    combined = outcome(before), outcome(after)
+    merged = tuple(sorted(a + b) for a, b in zip(*combined, strict=True))
+    assert merged == outcome(run(events))
+
+
+def run_without_closing(events, join):
+    from bandit.join import JoinResult
+
+    total = JoinResult()
+    for event in events:
+        step = (
+            join.add_decision(event)
+            if isinstance(event, DecisionEvent)
+            else join.add_feedback(event)
+        )
+        total.extend(step)
+    return total
+
+
+def test_snapshot_is_compact_plain_data():
+    join = RewardJoin(SLOTS, LATENESS)
+    join.add_decision(decision("d1"))
+    join.add_feedback(feedback("ghost", "click"))
+    state = msgspec.msgpack.decode(join.snapshot())
+    assert len(state["open"]) == 1 and len(state["waiting"]) == 1
+
+
+def test_watch_reports_are_cumulative_so_the_largest_counts():
+    reports = [feedback("d", "watch", value=10.0), feedback("d", "watch", value=4.0)]
+    assert rewards_of(SLOTS["artwork"], 1, reports) == [pytest.approx(1.0)]
+    result = run([decision("d1"), feedback("d1", "impression"), feedback("d1", "watch", value=3.0),
+                  feedback("d1", "watch", ts=2, value=7.0)])  # fmt: skip
+    assert result.rewarded[0].rewards == [pytest.approx(0.7)] and result.duplicates == 0
