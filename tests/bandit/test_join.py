@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from bandit.config import load_config
 from bandit.events import Candidate, Context, DecisionEvent, FeedbackEvent, PolicyRef
-from bandit.join import RewardJoin, rewards_of
+from bandit.join import JoinResult, RewardJoin, rewards_of
 
 CONFIG = load_config(
     overrides=["slots.rows.reward.max=1.5", "slots.artwork.reward.watch_minute=0.1"], environ={}
@@ -36,19 +36,17 @@ def feedback(
     return FeedbackEvent(decision_id=decision_id, ts=ts, type=kind, position=position, value=value)
 
 
-def run(events, join: RewardJoin | None = None):
+def run(events, join: RewardJoin | None = None, close: bool = True) -> JoinResult:
+    """Feed `events` in order; with `close`, then move time past every window."""
     join = join or RewardJoin(SLOTS, LATENESS)
-    from bandit.join import JoinResult
-
     total = JoinResult()
     for event in events:
-        step = (
-            join.add_decision(event)
-            if isinstance(event, DecisionEvent)
-            else join.add_feedback(event)
-        )
-        total.extend(step)
-    total.extend(join.advance(AFTER_ALL))
+        if isinstance(event, DecisionEvent):
+            total.extend(join.add_decision(event))
+        else:
+            total.extend(join.add_feedback(event))
+    if close:
+        total.extend(join.advance(AFTER_ALL))
     return total
 
 
@@ -195,26 +193,12 @@ def test_replayed_duplicates_do_not_change_the_outcome(events, random):
 def test_snapshot_and_restore_mid_stream_changes_nothing(events, data):
     cut = data.draw(st.integers(0, len(events)))
     first = RewardJoin(SLOTS, LATENESS)
-    before = run_without_closing(events[:cut], first)
+    before = run(events[:cut], first, close=False)
     restored = RewardJoin.restore(SLOTS, first.snapshot(), LATENESS)
     after = run(events[cut:], restored)
     combined = outcome(before), outcome(after)
     merged = tuple(sorted(a + b) for a, b in zip(*combined, strict=True))
     assert merged == outcome(run(events))
-
-
-def run_without_closing(events, join):
-    from bandit.join import JoinResult
-
-    total = JoinResult()
-    for event in events:
-        step = (
-            join.add_decision(event)
-            if isinstance(event, DecisionEvent)
-            else join.add_feedback(event)
-        )
-        total.extend(step)
-    return total
 
 
 def test_snapshot_is_compact_plain_data():
