@@ -162,16 +162,10 @@ class ModelStore:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".tmp-pin-{os.getpid()}-{time.monotonic_ns()}")
-        tmp.write_text(version)
-        os.replace(tmp, path)
+        _write_atomically(path, version)
 
     def pinned(self, slot: str) -> str | None:
-        try:
-            return (self.root / slot / "PINNED").read_text().strip() or None
-        except FileNotFoundError:
-            return None
+        return _read_marker(self.root / slot / "PINNED")
 
     def wanted_version(self, slot: str) -> str | None:
         """What serving should run: the pinned version, else the newest one."""
@@ -183,18 +177,12 @@ class ModelStore:
 
     def signal_reload(self) -> str:
         """Ask every process serving from this store to re-read its config; returns the token."""
-        self.root.mkdir(parents=True, exist_ok=True)
         token = f"{time.time_ns()}-{os.getpid()}"
-        tmp = self.root / f".tmp-reload-{token}"
-        tmp.write_text(token)
-        os.replace(tmp, self.root / "RELOAD")
+        _write_atomically(self.root / "RELOAD", token)
         return token
 
     def reload_signal(self) -> str | None:
-        try:
-            return (self.root / "RELOAD").read_text() or None
-        except FileNotFoundError:
-            return None
+        return _read_marker(self.root / "RELOAD")
 
     def _next_number(self, slot: str) -> int:
         existing = self.versions(slot)
@@ -207,6 +195,21 @@ class ModelStore:
                 continue
             with contextlib.suppress(FileNotFoundError):
                 (self.root / slot / f"{version}.policy").unlink()
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace a small marker file (pin, reload signal) so readers see old or new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}-{time.monotonic_ns()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _read_marker(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        return None
 
 
 def _rewrite(fd: int, data: bytes) -> None:

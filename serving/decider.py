@@ -46,13 +46,14 @@ class PageDecider:
             else:
                 policy_ref, choice = self._treatment(index, slot, context)
             decision_id = os.urandom(16).hex()  # 128 random bits, as uuid4, at a third the cost
+            chosen, probabilities = list(choice.chosen), list(choice.probabilities)
             decisions.append(
                 Decision(
                     decision_id=decision_id,
                     slot=slot.slot,
                     key=slot.key,
-                    chosen=list(choice.chosen),
-                    probabilities=list(choice.probabilities),
+                    chosen=chosen,
+                    probabilities=probabilities,
                     group=group,
                     policy_version=policy_ref.version,
                     explored=choice.explored,
@@ -69,8 +70,8 @@ class PageDecider:
                     policy=policy_ref,
                     context=context,
                     candidates=slot.candidates,
-                    chosen=list(choice.chosen),
-                    probabilities=list(choice.probabilities),
+                    chosen=chosen,
+                    probabilities=probabilities,
                     explored=choice.explored,
                 )
             )

@@ -60,9 +60,6 @@ class PolicyRegistry:
     def get(self, slot: str) -> PolicyEntry | None:
         return self._entries.get(slot)
 
-    def ready(self) -> bool:
-        return all(slot in self._entries for slot in self.config.slots)
-
     def versions(self) -> dict[str, str]:
         return {slot: entry.version for slot, entry in self._entries.items()}
 
