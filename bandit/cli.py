@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from bandit.config import Config, ConfigError, load_config
 
@@ -37,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(serve)
     serve.set_defaults(run=_run_serve)
 
+    learn = verbs.add_parser("learn", help="run a streaming learner (a consumer-group member)")
+    _common(learn)
+    learn.set_defaults(run=_run_learn)
+
     demo = verbs.add_parser("demo", help="watch each slot's policy learn in a synthetic world")
     _common(demo)
     demo.add_argument("--rounds", type=int, default=20_000, help="rounds per slot (default 20000)")
@@ -66,23 +71,54 @@ def _run_broker(args: argparse.Namespace, config: Config) -> int:
 
 
 def _run_serve(args: argparse.Namespace, config: Config) -> int:
-    import msgspec
-
-    from bandit.embedded_broker import EmbeddedBroker, broker_answers
     from serving.gunicorn_app import serve
 
     def reload_config() -> Config:
         return load_config(args.config, args.overrides)
 
+    with _kafka(config) as resolved:
+        return serve(resolved, reload_config)
+
+
+def _run_learn(args: argparse.Namespace, config: Config) -> int:
+    import logging
+
+    from bandit.learner.loop import KafkaLearner
+
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")  # fmt: skip
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with _kafka(config) as resolved:
+        learner = KafkaLearner(resolved, resolved.kafka.bootstrap_servers, progress=not args.quiet)
+        learner.run(stop)
+    return 0
+
+
+@contextlib.contextmanager
+def _kafka(config: Config) -> Iterator[Config]:
+    """The config with real bootstrap servers: `embedded` means the embedded broker on
+    `kafka.embedded_port`, started here (and stopped after) when none is running there."""
+    import msgspec
+
+    from bandit.embedded_broker import EmbeddedBroker, broker_answers
+
     kafka = config.kafka
-    if kafka.bootstrap_servers != "embedded" or broker_answers("127.0.0.1", kafka.embedded_port):
-        return serve(config, reload_config)
+    if kafka.bootstrap_servers != "embedded":
+        yield config
+        return
+    local = f"127.0.0.1:{kafka.embedded_port}"
+    if broker_answers("127.0.0.1", kafka.embedded_port):
+        yield msgspec.structs.replace(
+            config, kafka=msgspec.structs.replace(kafka, bootstrap_servers=local)
+        )
+        return
     with EmbeddedBroker(port=kafka.embedded_port) as broker:
         print(f"started the embedded broker on {broker.bootstrap_servers}", file=sys.stderr)
-        resolved = msgspec.structs.replace(
+        yield msgspec.structs.replace(
             config, kafka=msgspec.structs.replace(kafka, bootstrap_servers=broker.bootstrap_servers)
         )
-        return serve(resolved, reload_config)
 
 
 def _run_demo(args: argparse.Namespace, config: Config) -> int:

@@ -156,6 +156,29 @@ class ModelStoreConfig(_Strict):
     keep_versions: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 20
 
 
+class LearnerConfig(_Strict):
+    """The streaming learner: one consumer-group member over decisions and feedback."""
+
+    group_id: Name = "artbandit-learner"
+    # This member's name: its checkpoints live in `<checkpoint_dir>/<member>/`. Members of
+    # one group share `checkpoint_dir`, so a partition's open joins follow it on a rebalance.
+    member: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,100}$")] = "learner"
+    checkpoint_dir: Name = "var/learner"
+    checkpoint_interval_s: PositiveFloat = 10.0
+    checkpoint_every_events: PositiveInt = 200_000
+    keep_checkpoints: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 3
+    publish_interval_s: NonNegativeFloat = 30.0
+    allowed_lateness_s: NonNegativeFloat = 60.0
+    # When every input of a partition is read to its end, move its event time to the wall
+    # clock so windows close on a quiet stream; off for replaying old logs deterministically.
+    idle_advance: bool = True
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    partitions: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 4
+    max_poll_records: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 5000
+    metrics_host: Name = "127.0.0.1"
+    metrics_port: Port = 9108
+
+
 class Config(_Strict):
     """The whole configuration of an artbandit process."""
 
@@ -163,6 +186,7 @@ class Config(_Strict):
     kafka: KafkaConfig = msgspec.field(default_factory=KafkaConfig)
     serving: ServingConfig = msgspec.field(default_factory=ServingConfig)
     model_store: ModelStoreConfig = msgspec.field(default_factory=ModelStoreConfig)
+    learner: LearnerConfig = msgspec.field(default_factory=LearnerConfig)
 
 
 def load_config(

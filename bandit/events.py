@@ -127,12 +127,32 @@ class RewardedEvent(DecisionEvent, tag="artbandit.rewarded/1"):
         )
 
 
+class DeadLetterEvent(msgspec.Struct, tag="artbandit.deadletter/1", **_EVENT):
+    """A message the learner could not use, with why, on `artbandit.deadletter`.
+
+    `code` is one of a few fixed words: malformed, wrong_topic, unknown_slot, late,
+    unknown_decision, bad_position, unlearnable. `payload` is the message as received
+    (UTF-8, undecodable bytes replaced); `offset` is null when the join, not the decoder,
+    gave up on an event it had accepted earlier.
+    """
+
+    code: str
+    reason: str
+    topic: str
+    partition: int
+    offset: int | None
+    key: str | None
+    payload: str
+    ts: Timestamp  # when it was dead-lettered
+
+
 Event = DecisionEvent | FeedbackEvent | RewardedEvent
-E = TypeVar("E", DecisionEvent, FeedbackEvent, RewardedEvent)
+E = TypeVar("E", DecisionEvent, FeedbackEvent, RewardedEvent, DeadLetterEvent)
 
 _encoder = msgspec.json.Encoder()
 _decoders: dict[Any, msgspec.json.Decoder] = {
-    t: msgspec.json.Decoder(t) for t in (DecisionEvent, FeedbackEvent, RewardedEvent, Event)
+    t: msgspec.json.Decoder(t)
+    for t in (DecisionEvent, FeedbackEvent, RewardedEvent, DeadLetterEvent, Event)
 }
 
 
@@ -147,7 +167,7 @@ def decode(data: bytes | str, type_: type[E] | Any = Event) -> E:
         raise EventError(f"not valid JSON: {exc}") from None
 
 
-def encode(event: Event) -> bytes:
+def encode(event: Event | DeadLetterEvent) -> bytes:
     """Encode an event to JSON, refusing anything `decode` would refuse (e.g. NaN, bad lists)."""
     data = _encoder.encode(event)
     decode(data, type(event))
@@ -204,7 +224,7 @@ def write_schemas(directory: str) -> list[str]:
     target = pathlib.Path(directory)
     target.mkdir(parents=True, exist_ok=True)
     paths = []
-    for type_ in (DecisionEvent, FeedbackEvent, RewardedEvent):
+    for type_ in (DecisionEvent, FeedbackEvent, RewardedEvent, DeadLetterEvent):
         path = target / schema_file_name(type_)
         path.write_text(json.dumps(json_schema(type_), indent=2, sort_keys=True) + "\n")
         paths.append(str(path))

@@ -3,8 +3,11 @@
 One `RewardJoin` holds the open decisions of one partition (decisions and their feedback
 share a partition because both are keyed by decision_id). A decision stays open for its
 slot's `attribution_window_s` after its `ts`, plus `allowed_lateness_s` of event time for
-out-of-order feedback; time advances with the newest `ts` seen (the watermark), never with
-the wall clock, so replaying a partition gives the same outcome every time.
+out-of-order feedback. Time is event time, never the wall clock: the watermark is the older
+of the two inputs' newest `ts`, so when one topic is read ahead of the other (a backlog of
+small feedback messages drains faster than one of large decisions) no window closes before
+the slower input has caught up, and replaying a partition gives the same outcome every time.
+The learner moves the watermark itself (`advance`) when an input has nothing more to read.
 
 When a window closes, an impressed decision becomes a `RewardedEvent` and a decision never
 impressed is dropped (the person never saw it). Feedback may arrive before its decision and
@@ -25,12 +28,18 @@ import msgspec
 from bandit.config import SlotConfig
 from bandit.events import DecisionEvent, FeedbackEvent, RewardedEvent
 
+_NEVER = -1.0  # event time before any event: timestamps are never negative
+
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """An input that cannot be joined, and why; the learner sends it to the deadletter topic."""
+    """An input that cannot be joined, and why; the learner sends it to the deadletter topic.
+
+    `code` is one of a few fixed words (a bounded metric label); `reason` is for people.
+    """
 
     event: DecisionEvent | FeedbackEvent
+    code: str
     reason: str
 
 
@@ -58,6 +67,8 @@ class _Open(msgspec.Struct):
 
 class _State(msgspec.Struct):
     watermark: float
+    decisions_time: float
+    feedback_time: float
     open: list[_Open]
     waiting: list[FeedbackEvent]  # feedback whose decision has not arrived yet
     closed: list[tuple[str, float]]  # recently closed decision ids, to tell late from unknown
@@ -67,7 +78,9 @@ class RewardJoin:
     def __init__(self, slots: Mapping[str, SlotConfig], allowed_lateness_s: float = 60.0):
         self.slots = slots
         self.allowed_lateness_s = allowed_lateness_s
-        self.watermark = float("-inf")
+        self.watermark = _NEVER  # every window closing at or before it is closed
+        self.decisions_time = _NEVER  # newest ts read from each input
+        self.feedback_time = _NEVER
         self._open: dict[str, _Open] = {}
         self._closing: list[tuple[float, str]] = []  # heap of (closes_at, decision_id)
         self._waiting: dict[str, list[FeedbackEvent]] = {}
@@ -83,7 +96,8 @@ class RewardJoin:
         result = JoinResult()
         slot = self.slots.get(decision.slot)
         if slot is None:
-            result.dead_letters.append(DeadLetter(decision, f"unknown slot {decision.slot!r}"))
+            reason = f"unknown slot {decision.slot!r}"
+            result.dead_letters.append(DeadLetter(decision, "unknown_slot", reason))
         elif decision.decision_id in self._open or decision.decision_id in self._closed:
             result.duplicates += 1
         else:
@@ -93,7 +107,8 @@ class RewardJoin:
             heapq.heappush(self._closing, (closes_at, decision.decision_id))
             for feedback in self._waiting.pop(decision.decision_id, []):
                 self._attach(entry, feedback, result)
-        result.extend(self._advance(decision.ts))
+        self.decisions_time = max(self.decisions_time, decision.ts)
+        result.extend(self._advance(min(self.decisions_time, self.feedback_time)))
         return result
 
     def add_feedback(self, feedback: FeedbackEvent) -> JoinResult:
@@ -102,9 +117,8 @@ class RewardJoin:
         if entry is not None:
             self._attach(entry, feedback, result)
         elif feedback.decision_id in self._closed:
-            result.dead_letters.append(
-                DeadLetter(feedback, "late: the decision's window had closed")
-            )
+            reason = "late: the decision's window had closed"
+            result.dead_letters.append(DeadLetter(feedback, "late", reason))
         else:
             waiting = self._waiting.get(feedback.decision_id)
             if waiting is None:
@@ -116,26 +130,33 @@ class RewardJoin:
                 result.duplicates += 1
             else:
                 waiting.append(feedback)
-        result.extend(self._advance(feedback.ts))
+        self.feedback_time = max(self.feedback_time, feedback.ts)
+        result.extend(self._advance(min(self.decisions_time, self.feedback_time)))
         return result
 
     def advance(self, watermark: float) -> JoinResult:
-        """Move event time forward (e.g. on an idle partition) and close what is due."""
+        """Move event time forward when an input is idle (nothing more to read) and close
+        what is due; the watermark never moves back."""
         return self._advance(watermark)
 
     def _attach(self, entry: _Open, feedback: FeedbackEvent, result: JoinResult) -> None:
         if feedback.position is not None and feedback.position >= len(entry.decision.chosen):
             reason = f"position {feedback.position} beyond the {len(entry.decision.chosen)} chosen"
-            result.dead_letters.append(DeadLetter(feedback, reason))
+            result.dead_letters.append(DeadLetter(feedback, "bad_position", reason))
         elif feedback.ts > entry.closes_at:
-            result.dead_letters.append(DeadLetter(feedback, "late: after the attribution window"))
+            reason = "late: after the attribution window"
+            result.dead_letters.append(DeadLetter(feedback, "late", reason))
         elif _key(feedback) in {_key(f) for f in entry.feedback}:
             result.duplicates += 1
         else:
             entry.feedback.append(feedback)
 
     def _advance(self, ts: float) -> JoinResult:
-        """Raise the watermark to `ts` (never lower it) and close every window that is due."""
+        """Raise the watermark to `ts` (never lower it) and close every window that is due.
+
+        A rewarded event's `joined_at` is its window's closing time, not the watermark, so
+        it is the same however the two inputs interleaved.
+        """
         result = JoinResult()
         self.watermark = max(self.watermark, ts)
         while self._closing and self._closing[0][0] <= self.watermark:
@@ -156,7 +177,9 @@ class RewardJoin:
             return
         rewards = rewards_of(self.slots[decision.slot], len(decision.chosen), entry.feedback)
         result.rewarded.append(
-            RewardedEvent.from_decision(decision, rewards, impressed=True, joined_at=self.watermark)
+            RewardedEvent.from_decision(
+                decision, rewards, impressed=True, joined_at=entry.closes_at
+            )
         )
 
     def _expire(self, result: JoinResult) -> None:
@@ -166,7 +189,9 @@ class RewardJoin:
         while self._expiring and self._expiring[0][0] <= self.watermark:
             _, decision_id = heapq.heappop(self._expiring)
             for orphan in self._waiting.pop(decision_id, []):
-                result.dead_letters.append(DeadLetter(orphan, "unknown decision"))
+                result.dead_letters.append(
+                    DeadLetter(orphan, "unknown_decision", "unknown decision")
+                )
 
     def _orphan_after_s(self) -> float:
         """How long feedback waits for its decision: the longest window, plus lateness twice."""
@@ -176,7 +201,9 @@ class RewardJoin:
     def snapshot(self) -> bytes:
         """The whole join state as bytes, for a checkpoint."""
         state = _State(
-            watermark=self.watermark if self.watermark != float("-inf") else -1.0,
+            watermark=self.watermark,
+            decisions_time=self.decisions_time,
+            feedback_time=self.feedback_time,
             open=list(self._open.values()),
             waiting=[f for feedback in self._waiting.values() for f in feedback],
             closed=list(self._closed.items()),
@@ -189,7 +216,9 @@ class RewardJoin:
     ) -> RewardJoin:
         state = msgspec.msgpack.decode(data, type=_State)
         join = cls(slots, allowed_lateness_s)
-        join.watermark = state.watermark if state.watermark >= 0 else float("-inf")
+        join.watermark = state.watermark
+        join.decisions_time = state.decisions_time
+        join.feedback_time = state.feedback_time
         for entry in state.open:
             join._open[entry.decision.decision_id] = entry
             join._closing.append((entry.closes_at, entry.decision.decision_id))

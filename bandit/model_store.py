@@ -108,25 +108,42 @@ class ModelStore:
 
     def read_info(self, slot: str, version: str) -> tuple[VersionInfo, bytes]:
         """Metadata and payload of one version, verified; raises `CorruptVersion`."""
-        path = self.root / slot / f"{version}.policy"
+        path = self._path(slot, version)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             raise ModelStoreError(f"{path}: no such version") from None
-        if not data.startswith(MAGIC):
-            raise CorruptVersion(f"{path}: not an artbandit policy file")
-        header, sep, payload = data[len(MAGIC) :].partition(b"\n")
+        return parse_version_file(data, str(path))
+
+    def version_file(self, slot: str, version: str) -> bytes:
+        """The verified bytes of one version file, as `install` takes them elsewhere."""
+        self.read_info(slot, version)
+        return self._path(slot, version).read_bytes()
+
+    def install(self, data: bytes) -> VersionInfo:
+        """Add a version file published by a learner (e.g. from `artbandit.models`) under its
+        own name; verified first, and a no-op when this store already holds it."""
+        info, _ = parse_version_file(data, "published version")
+        if not _VERSION_RE.match(f"{info.version}.policy") or "/" in info.slot or not info.slot:
+            raise CorruptVersion(f"published version: bad name {info.slot!r}/{info.version!r}")
+        path = self._path(info.slot, info.version)
+        if path.exists():
+            return info
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".policy")
         try:
-            info = VersionInfo(**json.loads(header)) if sep else None
-        except (ValueError, TypeError) as exc:
-            raise CorruptVersion(f"{path}: unreadable metadata ({exc})") from None
-        if info is None:
-            raise CorruptVersion(f"{path}: truncated inside its metadata")
-        if len(payload) != info.size:
-            raise CorruptVersion(f"{path}: truncated ({len(payload)} of {info.size} bytes)")
-        if hashlib.sha256(payload).hexdigest() != info.sha256:
-            raise CorruptVersion(f"{path}: checksum mismatch, the file was altered")
-        return info, payload
+            _rewrite(fd, data)
+            with contextlib.suppress(FileExistsError):  # a concurrent install of the same file
+                os.link(tmp, path)
+        finally:
+            os.close(fd)
+            os.unlink(tmp)
+        _fsync_dir(path.parent)
+        self._prune(info.slot)
+        return info
+
+    def _path(self, slot: str, version: str) -> Path:
+        return self.root / slot / f"{version}.policy"
 
     def load(self, slot: str, version: str, slot_config: SlotConfig | None = None) -> StoredPolicy:
         """Load one version as a live policy. `slot_config` overrides the stored config
@@ -195,6 +212,24 @@ class ModelStore:
                 continue
             with contextlib.suppress(FileNotFoundError):
                 (self.root / slot / f"{version}.policy").unlink()
+
+
+def parse_version_file(data: bytes, where: str) -> tuple[VersionInfo, bytes]:
+    """Split and verify a version file; raises `CorruptVersion` naming `where`."""
+    if not data.startswith(MAGIC):
+        raise CorruptVersion(f"{where}: not an artbandit policy file")
+    header, sep, payload = data[len(MAGIC) :].partition(b"\n")
+    try:
+        info = VersionInfo(**json.loads(header)) if sep else None
+    except (ValueError, TypeError) as exc:
+        raise CorruptVersion(f"{where}: unreadable metadata ({exc})") from None
+    if info is None:
+        raise CorruptVersion(f"{where}: truncated inside its metadata")
+    if len(payload) != info.size:
+        raise CorruptVersion(f"{where}: truncated ({len(payload)} of {info.size} bytes)")
+    if hashlib.sha256(payload).hexdigest() != info.sha256:
+        raise CorruptVersion(f"{where}: checksum mismatch, the file was altered")
+    return info, payload
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -11,10 +11,18 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgspec
 import numpy as np
 
-from bandit.events import Candidate, Context, DecisionEvent, PolicyRef, RewardedEvent
-from bandit.policies.base import Choice
+from bandit.events import (
+    Candidate,
+    Context,
+    DecisionEvent,
+    FeedbackEvent,
+    PolicyRef,
+    RewardedEvent,
+)
+from bandit.policies.base import Choice, Policy
 from bandit.slots import SlotKind
 
 TASTES = ("romance", "action", "comedy", "documentary")
@@ -117,3 +125,53 @@ class SyntheticWorld:
         decision = self.decision_event(round_, choice, slot, group)
         rewards = self.sample_rewards(round_, choice.chosen)
         return RewardedEvent.from_decision(decision, rewards, True, joined_at=decision.ts)
+
+
+@dataclass(frozen=True)
+class LoggedStream:
+    """What serving and the frontend would have put on Kafka, in time order, and what a
+    correct learner must make of it."""
+
+    events: list[DecisionEvent | FeedbackEvent]
+    impressed: int  # decisions with an impression: the rewarded events
+    learnable: int  # impressed treatment decisions: the examples a learner learns
+
+
+def logged_stream(
+    world: SyntheticWorld,
+    policy: Policy,
+    slot: str,
+    count: int,
+    start_ts: float,
+    spacing_s: float = 0.01,
+    impression_rate: float = 0.9,
+    control_fraction: float = 0.05,
+) -> LoggedStream:
+    """`count` decisions `spacing_s` apart from `start_ts`, each impressed with
+    `impression_rate` one second later, and clicked (then played) per the world's rates."""
+    logged: list[tuple[float, int, DecisionEvent | FeedbackEvent]] = []
+    impressed = learnable = 0
+    for n in range(count):
+        round_ = world.draw()
+        group = "control" if world.rng.random() < control_fraction else "treatment"
+        choice = policy.decide(round_.context, round_.candidates)
+        decision = msgspec.structs.replace(
+            world.decision_event(round_, choice, slot, group),
+            decision_id=f"{slot}-{n:08d}-{world.rng.integers(1 << 30):08x}",
+            ts=start_ts + n * spacing_s,
+        )
+        logged.append((decision.ts, len(logged), decision))
+        if world.rng.random() >= impression_rate:
+            continue
+        impressed += 1
+        learnable += group == "treatment"
+        for position, reward in enumerate(world.sample_rewards(round_, choice.chosen)):
+            at = None if not world.kind.ranked else position
+            feedback = [("impression", 1.0)] + [("click", 4.0), ("play", 9.0)] * int(reward > 0)
+            for kind, delay in feedback:
+                event = FeedbackEvent(
+                    decision_id=decision.decision_id, ts=decision.ts + delay, type=kind, position=at
+                )
+                logged.append((event.ts, len(logged), event))
+    logged.sort(key=lambda item: item[:2])
+    return LoggedStream([event for _, _, event in logged], impressed, learnable)

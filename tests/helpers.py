@@ -7,16 +7,17 @@ import http.client
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, KafkaProducer
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from bandit import events
 from bandit.config import Config
+from bandit.learner.loop import KafkaLearner
 from serving.app import ServiceState, create_app, service_state
 
 
@@ -133,3 +134,67 @@ def metric_value(exposition: str, name: str, **labels: str) -> float:
         if all(f'{k}="{v}"' in sample for k, v in labels.items()):
             total += float(value)
     return total
+
+
+@contextlib.contextmanager
+def running_learner(config: Config, **kwargs: Any) -> Iterator[KafkaLearner]:
+    """A learner in a thread until the block ends; then it checkpoints and leaves the group."""
+    learner = KafkaLearner(config, config.kafka.bootstrap_servers, **kwargs)
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            learner.run(stop)
+        except BaseException as exc:  # surfaced in the test thread below
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="learner", daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: learner.ready.is_set() or failure, timeout_s=30)
+        yield learner
+    finally:
+        stop.set()
+        thread.join(60)
+    if failure:
+        raise failure[0]
+
+
+def produce(bootstrap: str, topic: str, messages: Iterable[tuple[str | None, bytes]]) -> int:
+    """Send (key, value) pairs to `topic` and wait for every acknowledgement."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=1 << 20)
+    count = 0
+    try:
+        for key, value in messages:
+            producer.send(topic, value=value, key=key.encode() if key is not None else None)
+            count += 1
+        producer.flush(60)
+    finally:
+        producer.close(10)
+    return count
+
+
+def produce_stream(config: Config, stream: Iterable[events.DecisionEvent | events.FeedbackEvent]):
+    """Put decisions and feedback on their topics, keyed by decision_id, as serving does."""
+    topics = config.kafka.topics
+    decisions, feedback = [], []
+    for event in stream:
+        target = decisions if isinstance(event, events.DecisionEvent) else feedback
+        target.append((event.decision_id, events.encode(event)))
+    bootstrap = config.kafka.bootstrap_servers
+    return produce(bootstrap, topics.decisions, decisions), produce(
+        bootstrap, topics.feedback, feedback
+    )
+
+
+def read_all(bootstrap: str, topic: str, idle_s: float = 2.0) -> list[bytes]:
+    """Every message value of `topic`, read until nothing new arrives for `idle_s`."""
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+        consumer_timeout_ms=int(idle_s * 1000),
+    )  # fmt: skip
+    try:
+        return [message.value for message in consumer]
+    finally:
+        consumer.close()

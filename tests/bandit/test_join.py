@@ -59,7 +59,7 @@ def test_impressed_and_clicked_decision_is_rewarded_when_its_window_closes():
     assert [(r.decision_id, r.rewards, r.reward, r.impressed) for r in result.rewarded] == [
         ("d1", [0.5], 0.5, True)
     ]
-    assert result.rewarded[0].joined_at == WINDOW + LATENESS
+    assert result.rewarded[0].joined_at == WINDOW + LATENESS  # the window closing time
     assert join.open_decisions == 0
 
 
@@ -215,3 +215,33 @@ def test_watch_reports_are_cumulative_so_the_largest_counts():
     result = run([decision("d1"), feedback("d1", "impression"), feedback("d1", "watch", value=3.0),
                   feedback("d1", "watch", ts=2, value=7.0)])  # fmt: skip
     assert result.rewarded[0].rewards == [pytest.approx(0.7)] and result.duplicates == 0
+
+
+def test_feedback_read_far_ahead_of_decisions_closes_nothing_early():
+    """A backlog drains the small feedback messages faster than the large decisions: the
+    watermark follows the slower input, so nothing is orphaned or closed too soon."""
+    join = RewardJoin(SLOTS, LATENESS)
+    total = JoinResult()
+    for n in range(5):
+        total.extend(join.add_feedback(feedback(f"d{n}", "impression", ts=n * 1000 + 1)))
+    assert join.watermark < 0 and total.dead_letters == []
+    for n in range(5):
+        total.extend(join.add_decision(decision(f"d{n}", ts=n * 1000)))
+    total.extend(join.advance(AFTER_ALL))
+    assert sorted(r.decision_id for r in total.rewarded) == [f"d{n}" for n in range(5)]
+    assert total.dead_letters == []
+
+
+def test_decisions_read_ahead_of_feedback_do_not_make_it_late():
+    join = RewardJoin(SLOTS, LATENESS)
+    join.add_decision(decision("d0", ts=0))
+    join.add_decision(decision("d1", ts=5 * WINDOW))  # the decisions input is far ahead
+    result = join.add_feedback(feedback("d0", "impression", ts=1))
+    assert result.dead_letters == [] and join.open_decisions == 2
+    result = join.advance(AFTER_ALL)
+    assert [r.decision_id for r in result.rewarded] == ["d0"]
+
+
+def test_rewarded_events_are_stamped_with_their_windows_closing_time():
+    result = run([decision("d1", ts=100), feedback("d1", "impression", ts=101)])
+    assert result.rewarded[0].joined_at == 100 + WINDOW + LATENESS

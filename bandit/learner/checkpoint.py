@@ -1,0 +1,190 @@
+"""Checkpoints: the learner's whole state (models, offsets, open joins) in one file per step.
+
+A checkpoint is written to a temp file, fsynced and renamed into place, so a crash at any
+moment leaves the previous checkpoint whole; a file that does not verify (magic, SHA-256) is
+skipped in favour of the one before it. Members of one consumer group share `root`: each
+writes under `<root>/<member>/`, and a partition handed over on a rebalance is also written
+to `<root>/partitions/<n>.state`, so its next owner continues its open joins from wherever
+the newest state of that partition is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import msgspec
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"artbandit-checkpoint/1\n"
+_NAME = re.compile(r"^checkpoint-(\d{10})\.bin$")
+
+
+class CheckpointError(RuntimeError):
+    """The checkpoint directory cannot be used (locked by another member, wrong topics)."""
+
+
+class SlotState(msgspec.Struct, frozen=True):
+    """One slot's policy as of the checkpoint, and how many examples this member learned."""
+
+    policy_type: str
+    model: bytes
+    examples_learned: int
+    learned_here: int
+
+
+class PartitionState(msgspec.Struct, frozen=True):
+    """Where a partition's inputs were read to, and its open joins at that point."""
+
+    decisions_offset: int
+    feedback_offset: int
+    join: bytes
+
+    @property
+    def progress(self) -> int:
+        """Offsets only move forward, so the larger sum is the newer state of a partition."""
+        return self.decisions_offset + self.feedback_offset
+
+
+class Checkpoint(msgspec.Struct, frozen=True):
+    seq: int
+    created_at: float
+    member: str
+    group_id: str
+    topics: tuple[str, str]  # (decisions, feedback): offsets mean nothing for other topics
+    slots: dict[str, SlotState]
+    partitions: dict[int, PartitionState]
+
+
+class CheckpointStore:
+    """This member's checkpoints under `<root>/<member>/`, plus the group's partition handoffs."""
+
+    def __init__(self, root: str | os.PathLike[str], member: str, keep: int = 3):
+        self.root = Path(root)
+        self.member = member
+        self.keep = keep
+        self.directory = self.root / member
+        self._lock_fd: int | None = None
+
+    def lock(self) -> None:
+        """Hold this member's directory for the life of the process (released by the kernel
+        even on SIGKILL), so two learners never write the same member's checkpoints."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise CheckpointError(
+                f"{self.directory} is in use by another learner; give each member its own "
+                "learner.member"
+            ) from None
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def write(self, checkpoint: Checkpoint) -> Path:
+        """Write `checkpoint` durably and atomically, then delete the oldest beyond `keep`."""
+        assert checkpoint.member == self.member, "a member writes only its own checkpoints"
+        path = self.directory / f"checkpoint-{checkpoint.seq:010d}.bin"
+        _write_file(path, msgspec.msgpack.encode(checkpoint))
+        for old in self._files()[: -self.keep]:
+            with contextlib.suppress(FileNotFoundError):
+                old.unlink()
+        return path
+
+    def latest(self, member: str | None = None) -> Checkpoint | None:
+        """The newest checkpoint of `member` (default: this one) that verifies, else None."""
+        for path in reversed(self._files(member)):
+            checkpoint = _read_file(path, Checkpoint)
+            if checkpoint is not None:
+                return checkpoint
+        return None
+
+    def write_handoff(self, partition: int, state: PartitionState) -> None:
+        """Leave a revoked partition's state where its next owner looks."""
+        _write_file(self.root / "partitions" / f"{partition}.state", msgspec.msgpack.encode(state))
+
+    def newest_partition_state(
+        self, partition: int, topics: tuple[str, str], group_id: str
+    ) -> PartitionState | None:
+        """The most advanced known state of `partition`: from a handoff, or from the newest
+        checkpoint of any member of the group (one that died without handing it over)."""
+        candidates = []
+        handoff = _read_file(self.root / "partitions" / f"{partition}.state", PartitionState)
+        if handoff is not None:
+            candidates.append(handoff)
+        for member in self._members():
+            checkpoint = self.latest(member)
+            if checkpoint is None or (checkpoint.topics, checkpoint.group_id) != (
+                topics,
+                group_id,
+            ):
+                continue
+            if partition in checkpoint.partitions:
+                candidates.append(checkpoint.partitions[partition])
+        return max(candidates, key=lambda s: s.progress, default=None)
+
+    def _members(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name != "partitions")
+
+    def _files(self, member: str | None = None) -> list[Path]:
+        directory = self.root / (member or self.member)
+        if not directory.is_dir():
+            return []
+        return sorted(p for p in directory.iterdir() if _NAME.match(p.name))
+
+    def next_seq(self) -> int:
+        files = self._files()
+        return int(_NAME.match(files[-1].name).group(1)) + 1 if files else 1
+
+
+def _write_file(path: Path, body: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(body).hexdigest().encode()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(MAGIC + digest + b"\n" + body)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _read_file(path: Path, type_: type):
+    """The decoded file, or None (with a warning) when it is missing, torn or altered."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    digest, sep, body = data[len(MAGIC) :].partition(b"\n")
+    if not data.startswith(MAGIC) or not sep or hashlib.sha256(body).hexdigest().encode() != digest:
+        log.warning("skipping %s: it does not verify (torn or altered)", path)
+        return None
+    try:
+        return msgspec.msgpack.decode(body, type=type_)
+    except msgspec.DecodeError as exc:
+        log.warning("skipping %s: %s", path, exc)
+        return None
+

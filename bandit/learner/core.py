@@ -1,0 +1,258 @@
+"""The learner's pure core: Kafka records in, learned policies and output events out.
+
+It holds one `RewardJoin` per assigned partition and one policy per slot, decodes each
+record strictly (bad input becomes a dead letter, never an exception), remembers how far
+each partition's two inputs were read, and turns all of that into a `Checkpoint` and back.
+It opens no socket and no file: `loop` feeds it from Kafka, tests feed it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+import msgspec
+
+from bandit import events
+from bandit.config import Config
+from bandit.join import DeadLetter, JoinResult, RewardJoin
+from bandit.learner.checkpoint import Checkpoint, PartitionState, SlotState
+from bandit.policies import Policy, build_policy, policy_class
+
+log = logging.getLogger(__name__)
+
+
+class Input(Enum):
+    DECISIONS = "decisions"
+    FEEDBACK = "feedback"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One Kafka message as the learner sees it."""
+
+    input: Input
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass
+class StepOutput:
+    """What processing produced: events to write, and counts for the metrics."""
+
+    rewarded: list[events.RewardedEvent] = field(default_factory=list)
+    dead_letters: list[events.DeadLetterEvent] = field(default_factory=list)
+    outcomes: Counter[str] = field(default_factory=Counter)  # join outcome -> count
+    learned: Counter[str] = field(default_factory=Counter)  # slot -> examples learned
+
+
+class LearnerCore:
+    """Joins and learns for the partitions assigned to this member."""
+
+    def __init__(
+        self,
+        config: Config,
+        policies: Mapping[str, Policy] | None = None,
+        learned_here: Mapping[str, int] | None = None,
+    ):
+        self.config = config
+        self.topics = (config.kafka.topics.decisions, config.kafka.topics.feedback)
+        self.policies = dict(policies or {})
+        for slot, slot_config in config.slots.items():
+            self.policies.setdefault(slot, build_policy(slot_config))
+        self.learned_here = Counter({slot: 0 for slot in config.slots}) + Counter(learned_here)
+        self.joins: dict[int, RewardJoin] = {}
+        # Per partition, the next offset to read from (decisions, feedback).
+        self.offsets: dict[int, list[int]] = {}
+        # Partitions restored from a checkpoint but not (yet) assigned again: their states
+        # ride along in every checkpoint until an owner takes them, so a crash before the
+        # group assigns them cannot lose their open joins.
+        self.pending: dict[int, PartitionState] = {}
+
+    # -------------------------------------------------------------------- partitions
+    def assign(self, partition: int, state: PartitionState | None) -> None:
+        """Take `partition` over from its newest `state`, else start afresh (offsets -1: not
+        read yet, the consumer starts at the group's committed offset)."""
+        lateness = self.config.learner.allowed_lateness_s
+        self.pending.pop(partition, None)
+        if state is None:
+            self.joins[partition] = RewardJoin(self.config.slots, lateness)
+            self.offsets[partition] = [-1, -1]
+        else:
+            self.joins[partition] = RewardJoin.restore(self.config.slots, state.join, lateness)
+            self.offsets[partition] = [state.decisions_offset, state.feedback_offset]
+
+    def revoke(self, partition: int) -> PartitionState:
+        """Give `partition` up; returns its state for the next owner."""
+        state = self.partition_state(partition)
+        del self.joins[partition], self.offsets[partition]
+        return state
+
+    def partition_state(self, partition: int) -> PartitionState:
+        decisions_offset, feedback_offset = self.offsets[partition]
+        return PartitionState(decisions_offset, feedback_offset, self.joins[partition].snapshot())
+
+    @property
+    def open_decisions(self) -> int:
+        return sum(join.open_decisions for join in self.joins.values())
+
+    # -------------------------------------------------------------------- records
+    def process(self, records: Iterable[Record], out: StepOutput) -> None:
+        """Join, learn and collect outputs for `records`, each partition's in log order."""
+        for record in records:
+            offsets = self.offsets.get(record.partition)
+            if offsets is None:
+                continue  # revoked while its records were in flight: its next owner reads them
+            slot = 0 if record.input is Input.DECISIONS else 1
+            if record.offset < offsets[slot]:
+                continue  # read before the checkpoint this state came from: already joined
+            offsets[slot] = record.offset + 1
+            join = self.joins[record.partition]
+            try:
+                if record.input is Input.DECISIONS:
+                    result = join.add_decision(events.decode(record.value, events.DecisionEvent))
+                else:
+                    result = join.add_feedback(events.decode(record.value, events.FeedbackEvent))
+            except events.EventError as exc:
+                code, reason = _why_malformed(record, exc)
+                out.dead_letters.append(self._dead_letter(record, code, reason))
+                out.outcomes["deadletter"] += 1
+                continue
+            self._collect(record.partition, result, out)
+
+    def advance_idle(
+        self, partition: int, decisions_idle: bool, feedback_idle: bool, now: float, out: StepOutput
+    ) -> None:
+        """Move a partition's event time on when an input has nothing more to read: the other
+        input's time then leads, or, with both read to the end, the wall clock."""
+        join = self.joins[partition]
+        if decisions_idle and feedback_idle:
+            if not self.config.learner.idle_advance:
+                return
+            watermark = now
+        elif feedback_idle:
+            watermark = join.decisions_time
+        elif decisions_idle:
+            watermark = join.feedback_time
+        else:
+            return
+        if watermark > join.watermark:
+            self._collect(partition, join.advance(watermark), out)
+
+    def _collect(self, partition: int, result: JoinResult, out: StepOutput) -> None:
+        out.outcomes["duplicate"] += result.duplicates
+        out.outcomes["not_impressed"] += len(result.not_impressed)
+        for dead in result.dead_letters:
+            out.outcomes["late" if dead.code == "late" else "deadletter"] += 1
+            out.dead_letters.append(self._join_dead_letter(partition, dead))
+        for event in result.rewarded:
+            out.outcomes["rewarded"] += 1
+            out.rewarded.append(event)
+            try:
+                learned = self.policies[event.slot].learn(event)
+            except Exception as exc:  # VW's errors vary; one bad example must not stop learning
+                reason = f"the policy could not learn it: {type(exc).__name__}: {exc}"
+                out.dead_letters.append(
+                    self._join_dead_letter(partition, DeadLetter(event, "unlearnable", reason))
+                )
+                continue
+            if learned:
+                out.learned[event.slot] += 1
+                self.learned_here[event.slot] += 1
+
+    def _dead_letter(self, record: Record, code: str, reason: str) -> events.DeadLetterEvent:
+        return events.DeadLetterEvent(
+            code=code,
+            reason=reason[:2000],
+            topic=self.topics[0 if record.input is Input.DECISIONS else 1],
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key.decode(errors="replace") if record.key is not None else None,
+            payload=record.value.decode(errors="replace"),
+            ts=time.time(),
+        )
+
+    def _join_dead_letter(self, partition: int, dead: DeadLetter) -> events.DeadLetterEvent:
+        is_decision = isinstance(dead.event, events.DecisionEvent)
+        return events.DeadLetterEvent(
+            code=dead.code,
+            reason=dead.reason,
+            topic=self.topics[0 if is_decision else 1],
+            partition=partition,
+            offset=None,
+            key=dead.event.decision_id,
+            payload=msgspec.json.encode(dead.event).decode(),
+            ts=time.time(),
+        )
+
+    # -------------------------------------------------------------------- checkpoints
+    def checkpoint(self, seq: int, member: str) -> Checkpoint:
+        """Everything needed to continue exactly here: models, offsets, open joins."""
+        slots = {
+            slot: SlotState(
+                policy_type=policy.type_name,
+                model=policy.to_bytes(),
+                examples_learned=policy.examples_learned,
+                learned_here=self.learned_here[slot],
+            )
+            for slot, policy in self.policies.items()
+        }
+        return Checkpoint(
+            seq=seq,
+            created_at=time.time(),
+            member=member,
+            group_id=self.config.learner.group_id,
+            topics=self.topics,
+            slots=slots,
+            partitions={
+                **self.pending,
+                **{p: self.partition_state(p) for p in sorted(self.joins)},
+            },
+        )
+
+    @classmethod
+    def from_checkpoint(
+        cls, config: Config, checkpoint: Checkpoint, fallback: Mapping[str, Policy] | None = None
+    ) -> LearnerCore:
+        """The core as it was at `checkpoint` (partitions are assigned separately). A slot
+        whose policy no longer loads under the current config starts from `fallback`."""
+        policies: dict[str, Policy] = {}
+        for slot, slot_config in config.slots.items():
+            state = checkpoint.slots.get(slot)
+            if state is None or state.policy_type != slot_config.policy:
+                continue
+            try:
+                policy = policy_class(slot_config).from_bytes(slot_config, state.model)
+            except Exception as exc:  # a changed VW config may refuse the old model
+                log.warning(
+                    "slot %s: checkpointed model does not load (%s); starting over", slot, exc
+                )
+                continue
+            policy.examples_learned = state.examples_learned
+            policies[slot] = policy
+        for slot, policy in (fallback or {}).items():
+            policies.setdefault(slot, policy)
+        learned = {slot: state.learned_here for slot, state in checkpoint.slots.items()}
+        core = cls(config, policies, learned)
+        core.pending = dict(checkpoint.partitions)
+        return core
+
+    def close(self) -> None:
+        for policy in self.policies.values():
+            policy.close()
+
+
+def _why_malformed(record: Record, exc: events.EventError) -> tuple[str, str]:
+    """A message for the other topic is `wrong_topic`; anything else that fails is malformed."""
+    try:
+        event = events.decode(record.value)
+    except events.EventError:
+        return "malformed", str(exc)
+    expected = "a decision" if record.input is Input.DECISIONS else "a feedback event"
+    return "wrong_topic", f"expected {expected}, got {event.__struct_config__.tag}"

@@ -1,0 +1,377 @@
+"""The Kafka shell around the learner's core: consume, join, learn, produce, checkpoint, publish.
+
+Exactly once, by this protocol: every output of the records read so far (rewarded events,
+dead letters) is acknowledged by Kafka *before* a checkpoint records how far they were read;
+the checkpoint holds the models, those offsets and the open joins in one atomic file; on
+start (and on every assignment) a partition continues from its newest checkpointed state.
+A crash therefore replays exactly the records after the last checkpoint into the models as
+they were then: each rewarded event is learned once, and the rewarded topic may repeat an
+event (at least once, never missing one). Offsets are committed to Kafka after each
+checkpoint, for lag monitoring and tools; the checkpoint, not Kafka, is what the learner
+trusts.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import msgspec
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+from prometheus_client import CollectorRegistry
+
+from bandit.config import Config
+from bandit.learner.checkpoint import CheckpointError, CheckpointStore, PartitionState
+from bandit.learner.core import Input, LearnerCore, Record, StepOutput
+from bandit.learner.metrics import LearnerMetrics, MetricsServer
+from bandit.learner.publisher import ModelPublisher
+from bandit.learner.topics import ensure_topics
+from bandit.model_store import ModelStore, ModelStoreError
+from bandit.policies import Policy
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL_S = 10.0
+
+
+class LearnerError(RuntimeError):
+    """The learner cannot go on safely (e.g. Kafka refused an output); restart it."""
+
+
+@dataclass
+class LearnerStatus:
+    """A snapshot for progress lines and tests."""
+
+    consumed: int
+    learned: dict[str, int]
+    open_decisions: int
+    lag: int
+    checkpoints: int
+    partitions: int
+
+
+class KafkaLearner:
+    """One member of the learner group. `run(stop)` until `stop` is set, then checkpoint,
+    leave the group and return."""
+
+    def __init__(
+        self,
+        config: Config,
+        bootstrap_servers: str,
+        registry: CollectorRegistry | None = None,
+        serve_metrics: bool = True,
+        progress: bool = False,
+    ):
+        self.config = config
+        self.bootstrap_servers = bootstrap_servers
+        self.metrics = LearnerMetrics(registry or CollectorRegistry())
+        self.serve_metrics = serve_metrics
+        self.progress = progress
+        self.metrics_port: int | None = None
+        self.store = ModelStore(config.model_store.path, config.model_store.keep_versions)
+        settings = config.learner
+        self.checkpoints = CheckpointStore(
+            settings.checkpoint_dir, settings.member, settings.keep_checkpoints
+        )
+        topics = config.kafka.topics
+        self._topic_input = {topics.decisions: Input.DECISIONS, topics.feedback: Input.FEEDBACK}
+        self.core: LearnerCore | None = None
+        self.consumer: KafkaConsumer | None = None
+        self.producer: KafkaProducer | None = None
+        self.publisher: ModelPublisher | None = None
+        self.ready = threading.Event()
+        self._send_errors: list[BaseException] = []
+        self._seq = 1
+        self._since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
+        self._last_publish = float("-inf")
+        self._checkpoints_written = 0
+        self._consumed = 0
+        self._status = LearnerStatus(0, {}, 0, 0, 0, 0)
+
+    # ------------------------------------------------------------------ lifecycle
+    def run(self, stop: threading.Event) -> None:
+        server = None
+        self.checkpoints.lock()
+        try:
+            self._start()
+            if self.serve_metrics:
+                server = MetricsServer(
+                    self.metrics.registry, self.config.learner.metrics_host,
+                    self.config.learner.metrics_port,
+                )  # fmt: skip
+                self.metrics_port = server.port
+            self.ready.set()
+            last_progress = time.monotonic()
+            while not stop.is_set():
+                self._step()
+                if self._checkpoint_due():
+                    self.checkpoint()
+                if self.progress and time.monotonic() - last_progress > PROGRESS_INTERVAL_S:
+                    last_progress = time.monotonic()
+                    print(_progress_line(self.status()), file=sys.stderr, flush=True)
+            self.checkpoint()
+        finally:
+            self._close()
+            if server is not None:
+                server.stop()
+            self.checkpoints.unlock()
+
+    def _start(self) -> None:
+        partitions = ensure_topics(self.config, self.bootstrap_servers)
+        log.info("learner %s: %d partitions", self.config.learner.member, partitions)
+        checkpoint = self.checkpoints.latest()
+        topics = self.config.kafka.topics
+        if checkpoint is not None:
+            if checkpoint.topics != (topics.decisions, topics.feedback):
+                raise CheckpointError(
+                    f"the checkpoints in {self.checkpoints.directory} are for topics "
+                    f"{checkpoint.topics}, not {topics.decisions} and {topics.feedback}; "
+                    "point learner.checkpoint_dir elsewhere"
+                )
+            self._seq = checkpoint.seq + 1
+            self.core = LearnerCore.from_checkpoint(self.config, checkpoint, self._warm_start())
+            log.info("restored checkpoint %d", checkpoint.seq)
+        else:
+            self._seq = self.checkpoints.next_seq()
+            self.core = LearnerCore(self.config, self._warm_start())
+        for slot, count in self.core.learned_here.items():
+            self.metrics.examples_learned.labels(slot).inc(count)
+        self.producer = KafkaProducer(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=f"{self.config.kafka.client_id}-learner",
+            acks="all",
+            linger_ms=50,
+            batch_size=1 << 20,
+            max_request_size=64 << 20,
+        )
+        self.publisher = ModelPublisher(self.store, self._send_model)
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=f"{self.config.kafka.client_id}-learner",
+            group_id=self.config.learner.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=self.config.learner.auto_offset_reset,
+            partition_assignment_strategy=[RangePartitionAssignor],  # co-partitioned topics
+            max_poll_records=self.config.learner.max_poll_records,
+            max_poll_interval_ms=30_000,
+            session_timeout_ms=6_000,
+            heartbeat_interval_ms=1_000,
+            check_crcs=False,
+            fetch_max_bytes=64 << 20,
+            max_partition_fetch_bytes=8 << 20,
+        )
+        self.consumer.subscribe([topics.decisions, topics.feedback], listener=_Rebalance(self))
+
+    def _warm_start(self) -> dict[str, Policy]:
+        """Slots without a checkpointed model start from the newest published version."""
+        policies = {}
+        for slot, slot_config in self.config.slots.items():
+            try:
+                policies[slot] = self.store.load_latest(slot, slot_config).policy
+            except ModelStoreError:
+                continue
+        return policies
+
+    def _close(self) -> None:
+        if self.consumer is not None:
+            self.consumer.close(autocommit=False)  # leaves the group
+        if self.producer is not None:
+            self.producer.close(timeout=10)
+        if self.core is not None:
+            self.core.close()
+
+    # ------------------------------------------------------------------ one step
+    def _step(self) -> None:
+        batch = self.consumer.poll(timeout_ms=200)
+        out = StepOutput()
+        by_topic: Counter[str] = Counter()
+        for tp, messages in batch.items():
+            by_topic[tp.topic] += len(messages)
+            kind = self._topic_input[tp.topic]
+            self.core.process(
+                (Record(kind, tp.partition, m.offset, m.key, m.value) for m in messages), out
+            )
+        self._consumed += sum(by_topic.values())
+        self._advance_idle(out)
+        self._since_checkpoint += sum(by_topic.values()) + sum(out.outcomes.values())
+        self._emit(out)
+        self.metrics.consumed_batch(by_topic)
+
+    def _advance_idle(self, out: StepOutput) -> None:
+        decisions, feedback = self.core.topics
+        now = time.time()
+        total = 0
+        for partition in list(self.core.joins):
+            decisions_lag = self._lag(TopicPartition(decisions, partition))
+            feedback_lag = self._lag(TopicPartition(feedback, partition))
+            self.core.advance_idle(partition, decisions_lag == 0, feedback_lag == 0, now, out)
+            total += (decisions_lag or 0) + (feedback_lag or 0)
+        self._status = LearnerStatus(
+            consumed=self._consumed,
+            learned=dict(self.core.learned_here),
+            open_decisions=self.core.open_decisions,
+            lag=total,
+            checkpoints=self._checkpoints_written,
+            partitions=len(self.core.joins),
+        )
+        self.metrics.open_decisions.set(self._status.open_decisions)
+
+    def _lag(self, tp: TopicPartition) -> int | None:
+        """Messages after our position, or None before the first fetch tells the end."""
+        highwater = self.consumer.highwater(tp)
+        if highwater is None:
+            return None
+        lag = max(highwater - self.consumer.position(tp), 0)
+        self.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
+        return lag
+
+    def _emit(self, out: StepOutput) -> None:
+        topics = self.config.kafka.topics
+        for event in out.rewarded:
+            self._send(topics.rewarded, event.decision_id, msgspec.json.encode(event))
+        for dead in out.dead_letters:
+            self._send(topics.deadletter, dead.key, msgspec.json.encode(dead))
+            self.metrics.dead_letters.labels(dead.code).inc()
+        for outcome, count in out.outcomes.items():
+            self.metrics.joins.labels(outcome).inc(count)
+        for slot, count in out.learned.items():
+            self.metrics.examples_learned.labels(slot).inc(count)
+
+    def _send(self, topic: str, key: str | None, value: bytes) -> None:
+        future = self.producer.send(topic, value=value, key=key.encode() if key else None)
+        future.add_errback(self._send_errors.append)
+
+    def _send_model(self, slot: str, version_file: bytes) -> None:
+        self._send(self.config.kafka.topics.models, slot, version_file)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoint_due(self) -> bool:
+        settings = self.config.learner
+        if self._since_checkpoint == 0:
+            return False  # nothing read or closed since the last one
+        return self._since_checkpoint >= settings.checkpoint_every_events or (
+            time.monotonic() - self._last_checkpoint >= settings.checkpoint_interval_s
+        )
+
+    def checkpoint(self, in_rebalance: bool = False) -> None:
+        """Make every output durable, then write the checkpoint, then commit and publish.
+
+        In a rebalance callback (kafka-python's IO thread, which must not block on the
+        consumer) it neither commits nor publishes; the next regular checkpoint does.
+        """
+        started = time.perf_counter()
+        self._flush_outputs()
+        checkpoint = self.core.checkpoint(self._seq, self.config.learner.member)
+        self.checkpoints.write(checkpoint)
+        self._seq += 1
+        self._since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
+        self._checkpoints_written += 1
+        self.metrics.checkpointed(time.perf_counter() - started, checkpoint.created_at)
+        if in_rebalance:
+            return
+        self._commit(checkpoint.partitions)
+        if time.monotonic() - self._last_publish >= self.config.learner.publish_interval_s:
+            self._last_publish = time.monotonic()
+            self._publish()
+
+    def _flush_outputs(self) -> None:
+        try:
+            self.producer.flush(timeout=60)
+        except KafkaError as exc:
+            raise LearnerError(f"Kafka did not acknowledge the learner's outputs: {exc}") from exc
+        if self._send_errors:
+            error = self._send_errors[0]
+            raise LearnerError(
+                f"Kafka refused an output, restart from the last checkpoint: {error}"
+            )
+
+    def _commit(self, partitions: dict[int, PartitionState]) -> None:
+        offsets = {}
+        for partition, state in partitions.items():
+            for topic, offset in zip(self.core.topics, _offsets(state), strict=True):
+                if offset >= 0:  # an input not read yet keeps the group's committed offset
+                    offsets[TopicPartition(topic, partition)] = OffsetAndMetadata(offset, "", -1)
+        try:
+            if offsets:
+                self.consumer.commit(offsets)
+        except KafkaError as exc:  # informational only: the checkpoint is the truth
+            log.warning("offset commit failed (the checkpoint is written): %s", exc)
+
+    def _publish(self) -> None:
+        try:
+            published = self.publisher.publish(self.core.policies)
+        except (OSError, ModelStoreError) as exc:
+            log.error("publishing a policy version failed, will retry: %s", exc)
+            return
+        for info in published:
+            self.metrics.published_version.labels(info.slot).set(int(info.version[1:]))
+
+    # ------------------------------------------------------------------ rebalances
+    # kafka-python calls these on its IO thread while `run` waits inside `poll` (or `close`),
+    # so they may use the core freely but must not block on the consumer.
+    def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Checkpoint first, then hand each revoked partition's state to its next owner; all
+        of it before the group moves on, so the next owner finds it."""
+        partitions = {tp.partition for tp in revoked} & set(self.core.joins)
+        if not partitions:
+            return
+        self.checkpoint(in_rebalance=True)
+        for partition in sorted(partitions):
+            self.checkpoints.write_handoff(partition, self.core.revoke(partition))
+        self.metrics.assigned_partitions.set(len(self.core.joins))
+        log.info("handed over partitions %s", sorted(partitions))
+
+    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Continue each new partition from its newest state, wherever it was written."""
+        decisions, feedback = self.core.topics
+        group = self.config.learner.group_id
+        for partition in sorted({tp.partition for tp in assigned} - set(self.core.joins)):
+            state = self.checkpoints.newest_partition_state(partition, (decisions, feedback), group)
+            self.core.assign(partition, state)
+            self._since_checkpoint += 1
+            for topic, offset in zip(self.core.topics, _offsets(state), strict=True):
+                if offset >= 0:
+                    self.consumer.seek(TopicPartition(topic, partition), offset)
+        self.metrics.assigned_partitions.set(len(self.core.joins))
+        log.info("joining partitions %s", sorted(self.core.joins))
+
+    def status(self) -> LearnerStatus:
+        """As of the last step (safe to read from another thread)."""
+        return self._status
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, learner: KafkaLearner):
+        self.learner = learner
+
+    def on_partitions_revoked(self, revoked):
+        self.learner.on_revoked(set(revoked))
+
+    def on_partitions_assigned(self, assigned):
+        self.learner.on_assigned(set(assigned))
+
+
+def _offsets(state: PartitionState | None) -> tuple[int, int]:
+    """Where to continue each input; -1: not read yet, start at the committed offset."""
+    if state is None:
+        return -1, -1
+    return state.decisions_offset, state.feedback_offset
+
+
+def _progress_line(status: LearnerStatus) -> str:
+    learned = ", ".join(f"{slot} {count:,}" for slot, count in sorted(status.learned.items()))
+    return (
+        f"learner: {status.consumed:,} read, lag {status.lag:,}, "
+        f"{status.open_decisions:,} open, learned {learned}, "
+        f"{status.checkpoints} checkpoints, {status.partitions} partitions"
+    )

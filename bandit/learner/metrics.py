@@ -1,0 +1,135 @@
+"""Every metric of the learner, on an injected registry, and its /metrics endpoint.
+
+Label values are bounded: topics and slots come from config, partitions from the topics,
+outcomes and dead-letter codes from fixed sets.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+CHECKPOINT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+OUTCOMES = ("rewarded", "not_impressed", "late", "duplicate", "deadletter")
+
+
+class LearnerMetrics:
+    def __init__(self, registry: CollectorRegistry):
+        self.registry = registry
+        self.consumed = Counter(
+            "artbandit_learner_events_consumed_total",
+            "Kafka messages read, by topic.",
+            ["topic"],
+            registry=registry,
+        )
+        self.joins = Counter(
+            "artbandit_learner_joins_total",
+            "Join outcomes: rewarded, not_impressed, late, duplicate, deadletter.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "artbandit_learner_deadletters_total",
+            "Messages sent to the dead-letter topic, by code.",
+            ["code"],
+            registry=registry,
+        )
+        self.examples_learned = Counter(
+            "artbandit_learner_examples_learned_total",
+            "Rewarded events learned, by slot (restored from the checkpoint on restart).",
+            ["slot"],
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "artbandit_learner_consumer_lag",
+            "Messages not yet read, by topic and partition.",
+            ["topic", "partition"],
+            registry=registry,
+        )
+        self.open_decisions = Gauge(
+            "artbandit_learner_open_decisions",
+            "Decisions whose attribution window is still open.",
+            registry=registry,
+        )
+        self.assigned_partitions = Gauge(
+            "artbandit_learner_assigned_partitions",
+            "Partitions this member joins.",
+            registry=registry,
+        )
+        self.checkpoint_seconds = Histogram(
+            "artbandit_learner_checkpoint_duration_seconds",
+            "Time to flush outputs and write one checkpoint.",
+            buckets=CHECKPOINT_BUCKETS,
+            registry=registry,
+        )
+        self.checkpoint_time = Gauge(
+            "artbandit_learner_last_checkpoint_timestamp_seconds",
+            "When the newest checkpoint was written (Unix time).",
+            registry=registry,
+        )
+        self.checkpoint_age = Gauge(
+            "artbandit_learner_checkpoint_age_seconds",
+            "Seconds since the newest checkpoint was written.",
+            registry=registry,
+        )
+        self.checkpoint_age.set_function(self._checkpoint_age)
+        self.published_version = Gauge(
+            "artbandit_learner_published_version",
+            "Number of the newest policy version published, by slot.",
+            ["slot"],
+            registry=registry,
+        )
+        self.events_per_second = Gauge(
+            "artbandit_learner_events_per_second",
+            "Messages read per second over the last 10 s.",
+            registry=registry,
+        )
+        self._rate = RateWindow(10.0)
+        self._last_checkpoint_at = 0.0
+
+    def checkpointed(self, duration_s: float, at: float) -> None:
+        self.checkpoint_seconds.observe(duration_s)
+        self.checkpoint_time.set(at)
+        self._last_checkpoint_at = at
+
+    def consumed_batch(self, by_topic: dict[str, int]) -> None:
+        for topic, count in by_topic.items():
+            self.consumed.labels(topic).inc(count)
+        self.events_per_second.set(self._rate.add(sum(by_topic.values())))
+
+    def _checkpoint_age(self) -> float:
+        last = self._last_checkpoint_at
+        return time.time() - last if last else 0.0
+
+
+class RateWindow:
+    """Events per second over a sliding window of wall time."""
+
+    def __init__(self, window_s: float):
+        self.window_s = window_s
+        self._samples: deque[tuple[float, int]] = deque()
+        self._total = 0
+
+    def add(self, count: int, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        self._samples.append((now, count))
+        self._total += count
+        while self._samples and self._samples[0][0] < now - self.window_s:
+            self._total -= self._samples.popleft()[1]
+        span = max(now - self._samples[0][0], 1.0)
+        return self._total / span
+
+
+class MetricsServer:
+    """/metrics over HTTP in a daemon thread; port 0 picks a free port."""
+
+    def __init__(self, registry: CollectorRegistry, host: str, port: int):
+        self.server, self._thread = start_http_server(port, addr=host, registry=registry)
+        self.port = self.server.server_port
+
+    def stop(self) -> None:
+        threading.Thread(target=self.server.shutdown, daemon=True).start()
+        self.server.server_close()

@@ -1,0 +1,39 @@
+"""Publishing policy versions: into the model store, then onto the compacted models topic.
+
+The topic message is the version file itself (key: the slot), so a serving replica that does
+not share the store's disk can install it; one that does finds it already there. Compaction
+keeps the newest version per slot, which is all a replica starting up needs to read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+
+from bandit.model_store import ModelStore, VersionInfo
+from bandit.policies import Policy
+
+log = logging.getLogger(__name__)
+
+
+class ModelPublisher:
+    def __init__(self, store: ModelStore, send: Callable[[str, bytes], None]):
+        """`send(slot, version_file)` puts one announcement on the models topic."""
+        self.store = store
+        self.send = send
+        self._published: dict[str, int] = {}  # slot -> examples_learned when last published
+
+    def publish(self, policies: Mapping[str, Policy]) -> list[VersionInfo]:
+        """Store and announce a version of every slot that learned since its last one."""
+        published = []
+        for slot, policy in policies.items():
+            if policy.examples_learned == 0:
+                continue  # nothing learned yet: serving keeps what it has
+            if self._published.get(slot) == policy.examples_learned:
+                continue
+            info = self.store.save(slot, policy)
+            self.send(slot, self.store.version_file(slot, info.version))
+            self._published[slot] = policy.examples_learned
+            log.info("published %s/%s (%d examples)", slot, info.version, info.examples_learned)
+            published.append(info)
+        return published

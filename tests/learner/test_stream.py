@@ -1,0 +1,114 @@
+"""The learner against the embedded broker: a scripted stream with every kind of input
+yields exactly the expected rewarded events, dead letters, counts and a published version."""
+
+import time
+
+import msgspec
+
+from bandit import events
+from bandit.events import Candidate, Context, DecisionEvent, FeedbackEvent, PolicyRef
+from bandit.model_store import ModelStore
+from tests.helpers import metric_value, produce, read_all, running_learner, wait_for
+
+T0 = time.time() - 3600  # an hour ago: once read to the end, the wall clock closes every window
+
+
+def decision(decision_id, ts, slot="artwork", group="treatment", chosen=("a",)):
+    return DecisionEvent(
+        decision_id=decision_id, ts=T0 + ts, slot=slot, key="title:1", user_hash="u1",
+        group=group, policy=PolicyRef(name="vw", version="untrained"),
+        context=Context(user={"taste": "romance"}, request={"device": "tv"}),
+        candidates=[Candidate(id=i, features={"tone": i}) for i in "abcd"],
+        chosen=list(chosen), probabilities=[0.5] * len(chosen), explored=False,
+    )  # fmt: skip
+
+
+def feedback(decision_id, kind, ts, position=None):
+    return FeedbackEvent(decision_id=decision_id, ts=T0 + ts, type=kind, position=position)
+
+
+def keyed(*items):
+    return [(item.decision_id, events.encode(item)) for item in items]
+
+
+def test_scripted_stream_gives_exactly_the_expected_rewards_and_dead_letters(learner_config):
+    config = learner_config()
+    topics = config.kafka.topics
+    bootstrap = config.kafka.bootstrap_servers
+    decisions = [*keyed(
+        decision("d1", 0),  # in order
+        decision("d2", 10),  # its feedback arrives before it, the click before the impression
+        decision("d3", 12), decision("d3", 12),  # duplicated
+        decision("d4", 14),  # never impressed
+        decision("d5", 20),  # its click comes after the window
+        decision("d6", 22, group="control"),  # logged and rewarded, not learned
+        decision("d7", 24, slot="rows", chosen=("a", "b", "c")),
+        decision("d8", 26, slot="carousel"),  # a slot this learner does not know
+    ),
+        ("junk", b"{not json"),
+        ("d9", events.encode(feedback("d9", "click", 27))),  # feedback on the decisions topic
+    ]  # fmt: skip
+    watch = msgspec.json.encode(
+        {"schema": "artbandit.feedback/1", "decision_id": "d1", "ts": T0 + 3, "type": "watch",
+         "value": -3.0}
+    )  # fmt: skip
+    feedbacks = [*keyed(
+        feedback("d2", "click", 12), feedback("d2", "impression", 11),
+        feedback("d1", "impression", 1), feedback("d1", "click", 2),
+        feedback("d3", "impression", 13), feedback("d3", "impression", 13),
+        feedback("d3", "click", 14), feedback("d3", "click", 14),
+        feedback("d5", "impression", 21), feedback("d5", "click", 20 + 60 + 10 + 5),
+        feedback("d6", "impression", 23), feedback("d6", "click", 24),
+        feedback("d7", "impression", 25, 0), feedback("d7", "impression", 25, 1),
+        feedback("d7", "click", 26, 1), feedback("d7", "click", 26, 5),
+        feedback("ghost", "click", 27),
+    ), ("d1", watch)]  # fmt: skip
+    with running_learner(config) as learner:
+        produce(bootstrap, topics.decisions, decisions)
+        produce(bootstrap, topics.feedback, feedbacks)
+        wait_for(lambda: learner.status().consumed == len(decisions) + len(feedbacks), 30)
+        wait_for(lambda: learner.status().open_decisions == 0, 30)
+        exposition = _scrape(learner.metrics_port)
+    rewarded = [
+        events.decode(v, events.RewardedEvent) for v in read_all(bootstrap, topics.rewarded)
+    ]
+    assert sorted((r.decision_id, r.group, tuple(r.rewards)) for r in rewarded) == [
+        ("d1", "treatment", (0.5,)),
+        ("d2", "treatment", (0.5,)),
+        ("d3", "treatment", (0.5,)),
+        ("d5", "treatment", (0.0,)),
+        ("d6", "control", (0.5,)),
+        ("d7", "treatment", (0.0, 0.5, 0.0)),
+    ]
+    dead = [msgspec.json.decode(v, type=events.DeadLetterEvent)
+            for v in read_all(bootstrap, topics.deadletter)]  # fmt: skip
+    assert sorted((d.code, d.key) for d in dead) == [
+        ("bad_position", "d7"),
+        ("late", "d5"),
+        ("malformed", "d1"),  # a watch of -3 minutes
+        ("malformed", "junk"),
+        ("unknown_decision", "ghost"),
+        ("unknown_slot", "d8"),
+        ("wrong_topic", "d9"),
+    ]
+    assert all(d.reason for d in dead)
+    assert metric_value(exposition, "artbandit_learner_joins_total", outcome="rewarded") == 6
+    assert metric_value(exposition, "artbandit_learner_joins_total", outcome="not_impressed") == 1
+    assert metric_value(exposition, "artbandit_learner_joins_total", outcome="duplicate") == 3
+    assert metric_value(exposition, "artbandit_learner_joins_total", outcome="late") == 1
+    assert metric_value(exposition, "artbandit_learner_joins_total", outcome="deadletter") == 6
+    learned = "artbandit_learner_examples_learned_total"
+    assert metric_value(exposition, learned, slot="artwork") == 4  # d1 d2 d3 d5; not control d6
+    assert metric_value(exposition, learned, slot="rows") == 1
+    consumed = "artbandit_learner_events_consumed_total"
+    assert metric_value(exposition, consumed, topic=topics.feedback) == len(feedbacks)
+    store = ModelStore(config.model_store.path)
+    assert store.load_latest("artwork").info.examples_learned == 4
+    assert store.versions("hero") == []  # nothing learned, nothing published
+
+
+def _scrape(port: int) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        return response.read().decode()
