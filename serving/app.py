@@ -18,12 +18,13 @@ from prometheus_client import CollectorRegistry
 from werkzeug.exceptions import HTTPException
 
 from bandit.config import Config, ConfigError
-from bandit.model_store import ModelStore, ModelStoreError
+from bandit.model_store import ModelStore, ModelStoreError, VersionInfo
 from serving import api
 from serving.decider import PageDecider
 from serving.event_producer import EventProducer
 from serving.holdout import Holdout
 from serving.metrics import ServingMetrics, version_number
+from serving.model_feed import ModelFeed
 from serving.openapi import openapi_document
 from serving.policy_registry import PolicyEntry, PolicyRegistry, ReloadEvent
 
@@ -40,6 +41,7 @@ class ServiceState:
     registry: PolicyRegistry
     decider: PageDecider
     producer: EventProducer
+    model_feed: ModelFeed
     metrics: ServingMetrics
     admin_token: str | None
     config_loader: Callable[[], Config] | None
@@ -73,6 +75,13 @@ def create_app(
         on_drop=lambda topic, reason: metrics.events_dropped.labels(topic, reason).inc(),
         on_sent=lambda topic: metrics.events_sent.labels(topic).inc(),
     )
+    model_feed = ModelFeed(
+        resolve_bootstrap(config),
+        config.kafka.topics.models,
+        store,
+        on_version=lambda info: _on_published(metrics, policies, info),
+        client_id=f"{config.kafka.client_id}-serving",
+    )
     holdout = Holdout(config.serving.holdout_salt, config.serving.user_hash_salt, holdout_seed)
     state = ServiceState(
         config=config,
@@ -80,6 +89,7 @@ def create_app(
         registry=policies,
         decider=PageDecider(config, policies, holdout),
         producer=producer,
+        model_feed=model_feed,
         metrics=metrics,
         admin_token=environ.get(config.serving.admin_token_env) or None,
         config_loader=config_loader,
@@ -105,6 +115,14 @@ def _on_reload(metrics: ServingMetrics, event: ReloadEvent, entry: PolicyEntry |
         metrics.policy_age.labels(event.slot).set(time.time() - entry.created_at)
 
 
+def _on_published(
+    metrics: ServingMetrics, policies: PolicyRegistry, info: VersionInfo | None
+) -> None:
+    metrics.models_received.labels("installed" if info else "refused").inc()
+    if info is not None:
+        policies.refresh()
+
+
 def _json_response(value, status: int = 200) -> Response:
     return Response(_json.encode(value), status=status, mimetype="application/json")
 
@@ -115,6 +133,7 @@ def _register_routes(app: Flask, state: ServiceState) -> None:
         g.started = time.perf_counter()
         # Per worker, once: started here because a gunicorn fork does not carry threads over.
         state.registry.start(state.config.serving.reload_interval_s, lambda: _tick(state))
+        state.model_feed.start()
 
     @app.after_request
     def _observe(response: Response) -> Response:

@@ -82,6 +82,13 @@ class ServingMetrics:
             registry=registry,
         )
 
+        self.models_received = Counter(
+            "artbandit_models_received_total",
+            "Policy versions read from the models topic: installed or refused.",
+            ["result"],
+            registry=registry,
+        )
+
     def exposition(self) -> bytes:
         """The text exposition: this process's registry, or all gunicorn workers' files."""
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -7,12 +7,12 @@ import http.client
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from bandit import events
@@ -61,6 +61,7 @@ def running_service(config: Config, **create_kwargs: Any) -> Iterator[RunningSer
         thread.join(10)
         state = service_state(app)
         state.registry.stop()
+        state.model_feed.stop()
         state.producer.close(timeout_s=5)
 
 
@@ -159,33 +160,6 @@ def running_learner(config: Config, **kwargs: Any) -> Iterator[KafkaLearner]:
         thread.join(60)
     if failure:
         raise failure[0]
-
-
-def produce(bootstrap: str, topic: str, messages: Iterable[tuple[str | None, bytes]]) -> int:
-    """Send (key, value) pairs to `topic` and wait for every acknowledgement."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=1 << 20)
-    count = 0
-    try:
-        for key, value in messages:
-            producer.send(topic, value=value, key=key.encode() if key is not None else None)
-            count += 1
-        producer.flush(60)
-    finally:
-        producer.close(10)
-    return count
-
-
-def produce_stream(config: Config, stream: Iterable[events.DecisionEvent | events.FeedbackEvent]):
-    """Put decisions and feedback on their topics, keyed by decision_id, as serving does."""
-    topics = config.kafka.topics
-    decisions, feedback = [], []
-    for event in stream:
-        target = decisions if isinstance(event, events.DecisionEvent) else feedback
-        target.append((event.decision_id, events.encode(event)))
-    bootstrap = config.kafka.bootstrap_servers
-    return produce(bootstrap, topics.decisions, decisions), produce(
-        bootstrap, topics.feedback, feedback
-    )
 
 
 def read_all(bootstrap: str, topic: str, idle_s: float = 2.0) -> list[bytes]:

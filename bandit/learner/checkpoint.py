@@ -187,4 +187,3 @@ def _read_file(path: Path, type_: type):
     except msgspec.DecodeError as exc:
         log.warning("skipping %s: %s", path, exc)
         return None
-

@@ -46,7 +46,8 @@ class Record:
 class StepOutput:
     """What processing produced: events to write, and counts for the metrics."""
 
-    rewarded: list[events.RewardedEvent] = field(default_factory=list)
+    # (input partition, event): the rewarded topic is co-partitioned with the inputs
+    rewarded: list[tuple[int, events.RewardedEvent]] = field(default_factory=list)
     dead_letters: list[events.DeadLetterEvent] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)  # join outcome -> count
     learned: Counter[str] = field(default_factory=Counter)  # slot -> examples learned
@@ -153,7 +154,7 @@ class LearnerCore:
             out.dead_letters.append(self._join_dead_letter(partition, dead))
         for event in result.rewarded:
             out.outcomes["rewarded"] += 1
-            out.rewarded.append(event)
+            out.rewarded.append((partition, event))
             try:
                 learned = self.policies[event.slot].learn(event)
             except Exception as exc:  # VW's errors vary; one bad example must not stop learning

@@ -95,6 +95,7 @@ class KafkaLearner:
         self._last_publish = float("-inf")
         self._checkpoints_written = 0
         self._consumed = 0
+        self._rewarded_partitions = 0
         self._status = LearnerStatus(0, {}, 0, 0, 0, 0)
 
     # ------------------------------------------------------------------ lifecycle
@@ -154,6 +155,9 @@ class KafkaLearner:
             max_request_size=64 << 20,
         )
         self.publisher = ModelPublisher(self.store, self._send_model)
+        self._rewarded_partitions = len(
+            self.producer.partitions_for(self.config.kafka.topics.rewarded) or ()
+        )
         self.consumer = KafkaConsumer(
             bootstrap_servers=self.bootstrap_servers,
             client_id=f"{self.config.kafka.client_id}-learner",
@@ -236,8 +240,11 @@ class KafkaLearner:
 
     def _emit(self, out: StepOutput) -> None:
         topics = self.config.kafka.topics
-        for event in out.rewarded:
-            self._send(topics.rewarded, event.decision_id, msgspec.json.encode(event))
+        partitions = self._rewarded_partitions
+        for partition, event in out.rewarded:
+            # Same partition number as the inputs when the topic has it: no hashing per event.
+            target = partition if partition < partitions else None
+            self._send(topics.rewarded, event.decision_id, msgspec.json.encode(event), target)
         for dead in out.dead_letters:
             self._send(topics.deadletter, dead.key, msgspec.json.encode(dead))
             self.metrics.dead_letters.labels(dead.code).inc()
@@ -246,8 +253,9 @@ class KafkaLearner:
         for slot, count in out.learned.items():
             self.metrics.examples_learned.labels(slot).inc(count)
 
-    def _send(self, topic: str, key: str | None, value: bytes) -> None:
-        future = self.producer.send(topic, value=value, key=key.encode() if key else None)
+    def _send(self, topic: str, key: str | None, value: bytes, partition: int | None = None):
+        key_bytes = key.encode() if key else None
+        future = self.producer.send(topic, value=value, key=key_bytes, partition=partition)
         future.add_errback(self._send_errors.append)
 
     def _send_model(self, slot: str, version_file: bytes) -> None:

@@ -7,6 +7,7 @@ import shlex
 import tempfile
 from collections.abc import Sequence
 
+import pylibvw
 import vowpalwabbit
 
 from bandit import encoding
@@ -68,6 +69,15 @@ class _VWPolicy(Policy):
     def close(self) -> None:
         self.workspace.finish()
 
+    def _learn_lines(self, lines: list[str]) -> None:
+        """Learn one multi-line example through VW's native calls: the same update as
+        `Workspace.learn`, without its per-line Python wrappers (3x faster for 10 actions)."""
+        examples = self.workspace._parse("\n".join(lines))
+        try:
+            pylibvw.vw.learn_multi(self.workspace, examples)
+        finally:
+            pylibvw.vw._finish_example_multi_ex(self.workspace, examples)
+
 
 class VWChoicePolicy(_VWPolicy):
     """Artwork and hero: one candidate, sampled from VW's exploring pmf with our seeded RNG."""
@@ -88,7 +98,7 @@ class VWChoicePolicy(_VWPolicy):
     def _learn(self, event: RewardedEvent) -> None:
         (index,) = event.chosen_indices()
         label = (index, -event.rewards[0], event.probabilities[0])
-        self.workspace.learn(encoding.cb_example(event.context, event.candidates, label))
+        self._learn_lines(encoding.cb_example(event.context, event.candidates, label))
 
 
 class VWRowsPolicy(_VWPolicy):
@@ -135,5 +145,6 @@ class VWRowsPolicy(_VWPolicy):
                 event.chosen_indices(), event.rewards, event.probabilities, strict=True
             )
         ]
-        lines = encoding.ccb_example(event.context, event.candidates, len(labels), labels)
-        self.workspace.learn(lines)
+        self._learn_lines(
+            encoding.ccb_example(event.context, event.candidates, len(labels), labels)
+        )

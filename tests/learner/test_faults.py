@@ -18,8 +18,9 @@ from bandit.embedded_broker import free_port
 from bandit.learner.checkpoint import CheckpointStore
 from bandit.policies import build_policy
 from bandit.slots import SlotKind
+from bandit.stream_io import produce_stream
 from bandit.synthetic import SyntheticWorld, logged_stream
-from tests.helpers import metric_value, produce_stream, read_all, wait_for
+from tests.helpers import metric_value, read_all, wait_for
 
 DECISIONS = 20_000
 KILLS = 10

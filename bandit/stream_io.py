@@ -1,0 +1,41 @@
+"""Putting logged events on Kafka the way serving and a frontend do: keyed by decision_id,
+so a decision and its feedback land in the same partition number of their topics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from kafka import KafkaProducer
+
+from bandit import events
+from bandit.config import Config
+
+
+def produce(bootstrap: str, topic: str, messages: Iterable[tuple[str | None, bytes]]) -> int:
+    """Send (key, value) pairs to `topic` and wait for every acknowledgement."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=1 << 20)
+    count = 0
+    try:
+        for key, value in messages:
+            producer.send(topic, value=value, key=key.encode() if key is not None else None)
+            count += 1
+        producer.flush(60)
+    finally:
+        producer.close(10)
+    return count
+
+
+def produce_stream(
+    config: Config, stream: Iterable[events.DecisionEvent | events.FeedbackEvent]
+) -> tuple[int, int]:
+    """Put decisions and feedback on their topics; returns how many of each."""
+    topics = config.kafka.topics
+    decisions, feedback = [], []
+    for event in stream:
+        target = decisions if isinstance(event, events.DecisionEvent) else feedback
+        target.append((event.decision_id, events.encode(event)))
+    bootstrap = config.kafka.bootstrap_servers
+    return (
+        produce(bootstrap, topics.decisions, decisions),
+        produce(bootstrap, topics.feedback, feedback),
+    )
