@@ -67,3 +67,27 @@ def test_broker_verb_serves_until_sigterm():
             break
         assert time.monotonic() < deadline, "broker still listening after the verb exited"
         time.sleep(0.1)
+
+
+def test_learn_refuses_a_bad_member_name_naming_the_key():
+    result = run("learn", "--set", "learner.member=two words", timeout=30)
+    assert result.returncode == 2
+    assert "learner.member" in result.stderr
+
+
+def test_learn_exits_cleanly_on_sigterm_after_its_final_checkpoint(tmp_path, broker):
+    process = subprocess.Popen(
+        [ARTBANDIT, "learn", "--quiet",
+         "--set", f"kafka.bootstrap_servers={broker.bootstrap_servers}",
+         "--set", f'learner.checkpoint_dir="{tmp_path / "ck"}"',
+         "--set", f'model_store.path="{tmp_path / "models"}"',
+         "--set", f"learner.metrics_port={free_port()}",
+         "--set", f'learner.group_id="cli-{time.time_ns()}"'],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "ck" / "learner").glob("checkpoint-*.bin")):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.1)  # its first checkpoint follows the group's assignment
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(60) == 0

@@ -1,0 +1,58 @@
+"""Checkpoint files: atomic, verified, newest good one wins; one writer per member."""
+
+import pytest
+
+from bandit.learner.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    CheckpointStore,
+    PartitionState,
+    SlotState,
+)
+
+
+def checkpoint(seq: int, member: str = "m", progress: int = 0) -> Checkpoint:
+    return Checkpoint(
+        seq=seq, created_at=float(seq), member=member, group_id="g", topics=("d", "f"),
+        slots={"artwork": SlotState("vw", b"model", seq, seq)},
+        partitions={0: PartitionState(progress, progress, b"join")},
+    )  # fmt: skip
+
+
+def test_a_torn_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
+    store = CheckpointStore(tmp_path, "m", keep=3)
+    store.write(checkpoint(1))
+    newest = store.write(checkpoint(2))
+    newest.write_bytes(newest.read_bytes()[:-3])  # a crash mid-write, or a bad disk
+    assert store.latest().seq == 1
+    assert store.next_seq() == 3  # numbering never reuses a torn file's name
+
+
+def test_only_the_newest_checkpoints_are_kept(tmp_path):
+    store = CheckpointStore(tmp_path, "m", keep=2)
+    for seq in range(1, 6):
+        store.write(checkpoint(seq))
+    assert sorted(p.name for p in store.directory.glob("checkpoint-*")) == [
+        "checkpoint-0000000004.bin",
+        "checkpoint-0000000005.bin",
+    ]
+
+
+def test_a_partition_continues_from_its_most_advanced_state_in_the_group(tmp_path):
+    CheckpointStore(tmp_path, "a").write(checkpoint(7, "a", progress=10))
+    CheckpointStore(tmp_path, "b").write(checkpoint(3, "b", progress=40))
+    store = CheckpointStore(tmp_path, "c")
+    assert store.newest_partition_state(0, ("d", "f"), "g").decisions_offset == 40
+    store.write_handoff(0, PartitionState(50, 50, b"join"))
+    assert store.newest_partition_state(0, ("d", "f"), "g").decisions_offset == 50
+    assert store.newest_partition_state(0, ("other", "f"), "g").decisions_offset == 50
+    assert store.newest_partition_state(1, ("d", "f"), "g") is None
+
+
+def test_two_learners_cannot_share_a_member_directory(tmp_path):
+    first = CheckpointStore(tmp_path, "m")
+    first.lock()
+    with pytest.raises(CheckpointError, match=r"learner\.member"):
+        CheckpointStore(tmp_path, "m").lock()
+    first.unlock()
+    CheckpointStore(tmp_path, "m").lock()
