@@ -108,17 +108,18 @@ def _kafka(config: Config) -> Iterator[Config]:
     if kafka.bootstrap_servers != "embedded":
         yield config
         return
-    local = f"127.0.0.1:{kafka.embedded_port}"
-    if broker_answers("127.0.0.1", kafka.embedded_port):
-        yield msgspec.structs.replace(
-            config, kafka=msgspec.structs.replace(kafka, bootstrap_servers=local)
+
+    def served_by(servers: str) -> Config:
+        return msgspec.structs.replace(
+            config, kafka=msgspec.structs.replace(kafka, bootstrap_servers=servers)
         )
+
+    if broker_answers("127.0.0.1", kafka.embedded_port):
+        yield served_by(f"127.0.0.1:{kafka.embedded_port}")
         return
     with EmbeddedBroker(port=kafka.embedded_port) as broker:
         print(f"started the embedded broker on {broker.bootstrap_servers}", file=sys.stderr)
-        yield msgspec.structs.replace(
-            config, kafka=msgspec.structs.replace(kafka, bootstrap_servers=broker.bootstrap_servers)
-        )
+        yield served_by(broker.bootstrap_servers)
 
 
 def _run_demo(args: argparse.Namespace, config: Config) -> int:

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import msgspec
 
 from bandit import __version__
 from bandit.config import SlotConfig
+from bandit.durable import create_file, replace_file
 from bandit.policies import Policy, policy_class
 
 MAGIC = b"artbandit-policy/1\n"
@@ -69,32 +69,20 @@ class ModelStore:
     def save(self, slot: str, policy: Policy) -> VersionInfo:
         """Store `policy` as the next version of `slot` and return its metadata."""
         payload = policy.to_bytes()
-        directory = self.root / slot
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".policy")
-        try:
-            while True:
-                number = self._next_number(slot)
-                info = VersionInfo(
-                    slot=slot,
-                    version=f"v{number:08d}",
-                    created_at=time.time(),
-                    examples_learned=policy.examples_learned,
-                    policy_type=policy.type_name,
-                    sha256=hashlib.sha256(payload).hexdigest(),
-                    size=len(payload),
-                    slot_config=msgspec.to_builtins(policy.slot),
-                )
-                _rewrite(fd, MAGIC + json.dumps(asdict(info)).encode() + b"\n" + payload)
-                try:  # link() refuses an existing name: a concurrent writer took the number
-                    os.link(tmp, directory / f"{info.version}.policy")
-                    break
-                except FileExistsError:
-                    continue
-        finally:
-            os.close(fd)
-            os.unlink(tmp)
-        _fsync_dir(directory)
+        while True:
+            info = VersionInfo(
+                slot=slot,
+                version=f"v{self._next_number(slot):08d}",
+                created_at=time.time(),
+                examples_learned=policy.examples_learned,
+                policy_type=policy.type_name,
+                sha256=hashlib.sha256(payload).hexdigest(),
+                size=len(payload),
+                slot_config=msgspec.to_builtins(policy.slot),
+            )
+            data = MAGIC + json.dumps(asdict(info)).encode() + b"\n" + payload
+            if create_file(self._path(slot, info.version), data):
+                break  # else a concurrent writer took the number: take the next one
         self._prune(slot)
         return info
 
@@ -127,19 +115,9 @@ class ModelStore:
         if not _VERSION_RE.match(f"{info.version}.policy") or "/" in info.slot or not info.slot:
             raise CorruptVersion(f"published version: bad name {info.slot!r}/{info.version!r}")
         path = self._path(info.slot, info.version)
-        if path.exists():
-            return info
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".policy")
-        try:
-            _rewrite(fd, data)
-            with contextlib.suppress(FileExistsError):  # a concurrent install of the same file
-                os.link(tmp, path)
-        finally:
-            os.close(fd)
-            os.unlink(tmp)
-        _fsync_dir(path.parent)
-        self._prune(info.slot)
+        if not path.exists():
+            create_file(path, data)  # False only for a concurrent install of the same file
+            self._prune(info.slot)
         return info
 
     def _path(self, slot: str, version: str) -> Path:
@@ -234,10 +212,7 @@ def parse_version_file(data: bytes, where: str) -> tuple[VersionInfo, bytes]:
 
 def _write_atomically(path: Path, text: str) -> None:
     """Replace a small marker file (pin, reload signal) so readers see old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}-{time.monotonic_ns()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    replace_file(path, text.encode())
 
 
 def _read_marker(path: Path) -> str | None:
@@ -245,20 +220,3 @@ def _read_marker(path: Path) -> str | None:
         return path.read_text().strip() or None
     except FileNotFoundError:
         return None
-
-
-def _rewrite(fd: int, data: bytes) -> None:
-    """Replace the file's content with `data`, durably (os.write may write only a part)."""
-    os.ftruncate(fd, 0)
-    view, offset = memoryview(data), 0
-    while offset < len(data):
-        offset += os.pwrite(fd, view[offset:], offset)
-    os.fsync(fd)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

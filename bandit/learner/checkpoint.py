@@ -16,10 +16,11 @@ import hashlib
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import msgspec
+
+from bandit.durable import replace_file
 
 log = logging.getLogger(__name__)
 
@@ -115,25 +116,29 @@ class CheckpointStore:
         """Leave a revoked partition's state where its next owner looks."""
         _write_file(self.root / "partitions" / f"{partition}.state", msgspec.msgpack.encode(state))
 
-    def newest_partition_state(
-        self, partition: int, topics: tuple[str, str], group_id: str
-    ) -> PartitionState | None:
-        """The most advanced known state of `partition`: from a handoff, or from the newest
-        checkpoint of any member of the group (one that died without handing it over)."""
-        candidates = []
-        handoff = _read_file(self.root / "partitions" / f"{partition}.state", PartitionState)
-        if handoff is not None:
-            candidates.append(handoff)
+    def newest_partition_states(
+        self, partitions: set[int], topics: tuple[str, str], group_id: str
+    ) -> dict[int, PartitionState]:
+        """The most advanced known state of each of `partitions` that has one: from a handoff,
+        or from the newest checkpoint of any member of the group (one that died without
+        handing it over). Each member's checkpoint is read once."""
+        newest: dict[int, PartitionState] = {}
+
+        def consider(partition: int, state: PartitionState) -> None:
+            if partition not in newest or state.progress > newest[partition].progress:
+                newest[partition] = state
+
+        for partition in partitions:
+            handoff = _read_file(self.root / "partitions" / f"{partition}.state", PartitionState)
+            if handoff is not None:
+                consider(partition, handoff)
         for member in self._members():
             checkpoint = self.latest(member)
-            if checkpoint is None or (checkpoint.topics, checkpoint.group_id) != (
-                topics,
-                group_id,
-            ):
+            if checkpoint is None or checkpoint.topics != topics or checkpoint.group_id != group_id:
                 continue
-            if partition in checkpoint.partitions:
-                candidates.append(checkpoint.partitions[partition])
-        return max(candidates, key=lambda s: s.progress, default=None)
+            for partition in partitions & checkpoint.partitions.keys():
+                consider(partition, checkpoint.partitions[partition])
+        return newest
 
     def _members(self) -> list[str]:
         if not self.root.is_dir():
@@ -152,24 +157,8 @@ class CheckpointStore:
 
 
 def _write_file(path: Path, body: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(body).hexdigest().encode()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(MAGIC + digest + b"\n" + body)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    replace_file(path, MAGIC + digest + b"\n" + body)
 
 
 def _read_file(path: Path, type_: type):

@@ -110,10 +110,10 @@ class LearnerCore:
             offsets = self.offsets.get(record.partition)
             if offsets is None:
                 continue  # revoked while its records were in flight: its next owner reads them
-            slot = 0 if record.input is Input.DECISIONS else 1
-            if record.offset < offsets[slot]:
+            index = 0 if record.input is Input.DECISIONS else 1
+            if record.offset < offsets[index]:
                 continue  # read before the checkpoint this state came from: already joined
-            offsets[slot] = record.offset + 1
+            offsets[index] = record.offset + 1
             join = self.joins[record.partition]
             try:
                 if record.input is Input.DECISIONS:

@@ -341,10 +341,12 @@ class KafkaLearner:
 
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
         """Continue each new partition from its newest state, wherever it was written."""
-        decisions, feedback = self.core.topics
-        group = self.config.learner.group_id
-        for partition in sorted({tp.partition for tp in assigned} - set(self.core.joins)):
-            state = self.checkpoints.newest_partition_state(partition, (decisions, feedback), group)
+        new = {tp.partition for tp in assigned} - set(self.core.joins)
+        states = self.checkpoints.newest_partition_states(
+            new, self.core.topics, self.config.learner.group_id
+        )
+        for partition in sorted(new):
+            state = states.get(partition)
             self.core.assign(partition, state)
             self._since_checkpoint += 1
             for topic, offset in zip(self.core.topics, _offsets(state), strict=True):

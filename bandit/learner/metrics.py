@@ -6,7 +6,6 @@ outcomes and dead-letter codes from fixed sets.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
 
@@ -131,5 +130,5 @@ class MetricsServer:
         self.port = self.server.server_port
 
     def stop(self) -> None:
-        threading.Thread(target=self.server.shutdown, daemon=True).start()
+        self.server.shutdown()  # waits for the serving thread's loop to end
         self.server.server_close()

@@ -42,11 +42,11 @@ def test_a_partition_continues_from_its_most_advanced_state_in_the_group(tmp_pat
     CheckpointStore(tmp_path, "a").write(checkpoint(7, "a", progress=10))
     CheckpointStore(tmp_path, "b").write(checkpoint(3, "b", progress=40))
     store = CheckpointStore(tmp_path, "c")
-    assert store.newest_partition_state(0, ("d", "f"), "g").decisions_offset == 40
+    assert store.newest_partition_states({0, 1}, ("d", "f"), "g")[0].decisions_offset == 40
     store.write_handoff(0, PartitionState(50, 50, b"join"))
-    assert store.newest_partition_state(0, ("d", "f"), "g").decisions_offset == 50
-    assert store.newest_partition_state(0, ("other", "f"), "g").decisions_offset == 50
-    assert store.newest_partition_state(1, ("d", "f"), "g") is None
+    assert store.newest_partition_states({0}, ("d", "f"), "g")[0].decisions_offset == 50
+    assert store.newest_partition_states({0}, ("other", "f"), "g")[0].decisions_offset == 50
+    assert 1 not in store.newest_partition_states({0, 1}, ("d", "f"), "g")
 
 
 def test_two_learners_cannot_share_a_member_directory(tmp_path):

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 
 import msgspec
 
@@ -20,7 +19,7 @@ from bandit.policies import build_policy
 from bandit.slots import SlotKind
 from bandit.stream_io import produce_stream
 from bandit.synthetic import SyntheticWorld, logged_stream
-from tests.helpers import metric_value, read_all, wait_for
+from tests.helpers import Client, metric_value, read_all, wait_for
 
 DECISIONS = 20_000
 KILLS = 10
@@ -37,7 +36,7 @@ def test_sigkill_at_random_points_learns_every_rewarded_event_exactly_once(learn
     )  # fmt: skip
     produce_stream(config, stream.events)
 
-    clean = _Run(base, "clean")
+    clean = _Run(base, config.learner.checkpoint_dir, "clean")
     clean.start()
     clean.wait_until_rewarded(stream.impressed)
     clean.stop()
@@ -45,7 +44,7 @@ def test_sigkill_at_random_points_learns_every_rewarded_event_exactly_once(learn
     # Kill points: random amounts of learning, plus a random fraction of a batch or checkpoint.
     rng = random.Random(11)
     targets = sorted(rng.sample(range(stream.learnable // 20, stream.learnable * 9 // 10), KILLS))
-    faulty = _Run(base, "faulty")
+    faulty = _Run(base, config.learner.checkpoint_dir, "faulty")
     learned_at_kills = []
     for target in targets:
         faulty.start()
@@ -68,7 +67,7 @@ def test_sigkill_at_random_points_learns_every_rewarded_event_exactly_once(learn
 class _Run:
     """One learner lineage (its own group, checkpoints and output topics) as subprocesses."""
 
-    def __init__(self, base: list[str], name: str):
+    def __init__(self, base: list[str], root: str, name: str):
         self.name = name
         self.overrides = [
             *base,
@@ -76,11 +75,9 @@ class _Run:
             f'kafka.topics.rewarded="rewarded-{name}-{time.time_ns()}"',
             f'kafka.topics.deadletter="deadletter-{name}-{time.time_ns()}"',
             f'kafka.topics.models="models-{name}-{time.time_ns()}"',
+            f'learner.checkpoint_dir="{root}/{name}"',
+            f'model_store.path="{root}/{name}-models"',
         ]
-        self.config = load_config(overrides=self.overrides, environ={})
-        root = self.config.learner.checkpoint_dir
-        self.overrides.append(f'learner.checkpoint_dir="{root}/{name}"')
-        self.overrides.append(f'model_store.path="{root}/{name}-models"')
         self.config = load_config(overrides=self.overrides, environ={})
         self.process: subprocess.Popen | None = None
         self.port = 0
@@ -105,9 +102,8 @@ class _Run:
         """This lineage's examples learned (restored from its checkpoint, then counted on)."""
         assert self.process.poll() is None, f"learner exited with {self.process.returncode}"
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
-                text = r.read().decode()
-        except OSError:
+            text = Client("127.0.0.1", self.port).get("/metrics")[1]
+        except OSError:  # not listening yet
             return 0
         return metric_value(text, "artbandit_learner_examples_learned_total")
 

@@ -9,7 +9,7 @@ from bandit import events
 from bandit.events import Candidate, Context, DecisionEvent, FeedbackEvent, PolicyRef
 from bandit.model_store import ModelStore
 from bandit.stream_io import produce
-from tests.helpers import metric_value, read_all, running_learner, wait_for
+from tests.helpers import Client, metric_value, read_all, running_learner, wait_for
 
 T0 = time.time() - 3600  # an hour ago: once read to the end, the wall clock closes every window
 
@@ -69,7 +69,7 @@ def test_scripted_stream_gives_exactly_the_expected_rewards_and_dead_letters(lea
         produce(bootstrap, topics.feedback, feedbacks)
         wait_for(lambda: learner.status().consumed == len(decisions) + len(feedbacks), 30)
         wait_for(lambda: learner.status().open_decisions == 0, 30)
-        exposition = _scrape(learner.metrics_port)
+        exposition = Client("127.0.0.1", learner.metrics_port).get("/metrics")[1]
     rewarded = [
         events.decode(v, events.RewardedEvent) for v in read_all(bootstrap, topics.rewarded)
     ]
@@ -81,8 +81,9 @@ def test_scripted_stream_gives_exactly_the_expected_rewards_and_dead_letters(lea
         ("d6", "control", (0.5,)),
         ("d7", "treatment", (0.0, 0.5, 0.0)),
     ]
-    dead = [msgspec.json.decode(v, type=events.DeadLetterEvent)
-            for v in read_all(bootstrap, topics.deadletter)]  # fmt: skip
+    dead = [
+        events.decode(v, events.DeadLetterEvent) for v in read_all(bootstrap, topics.deadletter)
+    ]
     assert sorted((d.code, d.key) for d in dead) == [
         ("bad_position", "d7"),
         ("late", "d5"),
@@ -106,10 +107,3 @@ def test_scripted_stream_gives_exactly_the_expected_rewards_and_dead_letters(lea
     store = ModelStore(config.model_store.path)
     assert store.load_latest("artwork").info.examples_learned == 4
     assert store.versions("hero") == []  # nothing learned, nothing published
-
-
-def _scrape(port: int) -> str:
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        return response.read().decode()
