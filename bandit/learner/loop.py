@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 import msgspec
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import KafkaError
@@ -34,6 +34,7 @@ from bandit.learner.core import Input, LearnerCore, Record, StepOutput
 from bandit.learner.metrics import LearnerMetrics, MetricsServer
 from bandit.learner.publisher import ModelPublisher
 from bandit.learner.topics import ensure_topics
+from bandit.learner.writer import OutputError, OutputWriter
 from bandit.model_store import ModelStore, ModelStoreError
 from bandit.policies import Policy
 
@@ -85,17 +86,15 @@ class KafkaLearner:
         self._topic_input = {topics.decisions: Input.DECISIONS, topics.feedback: Input.FEEDBACK}
         self.core: LearnerCore | None = None
         self.consumer: KafkaConsumer | None = None
-        self.producer: KafkaProducer | None = None
+        self.writer: OutputWriter | None = None
         self.publisher: ModelPublisher | None = None
         self.ready = threading.Event()
-        self._send_errors: list[BaseException] = []
         self._seq = 1
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
         self._last_publish = float("-inf")
         self._checkpoints_written = 0
         self._consumed = 0
-        self._rewarded_partitions = 0
         self._status = LearnerStatus(0, {}, 0, 0, 0, 0)
 
     # ------------------------------------------------------------------ lifecycle
@@ -146,18 +145,13 @@ class KafkaLearner:
             self.core = LearnerCore(self.config, self._warm_start())
         for slot, count in self.core.learned_here.items():
             self.metrics.examples_learned.labels(slot).inc(count)
-        self.producer = KafkaProducer(
-            bootstrap_servers=self.bootstrap_servers,
-            client_id=f"{self.config.kafka.client_id}-learner",
-            acks="all",
-            linger_ms=50,
-            batch_size=1 << 20,
-            max_request_size=64 << 20,
-        )
+        try:
+            self.writer = OutputWriter(
+                self.bootstrap_servers, f"{self.config.kafka.client_id}-learner"
+            )
+        except OutputError as exc:
+            raise LearnerError(str(exc)) from exc
         self.publisher = ModelPublisher(self.store, self._send_model)
-        self._rewarded_partitions = len(
-            self.producer.partitions_for(self.config.kafka.topics.rewarded) or ()
-        )
         self.consumer = KafkaConsumer(
             bootstrap_servers=self.bootstrap_servers,
             client_id=f"{self.config.kafka.client_id}-learner",
@@ -188,8 +182,8 @@ class KafkaLearner:
     def _close(self) -> None:
         if self.consumer is not None:
             self.consumer.close(autocommit=False)  # leaves the group
-        if self.producer is not None:
-            self.producer.close(timeout=10)
+        if self.writer is not None:
+            self.writer.close(timeout_s=10)
         if self.core is not None:
             self.core.close()
 
@@ -240,26 +234,24 @@ class KafkaLearner:
 
     def _emit(self, out: StepOutput) -> None:
         topics = self.config.kafka.topics
-        partitions = self._rewarded_partitions
         for partition, event in out.rewarded:
             # Same partition number as the inputs when the topic has it: no hashing per event.
-            target = partition if partition < partitions else None
-            self._send(topics.rewarded, event.decision_id, msgspec.json.encode(event), target)
+            self._send(topics.rewarded, event.decision_id, msgspec.json.encode(event), partition)
         for dead in out.dead_letters:
             self._send(topics.deadletter, dead.key, msgspec.json.encode(dead))
             self.metrics.dead_letters.labels(dead.code).inc()
+        self.writer.ship()
         for outcome, count in out.outcomes.items():
             self.metrics.joins.labels(outcome).inc(count)
         for slot, count in out.learned.items():
             self.metrics.examples_learned.labels(slot).inc(count)
 
     def _send(self, topic: str, key: str | None, value: bytes, partition: int | None = None):
-        key_bytes = key.encode() if key else None
-        future = self.producer.send(topic, value=value, key=key_bytes, partition=partition)
-        future.add_errback(self._send_errors.append)
+        self.writer.send(topic, key.encode() if key else None, value, partition)
 
     def _send_model(self, slot: str, version_file: bytes) -> None:
         self._send(self.config.kafka.topics.models, slot, version_file)
+        self.writer.ship()
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint_due(self) -> bool:
@@ -294,14 +286,9 @@ class KafkaLearner:
 
     def _flush_outputs(self) -> None:
         try:
-            self.producer.flush(timeout=60)
-        except KafkaError as exc:
-            raise LearnerError(f"Kafka did not acknowledge the learner's outputs: {exc}") from exc
-        if self._send_errors:
-            error = self._send_errors[0]
-            raise LearnerError(
-                f"Kafka refused an output, restart from the last checkpoint: {error}"
-            )
+            self.writer.flush(timeout_s=60)
+        except OutputError as exc:
+            raise LearnerError(f"{exc}; restart from the last checkpoint") from exc
 
     def _commit(self, partitions: dict[int, PartitionState]) -> None:
         offsets = {}

@@ -10,6 +10,7 @@ import sys
 import time
 
 import msgspec
+from kafka import KafkaConsumer
 
 from bandit import events
 from bandit.config import load_config
@@ -79,6 +80,9 @@ class _Run:
             f'model_store.path="{root}/{name}-models"',
         ]
         self.config = load_config(overrides=self.overrides, environ={})
+        consumer = KafkaConsumer(bootstrap_servers=self.config.kafka.bootstrap_servers)
+        self.partitions = len(consumer.partitions_for_topic(self.config.kafka.topics.decisions))
+        consumer.close()
         self.process: subprocess.Popen | None = None
         self.port = 0
 
@@ -121,9 +125,29 @@ class _Run:
         return set(self.rewarded())
 
     def wait_until_rewarded(self, count: int) -> None:
-        wait_for(lambda: len(self.rewarded_ids()) >= count or self.process.poll() is not None,
-                 timeout_s=240, interval_s=1.0)  # fmt: skip
+        """Until the topic holds every rewarded event and this learner has caught up (a killed
+        predecessor's outputs may already be on the topic before its successor re-learns)."""
+        wait_for(
+            lambda: (len(self.rewarded_ids()) >= count and self.caught_up())
+            or self.process.poll() is not None,
+            timeout_s=240, interval_s=1.0,
+        )  # fmt: skip
         assert self.process.poll() is None, f"learner exited with {self.process.returncode}"
+
+    def caught_up(self) -> bool:
+        """Both inputs read to their ends on every partition, and no window left open."""
+        try:
+            text = Client("127.0.0.1", self.port).get("/metrics")[1]
+        except OSError:
+            return False
+        lag_series = [
+            line for line in text.splitlines() if line.startswith("artbandit_learner_consumer_lag{")
+        ]
+        return (
+            len(lag_series) == 2 * self.partitions
+            and metric_value(text, "artbandit_learner_consumer_lag") == 0
+            and metric_value(text, "artbandit_learner_open_decisions") == 0
+        )
 
     def learned(self) -> dict[str, int]:
         learner = self.config.learner
