@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common(learn)
     learn.set_defaults(run=_run_learn)
 
+    replay = verbs.add_parser("replay", help="estimate candidate policies' value on a rewarded log")
+    _common(replay)
+    replay.set_defaults(run=_run_replay)
+    from replay.command import add_arguments
+
+    add_arguments(replay)
+
     demo = verbs.add_parser("demo", help="watch each slot's policy learn in a synthetic world")
     _common(demo)
     demo.add_argument("--rounds", type=int, default=20_000, help="rounds per slot (default 20000)")
@@ -120,6 +127,12 @@ def _kafka(config: Config) -> Iterator[Config]:
     with EmbeddedBroker(port=kafka.embedded_port) as broker:
         print(f"started the embedded broker on {broker.bootstrap_servers}", file=sys.stderr)
         yield served_by(broker.bootstrap_servers)
+
+
+def _run_replay(args: argparse.Namespace, config: Config) -> int:
+    from replay.command import run
+
+    return run(args, config)
 
 
 def _run_demo(args: argparse.Namespace, config: Config) -> int:

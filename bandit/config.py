@@ -223,6 +223,18 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
     return msgspec.structs.replace(rest, slots=slots)
 
 
+def override_slot(name: str, slot: SlotConfig, overrides: Iterable[str]) -> SlotConfig:
+    """`slot` with `key=value` overrides of its own keys (`exploration.epsilon=0.1`),
+    validated like a config file; errors name `slots.<name>.<key>`."""
+    raw = msgspec.to_builtins(slot)
+    for override in overrides:
+        key, value = parse_override(override)
+        _deep_merge(raw, _nest(key, value), prefix=f"slots.{name}.")
+    updated = _convert(raw, SlotConfig, prefix=f"slots.{name}")
+    _check_vw(name, updated)
+    return updated
+
+
 def _check_vw(name: str, slot: SlotConfig) -> None:
     """Let VW itself judge the arguments, so a typo fails at load, not at the first request."""
     if slot.policy != "vw":

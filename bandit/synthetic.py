@@ -175,3 +175,16 @@ def logged_stream(
                 logged.append((event.ts, len(logged), event))
     logged.sort(key=lambda item: item[:2])
     return LoggedStream([event for _, _, event in logged], impressed, learnable)
+
+
+def rewarded_log(
+    world: SyntheticWorld, policy: Policy, slot: str, count: int, start_ts: float = 1.7e9
+) -> list[RewardedEvent]:
+    """A replay log as the learner would write it: `count` rounds logged by `policy` (which
+    does not learn), one second apart from `start_ts`."""
+    log = []
+    for i in range(count):
+        round_ = world.draw()
+        event = world.rewarded_event(round_, policy.decide(round_.context, round_.candidates), slot)
+        log.append(msgspec.structs.replace(event, ts=start_ts + i, joined_at=start_ts + i + 60))
+    return log

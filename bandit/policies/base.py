@@ -72,6 +72,34 @@ class Policy(abc.ABC):
         self.examples_learned += 1
         return True
 
+    def action_probabilities(
+        self,
+        context: Context,
+        candidates: Sequence[Candidate],
+        placed: Sequence[int] = (),
+        greedy: bool = False,
+    ) -> np.ndarray:
+        """The distribution of the policy's next choice over `candidates`, given the indices
+        already `placed` at earlier positions (rows; none for one choice): what replay weighs
+        logged choices by. `greedy` puts all the mass on the exploit choice."""
+        taken = set(placed)
+        remaining = [i for i in range(len(candidates)) if i not in taken]
+        if not remaining:
+            raise ValueError("placed: every candidate is already placed")
+        pmf = np.asarray(self._probabilities(context, candidates, remaining, len(placed)), float)
+        full = np.zeros(len(candidates))
+        if greedy:
+            full[remaining[int(np.argmax(pmf))]] = 1.0
+        else:
+            full[remaining] = pmf / pmf.sum()
+        return full
+
+    @abc.abstractmethod
+    def _probabilities(
+        self, context: Context, candidates: Sequence[Candidate], remaining: list[int], position: int
+    ) -> Sequence[float]:
+        """Unnormalised probabilities over `remaining` (candidate indices) at `position`."""
+
     @abc.abstractmethod
     def _decide(
         self, context: Context, candidates: Sequence[Candidate], count: int, greedy: bool

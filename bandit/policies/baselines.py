@@ -46,6 +46,9 @@ class UniformPolicy(_Stateless):
             explored=True,
         )
 
+    def _probabilities(self, context, candidates, remaining, position):
+        return [1.0] * len(remaining)
+
 
 class DefaultPolicy(_Stateless):
     """The editorial default (what the control group sees), with probability 1.
@@ -59,10 +62,19 @@ class DefaultPolicy(_Stateless):
     def _decide(
         self, context: Context, candidates: Sequence[Candidate], count: int, greedy: bool
     ) -> Choice:
-        marked = [c.id for c in candidates if c.default]
-        rest = [c.id for c in candidates if not c.default]
-        chosen = tuple((marked + rest)[:count])
+        chosen = tuple(candidates[i].id for i in _default_order(candidates)[:count])
         return Choice(chosen, (1.0,) * len(chosen), explored=False)
+
+    def _probabilities(self, context, candidates, remaining, position):
+        free = set(remaining)
+        first = next(i for i in _default_order(candidates) if i in free)
+        return [1.0 if i == first else 0.0 for i in remaining]
+
+
+def _default_order(candidates: Sequence[Candidate]) -> list[int]:
+    """Candidate indices, the ones marked default first, each group in the order given."""
+    marked = [i for i, c in enumerate(candidates) if c.default]
+    return marked + [i for i, c in enumerate(candidates) if not c.default]
 
 
 class ThompsonPolicy(Policy):
@@ -104,6 +116,13 @@ class ThompsonPolicy(Policy):
             chosen.append(candidates[remaining.pop(pick)].id)
             probabilities.append(max(probability, 1.0 / self.draws))
         return Choice(tuple(chosen), tuple(probabilities), explored)
+
+    def _probabilities(self, context, candidates, remaining, position):
+        """Each remaining arm's chance of the highest posterior draw (Monte-Carlo)."""
+        alpha, beta = self._posterior([candidates[i] for i in remaining])
+        samples = self.rng.beta(alpha, beta, size=(self.draws, len(remaining)))
+        wins = np.bincount(samples.argmax(axis=1), minlength=len(remaining))
+        return np.maximum(wins / self.draws, 1.0 / self.draws)
 
     def _learn(self, event: RewardedEvent) -> None:
         scale = self.slot.reward.max

@@ -69,6 +69,22 @@ class _VWPolicy(Policy):
     def close(self) -> None:
         self.workspace.finish()
 
+    def _predict_lines(self, lines: list[str]) -> list:
+        """VW's prediction for one multi-line example through its native calls (3x faster
+        than `Workspace.predict`): a pmf for `cb_explore_adf`, per-slot (action, probability)
+        lists for `ccb_explore_adf`."""
+        examples = self.workspace._parse("\n".join(lines))
+        try:
+            pylibvw.vw.predict_multi(self.workspace, examples)
+            head = examples[0]
+            return (
+                head.get_decision_scores()
+                if self.reduction.startswith("ccb")
+                else (head.get_action_scores())
+            )
+        finally:
+            pylibvw.vw._finish_example_multi_ex(self.workspace, examples)
+
     def _learn_lines(self, lines: list[str]) -> None:
         """Learn one multi-line example through VW's native calls: the same update as
         `Workspace.learn`, without its per-line Python wrappers (3x faster for 10 actions)."""
@@ -87,13 +103,16 @@ class VWChoicePolicy(_VWPolicy):
     def _decide(
         self, context: Context, candidates: Sequence[Candidate], count: int, greedy: bool
     ) -> Choice:
-        pmf = self.workspace.predict(encoding.cb_example(context, candidates))
+        pmf = self._predict_lines(encoding.cb_example(context, candidates))
         best = argmax(pmf)
         if greedy:
             index, probability = best, pmf[best] / sum(pmf)
         else:
             index, probability = sample_index(pmf, self.rng)
         return Choice((candidates[index].id,), (probability,), explored=index != best)
+
+    def _probabilities(self, context, candidates, remaining, position):
+        return self._predict_lines(encoding.cb_example(context, candidates))
 
     def _learn(self, event: RewardedEvent) -> None:
         (index,) = event.chosen_indices()
@@ -114,7 +133,7 @@ class VWRowsPolicy(_VWPolicy):
     ) -> Choice:
         if greedy:
             return self._greedy(context, candidates, count)
-        slots = self.workspace.predict(encoding.ccb_example(context, candidates, count))
+        slots = self._predict_lines(encoding.ccb_example(context, candidates, count))
         chosen, probabilities, explored = [], [], False
         for scores in slots:
             action, probability = scores[0]
@@ -131,12 +150,20 @@ class VWRowsPolicy(_VWPolicy):
             lines = encoding.ccb_example(
                 context, candidates, 1, include=remaining, first_position=position
             )
-            (scores,) = self.workspace.predict(lines)
+            (scores,) = self._predict_lines(lines)
             action, probability = max(scores, key=lambda s: s[1])
             chosen.append(candidates[action].id)
             probabilities.append(probability)
             remaining.remove(action)
         return Choice(tuple(chosen), tuple(probabilities), explored=False)
+
+    def _probabilities(self, context, candidates, remaining, position):
+        lines = encoding.ccb_example(
+            context, candidates, 1, include=remaining, first_position=position
+        )
+        (scores,) = self._predict_lines(lines)
+        probability = dict(scores)
+        return [probability.get(i, 0.0) for i in remaining]
 
     def _learn(self, event: RewardedEvent) -> None:
         labels = [

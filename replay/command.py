@@ -1,0 +1,173 @@
+"""`artbandit replay`: off-policy estimates of candidate policies over a rewarded log."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from pathlib import Path
+
+from bandit.config import Config, ConfigError
+from replay import estimators as est
+from replay.evaluate import ReplayResult, Settings, evaluate
+from replay.logs import LogError, read_log
+from replay.rejection import NotUniformError
+from replay.report import table, to_html, to_json
+from replay.targets import TargetError, parse_target
+
+DEFAULT_TARGETS = ("uniform", "default")
+SEARCH_EPSILON = (0.02, 0.05, 0.1, 0.2)
+SEARCH_LEARNING_RATE = (0.1, 0.5, 2.0)
+SEARCH_INTERACTIONS = ('["UA", "UI"]', '["UA", "UI", "CA", "CI"]')
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log",
+        required=True,
+        metavar="SOURCE",
+        help="rewarded log: .jsonl, .jsonl.gz, .parquet or kafka://TOPIC",
+    )
+    parser.add_argument(
+        "--policy",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="target policy (repeatable): uniform, default, thompson, store:SLOT[@vN][:greedy], "
+        "'train:KEY=VALUE ...', 'learn:KEY=VALUE ...', python:MODULE:FUNCTION "
+        f"(default: {', '.join(DEFAULT_TARGETS)})",
+    )
+    parser.add_argument(
+        "--search", action="store_true", help="also replay a grid of learning configs and rank them"
+    )
+    parser.add_argument(
+        "--estimators",
+        default=",".join(est.NAMES),
+        help=f"comma-separated (default: {','.join(est.NAMES)})",
+    )
+    parser.add_argument(
+        "--slot", action="append", default=[], help="slots to evaluate (default: all)"
+    )
+    parser.add_argument(
+        "--train-fraction",
+        type=float,
+        default=0.5,
+        help="share of events (time order) that trains targets (default 0.5)",
+    )
+    parser.add_argument(
+        "--no-reward-model",
+        action="store_true",
+        help="skip the reward model (and DM, DR, SNDR, Switch-DR)",
+    )
+    parser.add_argument("--bootstrap", type=int, default=200, help="replicates (0: none)")
+    parser.add_argument("--confidence", type=float, default=0.95)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--segment",
+        metavar="FEATURE",
+        help="break estimates down by user.<name>, request.<name> or group",
+    )
+    parser.add_argument(
+        "--rejection",
+        action="store_true",
+        help="cross-check with rejection sampling (uniformly logged data only)",
+    )
+    parser.add_argument("--clip", type=float, default=20.0, help="clipped IPS's max weight")
+    parser.add_argument("--switch-tau", type=float, default=20.0, help="Switch-DR's threshold")
+    parser.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="count and skip lines that break the contract instead of stopping",
+    )
+    parser.add_argument(
+        "--out",
+        default="var/replay",
+        metavar="DIR",
+        help="where report.json and report.html go (default var/replay)",
+    )
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    settings = _settings(args)
+    specs = list(args.policy) or list(DEFAULT_TARGETS)
+    if args.search:
+        specs += search_specs()
+    try:
+        targets = [parse_target(spec, config, args.seed) for spec in specs]
+        bootstrap = config.kafka.bootstrap_servers
+        if args.log.startswith("kafka://") and bootstrap == "embedded":
+            bootstrap = f"127.0.0.1:{config.kafka.embedded_port}"
+        log = read_log(args.log, bootstrap, skip_bad=args.skip_bad, quiet=args.quiet)
+        result = evaluate(log, targets, config, settings, quiet=args.quiet)
+    except (LogError, TargetError, NotUniformError, est.EstimatorError) as exc:
+        print(f"artbandit replay: {exc}", file=sys.stderr)
+        return 2
+    print(table(result))
+    if args.search:
+        print(ranking(result))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_bytes(to_json(result))
+    (out / "report.html").write_text(to_html(result))
+    print(f"\nreports: {out / 'report.json'}  {out / 'report.html'}")
+    return 0
+
+
+def search_specs() -> list[str]:
+    """A small grid over exploration, learning rate and interactions, as learn: targets."""
+    return [
+        f"learn:exploration.epsilon={epsilon} interactions='{interactions}' vw_args='-l {rate}'"
+        for epsilon, rate, interactions in itertools.product(
+            SEARCH_EPSILON, SEARCH_LEARNING_RATE, SEARCH_INTERACTIONS
+        )
+    ]
+
+
+def ranking(result: ReplayResult) -> str:
+    """The learn: targets of each slot, best SNIPS first (position 0 for rows)."""
+    lines = []
+    for slot in result.slots:
+        scored = []
+        for target in slot.targets:
+            if target.target.startswith("learn:") and target.position in (None, 0):
+                snips = next((e for e in target.estimates if e.estimator == "snips"), None)
+                if snips is not None:
+                    scored.append((snips.value, snips, target.target))
+        scored.sort(key=lambda item: -item[0])
+        lines.append(f"\nsearch ({slot.slot}), best SNIPS first:")
+        for rank, (_, snips, name) in enumerate(scored[:10], start=1):
+            lines.append(f"  {rank:>2}. {snips.value:.4f} {_bounds(snips.normal)}  {name}")
+    return "\n".join(lines)
+
+
+def _bounds(bounds: tuple[float, float]) -> str:
+    return f"[{bounds[0]:.4f}, {bounds[1]:.4f}]"
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    names = tuple(n.strip() for n in args.estimators.split(",") if n.strip())
+    try:
+        est.make_estimators(names)
+    except ValueError as exc:
+        raise ConfigError("--estimators", str(exc)) from None
+    if not 0 < args.train_fraction < 1:
+        raise ConfigError("--train-fraction", "must be between 0 and 1")
+    if not 0 < args.confidence < 1:
+        raise ConfigError("--confidence", "must be between 0 and 1")
+    if args.bootstrap < 0:
+        raise ConfigError("--bootstrap", "must be 0 or more")
+    if args.clip <= 0 or args.switch_tau <= 0:
+        raise ConfigError("--clip/--switch-tau", "must be positive")
+    return Settings(
+        estimators=names,
+        confidence=args.confidence,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+        train_fraction=args.train_fraction,
+        reward_model=not args.no_reward_model,
+        max_weight=args.clip,
+        switch_tau=args.switch_tau,
+        segment=args.segment,
+        rejection=args.rejection,
+        slots=tuple(args.slot),
+    )

@@ -1,0 +1,267 @@
+"""One replay run: a log, targets and estimators in; estimates, diagnostics and warnings out.
+
+Per slot of the log: the treatment group's rounds are the evaluation data (control
+decisions are deterministic, so they support no other policy: they give the control
+group's on-policy value and are otherwise left out). When a target must be trained, the
+first `train_fraction` of events trains it and every target is evaluated on the rest, so
+all rows of a table are comparable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bandit.config import Config
+from replay import estimators as est
+from replay import reward_model
+from replay.logs import ReplayLog
+from replay.rejection import rejection_estimate
+from replay.rounds import Rounds
+from replay.targets import Target
+
+TOP_SEGMENTS = 8
+CURVE_POINTS = 40
+
+
+@dataclass
+class Settings:
+    estimators: tuple[str, ...] = est.NAMES
+    confidence: float = 0.95
+    bootstrap: int = 200
+    seed: int = 0
+    train_fraction: float = 0.5  # used only when a target trains
+    reward_model: bool = True
+    max_weight: float = 20.0
+    switch_tau: float = 20.0
+    segment: str | None = None
+    rejection: bool = False
+    slots: tuple[str, ...] = ()  # empty: every slot in the log
+
+
+@dataclass
+class TargetResult:
+    target: str
+    position: int | None  # rows: the position; None for a single-choice slot
+    estimates: list[est.Estimate]
+    effective_sample_size: float
+    weights: dict[str, float]  # mean, p50, p99, max
+    weight_sample: list[float]  # for the report's histogram (at most 20,000)
+    curve: list[tuple[int, float]]  # SNIPS over the rounds so far, for learning targets
+    segments: dict[str, list[est.Estimate]] = field(default_factory=dict)
+    rejection: est.Estimate | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SlotResult:
+    slot: str
+    events: int
+    treatment_rounds: int
+    evaluated_rounds: int
+    train_events: int
+    control_events: int
+    logging_value: dict[str, est.Estimate]  # group -> on-policy mean reward (evaluated part)
+    targets: list[TargetResult]
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ReplayResult:
+    source: str
+    events: int
+    duplicates: int
+    bad_lines: list[str]
+    settings: Settings
+    slots: list[SlotResult]
+    warnings: list[str] = field(default_factory=list)
+
+
+def evaluate(
+    log: ReplayLog, targets: list[Target], config: Config, settings: Settings, quiet: bool = True
+) -> ReplayResult:
+    if not log.events:
+        raise est.EstimatorError(f"{log.source}: the log has no events")
+    result = ReplayResult(log.source, len(log.events), log.duplicates, log.bad, settings, [])
+    if log.duplicates:
+        result.warnings.append(f"{log.duplicates} repeated decision ids were read once")
+    present = sorted({e.slot for e in log.events})
+    for slot in settings.slots or present:
+        if slot not in present:
+            result.warnings.append(f"slot {slot}: not in the log")
+            continue
+        if slot not in config.slots:
+            result.warnings.append(f"slot {slot}: not in the config, skipped")
+            continue
+        slot_events = [e for e in log.events if e.slot == slot]
+        result.slots.append(_evaluate_slot(slot, slot_events, targets, config, settings, quiet))
+    if not result.slots:
+        raise est.EstimatorError("no slot of the log could be evaluated")
+    return result
+
+
+def _evaluate_slot(slot, slot_events, targets, config, settings, quiet) -> SlotResult:
+    treatment = [e for e in slot_events if e.group == "treatment"]
+    control = [e for e in slot_events if e.group == "control"]
+    applicable = [t for t in targets if t.applies_to(slot)]
+    warnings: list[str] = []
+    if not treatment:
+        raise est.EstimatorError(f"slot {slot}: no treatment events to evaluate targets on")
+    rounds = Rounds.from_events(slot, treatment)
+    train: Rounds | None = None
+    if any(t.trains for t in applicable):
+        train, rounds = rounds.split(settings.train_fraction)
+        if not len(rounds) or not len(train):
+            raise est.EstimatorError(
+                f"slot {slot}: {len(treatment)} events are too few to train on "
+                f"{settings.train_fraction:.0%} and evaluate on the rest"
+            )
+    warnings += _propensity_warnings(rounds)
+    q = None
+    names = list(settings.estimators)
+    if settings.reward_model:
+        q = reward_model.fit_predict(rounds, config.slots[slot], settings.seed, quiet)
+    else:
+        dropped = [e.name for e in est.make_estimators(names) if e.needs_model]
+        names = [n for n in names if n not in dropped]
+        if dropped:
+            warnings.append(f"no reward model: {', '.join(dropped)} left out")
+    estimators = est.make_estimators(names, settings.max_weight, settings.switch_tau)
+    segment = rounds.segment(settings.segment) if settings.segment else None
+    evaluated_ids = {rounds.events[i].decision_id for i in set(rounds.event_index.tolist())}
+    logging_value = {
+        "treatment": _mean_estimate(rounds.reward, settings.confidence),
+        **({"control": _mean_estimate(_control_rewards(control, evaluated_ids, rounds),
+                                      settings.confidence)} if control else {}),
+    }  # fmt: skip
+    ranked = config.slots[slot].kind.ranked
+    results = []
+    for target in applicable:
+        pmf = target.probabilities(train, rounds, quiet)
+        for position in sorted(set(rounds.position.tolist())):
+            mask = rounds.position == position
+            results.append(
+                _evaluate_target(
+                    target.name, position if ranked else None,
+                    rounds.select(mask), pmf[mask], None if q is None else q[mask],
+                    estimators, settings, None if segment is None else segment[mask],
+                )
+            )  # fmt: skip
+    return SlotResult(
+        slot=slot, events=len(slot_events), treatment_rounds=len(rounds) + (len(train or [])),
+        evaluated_rounds=len(rounds), train_events=len(train.events) if train else 0,
+        control_events=len(control), logging_value=logging_value, targets=results,
+        warnings=warnings,
+    )  # fmt: skip
+
+
+def _evaluate_target(name, position, rounds, pmf, q, estimators, settings, segment):
+    data = off_policy_data(rounds, pmf, q)
+    weights = data.weights
+    estimates = [
+        e.interval(data, settings.confidence, settings.bootstrap, settings.seed) for e in estimators
+    ]
+    result = TargetResult(
+        target=name,
+        position=position,
+        estimates=estimates,
+        effective_sample_size=est.effective_sample_size(weights),
+        weights={
+            "mean": float(weights.mean()),
+            "p50": float(np.quantile(weights, 0.5)),
+            "p99": float(np.quantile(weights, 0.99)),
+            "max": float(weights.max()),
+        },
+        weight_sample=_sample(weights, settings.seed),
+        curve=_snips_curve(weights, data.reward),
+    )
+    result.warnings += _support_warnings(rounds, pmf, result.effective_sample_size)
+    if segment is not None:
+        values, counts = np.unique(segment, return_counts=True)
+        for value in values[np.argsort(-counts)][:TOP_SEGMENTS]:
+            mask = segment == value
+            part = off_policy_data(rounds.select(mask), pmf[mask], None if q is None else q[mask])
+            result.segments[str(value)] = [
+                e.interval(part, settings.confidence) for e in estimators if len(part) > 1
+            ]
+    if settings.rejection:
+        result.rejection = rejection_estimate(rounds, pmf, settings.seed, settings.confidence)
+    return result
+
+
+def off_policy_data(rounds: Rounds, pmf: np.ndarray, q: np.ndarray | None) -> est.OffPolicyData:
+    index = np.arange(len(rounds))
+    return est.OffPolicyData(
+        reward=rounds.reward, propensity=rounds.propensity,
+        target_chosen=pmf[index, rounds.chosen], chosen=rounds.chosen, target=pmf, q=q,
+    )  # fmt: skip
+
+
+def _mean_estimate(values: np.ndarray, confidence: float) -> est.Estimate:
+    data = est.OffPolicyData(
+        reward=values, propensity=np.ones(len(values)), target_chosen=np.ones(len(values))
+    )
+    estimate = est.IPS().interval(data, confidence)
+    return est.Estimate("on_policy", estimate.value, estimate.std_error, estimate.normal, None,
+                        len(values))  # fmt: skip
+
+
+def _control_rewards(control, evaluated_ids, rounds: Rounds) -> np.ndarray:
+    """The control group's reward per round, over the same span of time as the evaluation."""
+    start = min(e.ts for e in rounds.events) if rounds.events else 0.0
+    return np.asarray(
+        [r for e in control if e.ts >= start for r in e.rewards] or [0.0], dtype=float
+    )
+
+
+def _propensity_warnings(rounds: Rounds) -> list[str]:
+    warnings = []
+    sizes = np.asarray([len(e.candidates) for e in rounds.events])[rounds.event_index]
+    deterministic = int(np.sum((rounds.propensity >= 1.0) & (sizes - rounds.position > 1)))
+    if deterministic:
+        warnings.append(
+            f"{deterministic} rounds were logged with probability 1 among several candidates: "
+            "a target that chooses differently there cannot be evaluated on them"
+        )
+    tiny = int(np.sum(rounds.propensity < 1e-3))
+    if tiny:
+        warnings.append(f"{tiny} rounds have propensities below 0.001 (weights above 1,000)")
+    return warnings
+
+
+def _support_warnings(rounds: Rounds, pmf: np.ndarray, ess: float) -> list[str]:
+    """Mass on actions the log never chose, and estimates resting on few rounds."""
+    warnings = []
+    logged = np.zeros_like(pmf, dtype=bool)
+    pairs = zip(rounds.event_index.tolist(), rounds.chosen.tolist(), strict=True)
+    logged_ids = {rounds.events[e].candidates[c].id for e, c in pairs}
+    for i, event_index in enumerate(rounds.event_index.tolist()):
+        candidates = rounds.events[event_index].candidates
+        logged[i, : len(candidates)] = [c.id in logged_ids for c in candidates]
+    unsupported = float(pmf[~logged].sum() / max(pmf.sum(), 1e-12))
+    if unsupported > 0.01:
+        warnings.append(
+            f"{unsupported:.1%} of the target's probability is on candidates the log never "
+            "chose: the estimates cannot see what those choices would earn"
+        )
+    if ess < min(100.0, 0.01 * len(rounds)):
+        warnings.append(f"effective sample size {ess:.0f}: the estimates rest on few rounds")
+    return warnings
+
+
+def _sample(weights: np.ndarray, seed: int, size: int = 20_000) -> list[float]:
+    if len(weights) <= size:
+        return weights.tolist()
+    return np.random.default_rng(seed).choice(weights, size, replace=False).tolist()
+
+
+def _snips_curve(weights: np.ndarray, reward: np.ndarray) -> list[tuple[int, float]]:
+    """SNIPS over the first k rounds, at about CURVE_POINTS values of k."""
+    numerator, denominator = np.cumsum(weights * reward), np.cumsum(weights)
+    points = np.unique(np.linspace(1, len(weights), CURVE_POINTS).astype(int))
+    return [
+        (int(k), float(numerator[k - 1] / denominator[k - 1]))
+        for k in points
+        if denominator[k - 1] > 0
+    ]

@@ -1,0 +1,161 @@
+"""Reading and writing the replay log: rewarded events as JSON Lines, gzip JSON Lines, Parquet,
+or straight from the rewarded topic (`kafka://topic`).
+
+The rewarded topic is at least once (a learner restarted after a crash may repeat an event),
+so every reader keeps the first event of each decision_id and counts the repeats. A line
+that breaks the contract stops the read with its line number, unless `skip_bad` is set, in
+which case it is counted and reported: never silently dropped.
+
+Parquet layout: one row per event; the column `event` holds the event's JSON (nested
+features do not fit a fixed columnar schema), beside flat columns (`decision_id`, `ts`,
+`slot`, `group`, `reward`) for query engines.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bandit import events
+from bandit.progress import Progress
+
+KAFKA_PREFIX = "kafka://"
+
+
+class LogError(ValueError):
+    """The log cannot be read as asked (missing, empty, a line that breaks the contract)."""
+
+
+@dataclass
+class ReplayLog:
+    """The rewarded events of a log, one per decision, in time order."""
+
+    events: list[events.RewardedEvent]
+    source: str
+    duplicates: int = 0  # repeats of a decision_id (at-least-once topic), kept once
+    bad: list[str] = field(default_factory=list)  # "line N: why", with skip_bad
+
+
+def read_log(
+    source: str,
+    bootstrap_servers: str | None = None,
+    skip_bad: bool = False,
+    quiet: bool = False,
+) -> ReplayLog:
+    """Read a replay log from a path (`.jsonl`, `.jsonl.gz`, `.parquet`) or `kafka://topic`."""
+    if source.startswith(KAFKA_PREFIX):
+        if not bootstrap_servers:
+            raise LogError(f"{source}: reading a topic needs kafka.bootstrap_servers")
+        raw = _topic_values(bootstrap_servers, source.removeprefix(KAFKA_PREFIX), quiet)
+        total = None
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise LogError(f"{source}: no such file")
+        raw, total = _file_values(path)
+    log = ReplayLog(events=[], source=source)
+    seen: set[str] = set()
+    progress = Progress(total or 0, f"reading {source}", quiet=quiet or not total)
+    for number, value in enumerate(raw, start=1):
+        try:
+            event = events.decode(value, events.RewardedEvent)
+        except events.EventError as exc:
+            if not skip_bad:
+                raise LogError(f"{source}: line {number}: {exc}") from None
+            log.bad.append(f"line {number}: {exc}")
+            continue
+        if event.decision_id in seen:
+            log.duplicates += 1
+            continue
+        seen.add(event.decision_id)
+        log.events.append(event)
+        if number % 4096 == 0:
+            progress.update(number)
+    progress.close()
+    log.events.sort(key=lambda e: e.ts)
+    return log
+
+
+def write_log(path: str | Path, rewarded: Iterable[events.RewardedEvent]) -> int:
+    """Write events in the format the file name says; returns how many."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    encoded = [events.encode(event) for event in rewarded]
+    if path.suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        decoded = [events.decode(data, events.RewardedEvent) for data in encoded]
+        table = pa.table(
+            {
+                "decision_id": [e.decision_id for e in decoded],
+                "ts": [e.ts for e in decoded],
+                "slot": [e.slot for e in decoded],
+                "group": [e.group for e in decoded],
+                "reward": [e.reward for e in decoded],
+                "event": [data.decode() for data in encoded],
+            }
+        )
+        pq.write_table(table, path, compression="zstd")
+    else:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "wb") as fh:
+            for data in encoded:
+                fh.write(data + b"\n")
+    return len(encoded)
+
+
+def _file_values(path: Path) -> tuple[Iterator[bytes], int | None]:
+    """The event JSON of each line or row, and how many there are when that is cheap."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path, columns=["event"])
+        except Exception as exc:  # pyarrow raises several types for a bad file
+            raise LogError(f"{path}: not a replay Parquet file: {exc}") from None
+        values = table.column("event").to_pylist()
+        return (v.encode() if isinstance(v, str) else v for v in values), len(values)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        try:
+            data = fh.read()
+        except (OSError, EOFError) as exc:
+            raise LogError(f"{path}: cannot read: {exc}") from None
+    lines = [line for line in data.splitlines() if line.strip()]
+    return iter(lines), len(lines)
+
+
+def _topic_values(bootstrap_servers: str, topic: str, quiet: bool) -> Iterator[bytes]:
+    """Every message of `topic` up to its end as of now (all partitions)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, check_crcs=False,
+        fetch_max_bytes=64 << 20, max_partition_fetch_bytes=8 << 20,
+    )  # fmt: skip
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise LogError(f"kafka://{topic}: no such topic")
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        consumer.seek_to_beginning()
+        ends = consumer.end_offsets(assigned)
+        remaining = {tp: end for tp, end in ends.items() if end > consumer.position(tp)}
+        progress = Progress(sum(ends.values()), f"reading kafka://{topic}", quiet=quiet)
+        read = 0
+        while remaining:
+            for tp, messages in consumer.poll(timeout_ms=1000).items():
+                for message in messages:
+                    if message.offset < ends[tp]:
+                        read += 1
+                        yield message.value
+                if consumer.position(tp) >= ends[tp]:
+                    remaining.pop(tp, None)
+            progress.update(read)
+        progress.close()
+    finally:
+        consumer.close()

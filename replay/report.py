@@ -1,0 +1,232 @@
+"""A replay result three ways: a terminal table, JSON for machines, HTML with plots for people."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import Any
+
+import msgspec
+
+from replay.evaluate import ReplayResult, SlotResult, TargetResult
+
+PRIMARY = ("snips", "dr", "ips")  # the estimator a plot shows, first one present
+
+
+def table(result: ReplayResult) -> str:
+    lines = [
+        f"replay of {result.source}: {result.events:,} events"
+        + (f" ({result.duplicates:,} repeats read once)" if result.duplicates else "")
+        + (f", {len(result.bad_lines):,} bad lines skipped" if result.bad_lines else "")
+    ]
+    for slot in result.slots:
+        lines += ["", _slot_header(slot)]
+        lines.append(
+            f"  {'target':<34} {'pos':>3} {'estimator':<12} {'value':>8}  "
+            f"{'normal interval':<19} {'bootstrap interval':<19} {'ESS':>9}"
+        )
+        for target in slot.targets:
+            position = "" if target.position is None else str(target.position)
+            for e in target.estimates:
+                boot = _interval(e.bootstrap) if e.bootstrap else ""
+                lines.append(
+                    f"  {_cut(target.target, 34):<34} {position:>3} {e.estimator:<12} "
+                    f"{e.value:>8.4f}  {_interval(e.normal):<19} {boot:<19} "
+                    f"{target.effective_sample_size:>9,.0f}"
+                )
+            if target.rejection is not None:
+                r = target.rejection
+                lines.append(
+                    f"  {'':<34} {position:>3} {'rejection':<12} {r.value:>8.4f}  "
+                    f"{_interval(r.normal):<19} {f'({r.rounds:,} rounds kept)':<19}"
+                )
+        lines += [f"  ! {w}" for w in slot.warnings]
+        for target in slot.targets:
+            lines += [f"  ! {target.target}: {w}" for w in target.warnings]
+    lines += [f"! {w}" for w in result.warnings]
+    return "\n".join(lines)
+
+
+def to_json(result: ReplayResult) -> bytes:
+    """Everything but the weight samples kept for plotting."""
+    data = msgspec.to_builtins(result)
+    for slot in data["slots"]:
+        for target in slot["targets"]:
+            target.pop("weight_sample")
+    return msgspec.json.format(msgspec.json.encode(data), indent=2) + b"\n"
+
+
+def to_html(result: ReplayResult) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>artbandit replay</title>",
+        "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}"
+        "table{border-collapse:collapse;font-size:13px}td,th{padding:2px 8px;"
+        "border-bottom:1px solid #ddd;text-align:right}td:first-child,th:first-child"
+        "{text-align:left}.warn{color:#a33}</style></head><body>",
+        f"<h1>Replay of {html.escape(result.source)}</h1>",
+        f"<p>{result.events:,} events, {result.duplicates:,} repeated decision ids read once."
+        f" Confidence {result.settings.confidence:.0%}, {result.settings.bootstrap} bootstrap "
+        f"replicates, seed {result.settings.seed}.</p>",
+    ]
+    parts += [f"<p class='warn'>{html.escape(w)}</p>" for w in result.warnings]
+    for slot in result.slots:
+        parts.append(
+            f"<h2>Slot {html.escape(slot.slot)}</h2><p>{html.escape(_slot_header(slot))}</p>"
+        )
+        parts.append(_html_table(slot))
+        parts += [f"<p class='warn'>{html.escape(w)}</p>" for w in slot.warnings]
+        for target in slot.targets:
+            parts += [
+                f"<p class='warn'>{html.escape(target.target)}: {html.escape(w)}</p>"
+                for w in target.warnings
+            ]
+        parts.append(_img(_estimates_figure(slot), "estimates with intervals"))
+        parts.append(_img(_weights_figure(slot), "importance weights"))
+        parts.append(_img(_curve_figure(slot), "estimate as the log is read"))
+        if any(t.segments for t in slot.targets):
+            parts.append(_img(_segments_figure(slot, result.settings.segment), "segments"))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _slot_header(slot: SlotResult) -> str:
+    values = ", ".join(
+        f"{group} {e.value:.4f} {_interval(e.normal)} over {e.rounds:,} rounds"
+        for group, e in slot.logging_value.items()
+    )
+    trained = f", the first {slot.train_events:,} trained the targets" if slot.train_events else ""
+    return (
+        f"slot {slot.slot}: {slot.events:,} events, {slot.evaluated_rounds:,} treatment rounds "
+        f"evaluated{trained}, {slot.control_events:,} control events. "
+        f"Logged (on-policy) reward: {values}"
+    )
+
+
+def _interval(bounds: tuple[float, float]) -> str:
+    return f"[{bounds[0]:.4f}, {bounds[1]:.4f}]"
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _label(target: TargetResult) -> str:
+    return target.target + ("" if target.position is None else f" @{target.position}")
+
+
+def _primary(target: TargetResult):
+    by_name = {e.estimator: e for e in target.estimates}
+    return next((by_name[name] for name in PRIMARY if name in by_name), target.estimates[0])
+
+
+def _html_table(slot: SlotResult) -> str:
+    rows = [
+        "<table><tr><th>target</th><th>estimator</th><th>value</th><th>normal</th>"
+        "<th>bootstrap</th><th>ESS</th><th>max weight</th></tr>"
+    ]
+    for target in slot.targets:
+        for e in target.estimates:
+            boot = _interval(e.bootstrap) if e.bootstrap else ""
+            rows.append(
+                f"<tr><td>{html.escape(_label(target))}</td><td>{e.estimator}</td>"
+                f"<td>{e.value:.4f}</td><td>{_interval(e.normal)}</td><td>{boot}</td>"
+                f"<td>{target.effective_sample_size:,.0f}</td>"
+                f"<td>{target.weights['max']:.1f}</td></tr>"
+            )
+    rows.append("</table>")
+    return "\n".join(rows)
+
+
+def _estimates_figure(slot: SlotResult):
+    import matplotlib.pyplot as plt
+
+    labels, values, errors = [], [], []
+    for target in slot.targets:
+        for e in target.estimates:
+            labels.append(f"{_cut(_label(target), 40)} · {e.estimator}")
+            values.append(e.value)
+            errors.append([[e.value - e.normal[0]], [e.normal[1] - e.value]])
+    figure, axes = plt.subplots(figsize=(9, 0.28 * len(labels) + 1.2))
+    for y, (value, error) in enumerate(zip(values, errors, strict=True)):
+        axes.errorbar(value, y, xerr=error, fmt="o", color="#3465a4", capsize=3)
+    for group, e in slot.logging_value.items():
+        axes.axvline(e.value, linestyle="--", color="#888" if group == "control" else "#c60")
+        axes.text(e.value, -0.9, f" logged {group}", fontsize=8, color="#555")
+    axes.set_yticks(range(len(labels)), labels, fontsize=8)
+    axes.invert_yaxis()
+    axes.set_xlabel("estimated reward per round")
+    axes.set_title(f"{slot.slot}: estimates with intervals")
+    return figure
+
+
+def _weights_figure(slot: SlotResult):
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    figure, axes = plt.subplots(figsize=(9, 3.5))
+    for target in slot.targets:
+        weights = np.asarray(target.weight_sample)
+        positive = weights[weights > 0]
+        if len(positive):
+            bins = np.logspace(np.log10(positive.min()), np.log10(positive.max()) + 1e-9, 40)
+            axes.hist(positive, bins=bins, histtype="step", label=_cut(_label(target), 40))
+    axes.set_xscale("log")
+    axes.set_xlabel("importance weight pi / mu (rounds with weight 0 not shown)")
+    axes.set_ylabel("rounds")
+    axes.legend(fontsize=7)
+    axes.set_title(f"{slot.slot}: importance weights")
+    return figure
+
+
+def _curve_figure(slot: SlotResult):
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(9, 3.5))
+    for target in slot.targets:
+        if target.curve:
+            x, y = zip(*target.curve, strict=True)
+            axes.plot(x, y, label=_cut(_label(target), 40))
+    axes.set_xlabel("rounds read (time order)")
+    axes.set_ylabel("SNIPS so far")
+    axes.legend(fontsize=7)
+    axes.set_title(f"{slot.slot}: estimates as the log is read (learning targets learn as they go)")
+    return figure
+
+
+def _segments_figure(slot: SlotResult, feature: str | None):
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    targets = [t for t in slot.targets if t.segments]
+    segments = sorted({s for t in targets for s in t.segments})
+    figure, axes = plt.subplots(figsize=(9, 3.8))
+    width = 0.8 / max(len(targets), 1)
+    for k, target in enumerate(targets):
+        values = []
+        for segment in segments:
+            estimates = target.segments.get(segment) or []
+            by_name = {e.estimator: e for e in estimates}
+            chosen = next((by_name[n] for n in PRIMARY if n in by_name), None)
+            values.append(chosen.value if chosen else np.nan)
+        axes.bar(np.arange(len(segments)) + k * width, values, width,
+                 label=_cut(_label(target), 40))  # fmt: skip
+    axes.set_xticks(np.arange(len(segments)) + 0.4 - width / 2, segments, fontsize=8)
+    axes.set_ylabel("estimated reward (SNIPS/DR)")
+    axes.legend(fontsize=7)
+    axes.set_title(f"{slot.slot}: by {feature}")
+    return figure
+
+
+def _img(figure: Any, alt: str) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.tight_layout()
+    figure.savefig(buffer, format="png", dpi=90)
+    plt.close(figure)
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return f"<p><img alt='{alt}' src='data:image/png;base64,{data}'></p>"

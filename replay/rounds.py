@@ -1,0 +1,108 @@
+"""A slot's replay log as numpy arrays: one round per logged choice.
+
+A single-choice slot (artwork, hero) has one round per event. A `rows` event has one round
+per position: the choice of that position's row among the rows not placed before it, with
+the logged propensity conditional on those earlier rows. Estimators, targets and reward
+models all work on rounds, so rows get per-position estimates with no special case.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bandit.events import RewardedEvent
+
+
+@dataclass
+class Rounds:
+    slot: str
+    events: list[RewardedEvent]
+    event_index: np.ndarray  # (n,) the round's event in `events`
+    position: np.ndarray  # (n,) 0 for single-choice slots
+    chosen: np.ndarray  # (n,) the logged candidate's index in its event's candidates
+    propensity: np.ndarray  # (n,) the logged (conditional) probability of that choice
+    reward: np.ndarray  # (n,) the reward of that position
+    width: int  # the most candidates of any event: the columns of per-action arrays
+
+    @classmethod
+    def from_events(cls, slot: str, rewarded: list[RewardedEvent]) -> Rounds:
+        event_index, position, chosen, propensity, reward = [], [], [], [], []
+        for i, event in enumerate(rewarded):
+            for j, (index, probability, value) in enumerate(
+                zip(event.chosen_indices(), event.probabilities, event.rewards, strict=True)
+            ):
+                event_index.append(i)
+                position.append(j)
+                chosen.append(index)
+                propensity.append(probability)
+                reward.append(value)
+        return cls(
+            slot=slot,
+            events=rewarded,
+            event_index=np.asarray(event_index, dtype=np.int64),
+            position=np.asarray(position, dtype=np.int64),
+            chosen=np.asarray(chosen, dtype=np.int64),
+            propensity=np.asarray(propensity, dtype=float),
+            reward=np.asarray(reward, dtype=float),
+            width=max((len(e.candidates) for e in rewarded), default=0),
+        )
+
+    def __len__(self) -> int:
+        return len(self.event_index)
+
+    def placed(self, i: int) -> list[int]:
+        """Candidate indices placed at positions before round `i`'s, in its event."""
+        event = self.events[self.event_index[i]]
+        return event.chosen_indices()[: self.position[i]]
+
+    def available(self) -> np.ndarray:
+        """(n, width) bool: which candidates round i could have chosen."""
+        mask = np.zeros((len(self), self.width), dtype=bool)
+        for i in range(len(self)):
+            event = self.events[self.event_index[i]]
+            mask[i, : len(event.candidates)] = True
+            mask[i, self.placed(i)] = False
+        return mask
+
+    def split(self, fraction: float) -> tuple[Rounds, Rounds]:
+        """The first `fraction` of events (time order) and the rest, rounds kept whole."""
+        cut = round(len(self.events) * fraction)
+        return self._events_slice(0, cut), self._events_slice(cut, len(self.events))
+
+    def select(self, mask: np.ndarray) -> Rounds:
+        """The rounds where `mask` is True (events list kept, indices unchanged)."""
+        return Rounds(
+            slot=self.slot,
+            events=self.events,
+            event_index=self.event_index[mask],
+            position=self.position[mask],
+            chosen=self.chosen[mask],
+            propensity=self.propensity[mask],
+            reward=self.reward[mask],
+            width=self.width,
+        )
+
+    def _events_slice(self, start: int, stop: int) -> Rounds:
+        part = Rounds.from_events(self.slot, self.events[start:stop])
+        part.width = self.width
+        return part
+
+    def segment(self, feature: str) -> np.ndarray:
+        """Each round's value of a context feature (`user.taste`, `request.device`) or of
+        `group`, as strings; rounds without it are "(none)"."""
+        scope, _, name = feature.partition(".")
+        values = []
+        for event in self.events:
+            if feature == "group":
+                values.append(event.group)
+                continue
+            features = {"user": event.context.user, "request": event.context.request}.get(scope)
+            if features is None or not name:
+                raise ValueError(
+                    f"segment: {feature!r} is not user.<name>, request.<name> or group"
+                )
+            value = features.get(name)
+            values.append("(none)" if value is None else str(value))
+        return np.asarray(values, dtype=object)[self.event_index]

@@ -1,0 +1,237 @@
+"""Target policies for replay, named by a spec string on the command line.
+
+  uniform | default          the baselines, as they are (no learning)
+  thompson                   non-contextual Thompson, trained on the training part
+  store:SLOT[@vN][:greedy]   a saved version from the model store (newest without @vN);
+                             its exploring distribution, or its greedy choice
+  train:KEY=VALUE ...        the slot's config with these overrides (e.g.
+                             `train:exploration.epsilon=0.1 lrq=["UA8"]`), a fresh VW
+                             policy trained on the training part, then frozen
+  learn:KEY=VALUE ...        the same config replayed as if deployed: progressive
+                             validation over the evaluated part, each event first scored,
+                             then learned (after learning the training part, if any)
+  python:MODULE:FUNCTION     a callable pi(context, candidates) -> probabilities, one
+  python:FILE.py:FUNCTION    per candidate (rows: called per position with the rows left)
+
+Every target yields the same thing: an (n, width) matrix of its probabilities over each
+round's candidates, zero where a candidate was not available.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import numpy as np
+
+from bandit.config import Config, SlotConfig, override_slot
+from bandit.events import Candidate, Context, RewardedEvent
+from bandit.model_store import ModelStore, ModelStoreError
+from bandit.policies import Policy, build_policy
+from bandit.progress import Progress
+from replay.rounds import Rounds
+
+PMF_TOLERANCE = 1e-6
+
+
+class TargetError(ValueError):
+    """A target spec that cannot be built, or a target that returned a wrong distribution."""
+
+
+@dataclass(kw_only=True)
+class Target:
+    """A named way to get a policy's probabilities over logged rounds."""
+
+    name: str
+    trains: bool = False  # needs the training part of the log
+    only_slot: str | None = None  # a saved version replays its own slot only
+
+    def applies_to(self, slot: str) -> bool:
+        return self.only_slot in (None, slot)
+
+    def probabilities(self, train: Rounds | None, rounds: Rounds, quiet: bool) -> np.ndarray:
+        raise NotImplementedError
+
+
+@dataclass(kw_only=True)
+class PolicyTarget(Target):
+    """A `Policy` built per slot; `mode` says whether it learns before or while scoring."""
+
+    make: Callable[[str, SlotConfig], Policy]
+    slot_config: Callable[[str], SlotConfig]
+    greedy: bool = False
+    mode: str = "static"  # static | trained | learning
+
+    def probabilities(self, train, rounds, quiet):
+        policy = self.make(rounds.slot, self.slot_config(rounds.slot))
+        try:
+            if self.mode != "static" and train is not None:
+                for event in _progress(train.events, f"{self.name}: training", quiet):
+                    policy.learn(event)
+            return score(policy, rounds, self.greedy, learn=self.mode == "learning",
+                         label=self.name, quiet=quiet)  # fmt: skip
+        finally:
+            policy.close()
+
+
+@dataclass(kw_only=True)
+class CallableTarget(Target):
+    """A user's `pi(context, candidates) -> probabilities`."""
+
+    function: Callable[[Context, list[Candidate]], Sequence[float]]
+
+    def probabilities(self, train, rounds, quiet):
+        out = np.zeros((len(rounds), rounds.width))
+        for i in range(len(rounds)):
+            event = rounds.events[rounds.event_index[i]]
+            taken = set(rounds.placed(i))
+            remaining = [j for j in range(len(event.candidates)) if j not in taken]
+            pmf = np.asarray(
+                self.function(event.context, [event.candidates[j] for j in remaining]), float
+            )
+            if (
+                pmf.shape != (len(remaining),)
+                or np.any(~(pmf >= 0))
+                or (abs(pmf.sum() - 1) > PMF_TOLERANCE)
+            ):
+                raise TargetError(
+                    f"{self.name}: for decision {event.decision_id} it returned {pmf.tolist()!r}"
+                    f", not {len(remaining)} probabilities summing to 1"
+                )
+            out[i, remaining] = pmf
+        return out
+
+
+def score(
+    policy: Policy, rounds: Rounds, greedy: bool, learn: bool, label: str, quiet: bool
+) -> np.ndarray:
+    """The policy's probabilities for each round; with `learn`, it learns each event right
+    after scoring all of that event's rounds (progressive validation)."""
+    out = np.zeros((len(rounds), rounds.width))
+    progress = Progress(len(rounds), label, quiet=quiet)
+    i, n = 0, len(rounds)
+    while i < n:
+        event = rounds.events[rounds.event_index[i]]
+        start = i
+        while i < n and rounds.event_index[i] == rounds.event_index[start]:
+            pmf = policy.action_probabilities(
+                event.context, event.candidates, rounds.placed(i), greedy
+            )
+            out[i, : len(pmf)] = pmf
+            i += 1
+        if learn:
+            policy.learn(event)
+        if i % 2048 < i - start or i == n:
+            progress.update(i)
+    progress.close()
+    return out
+
+
+def parse_target(spec: str, config: Config, seed: int | None) -> Target:
+    """Build the target a spec names (see the module docstring)."""
+    kind, _, rest = spec.partition(":")
+
+    def configured(slot: str) -> SlotConfig:
+        if slot not in config.slots:
+            raise TargetError(f"{spec}: slot {slot!r} is not in the config")
+        return config.slots[slot]
+
+    def seeded(slot_config: SlotConfig) -> SlotConfig:
+        return msgspec.structs.replace(slot_config, seed=seed) if seed is not None else slot_config
+
+    if kind in ("uniform", "default", "thompson") and not rest:
+        return PolicyTarget(
+            name=spec, trains=kind == "thompson",
+            make=lambda slot, c: build_policy(seeded(msgspec.structs.replace(c, policy=kind))),
+            slot_config=configured, mode="trained" if kind == "thompson" else "static",
+        )  # fmt: skip
+    if kind in ("train", "learn"):
+        overrides = _split_overrides(spec, rest)
+
+        def make(slot: str, slot_config: SlotConfig) -> Policy:
+            base = msgspec.structs.replace(slot_config, policy="vw")
+            try:
+                return build_policy(seeded(override_slot(slot, base, overrides)))
+            except ValueError as exc:
+                raise TargetError(f"{spec}: {exc}") from None
+
+        mode = "trained" if kind == "train" else "learning"
+        return PolicyTarget(name=spec, trains=kind == "train", make=make,
+                            slot_config=configured, mode=mode)  # fmt: skip
+    if kind == "store":
+        return _store_target(spec, rest, config)
+    if kind == "python":
+        return CallableTarget(name=spec, function=_load_callable(spec, rest))
+    raise TargetError(
+        f"{spec}: unknown target; use uniform, default, thompson, store:SLOT[@vN][:greedy], "
+        "train:KEY=VALUE..., learn:KEY=VALUE... or python:MODULE:FUNCTION"
+    )
+
+
+def _split_overrides(spec: str, rest: str) -> list[str]:
+    try:
+        overrides = shlex.split(rest)
+    except ValueError as exc:
+        raise TargetError(f"{spec}: {exc}") from None
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise TargetError(f"{spec}: {bad[0]!r} is not KEY=VALUE")
+    return overrides
+
+
+def _store_target(spec: str, rest: str, config: Config) -> Target:
+    where, _, mode = rest.partition(":")
+    if mode not in ("", "greedy", "explore"):
+        raise TargetError(f"{spec}: after the version comes :greedy or :explore, not {mode!r}")
+    slot, _, version = where.partition("@")
+    if slot not in config.slots:
+        raise TargetError(f"{spec}: slot {slot!r} is not in the config")
+    store = ModelStore(config.model_store.path, config.model_store.keep_versions)
+    try:
+        stored = store.load(slot, version) if version else store.load_latest(slot)
+    except ModelStoreError as exc:
+        raise TargetError(f"{spec}: {exc}") from None
+
+    return PolicyTarget(
+        name=f"store:{slot}@{stored.info.version}" + (":greedy" if mode == "greedy" else ""),
+        only_slot=slot, make=lambda evaluated, slot_config: stored.policy,
+        slot_config=lambda s: config.slots[s], greedy=mode == "greedy",
+    )  # fmt: skip
+
+
+def _load_callable(spec: str, rest: str) -> Callable:
+    module_name, _, function_name = rest.rpartition(":")
+    if not module_name or not function_name:
+        raise TargetError(f"{spec}: expected python:MODULE:FUNCTION or python:FILE.py:FUNCTION")
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            module_spec = importlib.util.spec_from_file_location(path.stem, path)
+            if module_spec is None or not path.is_file():
+                raise TargetError(f"{spec}: no such file {path}")
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except TargetError:
+        raise
+    except Exception as exc:  # the user's module may fail in any way while importing
+        raise TargetError(f"{spec}: cannot import {module_name}: {exc}") from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise TargetError(f"{spec}: {module_name} has no callable {function_name!r}")
+    return function
+
+
+def _progress(items: list[RewardedEvent], label: str, quiet: bool):
+    progress = Progress(len(items), label, quiet=quiet)
+    for count, item in enumerate(items, start=1):
+        yield item
+        if count % 2048 == 0:
+            progress.update(count)
+    progress.close()
