@@ -116,7 +116,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
 def search_specs() -> list[str]:
     """A small grid over exploration, learning rate and interactions, as learn: targets."""
     return [
-        f"learn:exploration.epsilon={epsilon} interactions='{interactions}' vw_args='-l {rate}'"
+        f"learn:exploration.epsilon={epsilon} interactions={interactions} vw_args='-l {rate}'"
         for epsilon, rate, interactions in itertools.product(
             SEARCH_EPSILON, SEARCH_LEARNING_RATE, SEARCH_INTERACTIONS
         )

@@ -129,7 +129,11 @@ def _file_values(path: Path) -> tuple[Iterator[bytes], int | None]:
 
 
 def _topic_values(bootstrap_servers: str, topic: str, quiet: bool) -> Iterator[bytes]:
-    """Every message of `topic` up to its end as of now (all partitions)."""
+    """Every message of `topic` until each partition is read to its high watermark.
+
+    The high watermark comes from the fetch responses: some Kafka-protocol brokers (the
+    embedded Tansu) answer ListOffsets with the last batch's start, not the log's end.
+    """
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(
@@ -143,19 +147,32 @@ def _topic_values(bootstrap_servers: str, topic: str, quiet: bool) -> Iterator[b
         assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(assigned)
         consumer.seek_to_beginning()
-        ends = consumer.end_offsets(assigned)
-        remaining = {tp: end for tp, end in ends.items() if end > consumer.position(tp)}
-        progress = Progress(sum(ends.values()), f"reading kafka://{topic}", quiet=quiet)
-        read = 0
-        while remaining:
-            for tp, messages in consumer.poll(timeout_ms=1000).items():
+        progress = Progress(0, f"reading kafka://{topic}", quiet=True)
+        read, idle_polls = 0, 0
+        while True:
+            batch = consumer.poll(timeout_ms=500)
+            for messages in batch.values():
                 for message in messages:
-                    if message.offset < ends[tp]:
-                        read += 1
-                        yield message.value
-                if consumer.position(tp) >= ends[tp]:
-                    remaining.pop(tp, None)
-            progress.update(read)
+                    read += 1
+                    yield message.value
+            highwaters = [consumer.highwater(tp) for tp in assigned]
+            done = all(
+                h is not None and consumer.position(tp) >= h
+                for tp, h in zip(assigned, highwaters, strict=True)
+            )
+            idle_polls = 0 if batch else idle_polls + 1
+            if done or idle_polls >= 20:  # 10 s without a message: an empty partition
+                break
+            if not quiet and all(h is not None for h in highwaters):
+                progress = _topic_progress(progress, topic, sum(highwaters))
+                progress.update(read)
         progress.close()
     finally:
         consumer.close()
+
+
+def _topic_progress(progress: Progress, topic: str, total: int) -> Progress:
+    if progress.total != total:
+        progress.total = total
+        progress.enabled = progress.stream.isatty()
+    return progress

@@ -5,7 +5,8 @@
   store:SLOT[@vN][:greedy]   a saved version from the model store (newest without @vN);
                              its exploring distribution, or its greedy choice
   train:KEY=VALUE ...        the slot's config with these overrides (e.g.
-                             `train:exploration.epsilon=0.1 lrq=["UA8"]`), a fresh VW
+                             `train:exploration.epsilon=0.1 lrq=["UA8"] vw_args='-l 0.2'`);
+                             values are TOML, bare words strings. A fresh VW
                              policy trained on the training part, then frozen
   learn:KEY=VALUE ...        the same config replayed as if deployed: progressive
                              validation over the evaluated part, each event first scored,
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import shlex
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,14 +174,20 @@ def parse_target(spec: str, config: Config, seed: int | None) -> Target:
     )
 
 
+_OVERRIDE = re.compile(r"""\s*([\w.]+)=(\[[^\]]*\]|"[^"]*"|'[^']*'|[^\s\[\]"']+)\s*""")
+
+
 def _split_overrides(spec: str, rest: str) -> list[str]:
-    try:
-        overrides = shlex.split(rest)
-    except ValueError as exc:
-        raise TargetError(f"{spec}: {exc}") from None
-    bad = [o for o in overrides if "=" not in o]
-    if bad:
-        raise TargetError(f"{spec}: {bad[0]!r} is not KEY=VALUE")
+    """`a=1 b=["UA", "UI"] c='-l 0.5'` -> ["a=1", 'b=["UA", "UI"]', "c='-l 0.5'"]: values
+    are TOML (arrays and quoted strings may hold spaces), bare words are strings."""
+    overrides, position = [], 0
+    while position < len(rest):
+        match = _OVERRIDE.match(rest, position)
+        if match is None:
+            bad = rest[position:].split()[0]
+            raise TargetError(f"{spec}: {bad!r} is not KEY=VALUE")
+        overrides.append(f"{match.group(1)}={match.group(2)}")
+        position = match.end()
     return overrides
 
 

@@ -1,0 +1,101 @@
+"""Offline replay speed: estimators over a million logged decisions, log loading, scoring a
+saved VW policy over a log and replaying a VW learning configuration.
+
+  estimators   IPS, SNIPS and DR with normal intervals on 1,000,000 rounds with 10
+               candidates, given the target's probabilities and the reward model's
+               predictions as arrays (file load excluded); plus a 200-replicate bootstrap
+  load         read_log of a JSONL and a Parquet log (decode + validate + dedupe), events/s
+  score        a saved VW policy's probabilities over every logged event, events/s
+  learn        learning-policy replay (score each event, then learn it), events/s
+
+Targets: estimators < 2 s, score >= 20,000 events/s, learn >= 10,000 events/s.
+Run: python benchmarks/replay_bench.py [--rounds N] [--events N]   (or: make bench)
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bandit.config import SlotConfig, load_config
+from bandit.model_store import ModelStore
+from bandit.policies import build_policy
+from bandit.slots import SlotKind
+from bandit.synthetic import SyntheticWorld, rewarded_log
+from replay import estimators as est
+from replay.logs import read_log, write_log
+from replay.rounds import Rounds
+from replay.targets import parse_target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=100_000, help="events for load/score/learn")
+    args = parser.parse_args()
+    estimators_figures(args.rounds)
+    with tempfile.TemporaryDirectory() as tmp:
+        log_figures(Path(tmp), args.events)
+
+
+def estimators_figures(n: int, actions: int = 10) -> None:
+    rng = np.random.default_rng(0)
+    logging = np.full((n, actions), 1 / actions)
+    target = rng.dirichlet(np.ones(actions), size=n)
+    chosen = rng.integers(actions, size=n)
+    reward = (rng.random(n) < 0.3).astype(float)
+    q = rng.random((n, actions))
+    started = time.perf_counter()
+    data = est.OffPolicyData(
+        reward=reward, propensity=logging[np.arange(n), chosen],
+        target_chosen=target[np.arange(n), chosen], chosen=chosen, target=target, q=q,
+    )  # fmt: skip
+    results = [e.interval(data) for e in (est.IPS(), est.SNIPS(), est.DR())]
+    elapsed = time.perf_counter() - started
+    print(f"estimators: IPS + SNIPS + DR with normal intervals on {n:,} rounds x {actions} "
+          f"candidates: {elapsed:.2f} s (target < 2 s)")  # fmt: skip
+    print("  " + ", ".join(f"{r.estimator} {r.value:.4f}" for r in results))
+    started = time.perf_counter()
+    est.DR().interval(data, bootstrap=200, seed=0)
+    print(f"  DR with a 200-replicate bootstrap: {time.perf_counter() - started:.2f} s")
+
+
+def log_figures(tmp: Path, count: int) -> None:
+    config = load_config(overrides=[f'model_store.path="{tmp / "models"}"'], environ={})
+    world = SyntheticWorld(SlotKind.ARTWORK, seed=1, candidates_per_round=10, catalogue_size=400)
+    logging_policy = build_policy(SlotConfig(kind=SlotKind.ARTWORK, policy="uniform", seed=1))
+    started = time.perf_counter()
+    log = rewarded_log(world, logging_policy, "artwork", count)
+    print(
+        f"\nlog: {count:,} events with 10 candidates made in {time.perf_counter() - started:.1f} s"
+    )
+    for name in ("log.jsonl", "log.parquet"):
+        path = tmp / name
+        write_log(path, log)
+        started = time.perf_counter()
+        read = read_log(str(path), quiet=True)
+        elapsed = time.perf_counter() - started
+        size = path.stat().st_size / 1e6
+        print(f"load {name:<12} {len(read.events) / elapsed:>9,.0f} events/s ({size:.0f} MB)")
+
+    policy = build_policy(config.slots["artwork"])
+    for event in log[:5000]:
+        policy.learn(event)
+    ModelStore(tmp / "models").save("artwork", policy)
+    rounds = Rounds.from_events("artwork", log)
+    for spec, label in (("store:artwork", "score a saved VW policy"),
+                        ("learn:exploration.epsilon=0.1", "learning-policy replay")):  # fmt: skip
+        target = parse_target(spec, config, seed=0)
+        started = time.perf_counter()
+        target.probabilities(None, rounds, quiet=True)
+        rate = len(rounds) / (time.perf_counter() - started)
+        goal = 20_000 if spec.startswith("store") else 10_000
+        print(f"{label:<24} {rate:>9,.0f} events/s (target >= {goal:,})")
+
+
+if __name__ == "__main__":
+    main()
