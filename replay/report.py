@@ -145,12 +145,13 @@ def _estimates_figure(slot: SlotResult):
     import matplotlib.pyplot as plt
 
     labels, values, errors = [], [], []
+    crowded = sum(len(t.estimates) for t in slot.targets) > 40  # a search: one per target
     for target in slot.targets:
-        for e in target.estimates:
-            labels.append(f"{_cut(_label(target), 40)} · {e.estimator}")
+        for e in [_primary(target)] if crowded else target.estimates:
+            labels.append(f"{_cut(_label(target), 80)} · {e.estimator}")
             values.append(e.value)
             errors.append([[e.value - e.normal[0]], [e.normal[1] - e.value]])
-    figure, axes = plt.subplots(figsize=(9, 0.28 * len(labels) + 1.2))
+    figure, axes = plt.subplots(figsize=(11, 0.28 * len(labels) + 1.2))
     for y, (value, error) in enumerate(zip(values, errors, strict=True)):
         axes.errorbar(value, y, xerr=error, fmt="o", color="#3465a4", capsize=3)
     for group, e in slot.logging_value.items():
@@ -177,7 +178,7 @@ def _weights_figure(slot: SlotResult):
     axes.set_xscale("log")
     axes.set_xlabel("importance weight pi / mu (rounds with weight 0 not shown)")
     axes.set_ylabel("rounds")
-    axes.legend(fontsize=7)
+    _legend(axes)
     axes.set_title(f"{slot.slot}: importance weights")
     return figure
 
@@ -192,7 +193,7 @@ def _curve_figure(slot: SlotResult):
             axes.plot(x, y, label=_cut(_label(target), 40))
     axes.set_xlabel("rounds read (time order)")
     axes.set_ylabel("SNIPS so far")
-    axes.legend(fontsize=7)
+    _legend(axes)
     axes.set_title(f"{slot.slot}: estimates as the log is read (learning targets learn as they go)")
     return figure
 
@@ -216,9 +217,15 @@ def _segments_figure(slot: SlotResult, feature: str | None):
                  label=_cut(_label(target), 40))  # fmt: skip
     axes.set_xticks(np.arange(len(segments)) + 0.4 - width / 2, segments, fontsize=8)
     axes.set_ylabel("estimated reward (SNIPS/DR)")
-    axes.legend(fontsize=7)
+    _legend(axes)
     axes.set_title(f"{slot.slot}: by {feature}")
     return figure
+
+
+def _legend(axes: Any, most: int = 10) -> None:
+    """A legend beside the plot, unless there are too many lines to tell apart (a search)."""
+    if len(axes.get_legend_handles_labels()[1]) <= most:
+        axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def _img(figure: Any, alt: str) -> str:
