@@ -42,10 +42,13 @@ def test_policy_learned_through_the_stream_approaches_the_oracle(learner_config,
 def test_serving_picks_up_a_published_version_from_the_models_topic(learner_config, tmp_path):
     config = learner_config()
     # The service has a store of its own: the version can only reach it through Kafka.
+    # No holdout, so the decision below is the treatment's (a control one is "editorial").
+    artwork = msgspec.structs.replace(config.slots["artwork"], holdout_fraction=0.0)
     serving_config = msgspec.structs.replace(
         config,
         model_store=msgspec.structs.replace(config.model_store, path=str(tmp_path / "replica")),
         serving=msgspec.structs.replace(config.serving, reload_interval_s=0.2),
+        slots={**config.slots, "artwork": artwork},
     )
     world = SyntheticWorld(SlotKind.ARTWORK, seed=8)
     stream = logged_stream(
