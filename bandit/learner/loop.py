@@ -199,12 +199,23 @@ class KafkaLearner:
                 (Record(kind, tp.partition, m.offset, m.key, m.value) for m in messages), out
             )
         self._consumed += sum(by_topic.values())
-        self._advance_idle(out)
+        lag = self._advance_idle(out)
         self._since_checkpoint += sum(by_topic.values()) + sum(out.outcomes.values())
         self._emit(out)
         self.metrics.consumed_batch(by_topic)
+        # Last, so a reader who sees this status also sees the metrics of the same step.
+        self._status = LearnerStatus(
+            consumed=self._consumed,
+            learned=dict(self.core.learned_here),
+            open_decisions=self.core.open_decisions,
+            lag=lag,
+            checkpoints=self._checkpoints_written,
+            partitions=len(self.core.joins),
+        )
+        self.metrics.open_decisions.set(self._status.open_decisions)
 
-    def _advance_idle(self, out: StepOutput) -> None:
+    def _advance_idle(self, out: StepOutput) -> int:
+        """Close what idle inputs allow; returns the total lag."""
         decisions, feedback = self.core.topics
         now = time.time()
         total = 0
@@ -213,15 +224,7 @@ class KafkaLearner:
             feedback_lag = self._lag(TopicPartition(feedback, partition))
             self.core.advance_idle(partition, decisions_lag == 0, feedback_lag == 0, now, out)
             total += (decisions_lag or 0) + (feedback_lag or 0)
-        self._status = LearnerStatus(
-            consumed=self._consumed,
-            learned=dict(self.core.learned_here),
-            open_decisions=self.core.open_decisions,
-            lag=total,
-            checkpoints=self._checkpoints_written,
-            partitions=len(self.core.joins),
-        )
-        self.metrics.open_decisions.set(self._status.open_decisions)
+        return total
 
     def _lag(self, tp: TopicPartition) -> int | None:
         """Messages after our position, or None before the first fetch tells the end."""
