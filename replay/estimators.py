@@ -267,6 +267,14 @@ def bootstrap_values(pieces: Pieces, replicates: int, seed: int, chunk: int = 16
     return values
 
 
+def mean_estimate(name: str, values: np.ndarray, confidence: float = 0.95) -> Estimate:
+    """The plain mean of on-policy rewards (weights all 1), with its normal interval."""
+    ones = np.ones(len(values))
+    estimate = IPS().interval(OffPolicyData(reward=values, propensity=ones, target_chosen=ones),
+                              confidence)  # fmt: skip
+    return Estimate(name, estimate.value, estimate.std_error, estimate.normal, None, len(values))
+
+
 def effective_sample_size(weights: np.ndarray) -> float:
     """Kish's (sum w)^2 / sum w^2: how many on-policy rounds the weighted log is worth."""
     squares = float(np.dot(weights, weights))

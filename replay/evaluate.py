@@ -120,7 +120,7 @@ def _evaluate_slot(slot, slot_events, targets, config, settings, quiet) -> SlotR
     warnings += _propensity_warnings(rounds)
     q = None
     names = list(settings.estimators)
-    if settings.reward_model:
+    if settings.reward_model and applicable:  # no target here, no model to fit
         q = reward_model.fit_predict(rounds, config.slots[slot], settings.seed, quiet)
     else:
         dropped = [e.name for e in est.make_estimators(names) if e.needs_model]
@@ -129,12 +129,13 @@ def _evaluate_slot(slot, slot_events, targets, config, settings, quiet) -> SlotR
             warnings.append(f"no reward model: {', '.join(dropped)} left out")
     estimators = est.make_estimators(names, settings.max_weight, settings.switch_tau)
     segment = rounds.segment(settings.segment) if settings.segment else None
-    evaluated_ids = {rounds.events[i].decision_id for i in set(rounds.event_index.tolist())}
     logging_value = {
-        "treatment": _mean_estimate(rounds.reward, settings.confidence),
-        **({"control": _mean_estimate(_control_rewards(control, evaluated_ids, rounds),
-                                      settings.confidence)} if control else {}),
-    }  # fmt: skip
+        "treatment": est.mean_estimate("on_policy", rounds.reward, settings.confidence)
+    }
+    if control:
+        logging_value["control"] = est.mean_estimate(
+            "on_policy", _control_rewards(control, rounds), settings.confidence
+        )
     ranked = config.slots[slot].kind.ranked
     results = []
     for target in applicable:
@@ -198,16 +199,7 @@ def off_policy_data(rounds: Rounds, pmf: np.ndarray, q: np.ndarray | None) -> es
     )  # fmt: skip
 
 
-def _mean_estimate(values: np.ndarray, confidence: float) -> est.Estimate:
-    data = est.OffPolicyData(
-        reward=values, propensity=np.ones(len(values)), target_chosen=np.ones(len(values))
-    )
-    estimate = est.IPS().interval(data, confidence)
-    return est.Estimate("on_policy", estimate.value, estimate.std_error, estimate.normal, None,
-                        len(values))  # fmt: skip
-
-
-def _control_rewards(control, evaluated_ids, rounds: Rounds) -> np.ndarray:
+def _control_rewards(control, rounds: Rounds) -> np.ndarray:
     """The control group's reward per round, over the same span of time as the evaluation."""
     start = min(e.ts for e in rounds.events) if rounds.events else 0.0
     return np.asarray(
@@ -217,8 +209,7 @@ def _control_rewards(control, evaluated_ids, rounds: Rounds) -> np.ndarray:
 
 def _propensity_warnings(rounds: Rounds) -> list[str]:
     warnings = []
-    sizes = np.asarray([len(e.candidates) for e in rounds.events])[rounds.event_index]
-    deterministic = int(np.sum((rounds.propensity >= 1.0) & (sizes - rounds.position > 1)))
+    deterministic = int(np.sum((rounds.propensity >= 1.0) & (rounds.choices_left() > 1)))
     if deterministic:
         warnings.append(
             f"{deterministic} rounds were logged with probability 1 among several candidates: "

@@ -147,7 +147,7 @@ def _topic_values(bootstrap_servers: str, topic: str, quiet: bool) -> Iterator[b
         assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(assigned)
         consumer.seek_to_beginning()
-        progress = Progress(0, f"reading kafka://{topic}", quiet=True)
+        progress: Progress | None = None  # once every partition's end is known
         read, idle_polls = 0, 0
         while True:
             batch = consumer.poll(timeout_ms=500)
@@ -163,16 +163,11 @@ def _topic_values(bootstrap_servers: str, topic: str, quiet: bool) -> Iterator[b
             idle_polls = 0 if batch else idle_polls + 1
             if done or idle_polls >= 20:  # 10 s without a message: an empty partition
                 break
-            if not quiet and all(h is not None for h in highwaters):
-                progress = _topic_progress(progress, topic, sum(highwaters))
+            if progress is None and all(h is not None for h in highwaters):
+                progress = Progress(sum(highwaters), f"reading kafka://{topic}", quiet=quiet)
+            if progress is not None:
                 progress.update(read)
-        progress.close()
+        if progress is not None:
+            progress.close()
     finally:
         consumer.close()
-
-
-def _topic_progress(progress: Progress, topic: str, total: int) -> Progress:
-    if progress.total != total:
-        progress.total = total
-        progress.enabled = progress.stream.isatty()
-    return progress

@@ -22,8 +22,7 @@ class NotUniformError(ValueError):
 
 
 def check_uniform(rounds: Rounds) -> None:
-    sizes = np.asarray([len(e.candidates) for e in rounds.events])[rounds.event_index]
-    expected = 1.0 / (sizes - rounds.position)
+    expected = 1.0 / rounds.choices_left()
     off = np.abs(rounds.propensity - expected) > UNIFORM_TOLERANCE
     if np.any(off):
         raise NotUniformError(
@@ -44,9 +43,4 @@ def rejection_estimate(
     kept = rounds.reward[picked == rounds.chosen]
     if len(kept) < 2:
         raise est.EstimatorError("rejection sampling kept fewer than 2 rounds")
-    data = est.OffPolicyData(
-        reward=kept, propensity=np.ones(len(kept)), target_chosen=np.ones(len(kept))
-    )
-    estimate = est.IPS().interval(data, confidence)
-    return est.Estimate("rejection", estimate.value, estimate.std_error, estimate.normal, None,
-                        len(kept))  # fmt: skip
+    return est.mean_estimate("rejection", kept, confidence)

@@ -57,14 +57,10 @@ class Rounds:
         event = self.events[self.event_index[i]]
         return event.chosen_indices()[: self.position[i]]
 
-    def available(self) -> np.ndarray:
-        """(n, width) bool: which candidates round i could have chosen."""
-        mask = np.zeros((len(self), self.width), dtype=bool)
-        for i in range(len(self)):
-            event = self.events[self.event_index[i]]
-            mask[i, : len(event.candidates)] = True
-            mask[i, self.placed(i)] = False
-        return mask
+    def choices_left(self) -> np.ndarray:
+        """(n,) how many candidates round i could choose from (those not placed before it)."""
+        sizes = np.asarray([len(e.candidates) for e in self.events])
+        return sizes[self.event_index] - self.position
 
     def split(self, fraction: float) -> tuple[Rounds, Rounds]:
         """The first `fraction` of events (time order) and the rest, rounds kept whole."""
