@@ -198,10 +198,10 @@ def load_config(
     raw = msgspec.to_builtins(Config())
     source = path if path is not None else environ.get(ENV_CONFIG) or None
     if source is not None:
-        _deep_merge(raw, _read_toml(Path(source)), prefix="")
+        deep_merge(raw, _read_toml(Path(source)), prefix="")
     for override in overrides:
         key, value = parse_override(override)
-        _deep_merge(raw, _nest(key, value), prefix="")
+        deep_merge(raw, nest(key, value), prefix="")
     return config_from_dict(raw)
 
 
@@ -217,9 +217,9 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
     for name, slot_raw in slots_raw.items():
         if not isinstance(name, str) or not name or len(name) > 100:
             raise ConfigError(f"slots.{name}", "slot names are 1-100 characters")
-        slots[name] = _convert(slot_raw, SlotConfig, prefix=f"slots.{name}")
+        slots[name] = validated(slot_raw, SlotConfig, prefix=f"slots.{name}")
         _check_vw(name, slots[name])
-    rest = _convert(raw, Config, prefix="")
+    rest = validated(raw, Config, prefix="")
     return msgspec.structs.replace(rest, slots=slots)
 
 
@@ -229,8 +229,8 @@ def override_slot(name: str, slot: SlotConfig, overrides: Iterable[str]) -> Slot
     raw = msgspec.to_builtins(slot)
     for override in overrides:
         key, value = parse_override(override)
-        _deep_merge(raw, _nest(key, value), prefix=f"slots.{name}.")
-    updated = _convert(raw, SlotConfig, prefix=f"slots.{name}")
+        deep_merge(raw, nest(key, value), prefix=f"slots.{name}.")
+    updated = validated(raw, SlotConfig, prefix=f"slots.{name}")
     _check_vw(name, updated)
     return updated
 
@@ -277,25 +277,25 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError("", f"{path} is not valid TOML: {exc}") from None
 
 
-def _nest(dotted: str, value: Any) -> dict[str, Any]:
+def nest(dotted: str, value: Any) -> dict[str, Any]:
     node: Any = value
     for part in reversed(dotted.split(".")):
         node = {part: node}
     return node
 
 
-def _deep_merge(base: dict[str, Any], update: Mapping[str, Any], prefix: str) -> None:
+def deep_merge(base: dict[str, Any], update: Mapping[str, Any], prefix: str) -> None:
     for key, value in update.items():
         here = f"{prefix}{key}"
         if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            _deep_merge(base[key], value, prefix=f"{here}.")
+            deep_merge(base[key], value, prefix=f"{here}.")
         elif isinstance(base.get(key), dict) and not isinstance(value, Mapping):
             raise ConfigError(here, f"is a table, got {type(value).__name__}")
         else:
             base[key] = value
 
 
-def _convert(raw: Any, type_: type, prefix: str) -> Any:
+def validated(raw: Any, type_: type, prefix: str) -> Any:
     try:
         return msgspec.convert(raw, type_, strict=True)
     except msgspec.ValidationError as exc:

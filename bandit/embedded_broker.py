@@ -58,7 +58,7 @@ def broker_answers(host: str, port: int) -> bool:
         consumer.close()
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+def die_with_parent() -> None:  # pragma: no cover - runs in the child
     """Linux: the broker gets SIGTERM when the process that started it dies, even by SIGKILL."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -96,7 +96,7 @@ class EmbeddedBroker:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=env,
-            preexec_fn=_die_with_parent if self.tie_to_parent else None,
+            preexec_fn=die_with_parent if self.tie_to_parent else None,
         )
         try:
             self._wait_ready(timeout_s)

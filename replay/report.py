@@ -84,11 +84,11 @@ def to_html(result: ReplayResult) -> str:
                 f"<p class='warn'>{html.escape(target.target)}: {html.escape(w)}</p>"
                 for w in target.warnings
             ]
-        parts.append(_img(_estimates_figure(slot), "estimates with intervals"))
-        parts.append(_img(_weights_figure(slot), "importance weights"))
-        parts.append(_img(_curve_figure(slot), "estimate as the log is read"))
+        parts.append(figure_html(_estimates_figure(slot), "estimates with intervals"))
+        parts.append(figure_html(_weights_figure(slot), "importance weights"))
+        parts.append(figure_html(_curve_figure(slot), "estimate as the log is read"))
         if any(t.segments for t in slot.targets):
-            parts.append(_img(_segments_figure(slot, result.settings.segment), "segments"))
+            parts.append(figure_html(_segments_figure(slot, result.settings.segment), "segments"))
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -228,12 +228,17 @@ def _legend(axes: Any, most: int = 10) -> None:
         axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
-def _img(figure: Any, alt: str) -> str:
+def figure_html(figure: Any, alt: str, save_to: str | None = None) -> str:
+    """The figure as an inline PNG, so a report is one self-contained file; `save_to` also
+    writes the PNG there."""
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
     figure.tight_layout()
     figure.savefig(buffer, format="png", dpi=90)
     plt.close(figure)
+    if save_to is not None:
+        with open(save_to, "wb") as fh:
+            fh.write(buffer.getvalue())
     data = base64.b64encode(buffer.getvalue()).decode()
     return f"<p><img alt='{alt}' src='data:image/png;base64,{data}'></p>"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import http.client
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +17,7 @@ from bandit import events
 from bandit.config import Config
 from bandit.learner.loop import KafkaLearner
 from serving.app import ServiceState, create_app, service_state
+from serving.client import Client
 
 
 class _KeepAliveHandler(WSGIRequestHandler):
@@ -63,32 +62,6 @@ def running_service(config: Config, **create_kwargs: Any) -> Iterator[RunningSer
         state.registry.stop()
         state.model_feed.stop()
         state.producer.close(timeout_s=5)
-
-
-class Client:
-    """A keep-alive HTTP/1.1 client; one per thread."""
-
-    def __init__(self, host: str, port: int):
-        self.connection = http.client.HTTPConnection(host, port, timeout=30)
-
-    def request(
-        self, method: str, path: str, body: Any = None, raw: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, Any]:  # fmt: skip
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        self.connection.request(
-            method, path, body=data, headers={"Content-Type": "application/json", **(headers or {})}
-        )
-        response = self.connection.getresponse()
-        payload = response.read()
-        content_type = response.getheader("Content-Type", "")
-        return response.status, json.loads(payload) if "json" in content_type else payload.decode()
-
-    def post(self, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
-        return self.request("POST", path, body, **kwargs)
-
-    def get(self, path: str) -> tuple[int, Any]:
-        return self.request("GET", path)
 
 
 def read_topic(
