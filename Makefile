@@ -40,6 +40,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/serving_bench.py
 	$(BIN)/python benchmarks/learner_bench.py
 	$(BIN)/python benchmarks/replay_bench.py
+	$(BIN)/python benchmarks/quality_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -49,12 +49,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(replay)
 
-    demo = verbs.add_parser("demo", help="watch each slot's policy learn in a synthetic world")
+    simulate = verbs.add_parser(
+        "simulate", help="drive a running decision service with simulated home-page traffic"
+    )
+    _common(simulate)
+    _world_arguments(simulate)
+    simulate.add_argument(
+        "--url", help="the decision service (default: http://serving.host:serving.port)"
+    )
+    simulate.add_argument("--duration", type=float, default=60.0, help="seconds (default 60)")
+    simulate.add_argument("--rate", type=float, default=20.0, help="pages/s (default 20)")
+    simulate.set_defaults(run=_run_simulate)
+
+    demo = verbs.add_parser(
+        "demo", help="broker, learner, service and simulated traffic together, then a report"
+    )
     _common(demo)
-    demo.add_argument("--rounds", type=int, default=20_000, help="rounds per slot (default 20000)")
-    demo.add_argument("--seed", type=int, default=7)
+    _world_arguments(demo)
+    demo.add_argument("--duration", type=float, default=100.0,
+                      help="seconds of traffic (default 100; about 2 minutes in all)")  # fmt: skip
+    demo.add_argument("--rate", type=float, default=40.0, help="pages/s (default 40)")
+    demo.add_argument("--out", default="var/demo", help="where logs, models and reports go")
+    demo.add_argument("--no-replay", action="store_true", help="skip the offline replay")
     demo.set_defaults(run=_run_demo)
     return parser
+
+
+def _world_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--world", metavar="PATH", help="world parameters (TOML; default: configs/world.toml's)"
+    )
+    parser.add_argument("--seed", type=int, default=7, help="seed of the traffic (default 7)")
+
+
+def _positive(name: str, value: float) -> float:
+    if not value > 0:
+        raise ConfigError(name, "must be positive")
+    return value
 
 
 def _run_broker(args: argparse.Namespace, config: Config) -> int:
@@ -135,14 +166,63 @@ def _run_replay(args: argparse.Namespace, config: Config) -> int:
     return run(args, config)
 
 
-def _run_demo(args: argparse.Namespace, config: Config) -> int:
-    from bandit import offline_demo
+def _run_simulate(args: argparse.Namespace, config: Config) -> int:
+    from urllib.parse import urlsplit
 
-    if args.rounds < 10:
-        raise ConfigError("--rounds", "must be at least 10")
-    results = offline_demo.run(config, args.rounds, args.seed, args.quiet)
-    print(offline_demo.summary(results))
+    from bandit.sim.simulate import simulate
+    from bandit.sim.world import load_world
+
+    world = load_world(args.world)
+    url = urlsplit(args.url or f"http://{config.serving.host}:{config.serving.port}")
+    if url.scheme != "http" or not url.hostname:
+        raise ConfigError("--url", f"{args.url!r} is not an http://host:port URL")
+    duration, rate = _positive("--duration", args.duration), _positive("--rate", args.rate)
+    with _kafka(config) as resolved:
+        return simulate(resolved, world, url.hostname, url.port or 80, duration, rate, args.seed,
+                        args.quiet)  # fmt: skip
+
+
+def _run_demo(args: argparse.Namespace, config: Config) -> int:
+    from pathlib import Path
+
+    from bandit.sim.demo import DemoOptions, run_demo
+    from bandit.sim.summary import final_summary
+    from bandit.sim.world import load_world
+
+    options = DemoOptions(
+        duration_s=_positive("--duration", args.duration),
+        rate=_positive("--rate", args.rate),
+        seed=args.seed,
+        out=Path(args.out),
+        world=load_world(args.world),
+        config_path=args.config,
+        overrides=args.overrides,
+        quiet=args.quiet,
+        replay=not args.no_replay,
+    )
+    # Ctrl-C and SIGTERM stop the children, even when started with SIGINT ignored (nohup, &)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
+    try:
+        result = run_demo(options)
+    except KeyboardInterrupt:
+        print("\nartbandit demo: interrupted; every process it started is stopped", file=sys.stderr)
+        return 130
+    print()
+    print(final_summary(result.tally, result.traffic_s))
+    versions = ", ".join(f"{slot} v{int(v)}" for slot, v in sorted(result.published.items()))
+    learned = sum(result.learned.values())
+    print(
+        f"published policy versions: {versions or 'none'}; {learned:,.0f} examples learned, "
+        f"{result.rewarded_events:,} rewarded events in {result.log_path}"
+    )
+    reports = [str(result.report_path)] + ([str(result.replay_path)] if result.replay_path else [])
+    print(f"reports: {'  '.join(reports)}")
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,15 +20,6 @@ def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def test_demo_runs_with_zero_configuration_and_prints_the_summary():
-    result = run("demo", "--rounds", "300", "--quiet")
-    assert result.returncode == 0, result.stderr
-    for slot in ("artwork", "hero", "rows"):
-        assert slot in result.stdout
-    assert "greedy/oracle" in result.stdout
-    assert result.stderr == ""  # quiet, and not a terminal
-
-
 def test_bad_config_exits_2_naming_the_key():
     result = run("demo", "--set", "slots.rows.exploration.epsilon=7")
     assert result.returncode == 2

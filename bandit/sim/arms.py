@@ -1,0 +1,127 @@
+"""Pages decided in process by the project's policies, learned from the same feedback and
+reward mapping the streaming learner uses: the quality benchmark's arms, without HTTP.
+
+Feedback reaches the policies `delay_pages` pages late, as it does through the attribution
+window and the publish interval of the real pipeline.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import msgspec
+import numpy as np
+
+from bandit.config import Config, PolicyType
+from bandit.events import Candidate, DecisionEvent, FeedbackEvent, PolicyRef, RewardedEvent
+from bandit.join import rewards_of
+from bandit.policies import build_policy
+from bandit.sim.page import ARTWORK, HERO, ROWS, Page, PageChoice, artwork_index
+from bandit.sim.world import World
+
+
+class PolicyArm:
+    """One policy per slot (`policy` overrides the configured type of every slot)."""
+
+    def __init__(
+        self,
+        world: World,
+        config: Config,
+        policy: PolicyType | None = None,
+        seed: int = 0,
+        delay_pages: int = 200,
+    ):
+        self.world = world
+        self.slots = {
+            name: msgspec.structs.replace(
+                slot, seed=seed + i, policy=policy or slot.policy, holdout_fraction=0.0
+            )
+            for i, (name, slot) in enumerate(config.slots.items())
+        }
+        for name in (HERO, ROWS, ARTWORK):
+            if name not in self.slots:
+                raise ValueError(f"the config has no {name!r} slot")
+        self.policies = {name: build_policy(slot) for name, slot in self.slots.items()}
+        self.delay_pages = delay_pages
+        self._pending: list[tuple[list[DecisionEvent], list[FeedbackEvent]]] = []
+        self._count = 0
+
+    def decide(self, page: Page, ts: float) -> tuple[PageChoice, list[DecisionEvent]]:
+        """The page's choices and the decision events serving would log for it."""
+        world, context = self.world, page.context
+        decisions: list[DecisionEvent] = []
+
+        def decide(slot: str, key: str, candidates: list[Candidate], select: int | None):
+            choice = self.policies[slot].decide(context, candidates, select)
+            self._count += 1
+            decisions.append(
+                DecisionEvent(
+                    decision_id=f"d{self._count}",
+                    ts=ts,
+                    slot=slot,
+                    key=key,
+                    user_hash=None,
+                    group="treatment",
+                    policy=PolicyRef(name=slot, version="sim"),
+                    context=context,
+                    candidates=candidates,
+                    chosen=list(choice.chosen),
+                    probabilities=list(choice.probabilities),
+                    explored=choice.explored,
+                )
+            )
+            return choice.chosen
+
+        hero = decide(
+            HERO,
+            "hero",
+            [world.hero_candidate(world.titles[t], i == 0) for i, t in enumerate(page.hero)],
+            None,
+        )[0]
+        rows = decide(
+            ROWS,
+            "home",
+            [world.row_candidate(r, page.row_titles[r.id]) for r in page.rows],
+            page.select,
+        )
+        fold = world.params.devices[page.device]
+        artwork = {}
+        for row_id in rows[: fold.fold_rows]:  # only what can show needs an artwork
+            for t in page.row_titles[row_id][: fold.fold_tiles]:
+                title = world.titles[t]
+                chosen = decide(ARTWORK, f"title:{title.id}", world.artwork_candidates(title), None)
+                artwork[title.id] = artwork_index(chosen[0])
+        return PageChoice(hero, tuple(rows), artwork), decisions
+
+    def feedback(self, decisions: list[DecisionEvent], feedback: list[FeedbackEvent]) -> None:
+        """Queue a page's feedback; pages `delay_pages` old are learned."""
+        self._pending.append((decisions, feedback))
+        if len(self._pending) >= self.delay_pages:
+            self.flush()
+
+    def flush(self) -> None:
+        for decisions, feedback in self._pending:
+            by_decision: dict[str, list[FeedbackEvent]] = defaultdict(list)
+            for event in feedback:
+                by_decision[event.decision_id].append(event)
+            for decision in decisions:
+                seen = by_decision.get(decision.decision_id)
+                if not seen:
+                    continue  # never impressed: not a training example
+                slot = self.slots[decision.slot]
+                rewards = rewards_of(slot, len(decision.chosen), seen)
+                event = RewardedEvent.from_decision(decision, rewards, True, decision.ts)
+                self.policies[decision.slot].learn(event)
+        self._pending.clear()
+
+    def close(self) -> None:
+        for policy in self.policies.values():
+            policy.close()
+
+
+def decision_ids(decisions: list[DecisionEvent]) -> dict[tuple[str, str], str]:
+    return {(d.slot, d.key): d.decision_id for d in decisions}
+
+
+def seeded(seed: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([seed, stream])

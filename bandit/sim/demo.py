@@ -1,0 +1,401 @@
+"""`artbandit demo`: the whole system on one machine, with zero configuration.
+
+It starts the embedded broker, a learner and the decision service as child processes,
+drives simulated traffic at the service for `--duration` seconds while showing how the
+treatment and the control group fare, lets the learner close the last attribution windows,
+then saves the rewarded log, replays it, and writes a report. Ctrl-C (or SIGTERM) at any
+moment stops everything it started; the children also die with it if it is killed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from bandit.config import Config, ConfigError, load_config
+from bandit.embedded_broker import EmbeddedBroker, die_with_parent, free_port
+from bandit.sim import summary
+from bandit.sim.page import ARTWORK, HERO, ROWS
+from bandit.sim.summary import live_line
+from bandit.sim.tally import Tally
+from bandit.sim.traffic import Frontend, TrafficError, drive
+from bandit.sim.world import World, WorldParams
+from serving.client import Client
+
+# The demo's settings over the defaults (configs/demo.toml shows them; a test keeps the two
+# in step). Short windows and frequent publishing let two minutes show learning; the
+# explorers are the ones that learned fastest in the simulated world (benchmarks/
+# quality_bench.py); a 10% holdout gives the control group a readable interval.
+DEMO_SETTINGS: dict[str, Any] = {
+    **{f"slots.{slot}.attribution_window_s": 8.0 for slot in (ARTWORK, HERO, ROWS)},
+    **{f"slots.{slot}.holdout_fraction": 0.1 for slot in (ARTWORK, HERO, ROWS)},
+    "slots.artwork.vw_args": "--cb_type dm -l 0.25",
+    "slots.hero.vw_args": "--cb_type dm -l 0.25",
+    "slots.rows.exploration.strategy": "squarecb",
+    "learner.allowed_lateness_s": 2.0,
+    "learner.checkpoint_interval_s": 2.0,
+    "learner.publish_interval_s": 4.0,
+    "serving.reload_interval_s": 1.0,
+}
+
+
+# What the demo asks of replay: the editorial default, chance, and the demo's own VW config
+# replayed as if deployed (progressive validation), by the two main estimators.
+REPLAY_ARGS = (
+    *("--policy", "default", "--policy", "uniform", "--policy", "learn:"),
+    *("--estimators", "snips,dr", "--bootstrap", "100", "--segment", "user.fav_genre"),
+)
+
+
+class DemoError(RuntimeError):
+    """A part of the demo failed; the message says which and where its log is."""
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    duration_s: float = 120.0
+    rate: float = 40.0  # pages per second
+    seed: int = 7
+    out: Path = Path("var/demo")
+    world: WorldParams = field(default_factory=WorldParams)
+    config_path: str | None = None
+    overrides: Sequence[str] = ()
+    quiet: bool = False
+    replay: bool = True
+
+
+@dataclass
+class DemoResult:
+    tally: Tally
+    config: Config
+    decisions: int  # decisions the frontend received
+    feedback_sent: int
+    learned: dict[str, float]  # slot -> examples learned
+    published: dict[str, float]  # slot -> newest published version number
+    rewarded_events: int
+    log_path: Path
+    report_path: Path
+    replay_path: Path | None
+    traffic_s: float  # seconds of traffic
+
+
+def _setting(key: str, value: Any) -> str:
+    if isinstance(value, str):
+        return f'{key}="{value}"'
+    return f"{key}={value!r}".replace("True", "true").replace("False", "false")
+
+
+def slot_settings() -> list[str]:
+    """The demo's slot settings as `--set` arguments (for replay and the quality benchmark)."""
+    return [_setting(k, v) for k, v in DEMO_SETTINGS.items() if k.startswith("slots.")]
+
+
+def demo_overrides(out: Path, bootstrap: str, serve_port: int, metrics_port: int) -> list[str]:
+    """`--set` arguments that give the demo's processes its settings and its own places."""
+    places = {
+        "kafka.bootstrap_servers": bootstrap,
+        "serving.port": serve_port,
+        "learner.metrics_port": metrics_port,
+        "learner.checkpoint_dir": str(out / "learner"),
+        "model_store.path": str(out / "models"),
+    }
+    return [_setting(k, v) for k, v in {**DEMO_SETTINGS, **places}.items()]
+
+
+class Children:
+    """The demo's child processes: each in its own session (Ctrl-C reaches the demo, which
+    stops them in order), each dying with the demo if the demo is killed."""
+
+    def __init__(self, logs: Path):
+        self.logs = logs
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._files: list[Any] = []
+
+    def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{name}.log").open("wb")
+        self._files.append(log)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bandit.cli", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+        self.processes[name] = process
+        return process
+
+    def check(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                raise DemoError(
+                    f"the {name} exited with code {process.returncode}; see {self.log(name)}"
+                    f"\n{self.tail(name)}"
+                )
+
+    def log(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+    def tail(self, name: str, lines: int = 8) -> str:
+        try:
+            text = self.log(name).read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join("    " + line for line in text[-lines:])
+
+    def stop(self, name: str, timeout_s: float = 30.0) -> int | None:
+        """SIGTERM, then SIGKILL after `timeout_s`; returns the exit code."""
+        process = self.processes.pop(name, None)
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        return process.returncode
+
+    def stop_all(self) -> None:
+        for name in list(self.processes):
+            self.stop(name, timeout_s=15.0)
+        for log in self._files:
+            log.close()
+
+
+def scrape(port: int) -> dict[str, dict[str, float]]:
+    """The learner's metrics: name -> {label value of its first label: value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    samples: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            label = next(iter(sample.labels.values()), "")
+            samples.setdefault(sample.name, {})[label] = sample.value
+    return samples
+
+
+def _wait_ready(port: int, children: Children, timeout_s: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        children.check()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise DemoError(f"the decision service was not ready within {timeout_s:.0f} s")
+
+
+def _reset(out: Path) -> None:
+    """The embedded broker starts empty, so state from an earlier run must go too."""
+    for name in ("models", "learner", "logs", "replay", "plots"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+
+
+def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> DemoResult:
+    out = options.out
+    _reset(out)
+    world = World(options.world)
+    tally = Tally(world.tastes)
+    say = summary.Printer(stream, options.quiet)
+    say.line(
+        f"artbandit demo: {options.duration_s:.0f} s of traffic at {options.rate:g} pages/s"
+        f" in a seeded world ({len(world.tastes)} taste clusters, {len(world.titles)} "
+        f"titles, {len(world.rows)} rows); files in {out}/"
+    )
+    with EmbeddedBroker(port=0) as broker:
+        serve_port, metrics_port = free_port(), free_port()
+        sets = demo_overrides(out, broker.bootstrap_servers, serve_port, metrics_port)
+        sets += list(options.overrides)
+        config = load_config(options.config_path, sets)
+        for slot in (ARTWORK, HERO, ROWS):
+            if slot not in config.slots:
+                raise ConfigError(f"slots.{slot}", "the demo's page needs this slot")
+        config_args = ["--config", options.config_path] if options.config_path else []
+        for setting in sets:
+            config_args += ["--set", setting]
+        say.line(
+            f"  broker {broker.bootstrap_servers}, service 127.0.0.1:{serve_port}, "
+            f"learner metrics 127.0.0.1:{metrics_port}; logs in {out / 'logs'}/"
+        )
+        children = Children(out / "logs")
+        try:
+            children.spawn("learner", ["learn", "--quiet", *config_args])
+            children.spawn("server", ["serve", *config_args])
+            _wait_ready(serve_port, children)
+            frontend = _drive(
+                options, world, tally, config, serve_port, metrics_port, children, say
+            )
+            learned, published = _drain(config, metrics_port, children, say)
+            code = children.stop("learner")
+            if code != 0:
+                raise DemoError(
+                    f"the learner exited with code {code}; see {children.log('learner')}"
+                )
+            log_path = out / "rewarded.jsonl.gz"
+            rewarded = _export_log(config, log_path, options.quiet)
+            children.stop("server")
+        finally:
+            children.stop_all()
+    replay_path = _replay(options, config, log_path, stream) if options.replay else None
+    from bandit.sim import report
+
+    report_path = report.write(out, tally, world, replay_path)
+    result = DemoResult(
+        tally,
+        config,
+        frontend.decisions,
+        frontend.sent,
+        learned,
+        published,
+        rewarded,
+        log_path,
+        report_path,
+        replay_path,
+        options.duration_s,
+    )
+    _write_summary(out / "summary.json", result)
+    return result
+
+
+def _write_summary(path: Path, result: DemoResult) -> None:
+    """The run's figures for scripts and tests."""
+    rates = summary.group_rates(result.tally)
+    figures = {
+        "pages": result.tally.pages,
+        "impressions": sum(r.impressions for r in result.tally.records()),
+        "decisions": result.decisions,
+        "feedback_sent": result.feedback_sent,
+        "rewarded_events": result.rewarded_events,
+        "examples_learned": result.learned,
+        "published_versions": result.published,
+        "rates": {
+            group: {what: dataclasses.asdict(r) for what, r in by_what.items()}
+            for group, by_what in rates.items()
+        },
+        "log": str(result.log_path),
+        "report": str(result.report_path),
+        "replay_report": str(result.replay_path) if result.replay_path else None,
+    }
+    path.write_text(json.dumps(_finite(figures), indent=2) + "\n")
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN: an undefined figure (no pages in a group) is null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
+def _drive(
+    options: DemoOptions,
+    world: World,
+    tally: Tally,
+    config: Config,
+    serve_port: int,
+    metrics_port: int,
+    children: Children,
+    say: summary.Printer,
+) -> Frontend:
+    """Traffic in a thread; this thread shows progress and watches the children."""
+    learned: dict[str, float] = {}
+
+    def tick(elapsed_s: float) -> None:
+        children.check()
+        learned.update(scrape(metrics_port).get("artbandit_learner_examples_learned_total", {}))
+        say.live(live_line(tally, elapsed_s, options.duration_s, sum(learned.values())))
+
+    try:
+        return drive(
+            lambda send: Frontend(
+                world, Client("127.0.0.1", serve_port), send, tally, options.rate, options.seed
+            ),
+            config.kafka.bootstrap_servers,
+            config.kafka.topics.feedback,
+            options.duration_s,
+            tick,
+        )
+    except TrafficError as exc:
+        raise DemoError(f"the traffic stopped: {exc}") from None
+    finally:
+        say.end_live()
+
+
+def _drain(
+    config: Config, metrics_port: int, children: Children, say: summary.Printer
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Wait until the learner has closed every window (its open decisions reach 0)."""
+    window = max(s.attribution_window_s for s in config.slots.values())
+    limit = window + config.learner.allowed_lateness_s + 30.0
+    say.line(f"closing the last attribution windows (up to {limit:.0f} s)...")
+    deadline = time.monotonic() + limit
+    metrics: dict[str, dict[str, float]] = {}
+    while time.monotonic() < deadline:
+        children.check()
+        metrics = scrape(metrics_port) or metrics
+        open_decisions = metrics.get("artbandit_learner_open_decisions")
+        if open_decisions is not None and sum(open_decisions.values()) == 0:
+            break
+        time.sleep(0.5)
+    # one more publish interval, so the last examples are in a published version
+    time.sleep(min(config.learner.publish_interval_s, 5.0))
+    metrics = scrape(metrics_port) or metrics
+    return (
+        metrics.get("artbandit_learner_examples_learned_total", {}),
+        metrics.get("artbandit_learner_published_version", {}),
+    )
+
+
+def _export_log(config: Config, path: Path, quiet: bool) -> int:
+    from replay.logs import read_log, write_log
+
+    log = read_log(
+        f"kafka://{config.kafka.topics.rewarded}", config.kafka.bootstrap_servers, quiet=quiet
+    )
+    return write_log(path, log.events)
+
+
+def _replay(options: DemoOptions, config: Config, log_path: Path, stream: TextIO) -> Path | None:
+    """`artbandit replay` on the demo's log, as a data scientist would run it."""
+    from bandit.cli import main
+
+    out = options.out / "replay"
+    shown = ["--log", str(log_path), *REPLAY_ARGS]
+    args = ["replay", *shown, "--out", str(out), "--quiet"]
+    if options.config_path:
+        args += ["--config", options.config_path]
+    for setting in slot_settings():
+        args += ["--set", setting]
+    stream.write(f"\n$ artbandit replay {' '.join(shown)}\n")
+    stream.flush()
+    saved = sys.stdout
+    sys.stdout = stream
+    try:
+        code = main(args)
+    finally:
+        sys.stdout = saved
+    return out / "report.html" if code == 0 else None

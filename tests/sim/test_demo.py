@@ -1,0 +1,127 @@
+"""`artbandit demo` end to end: broker, learner, service and traffic all run, the reports
+appear, and no process outlives the demo (normal end, Ctrl-C or kill -9)."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from bandit.config import load_config
+from bandit.sim.demo import DEMO_SETTINGS
+from replay.logs import read_log
+from tests.helpers import wait_for
+
+ARTBANDIT = str(Path(sys.executable).with_name("artbandit"))
+ENV = {k: v for k, v in os.environ.items() if k != "ARTBANDIT_CONFIG"}
+
+
+def _processes_mentioning(*needles: str) -> list[str]:
+    """Command lines of live processes that mention any needle (the demo's children carry
+    its output directory or its broker's port in their arguments)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if any(needle in cmdline for needle in needles):
+            found.append(f"{entry.name}: {cmdline}")
+    return found
+
+
+@pytest.mark.slow
+def test_the_demo_runs_every_part_reports_and_leaves_no_process(tmp_path):
+    out = tmp_path / "demo"
+    result = subprocess.run(
+        [ARTBANDIT, "demo", "--duration", "20", "--rate", "30", "--out", str(out)],
+        capture_output=True, text=True, timeout=400, env=ENV,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout[-3000:]
+    port = re.search(r"broker 127\.0\.0\.1:(\d+)", result.stdout).group(1)
+    figures = json.loads((out / "summary.json").read_text())
+    assert figures["pages"] >= 300  # 20 s at 30 pages/s, allowing a slow start
+    assert figures["decisions"] >= 40 * figures["pages"]  # hero, rows and every row's artwork
+    assert figures["feedback_sent"] >= 5 * figures["pages"]  # impressions at least
+    assert figures["rewarded_events"] >= 5 * figures["pages"]
+    assert set(figures["examples_learned"]) == {"artwork", "hero", "rows"}
+    assert all(count > 0 for count in figures["examples_learned"].values())
+    assert all(version >= 1 for version in figures["published_versions"].values())
+    assert set(figures["published_versions"]) == {"artwork", "hero", "rows"}
+    log = read_log(str(out / "rewarded.jsonl.gz"), quiet=True)
+    assert len(log.events) == figures["rewarded_events"]
+    assert {e.group for e in log.events} == {"treatment", "control"}
+    report = (out / "report.html").read_text()
+    assert report.count("<img") == 3
+    assert (out / "replay" / "report.html").exists()
+    assert "estimator" in result.stdout  # the replay table
+    for words in ("treatment", "control", "lift", "oracle", "published policy versions"):
+        assert words in result.stdout
+    assert _processes_mentioning(str(out), f"127.0.0.1:{port}") == []
+
+
+def _start(out: Path) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [ARTBANDIT, "demo", "--duration", "300", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+    )  # fmt: skip
+    # learner, server (gunicorn master and workers): all running, and traffic under way
+    wait_for(lambda: len(_processes_mentioning(str(out))) >= 4, timeout_s=60, interval_s=0.2)
+    wait_for(lambda: list((out / "models").glob("*/*")), timeout_s=60, interval_s=0.2)
+    return process
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_process_the_demo_started(tmp_path):
+    out = tmp_path / "demo"
+    process = _start(out)
+    process.send_signal(signal.SIGINT)
+    try:
+        stdout, stderr = process.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stdout, stderr = process.communicate()
+        raise AssertionError(f"no exit within 90 s of SIGINT\n{stdout}\n{stderr}") from None
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    port = re.search(r"broker 127\.0\.0\.1:(\d+)", stdout).group(1)
+    assert _processes_mentioning(str(out), f"127.0.0.1:{port}") == []
+
+
+@pytest.mark.slow
+def test_children_die_with_a_killed_demo(tmp_path):
+    out = tmp_path / "demo"
+    process = _start(out)
+    process.kill()
+    stdout, _ = process.communicate(timeout=30)
+    port = re.search(r"broker 127\.0\.0\.1:(\d+)", stdout).group(1)
+    needles = (str(out), f"127.0.0.1:{port}")
+    deadline = time.monotonic() + 30
+    while _processes_mentioning(*needles) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _processes_mentioning(*needles) == []
+
+
+def _flat(table: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def test_configs_demo_toml_holds_the_demo_settings():
+    path = Path(__file__).resolve().parents[2] / "configs" / "demo.toml"
+    assert _flat(tomllib.loads(path.read_text())) == DEMO_SETTINGS
+    config = load_config(path)  # and it is a valid config for learn, serve and simulate
+    assert config.slots["rows"].exploration.strategy == "squarecb"
