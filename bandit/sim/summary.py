@@ -65,7 +65,7 @@ def live_line(tally: Tally, elapsed_s: float, duration_s: float, learned: float)
     records = tally.records()
     impressions = sum(r.impressions for r in records)
     rates = group_rates(tally, since_s=max(0.0, elapsed_s - 30.0))  # the last 30 s
-    versions = "/".join(tally.versions.get(s, "-") for s in ("artwork", "hero", "rows"))
+    versions = "/".join(_short(tally.versions.get(s, "-")) for s in ("artwork", "hero", "rows"))
     text = (
         f"[{elapsed_s:4.0f}/{duration_s:.0f} s] pages {len(records):,}  impressions {impressions:,}"
     )
@@ -74,6 +74,12 @@ def live_line(tally: Tally, elapsed_s: float, duration_s: float, learned: float)
         text += f"  CTR(30 s) treatment {_pct(t)} control {_pct(c)}"
         text += f" oracle {_pct(rates['all']['oracle'].value)}"
     return text + f"  policy {versions}  learned {learned:,.0f}"
+
+
+def _short(version: str) -> str:
+    """v00000023 -> v23."""
+    digits = version.removeprefix("v")
+    return f"v{int(digits)}" if digits.isdigit() else version
 
 
 def _pct(value: float) -> str:
@@ -114,16 +120,22 @@ def final_summary(tally: Tally, elapsed_s: float) -> str:
         f"{'lift':<11}{'':>7}  CTR {_lift(lift(t['clicks'], c['clicks']))}; "
         f"plays {_lift(lift(t['plays'], c['plays']))}"
     )
-    oracle = rates["all"]["oracle"].value
-    lines.append(
-        f"{'oracle':<11}{'':>7}  {_pct(oracle):>6} expected CTR of the best page for each request "
-        f"(it knows each person's hidden taste)"
-    )
-    lines.append(f"share of the oracle's expected CTR: {_shares(rates)} over the whole run")
     recent = group_rates(tally, since_s=elapsed_s * 2 / 3)
     if recent:
-        lines.append(f"{'':<29}{_shares(recent)} over the last third ({elapsed_s / 3:.0f} s)")
-    return "\n".join(lines)
+        rt, rc = recent["treatment"]["clicks"], recent["control"]["clicks"]
+        lines.append(
+            f"{'last third':<11}{'':>7}  CTR treatment {_pct(rt.value)}, control "
+            f"{_pct(rc.value)}: lift {_lift(lift(rt, rc))}"
+        )
+    oracle = rates["all"]["oracle"].value
+    lines.append(
+        f"{'oracle':<11}{'':>7}  {_pct(oracle)} expected CTR of the best page for each request "
+        f"(it knows the hidden tastes)"
+    )
+    lines.append(f"{'':<20}expected CTR as a share of it: {_shares(rates)} over the whole run")
+    if recent:
+        lines.append(f"{'':<20}{_shares(recent)} over the last third ({elapsed_s / 3:.0f} s)")
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def _shares(rates: dict[str, dict[str, Rate]]) -> str:
