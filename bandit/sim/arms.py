@@ -16,7 +16,16 @@ from bandit.config import Config, PolicyType
 from bandit.events import Candidate, DecisionEvent, FeedbackEvent, PolicyRef, RewardedEvent
 from bandit.join import rewards_of
 from bandit.policies import build_policy
-from bandit.sim.page import ARTWORK, HERO, ROWS, Page, PageChoice, artwork_index
+from bandit.sim.page import (
+    ARTWORK,
+    HERO,
+    ROWS,
+    Page,
+    PageChoice,
+    artwork_index,
+    hero_candidates,
+    row_candidates,
+)
 from bandit.sim.world import World
 
 
@@ -72,18 +81,8 @@ class PolicyArm:
             )
             return choice.chosen
 
-        hero = decide(
-            HERO,
-            "hero",
-            [world.hero_candidate(world.titles[t], i == 0) for i, t in enumerate(page.hero)],
-            None,
-        )[0]
-        rows = decide(
-            ROWS,
-            "home",
-            [world.row_candidate(r, page.row_titles[r.id]) for r in page.rows],
-            page.select,
-        )
+        hero = decide(HERO, "hero", hero_candidates(world, page), None)[0]
+        rows = decide(ROWS, "home", row_candidates(world, page), page.select)
         fold = world.params.devices[page.device]
         artwork = {}
         for row_id in rows[: fold.fold_rows]:  # only what can show needs an artwork

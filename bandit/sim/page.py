@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import numpy as np
 
-from bandit.events import Context, FeedbackEvent
+from bandit.events import Candidate, Context, FeedbackEvent
 from bandit.sim.world import Person, Row, World
 
 HERO, ROWS, ARTWORK = "hero", "rows", "artwork"
@@ -174,47 +175,33 @@ class PageMaker:
         )
 
 
+def hero_candidates(world: World, page: Page) -> list[Candidate]:
+    return [world.hero_candidate(world.titles[t], default=i == 0) for i, t in enumerate(page.hero)]
+
+
+def row_candidates(world: World, page: Page) -> list[Candidate]:
+    return [world.row_candidate(row, page.row_titles[row.id]) for row in page.rows]
+
+
 def decide_request(world: World, page: Page) -> dict[str, Any]:
     """The `/v1/decide` body for the whole page."""
     slots: list[dict[str, Any]] = [
-        {
-            "slot": HERO,
-            "key": "hero",
-            "candidates": [
-                _candidate(world.hero_candidate(world.titles[t], default=i == 0))
-                for i, t in enumerate(page.hero)
-            ],
-        },
-        {
-            "slot": ROWS,
-            "key": "home",
-            "select": page.select,
-            "candidates": [
-                _candidate(world.row_candidate(row, page.row_titles[row.id])) for row in page.rows
-            ],
-        },
-    ]
+        {"slot": HERO, "key": "hero", "candidates": hero_candidates(world, page)},
+        {"slot": ROWS, "key": "home", "select": page.select,
+         "candidates": row_candidates(world, page)},
+    ]  # fmt: skip
     for t in page.titles():
         title = world.titles[t]
         slots.append(
-            {
-                "slot": ARTWORK,
-                "key": f"title:{title.id}",
-                "candidates": [_candidate(c) for c in world.artwork_candidates(title)],
-            }
-        )
-    return {
+            {"slot": ARTWORK, "key": f"title:{title.id}",
+             "candidates": world.artwork_candidates(title)}
+        )  # fmt: skip
+    body = {
         "user": {"id": page.person.id, "features": dict(page.person.features)},
         "context": page.request_features,
         "slots": slots,
     }
-
-
-def _candidate(candidate) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": candidate.id, "features": candidate.features}
-    if candidate.default:
-        out["default"] = True
-    return out
+    return msgspec.to_builtins(body)  # candidates as JSON objects, `default` only when set
 
 
 def artwork_index(candidate_id: str) -> int:
