@@ -102,23 +102,25 @@ def ccb_example(
     positions: int,
     labels: Sequence[tuple[int, float, float]] = (),
     include: Sequence[int] | None = None,
-    first_position: int = 0,
+    placed: Sequence[int] = (),
 ) -> list[str]:
     """A `--ccb_explore_adf` example with one slot per position of the ranked list.
 
-    `labels` are (chosen index, cost, probability) per position, to learn. `include`
-    restricts the single slot to those candidate indices (used for greedy ranking).
+    `labels` are (chosen index, cost, probability) per position, to learn. `placed` fills
+    the first positions with those candidate indices (one-action slots), so the slots after
+    them are predicted at their own position: VW crosses every feature with the slot's
+    index. `include` restricts the slots after `placed` to those candidate indices.
     """
     lines = [f"ccb shared {shared_text(context)}"]
     lines.extend(f"ccb action {action_text(c)}" for c in candidates)
+    lines.extend(f"ccb slot {index} |Slot p{position}" for position, index in enumerate(placed))
     include_text = ",".join(map(str, include)) + " " if include is not None else ""
     for offset in range(positions):
-        position = first_position + offset
         label = ""
         if offset < len(labels):
             index, cost, probability = labels[offset]
             label = f"{index}:{cost!r}:{probability!r} "
-        lines.append(f"ccb slot {label}{include_text}|Slot p{position}")
+        lines.append(f"ccb slot {label}{include_text}|Slot p{len(placed) + offset}")
     return lines
 
 

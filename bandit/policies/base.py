@@ -86,7 +86,7 @@ class Policy(abc.ABC):
         remaining = [i for i in range(len(candidates)) if i not in taken]
         if not remaining:
             raise ValueError("placed: every candidate is already placed")
-        pmf = np.asarray(self._probabilities(context, candidates, remaining, len(placed)), float)
+        pmf = np.asarray(self._probabilities(context, candidates, placed, remaining), float)
         full = np.zeros(len(candidates))
         if greedy:
             full[remaining[int(np.argmax(pmf))]] = 1.0
@@ -96,9 +96,14 @@ class Policy(abc.ABC):
 
     @abc.abstractmethod
     def _probabilities(
-        self, context: Context, candidates: Sequence[Candidate], remaining: list[int], position: int
+        self,
+        context: Context,
+        candidates: Sequence[Candidate],
+        placed: Sequence[int],
+        remaining: list[int],
     ) -> Sequence[float]:
-        """Unnormalised probabilities over `remaining` (candidate indices) at `position`."""
+        """Unnormalised probabilities over `remaining` (candidate indices) at the position
+        after the `placed` ones."""
 
     @abc.abstractmethod
     def _decide(

@@ -46,7 +46,7 @@ class UniformPolicy(_Stateless):
             explored=True,
         )
 
-    def _probabilities(self, context, candidates, remaining, position):
+    def _probabilities(self, context, candidates, placed, remaining):
         return [1.0] * len(remaining)
 
 
@@ -65,7 +65,7 @@ class DefaultPolicy(_Stateless):
         chosen = tuple(candidates[i].id for i in _default_order(candidates)[:count])
         return Choice(chosen, (1.0,) * len(chosen), explored=False)
 
-    def _probabilities(self, context, candidates, remaining, position):
+    def _probabilities(self, context, candidates, placed, remaining):
         free = set(remaining)
         first = next(i for i in _default_order(candidates) if i in free)
         return [1.0 if i == first else 0.0 for i in remaining]
@@ -117,7 +117,7 @@ class ThompsonPolicy(Policy):
             probabilities.append(max(probability, 1.0 / self.draws))
         return Choice(tuple(chosen), tuple(probabilities), explored)
 
-    def _probabilities(self, context, candidates, remaining, position):
+    def _probabilities(self, context, candidates, placed, remaining):
         """Each remaining arm's chance of the highest posterior draw (Monte-Carlo)."""
         alpha, beta = self._posterior([candidates[i] for i in remaining])
         samples = self.rng.beta(alpha, beta, size=(self.draws, len(remaining)))

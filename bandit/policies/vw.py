@@ -111,7 +111,7 @@ class VWChoicePolicy(_VWPolicy):
             index, probability = sample_index(pmf, self.rng)
         return Choice((candidates[index].id,), (probability,), explored=index != best)
 
-    def _probabilities(self, context, candidates, remaining, position):
+    def _probabilities(self, context, candidates, placed, remaining):
         return self._predict_lines(encoding.cb_example(context, candidates))
 
     def _learn(self, event: RewardedEvent) -> None:
@@ -144,26 +144,28 @@ class VWRowsPolicy(_VWPolicy):
 
     def _greedy(self, context: Context, candidates: Sequence[Candidate], count: int) -> Choice:
         """Place the most probable remaining row at each position in turn."""
-        remaining = list(range(len(candidates)))
-        chosen, probabilities = [], []
-        for position in range(count):
-            lines = encoding.ccb_example(
-                context, candidates, 1, include=remaining, first_position=position
-            )
-            (scores,) = self._predict_lines(lines)
-            action, probability = max(scores, key=lambda s: s[1])
-            chosen.append(candidates[action].id)
+        placed: list[int] = []
+        probabilities = []
+        for _ in range(count):
+            pmf = self._next(context, candidates, placed)
+            action, probability = max(pmf.items(), key=lambda item: item[1])
+            placed.append(action)
             probabilities.append(probability)
-            remaining.remove(action)
-        return Choice(tuple(chosen), tuple(probabilities), explored=False)
+        chosen = tuple(candidates[i].id for i in placed)
+        return Choice(chosen, tuple(probabilities), explored=False)
 
-    def _probabilities(self, context, candidates, remaining, position):
-        lines = encoding.ccb_example(
-            context, candidates, 1, include=remaining, first_position=position
-        )
-        (scores,) = self._predict_lines(lines)
-        probability = dict(scores)
-        return [probability.get(i, 0.0) for i in remaining]
+    def _probabilities(self, context, candidates, placed, remaining):
+        pmf = self._next(context, candidates, placed)
+        return [pmf.get(i, 0.0) for i in remaining]
+
+    def _next(
+        self, context: Context, candidates: Sequence[Candidate], placed: Sequence[int]
+    ) -> dict[int, float]:
+        """VW's pmf over the free rows for the position after `placed`."""
+        taken = set(placed)
+        free = [i for i in range(len(candidates)) if i not in taken]
+        lines = encoding.ccb_example(context, candidates, 1, include=free, placed=placed)
+        return dict(self._predict_lines(lines)[-1])
 
     def _learn(self, event: RewardedEvent) -> None:
         labels = [

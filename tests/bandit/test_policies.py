@@ -170,3 +170,25 @@ def test_every_exploration_strategy_decides_with_valid_propensities(strategy, ki
         choice = policy.decide(CONTEXT, candidates)
         assert len(choice.chosen) == (min(3, len(candidates)) if kind.ranked else 1)
         assert all(0 < p <= 1 + 1e-6 for p in choice.probabilities)
+
+
+@pytest.mark.parametrize("strategy", ["epsilon", "squarecb"])
+def test_rows_probabilities_given_the_rows_placed_are_the_ones_logged(strategy):
+    """What replay asks of a rows policy (its pmf at position k, given the rows at 0..k-1)
+    is what `decide` logged there: VW crosses features with the slot's index, so a later
+    position must be predicted at its own index, not as a first slot."""
+    policy = trained("vw", SlotKind.ROWS, rounds=2000,
+                     exploration=Exploration(strategy=strategy))  # fmt: skip
+    world = SyntheticWorld(SlotKind.ROWS, seed=8, candidates_per_round=6)
+    differences = []
+    for _ in range(50):
+        round_ = world.draw()
+        choice = policy.decide(round_.context, round_.candidates)
+        index = {c.id: i for i, c in enumerate(round_.candidates)}
+        placed = [index[c] for c in choice.chosen]
+        for k, probability in enumerate(choice.probabilities):
+            pmf = policy.action_probabilities(round_.context, round_.candidates, placed[:k])
+            differences.append(abs(pmf[placed[k]] - probability))
+        greedy = policy.decide(round_.context, round_.candidates, greedy=True)
+        assert len(set(greedy.chosen)) == len(greedy.chosen) == 3
+    assert max(differences) < 1e-5
