@@ -64,7 +64,7 @@ class DemoError(RuntimeError):
 
 @dataclass(frozen=True)
 class DemoOptions:
-    duration_s: float = 120.0
+    duration_s: float = 100.0
     rate: float = 40.0  # pages per second
     seed: int = 7
     out: Path = Path("var/demo")
