@@ -49,6 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(replay)
 
+    report = verbs.add_parser("report", help="reports for product owners: report lift")
+    reports = report.add_subparsers(dest="report", required=True, metavar="REPORT")
+    lift = reports.add_parser(
+        "lift", help="treatment vs control reward per slot: interval, lift, p-value, SRM check"
+    )
+    _common(lift)
+    lift.add_argument(
+        "--log", required=True, metavar="SOURCE", help="rewarded log (as for replay --log)"
+    )
+    lift.add_argument("--json", metavar="PATH", help="also write the report as JSON here")
+    lift.add_argument("--skip-bad", action="store_true", help="count and skip bad lines")
+    lift.set_defaults(run=_run_report_lift)
+
     simulate = verbs.add_parser(
         "simulate", help="drive a running decision service with simulated home-page traffic"
     )
@@ -164,6 +177,34 @@ def _run_replay(args: argparse.Namespace, config: Config) -> int:
     from replay.command import run
 
     return run(args, config)
+
+
+def _run_report_lift(args: argparse.Namespace, config: Config) -> int:
+    import json
+
+    from replay.lift import lift_report, table, to_dict
+    from replay.logs import LogError, read_log
+
+    bootstrap = config.kafka.bootstrap_servers
+    if bootstrap == "embedded":
+        bootstrap = f"127.0.0.1:{config.kafka.embedded_port}"
+    try:
+        log = read_log(args.log, bootstrap, skip_bad=args.skip_bad, quiet=args.quiet)
+    except LogError as exc:
+        print(f"artbandit report lift: {exc}", file=sys.stderr)
+        return 2
+    if not log.events:
+        print(f"artbandit report lift: {args.log} has no events", file=sys.stderr)
+        return 2
+    report = lift_report(log.events, config)
+    print(f"lift of {args.log}: {len(log.events):,} rewarded decisions, intent-to-treat by "
+          "assigned group, people as units")  # fmt: skip
+    print(table(report))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(to_dict(report), fh, indent=2)
+            fh.write("\n")
+    return 0
 
 
 def _run_simulate(args: argparse.Namespace, config: Config) -> int:

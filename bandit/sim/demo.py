@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import shutil
 import signal
 import subprocess
@@ -31,6 +30,7 @@ from bandit.sim.summary import live_line
 from bandit.sim.tally import Tally
 from bandit.sim.traffic import Frontend, TrafficError, drive
 from bandit.sim.world import World, WorldParams
+from bandit.stats import json_ready
 from serving.client import Client
 
 # The demo's settings over the defaults (configs/demo.toml shows them; a test keeps the two
@@ -299,16 +299,7 @@ def _write_summary(path: Path, result: DemoResult) -> None:
         "report": str(result.report_path),
         "replay_report": str(result.replay_path) if result.replay_path else None,
     }
-    path.write_text(json.dumps(_finite(figures), indent=2) + "\n")
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN: an undefined figure (no pages in a group) is null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    return value
+    path.write_text(json.dumps(json_ready(figures), indent=2) + "\n")
 
 
 def _drive(

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bandit.sim.stats import lift, ratio_rate
 from bandit.sim.summary import final_summary
 from bandit.sim.tally import GROUPS, Tally, columns
 from bandit.sim.world import World
+from bandit.stats import lift, ratio_rate
 from replay.report import figure_html
 
 COLORS = {"treatment": "#1f77b4", "control": "#ff7f0e", "oracle": "#2ca02c"}

@@ -7,8 +7,8 @@ from typing import TextIO
 
 import numpy as np
 
-from bandit.sim.stats import Lift, Rate, lift
 from bandit.sim.tally import Tally, columns, rate
+from bandit.stats import Lift, Rate, lift
 
 
 class Printer:
@@ -113,7 +113,7 @@ def final_summary(tally: Tally, elapsed_s: float) -> str:
     for group in ("treatment", "control"):
         clicks, plays = rates[group]["clicks"], rates[group]["plays"]
         lines.append(
-            f"{group:<11}{clicks.pages:>7,}  {_interval(clicks):<25}{_interval(plays):<25}"
+            f"{group:<11}{clicks.units:>7,}  {_interval(clicks):<25}{_interval(plays):<25}"
         )
     t, c = rates["treatment"], rates["control"]
     lines.append(

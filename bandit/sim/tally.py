@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bandit.sim.stats import Rate, ratio_rate
+from bandit.stats import Rate, ratio_rate
 
 GROUPS = ("treatment", "control")
 

@@ -1,15 +1,17 @@
-"""Rates with intervals for the demo's summary: clicks per impression, clustered by page.
+"""Rates with intervals, clustered by the unit that was randomised or sampled.
 
-Impressions of one page are not independent (one person, one mood), so a rate is a ratio
-of per-page sums and its interval comes from the delta method over pages, not from a
-binomial over impressions. A lift is a ratio of two such rates from independent groups; its
-interval is built on the log scale, where it is closer to normal.
+Events of one unit are not independent (one page, one person), so a rate is a ratio of
+per-unit sums (clicks per impression over pages, reward per decision over users) and its
+interval comes from the delta method over units, not from a binomial over events. A lift
+is a ratio of two such rates from independent groups; its interval is built on the log
+scale, where it is closer to normal.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -21,9 +23,9 @@ class Rate:
     value: float
     low: float
     high: float
-    pages: int
-    events: float  # the numerator's total (clicks, plays)
-    impressions: float
+    units: int  # pages, users: the clusters
+    events: float  # the numerator's total (clicks, reward)
+    impressions: float  # the denominator's total (impressions, decisions)
 
     @property
     def std_error(self) -> float:
@@ -31,7 +33,8 @@ class Rate:
 
 
 def ratio_rate(numerators: np.ndarray, denominators: np.ndarray) -> Rate:
-    """sum(numerators) / sum(denominators) with a 95% delta-method interval over pages."""
+    """sum(numerators) / sum(denominators), one entry per unit, with a 95% delta-method
+    interval over units."""
     num = np.asarray(numerators, dtype=float)
     den = np.asarray(denominators, dtype=float)
     n, total = len(num), float(den.sum())
@@ -69,3 +72,15 @@ def lift(treatment: Rate, control: Rate) -> Lift:
         math.exp(log_ratio + Z95 * se) - 1,
         p_value,
     )
+
+
+def json_ready(value: Any) -> Any:
+    """`value` (dicts, lists, numbers) with every non-finite float as None: JSON has no NaN,
+    and an undefined figure (a group with no data) is null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    return value

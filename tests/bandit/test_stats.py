@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bandit.sim.stats import lift, ratio_rate
+from bandit.stats import lift, ratio_rate
 
 
 @settings(max_examples=100, deadline=None)
@@ -18,7 +18,7 @@ def test_the_rate_is_the_ratio_of_sums_inside_its_interval(pages):
     r = ratio_rate(clicks, impressions)
     assert r.value == pytest.approx(clicks.sum() / impressions.sum())
     assert r.low <= r.value + 1e-12 and r.value <= r.high + 1e-12
-    assert r.pages == len(pages)
+    assert r.units == len(pages)
 
 
 def test_no_pages_or_one_page_has_no_interval():
