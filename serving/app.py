@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import msgspec
 from flask import Flask, Response, g, request
+from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 from werkzeug.exceptions import HTTPException
 
@@ -46,6 +47,7 @@ class ServiceState:
     admin_token: str | None
     config_loader: Callable[[], Config] | None
     reload_signal: str | None = None
+    lift_cache: tuple[float, dict] | None = None  # (monotonic time, report)
 
 
 def resolve_bootstrap(config: Config) -> str:
@@ -233,6 +235,35 @@ def _register_routes(app: Flask, state: ServiceState) -> None:
         _apply_config(state, config)
         state.reload_signal = state.store.signal_reload()  # the other workers and replicas follow
         return _json_response({"slots": state.registry.versions()})
+
+    @app.get("/v1/admin/lift")
+    def lift():
+        _authorise(state)
+        return _json_response(_lift_report(state))
+
+
+LIFT_CACHE_S = 30.0
+
+
+def _lift_report(state: ServiceState) -> dict:
+    """The lift report over the rewarded topic, read to its end; kept for `LIFT_CACHE_S`
+    per worker, so a dashboard polling it does not re-read the topic each time."""
+    from replay.lift import lift_report, to_dict
+    from replay.logs import LogError, read_log
+
+    cached = state.lift_cache
+    if cached is not None and time.monotonic() - cached[0] < LIFT_CACHE_S:
+        return cached[1]
+    topic = state.config.kafka.topics.rewarded
+    try:
+        log = read_log(f"kafka://{topic}", resolve_bootstrap(state.config), quiet=True)
+    except (LogError, KafkaError) as exc:
+        raise api.RequestError("(log)", f"cannot read {topic}: {exc}", status=503,
+                               reason="log_unavailable") from None  # fmt: skip
+    report = {"log": topic, "events": len(log.events)}
+    report.update(to_dict(lift_report(log.events, state.config)))
+    state.lift_cache = (time.monotonic(), report)
+    return report
 
 
 def _apply_config(state: ServiceState, config: Config) -> None:

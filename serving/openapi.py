@@ -101,6 +101,13 @@ def openapi_document(config: Config) -> dict[str, Any]:
             "/v1/admin/reload": {
                 "post": {"summary": "Re-read the config file and reload policies.", **admin}
             },
+            "/v1/admin/lift": {
+                "get": {
+                    "summary": "Treatment vs control per slot over the rewarded topic: reward "
+                    "per decision with 95% intervals, lift, p-value, sample-ratio check.",
+                    **admin,
+                }
+            },
         },
         "components": {
             "schemas": components,
