@@ -237,9 +237,16 @@ class KafkaLearner:
 
     def _emit(self, out: StepOutput) -> None:
         topics = self.config.kafka.topics
+        decisions: Counter[tuple[str, str]] = Counter()
+        rewards: Counter[tuple[str, str]] = Counter()
         for partition, event in out.rewarded:
             # Same partition number as the inputs when the topic has it: no hashing per event.
             self._send(topics.rewarded, event.decision_id, msgspec.json.encode(event), partition)
+            decisions[event.slot, event.group] += 1
+            rewards[event.slot, event.group] += event.reward
+        for (slot, group), count in decisions.items():  # once per step, not per event
+            self.metrics.rewarded.labels(slot, group).inc(count)
+            self.metrics.reward.labels(slot, group).inc(rewards[slot, group])
         for dead in out.dead_letters:
             self._send(topics.deadletter, dead.key, msgspec.json.encode(dead))
             self.metrics.dead_letters.labels(dead.code).inc()

@@ -42,6 +42,19 @@ class LearnerMetrics:
             ["slot"],
             registry=registry,
         )
+        self.rewarded = Counter(
+            "artbandit_learner_rewarded_decisions_total",
+            "Impressed decisions joined to their rewards, by slot and holdout group.",
+            ["slot", "group"],
+            registry=registry,
+        )
+        self.reward = Counter(
+            "artbandit_learner_reward_total",
+            "Sum of the rewards of those decisions, by slot and group: divided by the counter "
+            "above, the reward rate of treatment and control.",
+            ["slot", "group"],
+            registry=registry,
+        )
         self.lag = Gauge(
             "artbandit_learner_consumer_lag",
             "Messages not yet read, by topic and partition.",

@@ -102,6 +102,13 @@ def test_scripted_stream_gives_exactly_the_expected_rewards_and_dead_letters(lea
     learned = "artbandit_learner_examples_learned_total"
     assert metric_value(exposition, learned, slot="artwork") == 4  # d1 d2 d3 d5; not control d6
     assert metric_value(exposition, learned, slot="rows") == 1
+    # the reward rate by group: decisions and reward sums as written to the rewarded topic
+    count, total = "artbandit_learner_rewarded_decisions_total", "artbandit_learner_reward_total"
+    assert metric_value(exposition, count, slot="artwork", group="treatment") == 4
+    assert metric_value(exposition, total, slot="artwork", group="treatment") == 1.5
+    assert metric_value(exposition, count, slot="artwork", group="control") == 1
+    assert metric_value(exposition, total, slot="artwork", group="control") == 0.5
+    assert metric_value(exposition, total, slot="rows", group="treatment") == 0.5
     consumed = "artbandit_learner_events_consumed_total"
     assert metric_value(exposition, consumed, topic=topics.feedback) == len(feedbacks)
     store = ModelStore(config.model_store.path)
