@@ -22,7 +22,7 @@ from bandit.config import Config, ConfigError
 from bandit.model_store import ModelStore, ModelStoreError, VersionInfo
 from serving import api
 from serving.decider import PageDecider
-from serving.event_producer import EventProducer
+from serving.event_producer import DROP_REASONS, EventProducer
 from serving.holdout import Holdout
 from serving.metrics import ServingMetrics, version_number
 from serving.model_feed import ModelFeed
@@ -65,6 +65,8 @@ def create_app(
 ) -> Flask:
     """Build the service. `config_loader` re-reads the config for /v1/admin/reload."""
     metrics = ServingMetrics(registry or CollectorRegistry())
+    topics = config.kafka.topics
+    metrics.start_at_zero(list(config.slots), [topics.decisions, topics.feedback], DROP_REASONS)
     store = ModelStore(config.model_store.path, config.model_store.keep_versions)
     policies = PolicyRegistry(
         config, store, on_reload=lambda e, entry: _on_reload(metrics, e, entry)
@@ -330,7 +332,7 @@ def _served(state: ServiceState, slot: str) -> dict[str, str | None]:
 def _register_errors(app: Flask, state: ServiceState) -> None:
     def answer(field: str, message: str, reason: str, status: int) -> Response:
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        state.metrics.request_errors.labels(endpoint, reason).inc()
+        state.metrics.request_errors.labels(endpoint, reason, str(status)).inc()
         response = _json_response(
             api.ErrorResponse(api.ErrorDetail(field, message, reason)), status
         )

@@ -25,6 +25,10 @@ _STOP = object()
 BATCH_INTERVAL_S = 0.01
 
 
+# Why an event was not delivered (the `reason` label of artbandit_events_dropped_total).
+DROP_REASONS = ("buffer_full", "broker_unavailable", "send_failed")
+
+
 class EventProducer:
     def __init__(
         self,

@@ -33,8 +33,8 @@ class ServingMetrics:
         )
         self.request_errors = Counter(
             "artbandit_request_errors_total",
-            "Requests answered with an error, by endpoint and reason.",
-            ["endpoint", "reason"],
+            "Requests answered with an error, by endpoint, reason and HTTP status.",
+            ["endpoint", "reason", "status"],
             registry=registry,
         )
         self.events_sent = Counter(
@@ -88,6 +88,19 @@ class ServingMetrics:
             ["result"],
             registry=registry,
         )
+
+    def start_at_zero(self, slots: list[str], topics: list[str], drop_reasons: tuple[str, ...]):
+        """Create the series of every known label value at 0, so `rate()` and alerts see a
+        zero instead of no data until the first increment."""
+        for slot in slots:
+            self.policy_reload_failures.labels(slot)
+            for group in ("treatment", "control"):
+                for explored in ("true", "false"):
+                    self.decisions.labels(slot, group, explored)
+        for topic in topics:
+            self.events_sent.labels(topic)
+            for reason in drop_reasons:
+                self.events_dropped.labels(topic, reason)
 
     def exposition(self) -> bytes:
         """The text exposition: this process's registry, or all gunicorn workers' files."""

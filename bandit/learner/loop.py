@@ -74,6 +74,7 @@ class KafkaLearner:
         self.config = config
         self.bootstrap_servers = bootstrap_servers
         self.metrics = LearnerMetrics(registry or CollectorRegistry())
+        self.metrics.start_at_zero(list(config.slots))
         self.serve_metrics = serve_metrics
         self.progress = progress
         self.metrics_port: int | None = None

@@ -15,6 +15,9 @@ CHECKPOINT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30
 OUTCOMES = ("rewarded", "not_impressed", "late", "duplicate", "deadletter")
 
 
+JOIN_OUTCOMES = ("rewarded", "not_impressed", "late", "duplicate", "deadletter")
+
+
 class LearnerMetrics:
     def __init__(self, registry: CollectorRegistry):
         self.registry = registry
@@ -101,6 +104,16 @@ class LearnerMetrics:
         )
         self._rate = RateWindow(10.0)
         self._last_checkpoint_at = 0.0
+
+    def start_at_zero(self, slots: list[str]) -> None:
+        """Create the series of every known label value at 0 (see ServingMetrics)."""
+        for outcome in JOIN_OUTCOMES:
+            self.joins.labels(outcome)
+        for slot in slots:
+            self.examples_learned.labels(slot)
+            for group in ("treatment", "control"):
+                self.rewarded.labels(slot, group)
+                self.reward.labels(slot, group)
 
     def checkpointed(self, duration_s: float, at: float) -> None:
         self.checkpoint_seconds.observe(duration_s)
