@@ -55,7 +55,7 @@ def serving(bootstrap: str, replicas: int, seconds: float, workdir: str) -> floa
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         for port in ports
     ]
     try:
@@ -117,7 +117,7 @@ def learners(bootstrap: str, members: int, decisions: int, workdir: Path) -> tup
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         for i, port in enumerate(ports)
     ]
     try:
