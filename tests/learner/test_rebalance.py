@@ -35,7 +35,8 @@ def test_a_member_joining_and_leaving_keeps_every_example_learned_exactly_once(l
         wait_for(lambda: one.status().learned.get("artwork", 0) > 1_000, 60)
         with running_learner(second) as two:
             wait_for(lambda: two.status().partitions > 0, 60)
-            assert one.status().partitions + two.status().partitions == 4
+            # the first member's status catches up with its new assignment at its next step
+            wait_for(lambda: one.status().partitions + two.status().partitions == 4, 30)
             wait_for(lambda: two.status().learned.get("artwork", 0) > 500, 60)
         # The second member checkpointed, handed its partitions over and left the group.
         second_learned = _learned(second)
