@@ -9,7 +9,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 
-from bandit.config import Config, ConfigError, load_config
+from bandit.config import Config, ConfigError, load_config, resolve_bootstrap
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -185,11 +185,10 @@ def _run_report_lift(args: argparse.Namespace, config: Config) -> int:
     from replay.lift import lift_report, table, to_dict
     from replay.logs import LogError, read_log
 
-    bootstrap = config.kafka.bootstrap_servers
-    if bootstrap == "embedded":
-        bootstrap = f"127.0.0.1:{config.kafka.embedded_port}"
     try:
-        log = read_log(args.log, bootstrap, skip_bad=args.skip_bad, quiet=args.quiet)
+        log = read_log(
+            args.log, resolve_bootstrap(config), skip_bad=args.skip_bad, quiet=args.quiet
+        )
     except LogError as exc:
         print(f"artbandit report lift: {exc}", file=sys.stderr)
         return 2

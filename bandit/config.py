@@ -189,6 +189,13 @@ class Config(_Strict):
     learner: LearnerConfig = msgspec.field(default_factory=LearnerConfig)
 
 
+def resolve_bootstrap(config: Config) -> str:
+    """The Kafka address to connect to: `embedded` means the embedded broker's port on
+    loopback (started elsewhere, e.g. by `artbandit serve` or `artbandit broker`)."""
+    servers = config.kafka.bootstrap_servers
+    return f"127.0.0.1:{config.kafka.embedded_port}" if servers == "embedded" else servers
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None,
     overrides: Iterable[str] = (),

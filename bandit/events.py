@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import pathlib
 import re
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import msgspec
 
@@ -28,6 +28,7 @@ Timestamp = Annotated[float, msgspec.Meta(ge=0.0, le=1e11)]  # Unix seconds
 Propensity = Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]
 Reward = Annotated[float, msgspec.Meta(ge=-1e9, le=1e9)]
 Group = Literal["treatment", "control"]
+GROUPS: tuple[str, ...] = get_args(Group)
 FeedbackType = Literal["impression", "click", "play", "watch"]
 
 

@@ -68,7 +68,7 @@ def run_arm(world: World, arm: str, impressions: int, seed: int, delay: int) -> 
             else:
                 choice, decisions = player.decide(page, clock)
             outcome = sample(world, page, choice, outcomes)
-            expected = expected_clicks(world, page, choice)
+            expected = outcome.expected_clicks
             tally.impressions += outcome.impressions
             tally.clicks += outcome.clicks
             tally.plays += outcome.plays

@@ -7,7 +7,7 @@ import itertools
 import sys
 from pathlib import Path
 
-from bandit.config import Config, ConfigError
+from bandit.config import Config, ConfigError, resolve_bootstrap
 from replay import estimators as est
 from replay.evaluate import ReplayResult, Settings, evaluate
 from replay.logs import LogError, read_log
@@ -94,10 +94,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
         specs += search_specs()
     try:
         targets = [parse_target(spec, config, args.seed) for spec in specs]
-        bootstrap = config.kafka.bootstrap_servers
-        if args.log.startswith("kafka://") and bootstrap == "embedded":
-            bootstrap = f"127.0.0.1:{config.kafka.embedded_port}"
-        log = read_log(args.log, bootstrap, skip_bad=args.skip_bad, quiet=args.quiet)
+        log = read_log(
+            args.log, resolve_bootstrap(config), skip_bad=args.skip_bad, quiet=args.quiet
+        )
         result = evaluate(log, targets, config, settings, quiet=args.quiet)
     except (LogError, TargetError, NotUniformError, est.EstimatorError) as exc:
         print(f"artbandit replay: {exc}", file=sys.stderr)

@@ -18,7 +18,7 @@ from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 from werkzeug.exceptions import HTTPException
 
-from bandit.config import Config, ConfigError
+from bandit.config import Config, ConfigError, resolve_bootstrap
 from bandit.model_store import ModelStore, ModelStoreError, VersionInfo
 from serving import api
 from serving.decider import PageDecider
@@ -48,11 +48,6 @@ class ServiceState:
     config_loader: Callable[[], Config] | None
     reload_signal: str | None = None
     lift_cache: tuple[float, dict] | None = None  # (monotonic time, report)
-
-
-def resolve_bootstrap(config: Config) -> str:
-    servers = config.kafka.bootstrap_servers
-    return f"127.0.0.1:{config.kafka.embedded_port}" if servers == "embedded" else servers
 
 
 def create_app(

@@ -12,6 +12,8 @@ import os
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from bandit.events import GROUPS
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -94,7 +96,7 @@ class ServingMetrics:
         zero instead of no data until the first increment."""
         for slot in slots:
             self.policy_reload_failures.labels(slot)
-            for group in ("treatment", "control"):
+            for group in GROUPS:
                 for explored in ("true", "false"):
                     self.decisions.labels(slot, group, explored)
         for topic in topics:

@@ -11,6 +11,8 @@ from collections import deque
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from bandit.events import GROUPS
+
 CHECKPOINT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 OUTCOMES = ("rewarded", "not_impressed", "late", "duplicate", "deadletter")
 
@@ -111,7 +113,7 @@ class LearnerMetrics:
             self.joins.labels(outcome)
         for slot in slots:
             self.examples_learned.labels(slot)
-            for group in ("treatment", "control"):
+            for group in GROUPS:
                 self.rewarded.labels(slot, group)
                 self.reward.labels(slot, group)
 

@@ -9,6 +9,7 @@ moment stops everything it started; the children also die with it if it is kille
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -81,7 +82,6 @@ class DemoOptions:
 @dataclass
 class DemoResult:
     tally: Tally
-    config: Config
     decisions: int  # decisions the frontend received
     feedback_sent: int
     learned: dict[str, float]  # slot -> examples learned
@@ -268,7 +268,6 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> DemoResult:
     report_path = report.write(out, tally, world, replay_path)
     result = DemoResult(
         tally,
-        config,
         frontend.decisions,
         frontend.sent,
         learned,
@@ -386,10 +385,6 @@ def _replay(options: DemoOptions, config: Config, log_path: Path, stream: TextIO
         args += ["--set", setting]
     stream.write(f"\n$ artbandit replay {' '.join(shown)}\n")
     stream.flush()
-    saved = sys.stdout
-    sys.stdout = stream
-    try:
+    with contextlib.redirect_stdout(stream):
         code = main(args)
-    finally:
-        sys.stdout = saved
     return out / "report.html" if code == 0 else None

@@ -90,6 +90,11 @@ class Outcome:
     def plays(self) -> int:
         return sum(self.played)
 
+    @property
+    def expected_clicks(self) -> float:
+        """What the world expected of the page shown (no sampling noise)."""
+        return sum(tile.click_rate for tile in self.tiles)
+
     def feedback(
         self,
         world: World,

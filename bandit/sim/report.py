@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bandit.events import GROUPS
 from bandit.sim.summary import final_summary
-from bandit.sim.tally import GROUPS, Tally, columns
+from bandit.sim.tally import Tally, columns
 from bandit.sim.world import World
 from bandit.stats import lift, ratio_rate
 from replay.report import figure_html
@@ -65,7 +66,7 @@ def _over_time(data: dict[str, np.ndarray]):
     middle = (edges[:-1] + edges[1:]) / 2
     bucket = np.clip(np.searchsorted(edges, data["at"], side="right") - 1, 0, len(middle) - 1)
     figure, axes = plt.subplots(figsize=(8, 3.6))
-    for name in ("treatment", "control", "oracle"):
+    for name in (*GROUPS, "oracle"):
         values, lows, highs = [], [], []
         for b in range(len(middle)):
             mask = bucket == b
@@ -98,31 +99,29 @@ def _over_time(data: dict[str, np.ndarray]):
 def _per_taste(data: dict[str, np.ndarray], world: World):
     import matplotlib.pyplot as plt
 
+    tastes = range(len(world.tastes))
+    rates = {}
+    for group in GROUPS:
+        for taste in tastes:
+            mask = (data["group"] == group) & (data["taste"] == taste)
+            rates[group, taste] = ratio_rate(data["clicks"][mask], data["impressions"][mask])
     figure, axes = plt.subplots(figsize=(8, 3.4))
     x = np.arange(len(world.tastes))
-    labels = []
     for i, group in enumerate(GROUPS):
-        values, errors = [], []
-        for taste in range(len(world.tastes)):
-            mask = (data["group"] == group) & (data["taste"] == taste)
-            r = ratio_rate(data["clicks"][mask], data["impressions"][mask])
-            values.append(r.value)
-            errors.append(0.0 if not np.isfinite(r.low) else (r.high - r.low) / 2)
+        bars = [rates[group, taste] for taste in tastes]
+        errors = [0.0 if not np.isfinite(r.low) else (r.high - r.low) / 2 for r in bars]
         axes.bar(
             x + (i - 0.5) * 0.38,
-            values,
+            [r.value for r in bars],
             0.38,
             yerr=errors,
             capsize=2,
             color=COLORS[group],
             label=group,
         )
+    labels = []
     for taste, name in enumerate(world.tastes):
-        groups = {}
-        for group in GROUPS:
-            mask = (data["group"] == group) & (data["taste"] == taste)
-            groups[group] = ratio_rate(data["clicks"][mask], data["impressions"][mask])
-        up = lift(groups["treatment"], groups["control"]).value
+        up = lift(rates["treatment", taste], rates["control", taste]).value
         labels.append(f"{name}\n{up:+.0%}" if np.isfinite(up) else name)
     axes.set_xticks(x, labels, fontsize=8)
     axes.set_ylabel("clicks per impression")

@@ -7,6 +7,7 @@ from typing import TextIO
 
 import numpy as np
 
+from bandit.events import GROUPS
 from bandit.sim.tally import Tally, columns, rate
 from bandit.stats import Lift, Rate, lift
 
@@ -54,7 +55,7 @@ def group_rates(tally: Tally, since_s: float = 0.0) -> dict[str, dict[str, Rate]
     if not len(data["at"]):
         return out
     recent = data["at"] >= since_s
-    for group in ("treatment", "control"):
+    for group in GROUPS:
         mask = recent & (data["group"] == group)
         out[group] = {what: rate(data, what, mask) for what in ("clicks", "plays", "expected")}
     out["all"] = {"oracle": rate(data, "oracle", recent)}
@@ -110,7 +111,7 @@ def final_summary(tally: Tally, elapsed_s: float) -> str:
     if not rates:
         return lines[0] + " (no pages served)"
     lines.append(f"{'':<11}{'pages':>7}  {'CTR (95% CI)':<25}{'play rate (95% CI)':<25}")
-    for group in ("treatment", "control"):
+    for group in GROUPS:
         clicks, plays = rates[group]["clicks"], rates[group]["plays"]
         lines.append(
             f"{group:<11}{clicks.units:>7,}  {_interval(clicks):<25}{_interval(plays):<25}"
@@ -140,7 +141,4 @@ def final_summary(tally: Tally, elapsed_s: float) -> str:
 
 def _shares(rates: dict[str, dict[str, Rate]]) -> str:
     oracle = rates["all"]["oracle"].value
-    return ", ".join(
-        f"{group} {rates[group]['expected'].value / oracle:.0%}"
-        for group in ("treatment", "control")
-    )
+    return ", ".join(f"{group} {rates[group]['expected'].value / oracle:.0%}" for group in GROUPS)

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bandit.events import GROUPS
 from bandit.stats import Rate, ratio_rate
-
-GROUPS = ("treatment", "control")
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,6 @@ class Tally:
         # [group, hidden taste, artwork tone] -> impressed tiles
         self.tones = np.zeros((len(GROUPS), len(tastes), len(tastes)), dtype=np.int64)
         self.versions: dict[str, str] = {}  # slot -> newest treatment policy version served
-        self.errors = 0
 
     def add(self, record: PageRecord, tones: list[int], versions: dict[str, str]) -> None:
         with self._lock:

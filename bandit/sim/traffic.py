@@ -87,7 +87,6 @@ class Frontend:
         page = self.pages.page(elapsed_s)
         status, body = self.client.post("/v1/decide", decide_request(world, page))
         if status != 200:
-            self.tally.errors += 1
             raise TrafficError(f"/v1/decide answered {status}: {body}")
         ts = time.time()
         self.decisions += len(body["decisions"])
@@ -121,7 +120,7 @@ class Frontend:
             impressions=outcome.impressions,
             clicks=outcome.clicks,
             plays=outcome.plays,
-            expected=expected_clicks(world, page, choice),
+            expected=outcome.expected_clicks,
             oracle=expected_clicks(world, page, oracle(world, page)),
         )
         self.tally.add(record, tones, versions)
