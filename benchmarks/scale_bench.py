@@ -5,7 +5,8 @@ Serving: `artbandit serve` replicas with one sync worker each, decisions logged 
 embedded broker, driven by wrk with full-page requests (8 connections in all, split over
 the replicas as a round-robin load balancer would). Learners: `artbandit learn` processes
 (one group, a shared checkpoint directory) catching up on the same backlog of decisions and
-feedback in 4 partitions, timed from the first message read to the last example learned.
+feedback in 4 partitions, timed from the last poll before any message was read to the last
+example learned.
 On 2 cores the replicas and members share the same CPUs as the broker and the load, so the
 ratio shows what a second process buys here, not on a second machine.
 
@@ -36,28 +37,21 @@ from bandit.synthetic import SyntheticWorld, logged_stream
 ARTBANDIT = str(Path(sys.executable).with_name("artbandit"))
 
 
+def _artbandit(verb: str, *settings: str) -> subprocess.Popen[bytes]:
+    """`artbandit VERB --set S ...` in the background, quiet."""
+    args = [ARTBANDIT, verb, "--quiet", *(a for setting in settings for a in ("--set", setting))]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def serving(bootstrap: str, replicas: int, seconds: float, workdir: str) -> float:
     """Requests/s summed over `replicas` replicas, 8 connections in all."""
     ports = [free_port() for _ in range(replicas)]
     processes = [
-        subprocess.Popen(
-            [
-                ARTBANDIT,
-                "serve",
-                "--set",
-                f"serving.port={port}",
-                "--set",
-                "serving.workers=1",
-                "--set",
-                f'kafka.bootstrap_servers="{bootstrap}"',
-                "--set",
-                f'model_store.path="{workdir}/models-{port}"',
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        _artbandit("serve", f"serving.port={port}", "serving.workers=1",
+                   f'kafka.bootstrap_servers="{bootstrap}"',
+                   f'model_store.path="{workdir}/models-{port}"')
         for port in ports
-    ]
+    ]  # fmt: skip
     try:
         for port in ports:
             deadline = time.monotonic() + 60
@@ -104,35 +98,25 @@ def learners(bootstrap: str, members: int, decisions: int, workdir: Path) -> tup
     produce_stream(config, stream.events)
     ports = [free_port() for _ in range(members)]
     processes = [
-        subprocess.Popen(
-            [
-                ARTBANDIT,
-                "learn",
-                "--quiet",
-                *(a for o in overrides for a in ("--set", o)),
-                "--set",
-                f"learner.member=member-{i}",
-                "--set",
-                f"learner.metrics_port={port}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        _artbandit("learn", *overrides, f"learner.member=member-{i}",
+                   f"learner.metrics_port={port}")
         for i, port in enumerate(ports)
-    ]
+    ]  # fmt: skip
     try:
-        first = None
+        # the last poll before anything was read: timing from there errs long, by one poll
+        started = time.perf_counter()
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
+            polled = time.perf_counter()
             metrics = [scrape(port) for port in ports]
             consumed = sum(sum(m.get("artbandit_learner_events_consumed_total", {}).values())
                            for m in metrics)  # fmt: skip
             learned = sum(sum(m.get("artbandit_learner_examples_learned_total", {}).values())
                           for m in metrics)  # fmt: skip
-            if consumed and first is None:
-                first = time.perf_counter()
+            if not consumed:
+                started = polled
             if learned >= stream.learnable:
-                return decisions / (time.perf_counter() - first), int(learned)
+                return decisions / (time.perf_counter() - started), int(learned)
             time.sleep(0.05)
         raise RuntimeError("the learners did not finish the backlog within 10 minutes")
     finally:
@@ -146,6 +130,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="wrk time per case")
     parser.add_argument("--decisions", type=int, default=30_000, help="learner backlog")
     args = parser.parse_args()
+    if args.decisions < 10_000:
+        parser.error("--decisions: at least 10,000, or the 50 ms polls dominate the timing")
     if shutil.which("wrk") is None:
         print("wrk is needed: apt-get install wrk", file=sys.stderr)
         return 2
