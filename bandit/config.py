@@ -163,6 +163,10 @@ class LearnerConfig(_Strict):
     # This member's name: its checkpoints live in `<checkpoint_dir>/<member>/`. Members of
     # one group share `checkpoint_dir`, so a partition's open joins follow it on a rebalance.
     member: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,100}$")] = "learner"
+    # The slots this group learns; empty: every slot. Groups that split the slots between
+    # them each read every partition and pass over the decisions of the others' slots (one
+    # VW model per slot, one owner: see docs/operations.md).
+    slots: list[str] = msgspec.field(default_factory=list)
     checkpoint_dir: Name = "var/learner"
     checkpoint_interval_s: PositiveFloat = 10.0
     checkpoint_every_events: PositiveInt = 200_000
@@ -187,6 +191,18 @@ class Config(_Strict):
     serving: ServingConfig = msgspec.field(default_factory=ServingConfig)
     model_store: ModelStoreConfig = msgspec.field(default_factory=ModelStoreConfig)
     learner: LearnerConfig = msgspec.field(default_factory=LearnerConfig)
+
+    @property
+    def learned_slots(self) -> list[str]:
+        """The slots this learner owns, in config order."""
+        owned = self.learner.slots
+        return [name for name in self.slots if not owned or name in owned]
+
+    @property
+    def reports_unowned(self) -> bool:
+        """Whether this learner dead-letters input that belongs to no slot: the owner of the
+        first configured slot does, so each bad message is reported once across groups."""
+        return next(iter(self.slots)) in self.learned_slots
 
 
 def resolve_bootstrap(config: Config) -> str:
@@ -227,6 +243,10 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
         slots[name] = validated(slot_raw, SlotConfig, prefix=f"slots.{name}")
         _check_vw(name, slots[name])
     rest = validated(raw, Config, prefix="")
+    unknown = [name for name in rest.learner.slots if name not in slots]
+    if unknown:
+        known = ", ".join(slots)
+        raise ConfigError("learner.slots", f"unknown slot {unknown[0]!r} (configured: {known})")
     return msgspec.structs.replace(rest, slots=slots)
 
 

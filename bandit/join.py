@@ -12,15 +12,19 @@ The learner moves the watermark itself (`advance`) when an input has nothing mor
 When a window closes, an impressed decision becomes a `RewardedEvent` and a decision never
 impressed is dropped (the person never saw it). Feedback may arrive before its decision and
 is held; duplicate feedback (same decision, type and position; for watch, also the same
-minutes) counts once; feedback too
-late for its window, or for a decision that never arrives, is a dead letter with a reason.
+minutes) counts once; feedback too late for its window, or for a decision that never
+arrives, is a dead letter with a reason.
+A learner that owns only some slots (`owned`) passes over the decisions of the others and
+their feedback (remembered for as long as a closed decision is), so nothing of another
+learner's is held or dead-lettered twice; input that belongs to no slot (an unknown slot,
+feedback whose decision never arrives) is dead-lettered only where `reports_unowned` is set.
 The state is plain data: `snapshot()` / `restore()` carry it through a checkpoint.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 import msgspec
@@ -51,12 +55,14 @@ class JoinResult:
     not_impressed: list[DecisionEvent] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     duplicates: int = 0
+    not_owned: int = 0  # inputs passed over: another learner owns them
 
     def extend(self, other: JoinResult) -> None:
         self.rewarded += other.rewarded
         self.not_impressed += other.not_impressed
         self.dead_letters += other.dead_letters
         self.duplicates += other.duplicates
+        self.not_owned += other.not_owned
 
 
 class _Open(msgspec.Struct):
@@ -72,12 +78,21 @@ class _State(msgspec.Struct):
     open: list[_Open]
     waiting: list[FeedbackEvent]  # feedback whose decision has not arrived yet
     closed: list[tuple[str, float]]  # recently closed decision ids, to tell late from unknown
+    ignored: list[tuple[str, float]] = []  # recent decision ids of slots owned elsewhere
 
 
 class RewardJoin:
-    def __init__(self, slots: Mapping[str, SlotConfig], allowed_lateness_s: float = 60.0):
+    def __init__(
+        self,
+        slots: Mapping[str, SlotConfig],
+        allowed_lateness_s: float = 60.0,
+        owned: Collection[str] | None = None,
+        reports_unowned: bool = True,
+    ):
         self.slots = slots
         self.allowed_lateness_s = allowed_lateness_s
+        self.owned = frozenset(slots if owned is None else owned)
+        self.reports_unowned = reports_unowned
         self.watermark = _NEVER  # every window closing at or before it is closed
         self.decisions_time = _NEVER  # newest ts read from each input
         self.feedback_time = _NEVER
@@ -85,7 +100,8 @@ class RewardJoin:
         self._closing: list[tuple[float, str]] = []  # heap of (closes_at, decision_id)
         self._waiting: dict[str, list[FeedbackEvent]] = {}
         self._closed: dict[str, float] = {}  # decision_id -> until when stragglers are "late"
-        self._forgetting: list[tuple[float, str]] = []  # heap over _closed
+        self._ignored: dict[str, float] = {}  # decision_id (slot owned elsewhere) -> until when
+        self._forgetting: list[tuple[float, str]] = []  # heap over _closed and _ignored
         self._expiring: list[tuple[float, str]] = []  # heap of when waiting feedback is orphaned
 
     @property
@@ -96,8 +112,17 @@ class RewardJoin:
         result = JoinResult()
         slot = self.slots.get(decision.slot)
         if slot is None:
-            reason = f"unknown slot {decision.slot!r}"
-            result.dead_letters.append(DeadLetter(decision, "unknown_slot", reason))
+            if self.reports_unowned:
+                reason = f"unknown slot {decision.slot!r}"
+                result.dead_letters.append(DeadLetter(decision, "unknown_slot", reason))
+            else:
+                result.not_owned += 1
+        elif decision.slot not in self.owned:
+            result.not_owned += 1 + len(self._waiting.pop(decision.decision_id, []))
+            if decision.decision_id not in self._ignored:
+                forget_at = decision.ts + slot.attribution_window_s + 2 * self.allowed_lateness_s
+                self._ignored[decision.decision_id] = forget_at
+                heapq.heappush(self._forgetting, (forget_at, decision.decision_id))
         elif decision.decision_id in self._open or decision.decision_id in self._closed:
             result.duplicates += 1
         else:
@@ -116,6 +141,8 @@ class RewardJoin:
         entry = self._open.get(feedback.decision_id)
         if entry is not None:
             self._attach(entry, feedback, result)
+        elif feedback.decision_id in self._ignored:
+            result.not_owned += 1
         elif feedback.decision_id in self._closed:
             reason = "late: the decision's window had closed"
             result.dead_letters.append(DeadLetter(feedback, "late", reason))
@@ -186,9 +213,14 @@ class RewardJoin:
         while self._forgetting and self._forgetting[0][0] <= self.watermark:
             _, decision_id = heapq.heappop(self._forgetting)
             self._closed.pop(decision_id, None)
+            self._ignored.pop(decision_id, None)
         while self._expiring and self._expiring[0][0] <= self.watermark:
             _, decision_id = heapq.heappop(self._expiring)
-            for orphan in self._waiting.pop(decision_id, []):
+            orphans = self._waiting.pop(decision_id, [])
+            if not self.reports_unowned:
+                result.not_owned += len(orphans)
+                continue
+            for orphan in orphans:
                 result.dead_letters.append(
                     DeadLetter(orphan, "unknown_decision", "unknown decision")
                 )
@@ -207,15 +239,21 @@ class RewardJoin:
             open=list(self._open.values()),
             waiting=[f for feedback in self._waiting.values() for f in feedback],
             closed=list(self._closed.items()),
+            ignored=list(self._ignored.items()),
         )
         return msgspec.msgpack.encode(state)
 
     @classmethod
     def restore(
-        cls, slots: Mapping[str, SlotConfig], data: bytes, allowed_lateness_s: float = 60.0
+        cls,
+        slots: Mapping[str, SlotConfig],
+        data: bytes,
+        allowed_lateness_s: float = 60.0,
+        owned: Collection[str] | None = None,
+        reports_unowned: bool = True,
     ) -> RewardJoin:
         state = msgspec.msgpack.decode(data, type=_State)
-        join = cls(slots, allowed_lateness_s)
+        join = cls(slots, allowed_lateness_s, owned, reports_unowned)
         join.watermark = state.watermark
         join.decisions_time = state.decisions_time
         join.feedback_time = state.feedback_time
@@ -231,7 +269,10 @@ class RewardJoin:
             join._waiting[feedback.decision_id].append(feedback)
         heapq.heapify(join._expiring)
         join._closed = dict(state.closed)
-        join._forgetting = [(until, decision_id) for decision_id, until in state.closed]
+        join._ignored = dict(state.ignored)
+        join._forgetting = [
+            (until, decision_id) for decision_id, until in [*state.closed, *state.ignored]
+        ]
         heapq.heapify(join._forgetting)
         return join
 

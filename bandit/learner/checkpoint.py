@@ -62,6 +62,7 @@ class Checkpoint(msgspec.Struct, frozen=True):
     topics: tuple[str, str]  # (decisions, feedback): offsets mean nothing for other topics
     slots: dict[str, SlotState]
     partitions: dict[int, PartitionState]
+    owned: list[str] = []  # `learner.slots` of the member that wrote it ([]: every slot)
 
 
 class CheckpointStore:
@@ -139,6 +140,20 @@ class CheckpointStore:
             for partition in partitions & checkpoint.partitions.keys():
                 consider(partition, checkpoint.partitions[partition])
         return newest
+
+    def members_owning_other_slots(
+        self, owned: list[str], topics: tuple[str, str], group_id: str
+    ) -> dict[str, list[str]]:
+        """Other members of the group whose newest checkpoint owns other slots than `owned`:
+        a group whose members split partitions must learn the same slots everywhere."""
+        others = {}
+        for member in self._members():
+            checkpoint = None if member == self.member else self.latest(member)
+            if checkpoint is None or checkpoint.topics != topics or checkpoint.group_id != group_id:
+                continue
+            if sorted(checkpoint.owned) != sorted(owned):
+                others[member] = checkpoint.owned
+        return others
 
     def _members(self) -> list[str]:
         if not self.root.is_dir():

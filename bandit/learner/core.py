@@ -64,10 +64,13 @@ class LearnerCore:
     ):
         self.config = config
         self.topics = (config.kafka.topics.decisions, config.kafka.topics.feedback)
-        self.policies = dict(policies or {})
-        for slot, slot_config in config.slots.items():
-            self.policies.setdefault(slot, build_policy(slot_config))
-        self.learned_here = Counter({slot: 0 for slot in config.slots}) + Counter(learned_here)
+        # Only the slots this learner owns: another group learns and publishes the others.
+        owned = config.learned_slots
+        self.policies = {slot: p for slot, p in (policies or {}).items() if slot in owned}
+        for slot in owned:
+            self.policies.setdefault(slot, build_policy(config.slots[slot]))
+        self.learned_here = Counter({slot: 0 for slot in owned})
+        self.learned_here.update({s: n for s, n in (learned_here or {}).items() if s in owned})
         self.joins: dict[int, RewardJoin] = {}
         # Per partition, the next offset to read from (decisions, feedback).
         self.offsets: dict[int, list[int]] = {}
@@ -80,13 +83,14 @@ class LearnerCore:
     def assign(self, partition: int, state: PartitionState | None) -> None:
         """Take `partition` over from its newest `state`, else start afresh (offsets -1: not
         read yet, the consumer starts at the group's committed offset)."""
-        lateness = self.config.learner.allowed_lateness_s
+        config = self.config
+        settings = (config.learner.allowed_lateness_s, config.learned_slots, config.reports_unowned)
         self.pending.pop(partition, None)
         if state is None:
-            self.joins[partition] = RewardJoin(self.config.slots, lateness)
+            self.joins[partition] = RewardJoin(config.slots, *settings)
             self.offsets[partition] = [-1, -1]
         else:
-            self.joins[partition] = RewardJoin.restore(self.config.slots, state.join, lateness)
+            self.joins[partition] = RewardJoin.restore(config.slots, state.join, *settings)
             self.offsets[partition] = [state.decisions_offset, state.feedback_offset]
 
     def revoke(self, partition: int) -> PartitionState:
@@ -121,6 +125,9 @@ class LearnerCore:
                 else:
                     result = join.add_feedback(events.decode(record.value, events.FeedbackEvent))
             except events.EventError as exc:
+                if not self.config.reports_unowned:
+                    out.outcomes["not_owned"] += 1  # the first slot's owner reports it
+                    continue
                 code, reason = _why_malformed(record, exc)
                 out.dead_letters.append(self._dead_letter(record, code, reason))
                 out.outcomes["deadletter"] += 1
@@ -148,6 +155,7 @@ class LearnerCore:
 
     def _collect(self, partition: int, result: JoinResult, out: StepOutput) -> None:
         out.outcomes["duplicate"] += result.duplicates
+        out.outcomes["not_owned"] += result.not_owned
         out.outcomes["not_impressed"] += len(result.not_impressed)
         for dead in result.dead_letters:
             out.outcomes["late" if dead.code == "late" else "deadletter"] += 1
@@ -210,6 +218,7 @@ class LearnerCore:
             member=member,
             group_id=self.config.learner.group_id,
             topics=self.topics,
+            owned=list(self.config.learner.slots),
             slots=slots,
             partitions={
                 **self.pending,
@@ -224,7 +233,8 @@ class LearnerCore:
         """The core as it was at `checkpoint` (partitions are assigned separately). A slot
         whose policy no longer loads under the current config starts from `fallback`."""
         policies: dict[str, Policy] = {}
-        for slot, slot_config in config.slots.items():
+        for slot in config.learned_slots:
+            slot_config = config.slots[slot]
             state = checkpoint.slots.get(slot)
             if state is None or state.policy_type != slot_config.policy:
                 continue

@@ -131,6 +131,7 @@ class KafkaLearner:
         log.info("learner %s: %d partitions", self.config.learner.member, partitions)
         checkpoint = self.checkpoints.latest()
         topics = self.config.kafka.topics
+        self._check_owned_slots()
         if checkpoint is not None:
             if checkpoint.topics != (topics.decisions, topics.feedback):
                 raise CheckpointError(
@@ -170,12 +171,26 @@ class KafkaLearner:
         )
         self.consumer.subscribe([topics.decisions, topics.feedback], listener=_Rebalance(self))
 
+    def _check_owned_slots(self) -> None:
+        settings, topics = self.config.learner, self.config.kafka.topics
+        others = self.checkpoints.members_owning_other_slots(
+            settings.slots, (topics.decisions, topics.feedback), settings.group_id
+        )
+        if others:
+            member, owned = next(iter(others.items()))
+            raise CheckpointError(
+                f"member {member!r} of group {settings.group_id!r} learns slots "
+                f"{owned or 'all'}, this one {settings.slots or 'all'}: the members of a group "
+                "share its partitions, so they must own the same slots; give each set of "
+                "slots its own learner.group_id"
+            )
+
     def _warm_start(self) -> dict[str, Policy]:
         """Slots without a checkpointed model start from the newest published version."""
         policies = {}
-        for slot, slot_config in self.config.slots.items():
+        for slot in self.config.learned_slots:
             try:
-                policies[slot] = self.store.load_latest(slot, slot_config).policy
+                policies[slot] = self.store.load_latest(slot, self.config.slots[slot]).policy
             except ModelStoreError:
                 continue
         return policies

@@ -14,10 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from bandit.events import GROUPS
 
 CHECKPOINT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-OUTCOMES = ("rewarded", "not_impressed", "late", "duplicate", "deadletter")
-
-
-JOIN_OUTCOMES = ("rewarded", "not_impressed", "late", "duplicate", "deadletter")
+# `not_owned`: a decision of a slot this learner does not own (`learner.slots`), or its feedback.
+JOIN_OUTCOMES = ("rewarded", "not_impressed", "late", "duplicate", "deadletter", "not_owned")
 
 
 class LearnerMetrics:
@@ -31,7 +29,7 @@ class LearnerMetrics:
         )
         self.joins = Counter(
             "artbandit_learner_joins_total",
-            "Join outcomes: rewarded, not_impressed, late, duplicate, deadletter.",
+            "Join outcomes: rewarded, not_impressed, late, duplicate, deadletter, not_owned.",
             ["outcome"],
             registry=registry,
         )
