@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test test-faults lint format bench clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ demo: $(VENV)/.installed-embedded
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
+
+# The fault suite alone (it also runs in `make test`); prints the table of faults at the end.
+test-faults: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -q tests/faults
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -147,6 +147,8 @@ class ServingConfig(_Strict):
     holdout_salt: Name = "artbandit-holdout"
     reload_interval_s: PositiveFloat = 5.0
     log_buffer_events: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 100_000
+    # How long an event may wait for Kafka (a broker outage) before it is dropped.
+    log_outage_s: Annotated[float, msgspec.Meta(ge=15.0, le=86_400.0)] = 120.0
     require_trained_policy: bool = False
     admin_token_env: Name = "ARTBANDIT_ADMIN_TOKEN"
 

@@ -71,6 +71,7 @@ def create_app(
         resolve_bootstrap(config),
         config.kafka.client_id,
         config.serving.log_buffer_events,
+        config.serving.log_outage_s,
         on_drop=lambda topic, reason: metrics.events_dropped.labels(topic, reason).inc(),
         on_sent=lambda topic: metrics.events_sent.labels(topic).inc(),
     )

@@ -2,8 +2,9 @@
 
 `send` only enqueues. A background thread encodes (strictly, see `bandit.events.encode`)
 and hands events to kafka-python. At most `max_outstanding` events are queued or in flight
-(not yet acknowledged); beyond that, and for events Kafka finally refuses, events are dropped
-and counted. When the broker is down, requests keep being served and the buffer fills.
+(not yet acknowledged); beyond that, and for events Kafka finally refuses or that wait longer
+than `outage_s` for it, events are dropped and counted. When the broker is down, requests
+keep being served and the buffer fills; when it is back, the buffer drains.
 """
 
 from __future__ import annotations
@@ -35,12 +36,14 @@ class EventProducer:
         bootstrap_servers: str,
         client_id: str,
         max_outstanding: int,
+        outage_s: float = 120.0,
         on_drop: Callable[[str, str], None] = lambda topic, reason: None,
         on_sent: Callable[[str], None] = lambda topic: None,
     ):
         self.bootstrap_servers = bootstrap_servers
         self.client_id = client_id
         self.max_outstanding = max_outstanding
+        self.outage_s = outage_s
         self.on_drop = on_drop
         self.on_sent = on_sent
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -150,7 +153,8 @@ class EventProducer:
                     batch_size=256 * 1024,
                     max_block_ms=2000,  # blocks only this thread; the buffer absorbs the wait
                     request_timeout_ms=10_000,
-                    delivery_timeout_ms=20_000,
+                    # Kept (and retried) this long through an outage, then dropped.
+                    delivery_timeout_ms=int(self.outage_s * 1000),
                     reconnect_backoff_max_ms=2000,
                 )
             except KafkaError as exc:

@@ -26,3 +26,37 @@ def topic() -> str:
 @pytest.fixture(scope="session")
 def default_config() -> Config:
     return load_config(environ={})
+
+
+@pytest.fixture
+def learner_overrides(tmp_path, broker):
+    """`--set` overrides for a learner on the session broker with its own topics, group, store
+    and checkpoints; windows short enough to close within a test's stream."""
+
+    def make(*extra: str) -> list[str]:
+        suffix = uuid.uuid4().hex[:8]
+        topics = ("decisions", "feedback", "rewarded", "models", "deadletter")
+        return [
+            f'kafka.bootstrap_servers="{broker.bootstrap_servers}"',
+            *(f'kafka.topics.{t}="{t}-{suffix}"' for t in topics),
+            f'model_store.path="{tmp_path / suffix / "models"}"',
+            f'learner.checkpoint_dir="{tmp_path / suffix / "checkpoints"}"',
+            f'learner.group_id="learner-{suffix}"',
+            "learner.metrics_port=0",
+            "learner.partitions=2",
+            "learner.checkpoint_interval_s=0.5",
+            "learner.publish_interval_s=0",
+            *(f"slots.{s}.attribution_window_s=60" for s in ("artwork", "hero", "rows")),
+            "learner.allowed_lateness_s=10",
+            *extra,
+        ]
+
+    return make
+
+
+@pytest.fixture
+def learner_config(learner_overrides):
+    def make(*extra: str) -> Config:
+        return load_config(overrides=learner_overrides(*extra), environ={})
+
+    return make

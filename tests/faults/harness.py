@@ -1,0 +1,184 @@
+"""What the fault tests share: the table they fill, `artbandit serve` processes, and steady
+page traffic from a round-robin client that fails over to the next replica."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bandit.embedded_broker import die_with_parent, free_port
+from serving.client import Client
+from tests.helpers import metric_value, wait_for
+
+ARTBANDIT = str(Path(sys.executable).with_name("artbandit"))
+
+
+@dataclass(frozen=True)
+class FaultRow:
+    """One line of the table the suite prints; None where a column does not apply."""
+
+    fault: str
+    load: str
+    requests_failed: int | None
+    events_lost: int | None
+    events_duplicated: int | None
+    recovery_s: float | None
+    note: str = ""
+
+
+ROWS: list[FaultRow] = []
+
+
+def table(rows: list[FaultRow]) -> list[str]:
+    header = ("fault", "load during fault", "requests failed", "events lost",
+              "events duplicated", "recovery", "note")  # fmt: skip
+
+    def cell(value) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.1f} s" if isinstance(value, float) else str(value)
+
+    body = [
+        (r.fault, r.load, cell(r.requests_failed), cell(r.events_lost),
+         cell(r.events_duplicated), cell(r.recovery_s), r.note)
+        for r in rows
+    ]  # fmt: skip
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    return [" | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in
+            [header, tuple("-" * w for w in widths), *body]]  # fmt: skip
+
+
+class ServeProcess:
+    """`artbandit serve` on its own loopback port, with `overrides`; killed at the end."""
+
+    def __init__(self, overrides: list[str], workers: int = 2):
+        self.port = free_port()
+        args = [a for o in overrides for a in ("--set", o)]
+        args += ["--set", f"serving.port={self.port}", "--set", f"serving.workers={workers}"]
+        self.process = subprocess.Popen(
+            [ARTBANDIT, "serve", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+        )  # fmt: skip
+        wait_for(self.ready, timeout_s=60, interval_s=0.2)
+
+    def ready(self) -> bool:
+        try:
+            return Client("127.0.0.1", self.port, timeout_s=2).get("/readyz")[0] == 200
+        except OSError:
+            return False
+
+    def metric(self, name: str, **labels: str) -> float:
+        return metric_value(Client("127.0.0.1", self.port).get("/metrics")[1], name, **labels)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(30)
+
+
+PAGE = {
+    "context": {"device": "tv"},
+    "slots": [
+        {"slot": "hero", "candidates": [{"id": f"t{i}"} for i in range(4)]},
+        {"slot": "artwork", "key": "title:1", "candidates": [{"id": f"a{i}"} for i in range(4)]},
+        {"slot": "rows", "key": "home", "select": 3,
+         "candidates": [{"id": f"r{i}"} for i in range(6)]},
+    ],
+}  # fmt: skip
+
+
+@dataclass
+class Answer:
+    started: float  # monotonic
+    latency_s: float
+    ok: bool
+    decision_ids: list[str] = field(default_factory=list)
+
+
+class PageLoad:
+    """`threads` clients, each asking for `rate` pages a second, round-robin over `ports`.
+
+    A request whose replica cannot be reached (refused, reset) goes to the next one, as a
+    load balancer would retry it; only a request no replica answers with 200 fails.
+    """
+
+    def __init__(self, ports: list[int], threads: int = 4, rate: float = 20.0):
+        self.ports = ports
+        self.interval_s = 1.0 / rate
+        self.answers: list[Answer] = []
+        self.failovers = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(threads)
+        ]
+
+    def __enter__(self) -> PageLoad:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+
+    def _run(self, n: int) -> None:
+        clients: dict[int, Client] = {}
+        turn = n
+        user = 0
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            user += 1
+            body = {**PAGE, "user": {"id": f"u{n}-{user}"}}
+            started = time.monotonic()
+            answer = Answer(started, 0.0, False)
+            for attempt in range(len(self.ports)):
+                port = self.ports[(turn + attempt) % len(self.ports)]
+                try:
+                    client = clients.get(port) or clients.setdefault(
+                        port, Client("127.0.0.1", port, timeout_s=10)
+                    )
+                    status, payload = client.post("/v1/decide", body)
+                except OSError:
+                    clients.pop(port, None)
+                    with self._lock:
+                        self.failovers += 1
+                    continue
+                if status == 200:
+                    answer.ok = True
+                    answer.decision_ids = [d["decision_id"] for d in payload["decisions"]]
+                break
+            turn += 1
+            answer.latency_s = time.monotonic() - started
+            with self._lock:
+                self.answers.append(answer)
+            next_at += self.interval_s
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def between(self, start: float, end: float) -> list[Answer]:
+        with self._lock:
+            return [a for a in self.answers if start <= a.started < end]
+
+    @property
+    def failed(self) -> int:
+        with self._lock:
+            return sum(not a.ok for a in self.answers)
+
+    def decision_ids(self) -> list[str]:
+        with self._lock:
+            return [i for a in self.answers for i in a.decision_ids]
+
+
+def p99_ms(answers: list[Answer]) -> float:
+    return float(np.percentile([a.latency_s for a in answers], 99) * 1000) if answers else 0.0
