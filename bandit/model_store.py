@@ -101,7 +101,10 @@ class ModelStore:
             data = path.read_bytes()
         except FileNotFoundError:
             raise ModelStoreError(f"{path}: no such version") from None
-        return parse_version_file(data, str(path))
+        info, payload = parse_version_file(data, str(path))
+        if (info.slot, info.version) != (slot, version):
+            raise CorruptVersion(f"{path}: holds {info.slot}/{info.version}, not {slot}/{version}")
+        return info, payload
 
     def version_file(self, slot: str, version: str) -> bytes:
         """The verified bytes of one version file, as `install` takes them elsewhere."""

@@ -110,10 +110,20 @@ class PolicyRegistry:
                 self._publish(slot, PolicyEntry(build_policy(slot_config), UNTRAINED, time.time()))
                 return ReloadEvent(slot, UNTRAINED, ok=True, detail="no stored version")
             return None
-        unchanged = current is not None and current.version == wanted and not force
-        if unchanged or (slot, wanted) in self._refused:
-            return None
-        return self._load(slot, wanted, slot_config)
+        # A pin is served or nothing; else the newest version that loads, so a spoilt file
+        # (truncated, corrupt) with a high number never blocks the good ones after it.
+        pinned = self.store.pinned(slot) is not None
+        refusal = None
+        for version in [wanted] if pinned else reversed(self.store.versions(slot)):
+            if current is not None and current.version == version and not force:
+                break  # nothing newer loads: keep serving the current one
+            if (slot, version) in self._refused:
+                continue
+            event = self._load(slot, version, slot_config)
+            if event.ok:
+                return event
+            refusal = event
+        return refusal
 
     def _load(self, slot: str, version: str, slot_config: SlotConfig) -> ReloadEvent:
         try:

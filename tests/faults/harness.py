@@ -3,6 +3,8 @@ page traffic from a round-robin client that fails over to the next replica."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -42,7 +44,7 @@ def table(rows: list[FaultRow]) -> list[str]:
     def cell(value) -> str:
         if value is None:
             return "-"
-        return f"{value:.1f} s" if isinstance(value, float) else str(value)
+        return f"{value:.2f} s" if isinstance(value, float) else str(value)
 
     body = [
         (r.fault, r.load, cell(r.requests_failed), cell(r.events_lost),
@@ -63,7 +65,7 @@ class ServeProcess:
         args += ["--set", f"serving.port={self.port}", "--set", f"serving.workers={workers}"]
         self.process = subprocess.Popen(
             [ARTBANDIT, "serve", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=die_with_parent,
+            preexec_fn=die_with_parent, start_new_session=True,
         )  # fmt: skip
         wait_for(self.ready, timeout_s=60, interval_s=0.2)
 
@@ -77,7 +79,8 @@ class ServeProcess:
         return metric_value(Client("127.0.0.1", self.port).get("/metrics")[1], name, **labels)
 
     def kill(self) -> None:
-        self.process.kill()
+        """SIGKILL to the server and its workers at once, as when its machine dies."""
+        os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
 
     def stop(self) -> None:

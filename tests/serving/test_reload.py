@@ -124,8 +124,8 @@ def test_promote_pins_a_version_rollback_steps_back_and_latest_unpins(make_confi
         answer = client.post(
             "/v1/admin/promote", {"slot": "hero", "version": "latest"}, headers=auth
         )[1]
-        # Unpinned, the newest (v4) is wanted, but it is corrupt: the current one keeps serving.
-        assert answer["pinned"] is None and answer["version"] == v1
+        # Unpinned, the newest is wanted; v4 is corrupt, so the newest whole one (v3) serves.
+        assert answer["pinned"] is None and answer["version"] == v3
         status, answer = client.post(
             "/v1/admin/promote", {"slot": "carousel", "version": v1}, headers=auth
         )
