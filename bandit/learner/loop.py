@@ -97,6 +97,7 @@ class KafkaLearner:
         self._checkpoints_written = 0
         self._consumed = 0
         self._status = LearnerStatus(0, {}, 0, 0, 0, 0)
+        self._fatal: Exception | None = None  # a rebalance that could not hand over
 
     # ------------------------------------------------------------------ lifecycle
     def run(self, stop: threading.Event) -> None:
@@ -206,6 +207,8 @@ class KafkaLearner:
     # ------------------------------------------------------------------ one step
     def _step(self) -> None:
         batch = self.consumer.poll(timeout_ms=200)
+        if self._fatal is not None:
+            raise LearnerError(f"stopped in a rebalance: {self._fatal}") from self._fatal
         out = StepOutput()
         by_topic: Counter[str] = Counter()
         for tp, messages in batch.items():
@@ -297,7 +300,14 @@ class KafkaLearner:
         started = time.perf_counter()
         self._flush_outputs()
         checkpoint = self.core.checkpoint(self._seq, self.config.learner.member)
-        self.checkpoints.write(checkpoint)
+        try:
+            self.checkpoints.write(checkpoint)
+        except OSError as exc:  # e.g. disk full: stop before anything depends on it
+            raise LearnerError(
+                f"checkpoint {checkpoint.seq} could not be written in "
+                f"{self.checkpoints.directory} ({exc}); the previous one is intact and a "
+                "restart continues from it"
+            ) from exc
         self._seq += 1
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
@@ -346,9 +356,16 @@ class KafkaLearner:
         partitions = {tp.partition for tp in revoked} & set(self.core.joins)
         if not partitions:
             return
-        self.checkpoint(in_rebalance=True)
-        for partition in sorted(partitions):
-            self.checkpoints.write_handoff(partition, self.core.revoke(partition))
+        try:
+            self.checkpoint(in_rebalance=True)
+            for partition in sorted(partitions):
+                self.checkpoints.write_handoff(partition, self.core.revoke(partition))
+        except (LearnerError, OSError) as exc:
+            # The next owner continues from the previous checkpoint, so this member must not
+            # learn another record: `_step` stops it before the next batch.
+            log.error("could not hand over partitions %s: %s", sorted(partitions), exc)
+            self._fatal = exc
+            return
         self.metrics.assigned_partitions.set(len(self.core.joins))
         log.info("handed over partitions %s", sorted(partitions))
 

@@ -4,6 +4,7 @@ page traffic from a round-robin client that fails over to the next replica."""
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -12,11 +13,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
 import numpy as np
+from kafka import KafkaConsumer
 
+from bandit import events
+from bandit.config import load_config
 from bandit.embedded_broker import die_with_parent, free_port
+from bandit.learner.checkpoint import CheckpointStore
 from serving.client import Client
-from tests.helpers import metric_value, wait_for
+from tests.helpers import metric_value, read_all, wait_for
 
 ARTBANDIT = str(Path(sys.executable).with_name("artbandit"))
 
@@ -185,3 +191,103 @@ class PageLoad:
 
 def p99_ms(answers: list[Answer]) -> float:
     return float(np.percentile([a.latency_s for a in answers], 99) * 1000) if answers else 0.0
+
+
+class LearnerRun:
+    """One learner lineage (its own group, checkpoints and output topics) as subprocesses."""
+
+    def __init__(self, base: list[str], root: str, name: str):
+        self.name = name
+        self.overrides = [
+            *base,
+            f'learner.group_id="{name}-{os.getpid()}-{time.time_ns()}"',
+            f'kafka.topics.rewarded="rewarded-{name}-{time.time_ns()}"',
+            f'kafka.topics.deadletter="deadletter-{name}-{time.time_ns()}"',
+            f'kafka.topics.models="models-{name}-{time.time_ns()}"',
+            f'learner.checkpoint_dir="{root}/{name}"',
+            f'model_store.path="{root}/{name}-models"',
+        ]
+        self.config = load_config(overrides=self.overrides, environ={})
+        consumer = KafkaConsumer(bootstrap_servers=self.config.kafka.bootstrap_servers)
+        self.partitions = len(consumer.partitions_for_topic(self.config.kafka.topics.decisions))
+        consumer.close()
+        self.process: subprocess.Popen | None = None
+        self.log = Path(root) / f"{name}-learner.log"  # every start's stderr, appended
+        self.port = 0
+
+    def start(self, max_file_bytes: int | None = None) -> None:
+        """Start a learner; `max_file_bytes` makes writing a larger file fail (EFBIG), as a
+        full disk would."""
+        self.port = free_port()
+        args = [f"--set={o}" for o in [*self.overrides, f"learner.metrics_port={self.port}"]]
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+
+        def limit() -> None:  # pragma: no cover - runs in the child
+            if max_file_bytes is not None:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "bandit.cli", "learn", "--quiet", *args],
+                stdout=subprocess.DEVNULL, stderr=log, preexec_fn=limit,
+            )  # fmt: skip
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        assert self.process.wait(60) == 0
+
+    def learned_so_far(self) -> float:
+        """This lineage's examples learned (restored from its checkpoint, then counted on)."""
+        assert self.process.poll() is None, f"learner exited with {self.process.returncode}"
+        try:
+            text = Client("127.0.0.1", self.port).get("/metrics")[1]
+        except OSError:  # not listening yet
+            return 0
+        return metric_value(text, "artbandit_learner_examples_learned_total")
+
+    def rewarded(self) -> dict[str, tuple]:
+        """Deduplicated by decision_id, as replay reads the topic."""
+        out = {}
+        for value in read_all(
+            self.config.kafka.bootstrap_servers, self.config.kafka.topics.rewarded, 1.0
+        ):
+            event = events.decode(value, events.RewardedEvent)
+            out[event.decision_id] = msgspec.to_builtins(event)
+        return out
+
+    def rewarded_ids(self) -> set[str]:
+        return set(self.rewarded())
+
+    def wait_until_rewarded(self, count: int) -> None:
+        """Until the topic holds every rewarded event and this learner has caught up (a killed
+        predecessor's outputs may already be on the topic before its successor re-learns)."""
+        wait_for(
+            lambda: (len(self.rewarded_ids()) >= count and self.caught_up())
+            or self.process.poll() is not None,
+            timeout_s=240, interval_s=1.0,
+        )  # fmt: skip
+        assert self.process.poll() is None, f"learner exited with {self.process.returncode}"
+
+    def caught_up(self) -> bool:
+        """Both inputs read to their ends on every partition, and no window left open."""
+        try:
+            text = Client("127.0.0.1", self.port).get("/metrics")[1]
+        except OSError:
+            return False
+        lag_series = [
+            line for line in text.splitlines() if line.startswith("artbandit_learner_consumer_lag{")
+        ]
+        return (
+            len(lag_series) == 2 * self.partitions
+            and metric_value(text, "artbandit_learner_consumer_lag") == 0
+            and metric_value(text, "artbandit_learner_open_decisions") == 0
+        )
+
+    def learned(self) -> dict[str, int]:
+        learner = self.config.learner
+        checkpoint = CheckpointStore(learner.checkpoint_dir, learner.member).latest()
+        return {slot: state.learned_here for slot, state in checkpoint.slots.items()}
