@@ -1,4 +1,5 @@
-"""The metrics catalogue (docs/metrics.md) names exactly the metrics the code exposes."""
+"""The metrics catalogue (docs/metrics.md) names exactly the metrics the code exposes, and the
+operations guide names only settings, alerts and metrics that exist."""
 
 import re
 from pathlib import Path
@@ -24,3 +25,27 @@ def test_the_catalogue_lists_every_metric_and_only_those():
     listed = re.findall(r"^\| `(artbandit_[a-z_]+)` \|", CATALOGUE.read_text(), re.MULTILINE)
     assert len(listed) == len(set(listed))
     assert set(listed) == _exposed(ServingMetrics) | _exposed(LearnerMetrics)
+
+
+OPERATIONS = CATALOGUE.with_name("operations.md")
+
+
+def test_the_operations_guide_names_only_real_settings_alerts_and_metrics():
+    import msgspec
+
+    from bandit.config import Config
+
+    text = OPERATIONS.read_text()
+    settings = msgspec.to_builtins(Config())
+    named = set(re.findall(r"`((?:serving|learner|kafka|model_store)\.[a-z_.]+)`", text))
+    assert named, "the guide names no settings"
+    for dotted in named:
+        value = settings
+        for part in dotted.split("."):
+            assert isinstance(value, dict) and part in value, f"{dotted} is not a setting"
+            value = value[part]
+    alerts = set(re.findall(r"alert: (\w+)", (CATALOGUE.parents[1] / "configs/prometheus/alerts.yml")
+                            .read_text()))  # fmt: skip
+    assert set(re.findall(r"`(Artbandit\w+)`", text)) <= alerts
+    metrics = set(re.findall(r"`(artbandit_\w+)", text))
+    assert metrics and metrics <= _exposed(ServingMetrics) | _exposed(LearnerMetrics)

@@ -1,4 +1,4 @@
-"""Exactly once under SIGKILL: a learner killed at 10 random points of a 20,000-decision
+"""Exactly once under SIGKILL: a learner killed at 10 random points of a 12,000-decision
 stream ends with the same examples learned and the same rewarded events as a run without
 faults; the rewarded topic may repeat events after a crash but never misses one."""
 
@@ -13,7 +13,7 @@ from bandit.synthetic import SyntheticWorld, logged_stream
 from tests.faults.harness import ROWS, FaultRow, LearnerRun
 from tests.helpers import wait_for
 
-DECISIONS = 20_000
+DECISIONS = 12_000
 KILLS = 10
 
 
