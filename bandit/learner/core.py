@@ -20,7 +20,7 @@ import msgspec
 from bandit import events
 from bandit.config import Config
 from bandit.join import DeadLetter, JoinResult, RewardJoin
-from bandit.learner.checkpoint import Checkpoint, PartitionState, SlotState
+from bandit.learner.checkpoint import Checkpoint, CheckpointError, PartitionState, SlotState
 from bandit.policies import Policy, build_policy, policy_class
 
 log = logging.getLogger(__name__)
@@ -240,6 +240,10 @@ class LearnerCore:
                 continue
             try:
                 policy = policy_class(slot_config).from_bytes(slot_config, state.model)
+            except OSError as exc:  # e.g. a full disk: starting over would lose the model
+                raise CheckpointError(
+                    f"slot {slot}: cannot load the checkpointed model ({exc})"
+                ) from exc
             except Exception as exc:  # a changed VW config may refuse the old model
                 log.warning(
                     "slot %s: checkpointed model does not load (%s); starting over", slot, exc

@@ -299,14 +299,14 @@ class KafkaLearner:
         """
         started = time.perf_counter()
         self._flush_outputs()
-        checkpoint = self.core.checkpoint(self._seq, self.config.learner.member)
-        try:
+        try:  # VW saves through a temp file, so a full disk can fail either step
+            checkpoint = self.core.checkpoint(self._seq, self.config.learner.member)
             self.checkpoints.write(checkpoint)
-        except OSError as exc:  # e.g. disk full: stop before anything depends on it
+        except Exception as exc:  # stop before anything depends on it
             raise LearnerError(
-                f"checkpoint {checkpoint.seq} could not be written in "
-                f"{self.checkpoints.directory} ({exc}); the previous one is intact and a "
-                "restart continues from it"
+                f"checkpoint {self._seq} could not be written in "
+                f"{self.checkpoints.directory} ({type(exc).__name__}: {exc}); the previous "
+                "one is intact and a restart continues from it"
             ) from exc
         self._seq += 1
         self._since_checkpoint = 0

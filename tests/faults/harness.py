@@ -217,7 +217,7 @@ class LearnerRun:
 
     def start(self, max_file_bytes: int | None = None) -> None:
         """Start a learner; `max_file_bytes` makes writing a larger file fail (EFBIG), as a
-        full disk would."""
+        full disk would (stderr then goes to a pipe, which the limit does not cover)."""
         self.port = free_port()
         args = [f"--set={o}" for o in [*self.overrides, f"learner.metrics_port={self.port}"]]
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -229,7 +229,8 @@ class LearnerRun:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "bandit.cli", "learn", "--quiet", *args],
-                stdout=subprocess.DEVNULL, stderr=log, preexec_fn=limit,
+                stdout=subprocess.DEVNULL, preexec_fn=limit,
+                stderr=log if max_file_bytes is None else subprocess.PIPE,
             )  # fmt: skip
 
     def kill(self) -> None:

@@ -1,7 +1,10 @@
 """Checkpoint files: atomic, verified, newest good one wins; one writer per member."""
 
+import tempfile
+
 import pytest
 
+from bandit.config import load_config
 from bandit.learner.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -9,6 +12,7 @@ from bandit.learner.checkpoint import (
     PartitionState,
     SlotState,
 )
+from bandit.learner.core import LearnerCore
 
 
 def checkpoint(seq: int, member: str = "m", progress: int = 0) -> Checkpoint:
@@ -56,3 +60,17 @@ def test_two_learners_cannot_share_a_member_directory(tmp_path):
         CheckpointStore(tmp_path, "m").lock()
     first.unlock()
     CheckpointStore(tmp_path, "m").lock()
+
+
+def test_a_model_that_cannot_be_restored_for_lack_of_disk_stops_rather_than_starts_over(
+    monkeypatch, tmp_path
+):
+    config = load_config(environ={})
+    core = LearnerCore(config)
+    saved = core.checkpoint(1, "m")
+    core.close()
+    # VW restores a model through a temp file; a temp directory that cannot be written
+    # stands for a full disk. Starting the slot over would silently lose what it learned.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "full"))
+    with pytest.raises(CheckpointError, match="cannot load the checkpointed model"):
+        LearnerCore.from_checkpoint(config, saved)
