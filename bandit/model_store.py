@@ -133,6 +133,8 @@ class ModelStore:
         config = slot_config or msgspec.convert(info.slot_config, SlotConfig)
         try:
             policy = policy_class(config).from_bytes(config, payload)
+        except OSError as exc:  # VW loads through a temp file: the disk, not the version
+            raise ModelStoreError(f"{slot}/{version}: cannot load policy now ({exc})") from exc
         except Exception as exc:  # VW's own errors vary; the version is unusable either way
             raise CorruptVersion(f"{slot}/{version}: cannot load policy ({exc})") from exc
         policy.examples_learned = info.examples_learned

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bandit.config import Config, SlotConfig
-from bandit.model_store import ModelStore, ModelStoreError
+from bandit.model_store import CorruptVersion, ModelStore, ModelStoreError
 from bandit.policies import Policy, build_policy
 
 log = logging.getLogger(__name__)
@@ -128,14 +128,15 @@ class PolicyRegistry:
     def _load(self, slot: str, version: str, slot_config: SlotConfig) -> ReloadEvent:
         try:
             stored = self.store.load(slot, version, slot_config)
-        except ModelStoreError as exc:
-            return self._refuse(slot, version, str(exc))
+        except ModelStoreError as exc:  # a corrupt file stays refused; anything else retries
+            return self._refuse(slot, version, str(exc), remember=isinstance(exc, CorruptVersion))
         self._publish(slot, PolicyEntry(stored.policy, version, stored.info.created_at))
         log.info("slot %s now serves %s", slot, version)
         return ReloadEvent(slot, version, ok=True)
 
-    def _refuse(self, slot: str, version: str, detail: str) -> ReloadEvent:
-        self._refused.add((slot, version))
+    def _refuse(self, slot: str, version: str, detail: str, remember: bool = True) -> ReloadEvent:
+        if remember:
+            self._refused.add((slot, version))
         log.error("slot %s: refused version %s, keeping the current one: %s", slot, version, detail)
         event = ReloadEvent(slot, version, ok=False, detail=detail)
         self.on_reload(event, self._entries.get(slot))

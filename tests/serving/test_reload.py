@@ -1,5 +1,6 @@
 """Hot reload, readiness and the admin endpoints, over real HTTP."""
 
+import tempfile
 import threading
 
 from bandit.model_store import ModelStore
@@ -177,3 +178,25 @@ def test_a_reload_reaches_every_worker_sharing_the_store(make_config):
             == 200
         )
         wait_for(lambda: other.post("/v1/decide", HERO)[1]["decisions"][0]["group"] == "control")
+
+
+def test_a_version_that_cannot_load_for_lack_of_disk_is_retried_once_there_is_room(
+    make_config, monkeypatch, tmp_path
+):
+    config = make_config("slots.hero.holdout_fraction=0", 'kafka.bootstrap_servers="127.0.0.1:9"')
+    first = save_version(config)
+    with running_service(config) as service:
+        client = service.client()
+        assert served_version(client) == first
+        # VW loads a model through a temp file: a temp directory that cannot be written
+        # stands for a full disk. The version is fine, so it must not stay refused.
+        elsewhere = ModelStore(tmp_path / "learner")
+        policy = build_policy(config.slots["hero"])
+        second = [elsewhere.save("hero", policy) for _ in range(2)][-1].version
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "full"))
+        store_of(config).install(elsewhere.version_file("hero", second))
+        wait_for(lambda: metric_value(client.get("/metrics")[1],
+                                      "artbandit_policy_reload_failures_total", slot="hero") >= 1)  # fmt: skip
+        assert served_version(client) == first
+        monkeypatch.undo()
+        wait_for(lambda: served_version(client) == second)
