@@ -243,12 +243,15 @@ class LearnerRun:
 
     def learned_so_far(self) -> float:
         """This lineage's examples learned (restored from its checkpoint, then counted on)."""
+        return self.metric("artbandit_learner_examples_learned_total")
+
+    def metric(self, name: str) -> float:
         assert self.process.poll() is None, f"learner exited with {self.process.returncode}"
         try:
             text = Client("127.0.0.1", self.port).get("/metrics")[1]
         except OSError:  # not listening yet
             return 0
-        return metric_value(text, "artbandit_learner_examples_learned_total")
+        return metric_value(text, name)
 
     def rewarded(self) -> dict[str, tuple]:
         """Deduplicated by decision_id, as replay reads the topic."""
