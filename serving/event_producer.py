@@ -4,7 +4,8 @@
 and hands events to kafka-python. At most `max_outstanding` events are queued or in flight
 (not yet acknowledged); beyond that, and for events Kafka finally refuses or that wait longer
 than `outage_s` for it, events are dropped and counted. When the broker is down, requests
-keep being served and the buffer fills; when it is back, the buffer drains.
+keep being served and the buffer fills: events Kafka cannot take yet (no connection, no
+metadata) are held and tried again, and when it is back, the buffer drains.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 
 from bandit import events
 
@@ -24,6 +26,16 @@ log = logging.getLogger(__name__)
 
 _STOP = object()
 BATCH_INTERVAL_S = 0.01
+RETRY_S = 0.5  # while Kafka is away, how often held events are tried again
+
+
+@dataclass(slots=True)
+class _Item:
+    topic: str
+    key: str
+    event: events.Event
+    since: float  # monotonic time it was accepted
+    value: bytes | None = None  # encoded, once
 
 
 # Why an event was not delivered (the `reason` label of artbandit_events_dropped_total).
@@ -70,7 +82,7 @@ class EventProducer:
             self.on_drop(topic, "buffer_full")
             return False
         self._ensure_thread()
-        self._queue.put((topic, key, event))
+        self._queue.put(_Item(topic, key, event, time.monotonic()))
         return True
 
     def flush(self, timeout_s: float = 10.0) -> bool:
@@ -103,43 +115,64 @@ class EventProducer:
                     self._thread.start()
 
     def _run(self) -> None:
+        held: list[_Item] = []  # waiting for Kafka to be reachable, oldest first
         while True:
-            batch = [self._queue.get()]
-            # Wake at most every BATCH_INTERVAL_S and send all that waits in one burst: a
-            # thread woken per event would fight the request thread for the GIL.
-            time.sleep(BATCH_INTERVAL_S)
-            while True:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            for item in batch:
-                if item is _STOP:
-                    return
-                self._ship(*item)
+            try:
+                incoming = [self._queue.get(timeout=RETRY_S if held else None)]
+            except queue.Empty:
+                incoming = []
+            else:
+                # Wake at most every BATCH_INTERVAL_S and send all that waits in one burst: a
+                # thread woken per event would fight the request thread for the GIL.
+                time.sleep(BATCH_INTERVAL_S)
+                while True:
+                    try:
+                        incoming.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+            stop = _STOP in incoming
+            held = self._ship_all(held + [item for item in incoming if item is not _STOP])
+            if stop:
+                for item in held:
+                    self._done(item.topic, ok=False, reason="broker_unavailable")
+                return
 
-    def _ship(self, topic: str, key: str, event: events.Event) -> None:
-        try:
-            value = events.encode(event)
-        except events.EventError as exc:
-            log.error("event refused by its own contract, not sent: %s", exc)
-            self._done(topic, ok=False, reason="invalid")
-            return
-        self._produce(topic, key, value)
+    def _ship_all(self, items: list[_Item]) -> list[_Item]:
+        """Hand `items` to Kafka in order; returns those to hold because Kafka cannot take
+        them yet (no connection, no metadata), dropping those held longer than `outage_s`."""
+        for n, item in enumerate(items):
+            if self._ship(item):
+                continue
+            now = time.monotonic()
+            for late in (i for i in items[n:] if now - i.since > self.outage_s):
+                self._done(late.topic, ok=False, reason="broker_unavailable")
+            return [i for i in items[n:] if now - i.since <= self.outage_s]
+        return []
 
-    def _produce(self, topic: str, key: str, value: bytes) -> None:
+    def _ship(self, item: _Item) -> bool:
+        """False when Kafka cannot take it now; True when it is sent, or dropped for good."""
+        if item.value is None:
+            try:
+                item.value = events.encode(item.event)
+            except events.EventError as exc:
+                log.error("event refused by its own contract, not sent: %s", exc)
+                self._done(item.topic, ok=False, reason="invalid")
+                return True
         producer = self._connect()
         if producer is None:
-            self._done(topic, ok=False, reason="broker_unavailable")
-            return
+            return False
         try:
-            future = producer.send(topic, key=key.encode(), value=value)
-        except KafkaError as exc:  # e.g. metadata not available within max_block_ms
-            log.warning("could not send to %s: %s", topic, exc)
-            self._done(topic, ok=False, reason="send_failed")
-            return
+            future = producer.send(item.topic, key=item.key.encode(), value=item.value)
+        except KafkaTimeoutError:  # no metadata within max_block_ms: the broker is away
+            return False
+        except KafkaError as exc:
+            log.warning("could not send to %s: %s", item.topic, exc)
+            self._done(item.topic, ok=False, reason="send_failed")
+            return True
+        topic = item.topic
         future.add_callback(lambda _: self._done(topic, ok=True))
         future.add_errback(lambda _: self._done(topic, ok=False, reason="send_failed"))
+        return True
 
     def _connect(self) -> KafkaProducer | None:
         if self._producer is None:

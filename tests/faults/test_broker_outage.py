@@ -11,6 +11,7 @@ from bandit import events
 from bandit.config import load_config
 from bandit.embedded_broker import EmbeddedBroker, free_port
 from bandit.learner.topics import ensure_topics
+from serving.event_producer import DROP_REASONS
 from tests.faults.harness import ROWS, FaultRow, PageLoad, ServeProcess, p99_ms
 from tests.helpers import read_all, wait_for
 
@@ -52,6 +53,8 @@ def test_decide_keeps_answering_through_a_broker_outage():
         wait_for(lambda: serve.metric("artbandit_events_buffered") == 0, timeout_s=60)
         delivered = sent()
         dropped = serve.metric("artbandit_events_dropped_total", topic=topic)
+        reasons = {r: serve.metric("artbandit_events_dropped_total", topic=topic, reason=r)
+                   for r in DROP_REASONS}  # fmt: skip
         on_new_broker = [
             events.decode(v, events.DecisionEvent).decision_id
             for v in read_all(broker.bootstrap_servers, topic, idle_s=3.0)
@@ -65,7 +68,7 @@ def test_decide_keeps_answering_through_a_broker_outage():
     # every decision answered was delivered once the broker was back (the buffer outlasts
     # the outage: serving.log_outage_s); had any been dropped, they would be counted
     assert delivered + dropped == len(returned) == len(set(returned))
-    assert dropped == 0
+    assert dropped == 0, reasons
     # What the new broker holds was acknowledged after the outage began, each once. (The
     # embedded broker, restarted empty, may take a few events in the moment before its
     # topic exists again and not show them; a real cluster keeps its topics.)
