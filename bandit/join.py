@@ -117,6 +117,8 @@ class RewardJoin:
                 result.dead_letters.append(DeadLetter(decision, "unknown_slot", reason))
             else:
                 result.not_owned += 1
+        elif decision.decision_id in self._ignored:
+            result.duplicates += 1  # as a learner of every slot would count it
         elif decision.slot not in self.owned:
             result.not_owned += 1 + len(self._waiting.pop(decision.decision_id, []))
             if decision.decision_id not in self._ignored:

@@ -31,8 +31,9 @@ SLOTS = {"artwork": ("a",), "hero": ("b",), "rows": ("c", "a", "d"), "banner": (
 
 
 def _item(kind: str, n: int, slot: str, fb: str, delay: int, position: int) -> tuple[Input, bytes]:
-    """One message: a decision (slot `banner` is unknown), its feedback, or junk."""
-    decision_id = f"d{n}"
+    """One message: a decision (slot `banner` is unknown), its feedback, or junk. Ids are
+    unique per slot, as serving's random 128-bit ids are."""
+    decision_id = f"{slot}-{n}"
     if kind == "decision":
         return Input.DECISIONS, events.encode(decision(decision_id, n, slot, chosen=SLOTS[slot]))
     if kind == "feedback":
