@@ -18,7 +18,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.errors import (
+    ClusterAuthorizationFailedError,
+    InvalidRecordError,
+    InvalidTopicError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    TopicAuthorizationFailedError,
+)
 
 from bandit import events
 
@@ -27,6 +35,14 @@ log = logging.getLogger(__name__)
 _STOP = object()
 BATCH_INTERVAL_S = 0.01
 RETRY_S = 0.5  # while Kafka is away, how often held events are tried again
+# Errors no retry can mend: the event is dropped (and counted) at once.
+_REFUSED_FOR_GOOD = (
+    MessageSizeTooLargeError,
+    InvalidTopicError,
+    InvalidRecordError,
+    TopicAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+)
 
 
 @dataclass(slots=True)
@@ -169,10 +185,19 @@ class EventProducer:
             log.warning("could not send to %s: %s", item.topic, exc)
             self._done(item.topic, ok=False, reason="send_failed")
             return True
-        topic = item.topic
-        future.add_callback(lambda _: self._done(topic, ok=True))
-        future.add_errback(lambda _: self._done(topic, ok=False, reason="send_failed"))
+        future.add_callback(lambda _: self._done(item.topic, ok=True))
+        future.add_errback(lambda exc: self._failed(item, exc))
         return True
+
+    def _failed(self, item: _Item, exc: Exception) -> None:
+        """Kafka took the event but did not store it: try again while the outage allows
+        (a broker coming back may answer oddly for a moment), unless it never will."""
+        fresh = time.monotonic() - item.since <= self.outage_s
+        if fresh and not self._closed and not isinstance(exc, _REFUSED_FOR_GOOD):
+            self._queue.put(item)
+            return
+        log.warning("could not send to %s: %s", item.topic, exc)
+        self._done(item.topic, ok=False, reason="send_failed")
 
     def _connect(self) -> KafkaProducer | None:
         if self._producer is None:
