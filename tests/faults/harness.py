@@ -18,9 +18,13 @@ import numpy as np
 from kafka import KafkaConsumer
 
 from bandit import events
-from bandit.config import load_config
+from bandit.config import Config, load_config
 from bandit.embedded_broker import die_with_parent, free_port
 from bandit.learner.checkpoint import CheckpointStore
+from bandit.policies import build_policy
+from bandit.slots import SlotKind
+from bandit.stream_io import produce_stream
+from bandit.synthetic import LoggedStream, SyntheticWorld, logged_stream
 from serving.client import Client
 from tests.helpers import metric_value, read_all, wait_for
 
@@ -295,3 +299,16 @@ class LearnerRun:
         learner = self.config.learner
         checkpoint = CheckpointStore(learner.checkpoint_dir, learner.member).latest()
         return {slot: state.learned_here for slot, state in checkpoint.slots.items()}
+
+
+def artwork_backlog(overrides: list[str], seed: int, decisions: int) -> tuple[Config, LoggedStream]:
+    """A two-hour-old artwork stream of `decisions` put on the topics of `overrides`: windows
+    close as it is read, so a learner catching up on it learns everything by the end."""
+    config = load_config(overrides=overrides, environ={})
+    world = SyntheticWorld(SlotKind.ARTWORK, seed=seed, candidates_per_round=10, catalogue_size=200)
+    stream = logged_stream(
+        world, build_policy(config.slots["artwork"]), "artwork", decisions,
+        start_ts=time.time() - 7200, spacing_s=0.05,
+    )  # fmt: skip
+    produce_stream(config, stream.events)
+    return config, stream

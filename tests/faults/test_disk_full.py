@@ -7,13 +7,8 @@ import time
 import msgspec
 import pytest
 
-from bandit.config import load_config
 from bandit.learner.checkpoint import CheckpointStore
-from bandit.policies import build_policy
-from bandit.slots import SlotKind
-from bandit.stream_io import produce_stream
-from bandit.synthetic import SyntheticWorld, logged_stream
-from tests.faults.harness import ROWS, FaultRow, LearnerRun
+from tests.faults.harness import ROWS, FaultRow, LearnerRun, artwork_backlog
 from tests.helpers import wait_for
 
 DECISIONS = 8_000
@@ -24,13 +19,7 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one_and_loses_nothin
     learner_overrides,
 ):
     base = learner_overrides("learner.checkpoint_interval_s=0.3", "learner.max_poll_records=200")
-    config = load_config(overrides=base, environ={})
-    world = SyntheticWorld(SlotKind.ARTWORK, seed=5, candidates_per_round=10, catalogue_size=200)
-    stream = logged_stream(
-        world, build_policy(config.slots["artwork"]), "artwork", DECISIONS,
-        start_ts=time.time() - 7200, spacing_s=0.05,
-    )  # fmt: skip
-    produce_stream(config, stream.events)
+    config, stream = artwork_backlog(base, seed=5, decisions=DECISIONS)
     run = LearnerRun(base, config.learner.checkpoint_dir, "diskfull")
     member = run.config.learner
     store = CheckpointStore(member.checkpoint_dir, member.member)

@@ -5,12 +5,7 @@ faults; the rewarded topic may repeat events after a crash but never misses one.
 import random
 import time
 
-from bandit.config import load_config
-from bandit.policies import build_policy
-from bandit.slots import SlotKind
-from bandit.stream_io import produce_stream
-from bandit.synthetic import SyntheticWorld, logged_stream
-from tests.faults.harness import ROWS, FaultRow, LearnerRun
+from tests.faults.harness import ROWS, FaultRow, LearnerRun, artwork_backlog
 from tests.helpers import wait_for
 
 DECISIONS = 20_000
@@ -20,13 +15,7 @@ KILLS = 10
 def test_sigkill_at_random_points_learns_every_rewarded_event_exactly_once(learner_overrides):
     # Small polls, so the learner's progress is fine-grained enough to kill it mid-stream.
     base = learner_overrides("learner.checkpoint_interval_s=0.3", "learner.max_poll_records=200")
-    config = load_config(overrides=base, environ={})
-    world = SyntheticWorld(SlotKind.ARTWORK, seed=3, candidates_per_round=10, catalogue_size=200)
-    stream = logged_stream(
-        world, build_policy(config.slots["artwork"]), "artwork", DECISIONS,
-        start_ts=time.time() - 7200, spacing_s=0.05,
-    )  # fmt: skip
-    produce_stream(config, stream.events)
+    config, stream = artwork_backlog(base, seed=3, decisions=DECISIONS)
 
     clean = LearnerRun(base, config.learner.checkpoint_dir, "clean")
     clean.start()
