@@ -9,7 +9,11 @@ RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements/runtim
 COPY pyproject.toml README.md ./
 COPY bandit ./bandit
 COPY serving ./serving
+COPY learner ./learner
 COPY replay ./replay
+COPY kafkaio ./kafkaio
+COPY sim ./sim
+COPY artbandit ./artbandit
 COPY configs ./configs
 RUN pip install --no-cache-dir --no-deps --no-build-isolation .
 RUN useradd --create-home artbandit && mkdir -p /app/var && chown artbandit /app/var

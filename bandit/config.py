@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -17,17 +16,18 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from bandit.slots import NAMESPACES, SlotKind
+from bandit.policies import VWError, build_policy
+from bandit.slots import (
+    NonNegativeFloat,
+    PositiveFloat,
+    SlotConfig,
+    SlotKind,
+    StrictSection,
+)
 
-Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
-PositiveFloat = Annotated[float, msgspec.Meta(gt=0.0, le=1e12)]
-NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0.0, le=1e12)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-
-ExplorationStrategy = Literal["epsilon", "softmax", "bag", "cover", "squarecb", "rnd"]
-PolicyType = Literal["vw", "uniform", "default", "thompson"]
 
 ENV_CONFIG = "ARTBANDIT_CONFIG"
 
@@ -41,84 +41,11 @@ class ConfigError(ValueError):
         super().__init__(f"config {key}: {problem}" if key else f"config: {problem}")
 
 
-class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """Base for config sections: unknown keys are an error, never silently ignored."""
-
-
-class Exploration(_Strict):
-    """How a VW policy explores. BaRT default: epsilon-greedy with a floor of `epsilon`."""
-
-    strategy: ExplorationStrategy = "epsilon"
-    epsilon: Probability = 0.05
-    softmax_lambda: PositiveFloat = 10.0
-    bag_size: Annotated[int, msgspec.Meta(ge=2, le=64)] = 5
-    cover_size: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
-    squarecb_gamma_scale: PositiveFloat = 10.0
-    rnd_size: Annotated[int, msgspec.Meta(ge=1, le=64)] = 3
-
-    def vw_args(self) -> list[str]:
-        """The VW command-line arguments that select this explorer."""
-        eps = ["--epsilon", repr(self.epsilon)]
-        match self.strategy:
-            case "epsilon":
-                return eps
-            case "softmax":
-                return ["--softmax", "--lambda", repr(self.softmax_lambda)]
-            case "bag":
-                return ["--bag", str(self.bag_size), *eps]
-            case "cover":
-                return ["--cover", str(self.cover_size), *eps]
-            case "squarecb":
-                return ["--squarecb", "--gamma_scale", repr(self.squarecb_gamma_scale)]
-            case "rnd":
-                return ["--rnd", str(self.rnd_size), *eps]
-        raise AssertionError(f"unhandled strategy {self.strategy}")
-
-
-class RewardMapping(_Strict):
-    """Feedback to reward: weights per feedback type, summed per position, capped at `max`."""
-
-    click: NonNegativeFloat = 0.5
-    play: NonNegativeFloat = 1.0
-    watch_minute: NonNegativeFloat = 0.0
-    max: PositiveFloat = 1.0
-
-
-class SlotConfig(_Strict):
-    """One slot of the page: what it decides, with which policy, and how it is rewarded."""
-
-    kind: SlotKind
-    policy: PolicyType = "vw"
-    interactions: list[Annotated[str, msgspec.Meta(pattern=r"^[UCAIS]{2,3}$")]] = msgspec.field(
-        default_factory=lambda: ["UA", "UI", "CA", "CI"]
-    )
-    lrq: list[Annotated[str, msgspec.Meta(pattern=r"^[UCAIS]{2}[0-9]{1,3}$")]] = msgspec.field(
-        default_factory=list
-    )
-    vw_args: Annotated[str, msgspec.Meta(max_length=2000)] = ""
-    exploration: Exploration = msgspec.field(default_factory=Exploration)
-    select: Annotated[int, msgspec.Meta(ge=1, le=256)] = 10
-    holdout_fraction: Probability = 0.05
-    attribution_window_s: PositiveFloat = 1800.0
-    reward: RewardMapping = msgspec.field(default_factory=RewardMapping)
-    learn_control: bool = False
-    seed: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] | None = None
-
-    def __post_init__(self) -> None:
-        for term in self.interactions + self.lrq:
-            unknown = set(term.rstrip("0123456789")) - set(NAMESPACES)
-            assert not unknown, f"pattern let through {term!r}"
-        try:
-            shlex.split(self.vw_args)
-        except ValueError as exc:
-            raise ValueError(f"vw_args is not a valid argument string: {exc}") from None
-
-
 def _default_slots() -> dict[str, SlotConfig]:
     return {kind.value: SlotConfig(kind=kind) for kind in SlotKind}
 
 
-class KafkaTopics(_Strict):
+class KafkaTopics(StrictSection):
     decisions: Name = "artbandit.decisions"
     feedback: Name = "artbandit.feedback"
     rewarded: Name = "artbandit.rewarded"
@@ -126,7 +53,7 @@ class KafkaTopics(_Strict):
     deadletter: Name = "artbandit.deadletter"
 
 
-class KafkaConfig(_Strict):
+class KafkaConfig(StrictSection):
     """`bootstrap_servers = "embedded"` runs the embedded broker on `embedded_port`."""
 
     bootstrap_servers: Name = "embedded"
@@ -135,7 +62,7 @@ class KafkaConfig(_Strict):
     topics: KafkaTopics = msgspec.field(default_factory=KafkaTopics)
 
 
-class ServingConfig(_Strict):
+class ServingConfig(StrictSection):
     host: Name = "127.0.0.1"
     port: Port = 8080
     workers: Annotated[int, msgspec.Meta(ge=1, le=256)] = 2
@@ -153,12 +80,12 @@ class ServingConfig(_Strict):
     admin_token_env: Name = "ARTBANDIT_ADMIN_TOKEN"
 
 
-class ModelStoreConfig(_Strict):
+class ModelStoreConfig(StrictSection):
     path: Name = "var/models"
     keep_versions: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 20
 
 
-class LearnerConfig(_Strict):
+class LearnerConfig(StrictSection):
     """The streaming learner: one consumer-group member over decisions and feedback."""
 
     group_id: Name = "artbandit-learner"
@@ -185,7 +112,7 @@ class LearnerConfig(_Strict):
     metrics_port: Port = 9108
 
 
-class Config(_Strict):
+class Config(StrictSection):
     """The whole configuration of an artbandit process."""
 
     slots: dict[str, SlotConfig] = msgspec.field(default_factory=_default_slots)
@@ -268,8 +195,6 @@ def _check_vw(name: str, slot: SlotConfig) -> None:
     """Let VW itself judge the arguments, so a typo fails at load, not at the first request."""
     if slot.policy != "vw":
         return
-    from bandit.policies import VWError, build_policy  # policies depend on this module
-
     try:
         build_policy(slot).close()
     except VWError as exc:

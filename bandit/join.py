@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from bandit.config import SlotConfig
 from bandit.events import DecisionEvent, FeedbackEvent, RewardedEvent
+from bandit.slots import SlotConfig
 
 _NEVER = -1.0  # event time before any event: timestamps are never negative
 

@@ -22,9 +22,9 @@ from typing import Any
 import msgspec
 
 from bandit import __version__
-from bandit.config import SlotConfig
 from bandit.durable import create_file, replace_file
 from bandit.policies import Policy, policy_class
+from bandit.slots import SlotConfig
 
 MAGIC = b"artbandit-policy/1\n"
 _VERSION_RE = re.compile(r"^v(\d{8})\.policy$")

@@ -1,6 +1,23 @@
-"""Slot kinds and the VW namespaces that every kind's examples use."""
+"""Slot kinds, the VW namespaces that every kind's examples use, and one slot's settings.
 
+A slot's settings live here rather than in `config` because policies are built from them
+and the config loader builds policies to check them: config -> policies -> slots.
+"""
+
+from __future__ import annotations
+
+import shlex
 from enum import StrEnum
+from typing import Annotated, Literal
+
+import msgspec
+
+Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0.0, le=1e12)]
+NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0.0, le=1e12)]
+
+ExplorationStrategy = Literal["epsilon", "softmax", "bag", "cover", "squarecb", "rnd"]
+PolicyType = Literal["vw", "uniform", "default", "thompson"]
 
 
 class SlotKind(StrEnum):
@@ -24,3 +41,76 @@ NAMESPACES = {
     "I": "Id",  # candidate id, so each candidate can have its own weight
     "S": "Slot",  # position, for rows
 }
+
+
+class StrictSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Base for config sections: unknown keys are an error, never silently ignored."""
+
+
+class Exploration(StrictSection):
+    """How a VW policy explores. BaRT default: epsilon-greedy with a floor of `epsilon`."""
+
+    strategy: ExplorationStrategy = "epsilon"
+    epsilon: Probability = 0.05
+    softmax_lambda: PositiveFloat = 10.0
+    bag_size: Annotated[int, msgspec.Meta(ge=2, le=64)] = 5
+    cover_size: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
+    squarecb_gamma_scale: PositiveFloat = 10.0
+    rnd_size: Annotated[int, msgspec.Meta(ge=1, le=64)] = 3
+
+    def vw_args(self) -> list[str]:
+        """The VW command-line arguments that select this explorer."""
+        eps = ["--epsilon", repr(self.epsilon)]
+        match self.strategy:
+            case "epsilon":
+                return eps
+            case "softmax":
+                return ["--softmax", "--lambda", repr(self.softmax_lambda)]
+            case "bag":
+                return ["--bag", str(self.bag_size), *eps]
+            case "cover":
+                return ["--cover", str(self.cover_size), *eps]
+            case "squarecb":
+                return ["--squarecb", "--gamma_scale", repr(self.squarecb_gamma_scale)]
+            case "rnd":
+                return ["--rnd", str(self.rnd_size), *eps]
+        raise AssertionError(f"unhandled strategy {self.strategy}")
+
+
+class RewardMapping(StrictSection):
+    """Feedback to reward: weights per feedback type, summed per position, capped at `max`."""
+
+    click: NonNegativeFloat = 0.5
+    play: NonNegativeFloat = 1.0
+    watch_minute: NonNegativeFloat = 0.0
+    max: PositiveFloat = 1.0
+
+
+class SlotConfig(StrictSection):
+    """One slot of the page: what it decides, with which policy, and how it is rewarded."""
+
+    kind: SlotKind
+    policy: PolicyType = "vw"
+    interactions: list[Annotated[str, msgspec.Meta(pattern=r"^[UCAIS]{2,3}$")]] = msgspec.field(
+        default_factory=lambda: ["UA", "UI", "CA", "CI"]
+    )
+    lrq: list[Annotated[str, msgspec.Meta(pattern=r"^[UCAIS]{2}[0-9]{1,3}$")]] = msgspec.field(
+        default_factory=list
+    )
+    vw_args: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+    exploration: Exploration = msgspec.field(default_factory=Exploration)
+    select: Annotated[int, msgspec.Meta(ge=1, le=256)] = 10
+    holdout_fraction: Probability = 0.05
+    attribution_window_s: PositiveFloat = 1800.0
+    reward: RewardMapping = msgspec.field(default_factory=RewardMapping)
+    learn_control: bool = False
+    seed: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] | None = None
+
+    def __post_init__(self) -> None:
+        for term in self.interactions + self.lrq:
+            unknown = set(term.rstrip("0123456789")) - set(NAMESPACES)
+            assert not unknown, f"pattern let through {term!r}"
+        try:
+            shlex.split(self.vw_args)
+        except ValueError as exc:
+            raise ValueError(f"vw_args is not a valid argument string: {exc}") from None

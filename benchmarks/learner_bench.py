@@ -23,13 +23,13 @@ from pathlib import Path
 
 from kafka import KafkaConsumer
 
-from bandit.config import SlotConfig, load_config
-from bandit.embedded_broker import EmbeddedBroker
-from bandit.learner.loop import KafkaLearner
+from bandit.config import load_config
 from bandit.policies import build_policy
-from bandit.slots import SlotKind
-from bandit.stream_io import produce_stream
-from bandit.synthetic import SyntheticWorld, logged_stream
+from bandit.slots import SlotConfig, SlotKind
+from kafkaio.embedded_broker import EmbeddedBroker
+from kafkaio.produce import produce_stream
+from learner.loop import KafkaLearner
+from sim.synthetic import SyntheticWorld, logged_stream
 
 
 def main() -> None:

@@ -20,11 +20,10 @@ import time
 import msgspec
 
 from bandit import encoding
-from bandit.config import SlotConfig
 from bandit.events import Candidate, Context, DecisionEvent, PolicyRef, RewardedEvent
 from bandit.policies import build_policy
-from bandit.slots import SlotKind
-from bandit.synthetic import SyntheticWorld
+from bandit.slots import SlotConfig, SlotKind
+from sim.synthetic import SyntheticWorld
 
 GENRES = ("romance", "action", "comedy", "documentary", "drama")
 

@@ -3,7 +3,7 @@ against the editorial control, uniform random, non-contextual Thompson sampling 
 oracle, each over the same pages until it has served --impressions impressions.
 
 Runs in process through the project's policies (with the demo's slot settings, see
-bandit/sim/demo.py) and the learner's reward mapping (no HTTP,
+sim/demo.py) and the learner's reward mapping (no HTTP,
 no Kafka); feedback arrives --delay pages late. Prints, per arm: click-through over all
 impressions and over the last 10% (sampled clicks, and the world's expected clicks for the
 pages served, which has no sampling noise), play rate, cumulative regret against the
@@ -20,11 +20,11 @@ import time
 from dataclasses import dataclass
 
 from bandit.config import load_config
-from bandit.progress import Progress
-from bandit.sim.arms import PolicyArm, decision_ids, seeded
-from bandit.sim.demo import slot_settings
-from bandit.sim.page import PageMaker, expected_clicks, oracle, sample
-from bandit.sim.world import World, load_world
+from replay.progress import Progress
+from sim.arms import PolicyArm, decision_ids, seeded
+from sim.demo import slot_settings
+from sim.page import PageMaker, expected_clicks, oracle, sample
+from sim.world import World, load_world
 
 
 @dataclass

@@ -21,15 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from bandit.config import SlotConfig, load_config
+from bandit.config import load_config
 from bandit.model_store import ModelStore
 from bandit.policies import build_policy
-from bandit.slots import SlotKind
-from bandit.synthetic import SyntheticWorld, rewarded_log
+from bandit.slots import SlotConfig, SlotKind
 from replay import estimators as est
 from replay.logs import read_log, write_log
 from replay.rounds import Rounds
 from replay.targets import parse_target
+from sim.synthetic import SyntheticWorld, rewarded_log
 
 
 def main() -> None:

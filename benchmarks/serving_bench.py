@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bandit.embedded_broker import free_port
+from kafkaio.embedded_broker import free_port
 
 ARTBANDIT = str(Path(sys.executable).with_name("artbandit"))
 

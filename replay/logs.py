@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bandit import events
-from bandit.progress import Progress
+from replay.progress import Progress
 
 KAFKA_PREFIX = "kafka://"
 

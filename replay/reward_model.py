@@ -13,8 +13,8 @@ import numpy as np
 import vowpalwabbit
 
 from bandit import encoding
-from bandit.config import SlotConfig
-from bandit.progress import Progress
+from bandit.slots import SlotConfig
+from replay.progress import Progress
 from replay.rounds import Rounds
 
 

@@ -30,11 +30,12 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from bandit.config import Config, SlotConfig, override_slot
+from bandit.config import Config, override_slot
 from bandit.events import Candidate, Context, RewardedEvent
 from bandit.model_store import ModelStore, ModelStoreError
 from bandit.policies import Policy, build_policy
-from bandit.progress import Progress
+from bandit.slots import SlotConfig
+from replay.progress import Progress
 from replay.rounds import Rounds
 
 PMF_TOLERANCE = 1e-6

@@ -1,6 +1,6 @@
 """Following the compacted models topic, so a published version is served within moments.
 
-Each message is a version file (see `bandit.learner.publisher`); it is verified and installed
+Each message is a version file (see `learner.publisher`); it is verified and installed
 into the local model store (a no-op when the store is shared with the learner), then the
 registry refreshes. A corrupt message is refused and counted; the current version keeps
 serving. The store's periodic reload stays as the fallback when Kafka is unreachable.

@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bandit.config import Config, SlotConfig
+from bandit.config import Config
 from bandit.model_store import CorruptVersion, ModelStore, ModelStoreError
 from bandit.policies import Policy, build_policy
+from bandit.slots import SlotConfig
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from bandit.config import Config, load_config
-from bandit.embedded_broker import EmbeddedBroker
+from kafkaio.embedded_broker import EmbeddedBroker
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from bandit import events
 from bandit.config import Config
-from bandit.learner.loop import KafkaLearner
+from learner.loop import KafkaLearner
 from serving.app import ServiceState, create_app, service_state
 from serving.client import Client
 

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from bandit.embedded_broker import free_port
+from kafkaio.embedded_broker import free_port
 
 ARTBANDIT = str(Path(sys.executable).with_name("artbandit"))
 

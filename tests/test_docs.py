@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from bandit.learner.metrics import LearnerMetrics
+from learner.metrics import LearnerMetrics
 from serving.metrics import ServingMetrics
 
 CATALOGUE = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
@@ -49,3 +49,19 @@ def test_the_operations_guide_names_only_real_settings_alerts_and_metrics():
     assert set(re.findall(r"`(Artbandit\w+)`", text)) <= alerts
     metrics = set(re.findall(r"`(artbandit_\w+)", text))
     assert metrics and metrics <= _exposed(ServingMetrics) | _exposed(LearnerMetrics)
+
+
+def test_the_readme_layout_lists_every_module():
+    from tests.test_layout import MODULES, PACKAGES
+
+    readme = (CATALOGUE.parents[1] / "README.md").read_text()
+    layout = readme[readme.index("## Layout") :]
+    named = re.findall(r"`((?:[a-z_]+/)+[a-z_]+\.py)`", layout)
+    listed = {n for n in named if n.split("/")[0] in PACKAGES and not n.endswith("__init__.py")}
+    files = {
+        str(path.relative_to(CATALOGUE.parents[1]))
+        for path in MODULES.values()
+        if path.name not in ("__init__.py", "__main__.py")
+    }
+    assert files - listed == set(), "modules missing from the README layout"
+    assert listed - files == set(), "the README layout names modules that do not exist"

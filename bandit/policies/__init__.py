@@ -1,9 +1,9 @@
 """Policies for every slot kind behind one interface; `build_policy` picks one from config."""
 
-from bandit.config import SlotConfig
 from bandit.policies.base import Choice, Policy
 from bandit.policies.baselines import DefaultPolicy, ThompsonPolicy, UniformPolicy
 from bandit.policies.vw import VWChoicePolicy, VWError, VWRowsPolicy
+from bandit.slots import SlotConfig
 
 __all__ = [
     "Choice",

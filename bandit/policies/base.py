@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bandit.config import SlotConfig
 from bandit.events import Candidate, Context, RewardedEvent
+from bandit.slots import SlotConfig
 
 
 @dataclass(frozen=True, slots=True)

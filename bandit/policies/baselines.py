@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bandit.config import SlotConfig
 from bandit.events import Candidate, Context, RewardedEvent
 from bandit.policies.base import Choice, Policy, argmax, make_rng, sample_index
+from bandit.slots import SlotConfig
 
 
 class _Stateless(Policy):

@@ -11,9 +11,9 @@ import pylibvw
 import vowpalwabbit
 
 from bandit import encoding
-from bandit.config import SlotConfig
 from bandit.events import Candidate, Context, RewardedEvent
 from bandit.policies.base import Choice, Policy, argmax, make_rng, sample_index
+from bandit.slots import SlotConfig
 
 
 class VWError(ValueError):

@@ -5,11 +5,10 @@ import time
 from kafka import KafkaConsumer, KafkaProducer
 
 from bandit import events
-from bandit.config import SlotConfig
 from bandit.events import FeedbackEvent, RewardedEvent
 from bandit.policies import build_policy
-from bandit.slots import SlotKind
-from bandit.synthetic import SyntheticWorld
+from bandit.slots import SlotConfig, SlotKind
+from sim.synthetic import SyntheticWorld
 
 
 def _sample_events() -> list:

@@ -5,10 +5,9 @@ from dataclasses import dataclass
 import msgspec
 import pytest
 
-from bandit.config import SlotConfig
 from bandit.policies import build_policy
-from bandit.slots import SlotKind
-from bandit.synthetic import SyntheticWorld
+from bandit.slots import SlotConfig, SlotKind
+from sim.synthetic import SyntheticWorld
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,11 @@ import threading
 import msgspec
 import pytest
 
-from bandit.config import SlotConfig
 from bandit.events import Candidate, Context
 from bandit.model_store import CorruptVersion, ModelStore, ModelStoreError
 from bandit.policies import build_policy
-from bandit.slots import SlotKind
-from bandit.synthetic import SyntheticWorld
+from bandit.slots import SlotConfig, SlotKind
+from sim.synthetic import SyntheticWorld
 
 CONTEXT = Context(user={"taste": "action"})
 PAGE = [

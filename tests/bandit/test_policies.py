@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from bandit.config import Exploration, SlotConfig
 from bandit.events import Candidate, Context
 from bandit.policies import Policy, build_policy
-from bandit.slots import SlotKind
-from bandit.synthetic import SyntheticWorld
+from bandit.slots import Exploration, SlotConfig, SlotKind
+from sim.synthetic import SyntheticWorld
 
 POLICY_TYPES = ["vw", "uniform", "default", "thompson"]
 ALL = list(itertools.product(POLICY_TYPES, list(SlotKind)))

@@ -19,13 +19,13 @@ from kafka import KafkaConsumer
 
 from bandit import events
 from bandit.config import Config, load_config
-from bandit.embedded_broker import die_with_parent, free_port
-from bandit.learner.checkpoint import CheckpointStore
 from bandit.policies import build_policy
 from bandit.slots import SlotKind
-from bandit.stream_io import produce_stream
-from bandit.synthetic import LoggedStream, SyntheticWorld, logged_stream
+from kafkaio.embedded_broker import die_with_parent, free_port
+from kafkaio.produce import produce_stream
+from learner.checkpoint_store import CheckpointStore
 from serving.client import Client
+from sim.synthetic import LoggedStream, SyntheticWorld, logged_stream
 from tests.helpers import metric_value, read_all, wait_for
 
 ARTBANDIT = str(Path(sys.executable).with_name("artbandit"))
@@ -232,7 +232,7 @@ class LearnerRun:
 
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "bandit.cli", "learn", "--quiet", *args],
+                [sys.executable, "-m", "artbandit", "learn", "--quiet", *args],
                 stdout=subprocess.DEVNULL, preexec_fn=limit,
                 stderr=log if max_file_bytes is None else subprocess.PIPE,
             )  # fmt: skip

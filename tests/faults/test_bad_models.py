@@ -8,10 +8,10 @@ import uuid
 import pytest
 
 from bandit.config import load_config
-from bandit.learner.topics import ensure_topics
 from bandit.model_store import ModelStore
 from bandit.policies import build_policy
-from bandit.stream_io import produce
+from kafkaio.produce import produce
+from kafkaio.topics import ensure_topics
 from tests.faults.harness import ROWS, FaultRow, PageLoad, ServeProcess
 from tests.helpers import Client, wait_for
 

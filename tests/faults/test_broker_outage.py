@@ -9,8 +9,8 @@ import pytest
 
 from bandit import events
 from bandit.config import load_config
-from bandit.embedded_broker import EmbeddedBroker, free_port
-from bandit.learner.topics import ensure_topics
+from kafkaio.embedded_broker import EmbeddedBroker, free_port
+from kafkaio.topics import ensure_topics
 from serving.event_producer import DROP_REASONS
 from tests.faults.harness import ROWS, FaultRow, PageLoad, ServeProcess, p99_ms
 from tests.helpers import read_all, wait_for

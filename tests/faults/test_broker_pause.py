@@ -10,11 +10,11 @@ import time
 import pytest
 
 from bandit.config import load_config
-from bandit.embedded_broker import EmbeddedBroker
 from bandit.policies import build_policy
 from bandit.slots import SlotKind
-from bandit.stream_io import produce_stream
-from bandit.synthetic import SyntheticWorld, logged_stream
+from kafkaio.embedded_broker import EmbeddedBroker
+from kafkaio.produce import produce_stream
+from sim.synthetic import SyntheticWorld, logged_stream
 from tests.faults.harness import ROWS, FaultRow, LearnerRun
 from tests.helpers import wait_for
 

@@ -14,8 +14,8 @@ from bandit.config import load_config
 from bandit.events import FeedbackEvent
 from bandit.policies import build_policy
 from bandit.slots import SlotKind
-from bandit.stream_io import produce_stream
-from bandit.synthetic import SyntheticWorld
+from kafkaio.produce import produce_stream
+from sim.synthetic import SyntheticWorld
 from tests.faults.harness import ROWS, FaultRow
 from tests.helpers import read_all, running_learner, wait_for
 

@@ -7,7 +7,7 @@ import time
 import msgspec
 import pytest
 
-from bandit.learner.checkpoint import CheckpointStore
+from learner.checkpoint_store import CheckpointStore
 from tests.faults.harness import ROWS, FaultRow, LearnerRun, artwork_backlog
 from tests.helpers import wait_for
 

@@ -9,7 +9,7 @@ import pytest
 
 from bandit import events
 from bandit.config import load_config
-from bandit.learner.topics import ensure_topics
+from kafkaio.topics import ensure_topics
 from tests.faults.harness import ROWS, FaultRow, PageLoad, ServeProcess
 from tests.helpers import read_all
 

@@ -4,15 +4,10 @@ import tempfile
 
 import pytest
 
+from bandit.checkpoint import Checkpoint, CheckpointError, PartitionState, SlotState
 from bandit.config import load_config
-from bandit.learner.checkpoint import (
-    Checkpoint,
-    CheckpointError,
-    CheckpointStore,
-    PartitionState,
-    SlotState,
-)
-from bandit.learner.core import LearnerCore
+from bandit.learner_core import LearnerCore
+from learner.checkpoint_store import CheckpointStore
 
 
 def checkpoint(seq: int, member: str = "m", progress: int = 0) -> Checkpoint:

@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 
 from bandit import events
 from bandit.config import load_config
-from bandit.learner.core import Input, LearnerCore, Record, StepOutput
+from bandit.learner_core import Input, LearnerCore, Record, StepOutput
 from bandit.policies import build_policy
 from bandit.slots import SlotKind
-from bandit.stream_io import produce
-from bandit.synthetic import SyntheticWorld
+from kafkaio.produce import produce
+from sim.synthetic import SyntheticWorld
 from tests.helpers import read_all, running_learner, wait_for
 
 CONFIG = load_config(environ={})

@@ -11,14 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bandit import events
+from bandit.checkpoint import CheckpointError
 from bandit.config import ConfigError, load_config
-from bandit.learner.checkpoint import CheckpointError
-from bandit.learner.core import Input, LearnerCore, Record, StepOutput
+from bandit.learner_core import Input, LearnerCore, Record, StepOutput
 from bandit.model_store import ModelStore
 from bandit.policies import build_policy
 from bandit.slots import SlotKind
-from bandit.stream_io import produce, produce_stream
-from bandit.synthetic import SyntheticWorld, logged_stream
+from kafkaio.produce import produce, produce_stream
+from sim.synthetic import SyntheticWorld, logged_stream
 from tests.helpers import read_all, running_learner, wait_for
 from tests.learner.test_stream import decision, feedback
 

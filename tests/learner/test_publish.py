@@ -6,12 +6,11 @@ import time
 import msgspec
 import numpy as np
 
-from bandit.config import SlotConfig
 from bandit.model_store import ModelStore
 from bandit.policies import build_policy
-from bandit.slots import SlotKind
-from bandit.stream_io import produce_stream
-from bandit.synthetic import SyntheticWorld, logged_stream
+from bandit.slots import SlotConfig, SlotKind
+from kafkaio.produce import produce_stream
+from sim.synthetic import SyntheticWorld, logged_stream
 from tests.helpers import running_learner, running_service, wait_for
 
 DECISIONS = 8_000

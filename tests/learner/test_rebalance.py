@@ -6,11 +6,11 @@ import time
 import msgspec
 
 from bandit import events
-from bandit.learner.checkpoint import CheckpointStore
 from bandit.policies import build_policy
 from bandit.slots import SlotKind
-from bandit.stream_io import produce_stream
-from bandit.synthetic import SyntheticWorld, logged_stream
+from kafkaio.produce import produce_stream
+from learner.checkpoint_store import CheckpointStore
+from sim.synthetic import SyntheticWorld, logged_stream
 from tests.helpers import read_all, running_learner, wait_for
 
 DECISIONS = 30_000

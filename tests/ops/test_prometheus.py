@@ -18,10 +18,10 @@ from kafka import KafkaProducer
 
 from bandit import events
 from bandit.config import load_config
-from bandit.embedded_broker import die_with_parent, free_port
-from bandit.sim.tally import Tally
-from bandit.sim.traffic import Frontend
-from bandit.sim.world import World
+from kafkaio.embedded_broker import die_with_parent, free_port
+from sim.tally import Tally
+from sim.traffic import Frontend
+from sim.world import World
 from tests.helpers import running_learner, running_service, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,9 +1,8 @@
 import pytest
 
-from bandit.config import SlotConfig
 from bandit.policies import build_policy
-from bandit.slots import SlotKind
-from bandit.synthetic import SyntheticWorld, rewarded_log
+from bandit.slots import SlotConfig, SlotKind
+from sim.synthetic import SyntheticWorld, rewarded_log
 
 
 def uniform_log(kind: SlotKind, count: int, seed: int = 1, slot: str | None = None):

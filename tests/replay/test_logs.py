@@ -6,7 +6,7 @@ import gzip
 import pytest
 
 from bandit import events
-from bandit.stream_io import produce
+from kafkaio.produce import produce
 from replay.logs import LogError, read_log, write_log
 
 

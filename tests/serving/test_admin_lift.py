@@ -6,7 +6,7 @@ import msgspec
 
 from bandit import events
 from bandit.slots import SlotKind
-from bandit.stream_io import produce
+from kafkaio.produce import produce
 from tests.helpers import running_service
 from tests.replay.conftest import uniform_log
 

@@ -3,7 +3,7 @@ it while they can, and those dropped are counted."""
 
 import time
 
-from bandit.embedded_broker import EmbeddedBroker, free_port
+from kafkaio.embedded_broker import EmbeddedBroker, free_port
 from tests.helpers import metric_value, read_topic, running_service, wait_for
 
 HERO = {"user": {"id": "u1"}, "slots": [{"slot": "hero", "candidates": [{"id": "a"}, {"id": "b"}]}]}

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from bandit.embedded_broker import free_port
+from kafkaio.embedded_broker import free_port
 from tests.helpers import metric_value, read_topic, wait_for
 
 ARTBANDIT = str(Path(sys.executable).with_name("artbandit"))

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from bandit.config import load_config
-from bandit.sim.demo import DEMO_SETTINGS
 from replay.logs import read_log
+from sim.demo import DEMO_SETTINGS
 from tests.helpers import wait_for
 
 ARTBANDIT = str(Path(sys.executable).with_name("artbandit"))

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from bandit.config import load_config
 from bandit.join import rewards_of
-from bandit.sim.page import (
+from serving.api import parse_decide
+from sim.page import (
     ARTWORK,
     HERO,
     ROWS,
@@ -19,8 +20,7 @@ from bandit.sim.page import (
     oracle,
     sample,
 )
-from bandit.sim.world import World
-from serving.api import parse_decide
+from sim.world import World
 
 WORLD = World()
 CONFIG = load_config(None)

@@ -3,8 +3,8 @@
 import re
 import uuid
 
+from artbandit.cli import main
 from bandit import events
-from bandit.cli import main
 from bandit.config import load_config
 from tests.helpers import read_all, running_service
 

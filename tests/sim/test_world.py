@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bandit.config import ConfigError
-from bandit.sim.page import PageChoice, PageMaker, expected_clicks, oracle, tiles
-from bandit.sim.world import DAYPARTS, World, WorldParams, load_world
+from sim.page import PageChoice, PageMaker, expected_clicks, oracle, tiles
+from sim.world import DAYPARTS, World, WorldParams, load_world
 
 ROOT = Path(__file__).resolve().parents[2]
 WORLD = World()

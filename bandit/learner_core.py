@@ -18,9 +18,9 @@ from enum import Enum
 import msgspec
 
 from bandit import events
+from bandit.checkpoint import Checkpoint, CheckpointError, PartitionState, SlotState
 from bandit.config import Config
 from bandit.join import DeadLetter, JoinResult, RewardJoin
-from bandit.learner.checkpoint import Checkpoint, CheckpointError, PartitionState, SlotState
 from bandit.policies import Policy, build_policy, policy_class
 
 log = logging.getLogger(__name__)

@@ -28,15 +28,16 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
+from bandit.checkpoint import CheckpointError, PartitionState
 from bandit.config import Config
-from bandit.learner.checkpoint import CheckpointError, CheckpointStore, PartitionState
-from bandit.learner.core import Input, LearnerCore, Record, StepOutput
-from bandit.learner.metrics import LearnerMetrics, MetricsServer
-from bandit.learner.publisher import ModelPublisher
-from bandit.learner.topics import ensure_topics
-from bandit.learner.writer import OutputError, OutputWriter
+from bandit.learner_core import Input, LearnerCore, Record, StepOutput
 from bandit.model_store import ModelStore, ModelStoreError
 from bandit.policies import Policy
+from kafkaio.topics import ensure_topics
+from learner.checkpoint_store import CheckpointStore
+from learner.metrics import LearnerMetrics, MetricsServer
+from learner.publisher import ModelPublisher
+from learner.writer import OutputError, OutputWriter
 
 log = logging.getLogger(__name__)
 

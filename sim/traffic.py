@@ -18,7 +18,8 @@ from kafka import KafkaProducer
 
 from bandit import events
 from bandit.events import FeedbackEvent
-from bandit.sim.page import (
+from serving.client import Client
+from sim.page import (
     ARTWORK,
     HERO,
     ROWS,
@@ -30,9 +31,8 @@ from bandit.sim.page import (
     oracle,
     sample,
 )
-from bandit.sim.tally import PageRecord, Tally
-from bandit.sim.world import World
-from serving.client import Client
+from sim.tally import PageRecord, Tally
+from sim.world import World
 
 
 class TrafficError(RuntimeError):

@@ -12,11 +12,12 @@ from collections import defaultdict
 import msgspec
 import numpy as np
 
-from bandit.config import Config, PolicyType
+from bandit.config import Config
 from bandit.events import Candidate, DecisionEvent, FeedbackEvent, PolicyRef, RewardedEvent
 from bandit.join import rewards_of
 from bandit.policies import build_policy
-from bandit.sim.page import (
+from bandit.slots import PolicyType
+from sim.page import (
     ARTWORK,
     HERO,
     ROWS,
@@ -26,7 +27,7 @@ from bandit.sim.page import (
     hero_candidates,
     row_candidates,
 )
-from bandit.sim.world import World
+from sim.world import World
 
 
 class PolicyArm:

@@ -7,11 +7,11 @@ import sys
 import time
 
 from bandit.config import Config
-from bandit.sim.summary import Printer, final_summary, live_line
-from bandit.sim.tally import Tally
-from bandit.sim.traffic import Frontend, TrafficError, drive
-from bandit.sim.world import World, WorldParams
 from serving.client import Client
+from sim.summary import Printer, final_summary, live_line
+from sim.tally import Tally
+from sim.traffic import Frontend, TrafficError, drive
+from sim.world import World, WorldParams
 
 
 def simulate(

@@ -20,49 +20,13 @@ from pathlib import Path
 
 import msgspec
 
+from bandit.checkpoint import Checkpoint, CheckpointError, PartitionState
 from bandit.durable import replace_file
 
 log = logging.getLogger(__name__)
 
 MAGIC = b"artbandit-checkpoint/1\n"
 _NAME = re.compile(r"^checkpoint-(\d{10})\.bin$")
-
-
-class CheckpointError(RuntimeError):
-    """The checkpoint directory cannot be used (locked by another member, wrong topics)."""
-
-
-class SlotState(msgspec.Struct, frozen=True):
-    """One slot's policy as of the checkpoint, and how many examples this member learned."""
-
-    policy_type: str
-    model: bytes
-    examples_learned: int
-    learned_here: int
-
-
-class PartitionState(msgspec.Struct, frozen=True):
-    """Where a partition's inputs were read to, and its open joins at that point."""
-
-    decisions_offset: int
-    feedback_offset: int
-    join: bytes
-
-    @property
-    def progress(self) -> int:
-        """Offsets only move forward, so the larger sum is the newer state of a partition."""
-        return self.decisions_offset + self.feedback_offset
-
-
-class Checkpoint(msgspec.Struct, frozen=True):
-    seq: int
-    created_at: float
-    member: str
-    group_id: str
-    topics: tuple[str, str]  # (decisions, feedback): offsets mean nothing for other topics
-    slots: dict[str, SlotState]
-    partitions: dict[int, PartitionState]
-    owned: list[str] = []  # `learner.slots` of the member that wrote it ([]: every slot)
 
 
 class CheckpointStore:

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from bandit.events import GROUPS
-from bandit.sim.summary import final_summary
-from bandit.sim.tally import Tally, columns
-from bandit.sim.world import World
 from bandit.stats import lift, ratio_rate
 from replay.report import figure_html
+from sim.summary import final_summary
+from sim.tally import Tally, columns
+from sim.world import World
 
 COLORS = {"treatment": "#1f77b4", "control": "#ff7f0e", "oracle": "#2ca02c"}
 

@@ -16,7 +16,7 @@ import msgspec
 import numpy as np
 
 from bandit.events import Candidate, Context, FeedbackEvent
-from bandit.sim.world import Person, Row, World
+from sim.world import Person, Row, World
 
 HERO, ROWS, ARTWORK = "hero", "rows", "artwork"
 

@@ -9,6 +9,7 @@ moment stops everything it started; the children also die with it if it is kille
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import json
@@ -24,15 +25,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bandit.config import Config, ConfigError, load_config
-from bandit.embedded_broker import EmbeddedBroker, die_with_parent, free_port
-from bandit.sim import summary
-from bandit.sim.page import ARTWORK, HERO, ROWS
-from bandit.sim.summary import live_line
-from bandit.sim.tally import Tally
-from bandit.sim.traffic import Frontend, TrafficError, drive
-from bandit.sim.world import World, WorldParams
 from bandit.stats import json_ready
+from kafkaio.embedded_broker import EmbeddedBroker, die_with_parent, free_port
 from serving.client import Client
+from sim import summary
+from sim.page import ARTWORK, HERO, ROWS
+from sim.summary import live_line
+from sim.tally import Tally
+from sim.traffic import Frontend, TrafficError, drive
+from sim.world import World, WorldParams
 
 # The demo's settings over the defaults (configs/demo.toml shows them; a test keeps the two
 # in step). Short windows and frequent publishing let two minutes show learning; the
@@ -129,7 +130,7 @@ class Children:
         log = (self.logs / f"{name}.log").open("wb")
         self._files.append(log)
         process = subprocess.Popen(
-            [sys.executable, "-m", "bandit.cli", *args],
+            [sys.executable, "-m", "artbandit", *args],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -263,7 +264,7 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> DemoResult:
         finally:
             children.stop_all()
     replay_path = _replay(options, config, log_path, stream) if options.replay else None
-    from bandit.sim import report
+    from sim import report
 
     report_path = report.write(out, tally, world, replay_path)
     result = DemoResult(
@@ -373,18 +374,22 @@ def _export_log(config: Config, path: Path, quiet: bool) -> int:
 
 
 def _replay(options: DemoOptions, config: Config, log_path: Path, stream: TextIO) -> Path | None:
-    """`artbandit replay` on the demo's log, as a data scientist would run it."""
-    from bandit.cli import main
+    """`artbandit replay` on the demo's log, as a data scientist would run it (in process)."""
+    from replay import command
 
     out = options.out / "replay"
     shown = ["--log", str(log_path), *REPLAY_ARGS]
-    args = ["replay", *shown, "--out", str(out), "--quiet"]
-    if options.config_path:
-        args += ["--config", options.config_path]
-    for setting in slot_settings():
-        args += ["--set", setting]
+    parser = argparse.ArgumentParser(prog="artbandit replay")
+    command.add_arguments(parser)
+    args = parser.parse_args([*shown, "--out", str(out)])
+    args.quiet = True
     stream.write(f"\n$ artbandit replay {' '.join(shown)}\n")
     stream.flush()
-    with contextlib.redirect_stdout(stream):
-        code = main(args)
+    try:
+        replay_config = load_config(options.config_path, slot_settings())
+        with contextlib.redirect_stdout(stream):
+            code = command.run(args, replay_config)
+    except Exception as exc:  # the demo goes on to its summary without a replay report
+        stream.write(f"artbandit replay: {type(exc).__name__}: {exc}\n")
+        return None
     return out / "report.html" if code == 0 else None

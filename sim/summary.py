@@ -8,8 +8,8 @@ from typing import TextIO
 import numpy as np
 
 from bandit.events import GROUPS
-from bandit.sim.tally import Tally, columns, rate
 from bandit.stats import Lift, Rate, lift
+from sim.tally import Tally, columns, rate
 
 
 class Printer:

@@ -102,7 +102,7 @@ def _positive(name: str, value: float) -> float:
 
 
 def _run_broker(args: argparse.Namespace, config: Config) -> int:
-    from bandit.embedded_broker import EmbeddedBroker
+    from kafkaio.embedded_broker import EmbeddedBroker
 
     port = args.port if args.port is not None else config.kafka.embedded_port
     if not 0 <= port <= 65535:
@@ -134,7 +134,7 @@ def _run_serve(args: argparse.Namespace, config: Config) -> int:
 def _run_learn(args: argparse.Namespace, config: Config) -> int:
     import logging
 
-    from bandit.learner.loop import KafkaLearner
+    from learner.loop import KafkaLearner
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")  # fmt: skip
@@ -153,7 +153,7 @@ def _kafka(config: Config) -> Iterator[Config]:
     `kafka.embedded_port`, started here (and stopped after) when none is running there."""
     import msgspec
 
-    from bandit.embedded_broker import EmbeddedBroker, broker_answers
+    from kafkaio.embedded_broker import EmbeddedBroker, broker_answers
 
     kafka = config.kafka
     if kafka.bootstrap_servers != "embedded":
@@ -209,8 +209,8 @@ def _run_report_lift(args: argparse.Namespace, config: Config) -> int:
 def _run_simulate(args: argparse.Namespace, config: Config) -> int:
     from urllib.parse import urlsplit
 
-    from bandit.sim.simulate import simulate
-    from bandit.sim.world import load_world
+    from sim.simulate import simulate
+    from sim.world import load_world
 
     world = load_world(args.world)
     url = urlsplit(args.url or f"http://{config.serving.host}:{config.serving.port}")
@@ -225,9 +225,9 @@ def _run_simulate(args: argparse.Namespace, config: Config) -> int:
 def _run_demo(args: argparse.Namespace, config: Config) -> int:
     from pathlib import Path
 
-    from bandit.sim.demo import DemoOptions, run_demo
-    from bandit.sim.summary import final_summary
-    from bandit.sim.world import load_world
+    from sim.demo import DemoOptions, run_demo
+    from sim.summary import final_summary
+    from sim.world import load_world
 
     options = DemoOptions(
         duration_s=_positive("--duration", args.duration),
