@@ -157,8 +157,11 @@ _decoders: dict[Any, msgspec.json.Decoder] = {
 }
 
 
-def decode(data: bytes | str, type_: type[E] | Any = Event) -> E:
-    """Decode one JSON event of `type_` (default: any event, chosen by its schema)."""
+def decode(data: bytes | str | None, type_: type[E] | Any = Event) -> E:
+    """Decode one JSON event of `type_` (default: any event, chosen by its schema). A Kafka
+    tombstone (a null value) is no event, and is refused like any other bad input."""
+    if data is None:
+        raise EventError("(body): a tombstone (null value), not an event")
     try:
         return _decoders[type_].decode(data)
     except msgspec.ValidationError as exc:

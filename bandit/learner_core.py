@@ -39,7 +39,7 @@ class Record:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone
 
 
 @dataclass
@@ -183,7 +183,7 @@ class LearnerCore:
             partition=record.partition,
             offset=record.offset,
             key=record.key.decode(errors="replace") if record.key is not None else None,
-            payload=record.value.decode(errors="replace"),
+            payload=record.value.decode(errors="replace") if record.value is not None else "",
             ts=time.time(),
         )
 

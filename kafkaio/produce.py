@@ -11,13 +11,16 @@ from bandit import events
 from bandit.config import Config
 
 
-def produce(bootstrap: str, topic: str, messages: Iterable[tuple[str | None, bytes]]) -> int:
-    """Send (key, value) pairs to `topic` and wait for every acknowledgement."""
+def produce(
+    bootstrap: str, topic: str, messages: Iterable[tuple[str | bytes | None, bytes | None]]
+) -> int:
+    """Send (key, value) pairs to `topic` and wait for every acknowledgement (a str key is sent
+    as UTF-8; a None value is a tombstone)."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=1 << 20)
     count = 0
     try:
         for key, value in messages:
-            producer.send(topic, value=value, key=key.encode() if key is not None else None)
+            producer.send(topic, value=value, key=key.encode() if isinstance(key, str) else key)
             count += 1
         producer.flush(60)
     finally:

@@ -99,6 +99,10 @@ class KafkaLearner:
         self._consumed = 0
         self._status = LearnerStatus(0, {}, 0, 0, 0, 0)
         self._fatal: Exception | None = None  # a rebalance that could not hand over
+        # Set when `run` is leaving on an exception: the batch it was in may be half done
+        # (windows closed, examples learned, outputs not yet acknowledged), so nothing may
+        # checkpoint or hand that state over; a restart continues from the last checkpoint.
+        self._failed = False
 
     # ------------------------------------------------------------------ lifecycle
     def run(self, stop: threading.Event) -> None:
@@ -122,6 +126,9 @@ class KafkaLearner:
                     last_progress = time.monotonic()
                     print(_progress_line(self.status()), file=sys.stderr, flush=True)
             self.checkpoint()
+        except BaseException:
+            self._failed = True  # before `_close`, whose leaving the group revokes partitions
+            raise
         finally:
             self._close()
             if server is not None:
@@ -357,6 +364,13 @@ class KafkaLearner:
         partitions = {tp.partition for tp in revoked} & set(self.core.joins)
         if not partitions:
             return
+        if self._failed:
+            log.error(
+                "not handing over partitions %s: the learner is stopping on an error, so their "
+                "next owner continues from the last checkpoint",
+                sorted(partitions),
+            )
+            return
         try:
             self.checkpoint(in_rebalance=True)
             for partition in sorted(partitions):
@@ -373,9 +387,14 @@ class KafkaLearner:
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
         """Continue each new partition from its newest state, wherever it was written."""
         new = {tp.partition for tp in assigned} - set(self.core.joins)
-        states = self.checkpoints.newest_partition_states(
-            new, self.core.topics, self.config.learner.group_id
-        )
+        try:
+            states = self.checkpoints.newest_partition_states(
+                new, self.core.topics, self.config.learner.group_id
+            )
+        except OSError as exc:  # kafka-python would log it and go on reading those partitions
+            log.error("could not read the state of partitions %s: %s", sorted(new), exc)
+            self._fatal = exc
+            return
         for partition in sorted(new):
             state = states.get(partition)
             self.core.assign(partition, state)

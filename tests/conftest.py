@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -28,28 +29,33 @@ def default_config() -> Config:
     return load_config(environ={})
 
 
+def learner_settings(root: Path, bootstrap_servers: str, *extra: str) -> list[str]:
+    """`--set` overrides for a learner on `bootstrap_servers` with its own topics, group, store
+    and checkpoints under `root`; windows short enough to close within a test's stream."""
+    suffix = uuid.uuid4().hex[:8]
+    topics = ("decisions", "feedback", "rewarded", "models", "deadletter")
+    return [
+        f'kafka.bootstrap_servers="{bootstrap_servers}"',
+        *(f'kafka.topics.{t}="{t}-{suffix}"' for t in topics),
+        f'model_store.path="{root / suffix / "models"}"',
+        f'learner.checkpoint_dir="{root / suffix / "checkpoints"}"',
+        f'learner.group_id="learner-{suffix}"',
+        "learner.metrics_port=0",
+        "learner.partitions=2",
+        "learner.checkpoint_interval_s=0.5",
+        "learner.publish_interval_s=0",
+        *(f"slots.{s}.attribution_window_s=60" for s in ("artwork", "hero", "rows")),
+        "learner.allowed_lateness_s=10",
+        *extra,
+    ]
+
+
 @pytest.fixture
 def learner_overrides(tmp_path, broker):
-    """`--set` overrides for a learner on the session broker with its own topics, group, store
-    and checkpoints; windows short enough to close within a test's stream."""
+    """`learner_settings` on the session broker, under this test's tmp_path."""
 
     def make(*extra: str) -> list[str]:
-        suffix = uuid.uuid4().hex[:8]
-        topics = ("decisions", "feedback", "rewarded", "models", "deadletter")
-        return [
-            f'kafka.bootstrap_servers="{broker.bootstrap_servers}"',
-            *(f'kafka.topics.{t}="{t}-{suffix}"' for t in topics),
-            f'model_store.path="{tmp_path / suffix / "models"}"',
-            f'learner.checkpoint_dir="{tmp_path / suffix / "checkpoints"}"',
-            f'learner.group_id="learner-{suffix}"',
-            "learner.metrics_port=0",
-            "learner.partitions=2",
-            "learner.checkpoint_interval_s=0.5",
-            "learner.publish_interval_s=0",
-            *(f"slots.{s}.attribution_window_s=60" for s in ("artwork", "hero", "rows")),
-            "learner.allowed_lateness_s=10",
-            *extra,
-        ]
+        return learner_settings(tmp_path, broker.bootstrap_servers, *extra)
 
     return make
 

@@ -198,3 +198,8 @@ def test_exported_json_schema_is_current(event_type):
         "the event contract changed: run `python -m bandit.events configs/schemas`, and bump "
         "the schema version unless the change is an added optional field"
     )
+
+
+def test_a_tombstone_is_refused_like_any_bad_event():
+    with pytest.raises(EventError, match="tombstone"):
+        events.decode(None, DecisionEvent)

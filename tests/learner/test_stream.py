@@ -114,3 +114,31 @@ def test_scripted_stream_gives_exactly_the_expected_rewards_and_dead_letters(lea
     store = ModelStore(config.model_store.path)
     assert store.load_latest("artwork").info.examples_learned == 4
     assert store.versions("hero") == []  # nothing learned, nothing published
+
+
+def test_tombstones_are_dead_lettered_and_a_binary_key_does_not_matter(learner_config):
+    config = learner_config()
+    topics = config.kafka.topics
+    bootstrap = config.kafka.bootstrap_servers
+    binary = b"\xff\xfe"  # not UTF-8; the same key puts the three in one partition
+    produce(bootstrap, topics.decisions, [("t1", None), (binary, events.encode(decision("g1", 0)))])
+    produce(bootstrap, topics.feedback, [
+        ("t2", None), (binary, events.encode(feedback("g1", "impression", 1))),
+        (binary, events.encode(feedback("g1", "click", 2))),
+    ])  # fmt: skip
+    with running_learner(config) as learner:
+        wait_for(lambda: learner.status().consumed == 5, 30)
+        wait_for(lambda: learner.status().open_decisions == 0, 30)
+        assert learner.status().learned["artwork"] == 1
+    rewarded = [
+        events.decode(v, events.RewardedEvent) for v in read_all(bootstrap, topics.rewarded)
+    ]
+    assert [(r.decision_id, r.rewards) for r in rewarded] == [("g1", [0.5])]
+    dead = [
+        events.decode(v, events.DeadLetterEvent) for v in read_all(bootstrap, topics.deadletter)
+    ]
+    assert sorted((d.code, d.key, d.topic, d.payload) for d in dead) == [
+        ("malformed", "t1", topics.decisions, ""),
+        ("malformed", "t2", topics.feedback, ""),
+    ]
+    assert all("tombstone" in d.reason for d in dead)
