@@ -3,6 +3,7 @@ page traffic from a round-robin client that fails over to the next replica."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import resource
 import signal
@@ -163,7 +164,7 @@ class PageLoad:
                         port, Client("127.0.0.1", port, timeout_s=10)
                     )
                     status, payload = client.post("/v1/decide", body)
-                except OSError:
+                except (OSError, http.client.HTTPException):  # killed mid-answer, too
                     clients.pop(port, None)
                     with self._lock:
                         self.failovers += 1
