@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from bandit.policies import VWError, build_policy
+from bandit.policies.probe import probe
 from bandit.slots import (
     NonNegativeFloat,
     PositiveFloat,
@@ -192,14 +193,23 @@ def override_slot(name: str, slot: SlotConfig, overrides: Iterable[str]) -> Slot
 
 
 def _check_vw(name: str, slot: SlotConfig) -> None:
-    """Let VW itself judge the arguments, so a typo fails at load, not at the first request."""
+    """Let VW itself judge the arguments, and the policy decide and learn once, so a typo or
+    a learner of the wrong kind fails at load, not at the first request."""
     if slot.policy != "vw":
         return
+    key = f"slots.{name}.vw_args" if slot.vw_args else f"slots.{name}"
     try:
-        build_policy(slot).close()
+        policy = build_policy(slot)
     except VWError as exc:
-        key = f"slots.{name}.vw_args" if slot.vw_args else f"slots.{name}"
         raise ConfigError(key, str(exc)) from None
+    try:
+        probe(policy)
+    except Exception as exc:  # VW's errors vary: RuntimeError, ValueError, its own
+        raise ConfigError(
+            key, f"VW builds, but cannot decide and learn for a slot of kind {slot.kind}: {exc}"
+        ) from None
+    finally:
+        policy.close()
 
 
 def parse_override(text: str) -> tuple[str, Any]:

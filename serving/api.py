@@ -149,6 +149,8 @@ def parse_decide(body: bytes, config: Config) -> DecideRequest:
             seen.add(candidate.id)
         if slot.select not in (None, 1) and not kind.kind.ranked:
             raise RequestError(
-                f"slots[{i}].select", f"a {kind.kind} slot chooses exactly one", reason="invalid"
+                f"slots[{i}].select",
+                f"a slot of kind {kind.kind} chooses exactly one",
+                reason="invalid",
             )
     return request

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from bandit.config import Config
 from bandit.model_store import CorruptVersion, ModelStore, ModelStoreError
 from bandit.policies import Policy, build_policy
+from bandit.policies.probe import probe_scoring
 from bandit.slots import SlotConfig
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,11 @@ class PolicyRegistry:
             stored = self.store.load(slot, version, slot_config)
         except ModelStoreError as exc:  # a corrupt file stays refused; anything else retries
             return self._refuse(slot, version, str(exc), remember=isinstance(exc, CorruptVersion))
+        try:  # a version that loads but cannot decide (another kind of learner) never serves
+            probe_scoring(stored.policy)
+        except Exception as exc:
+            stored.policy.close()
+            return self._refuse(slot, version, f"it loads but cannot decide: {exc}")
         self._publish(slot, PolicyEntry(stored.policy, version, stored.info.created_at))
         log.info("slot %s now serves %s", slot, version)
         return ReloadEvent(slot, version, ok=True)

@@ -59,7 +59,7 @@ class Policy(abc.ABC):
             count = min(select or self.slot.select, len(candidates))
         else:
             if select not in (None, 1):
-                raise ValueError(f"select: a {self.slot.kind} slot chooses exactly one")
+                raise ValueError(f"select: a slot of kind {self.slot.kind} chooses exactly one")
             count = 1
         return self._decide(context, candidates, count, greedy)
 

@@ -3,8 +3,11 @@
 import tempfile
 import threading
 
+from bandit.config import load_config
 from bandit.model_store import ModelStore
-from bandit.policies import build_policy
+from bandit.policies import VWChoicePolicy, build_policy
+from bandit.slots import SlotConfig, SlotKind
+from serving.policy_registry import PolicyRegistry
 from tests.helpers import metric_value, running_service, wait_for
 
 TOKEN = "s3cret-token"
@@ -200,3 +203,20 @@ def test_a_version_that_cannot_load_for_lack_of_disk_is_retried_once_there_is_ro
         assert served_version(client) == first
         monkeypatch.undo()
         wait_for(lambda: served_version(client) == second)
+
+
+def test_a_stored_version_that_loads_but_cannot_decide_is_refused(tmp_path):
+    # a model saved under other VW arguments (a single-line learner): it loads, then fails
+    # on the first page; the registry refuses it, so /readyz names the slot as missing
+    config = load_config(overrides=[f'model_store.path="{tmp_path}"'], environ={})
+    store = ModelStore(config.model_store.path)
+    wrong = SlotConfig(kind=SlotKind.ARTWORK, vw_args="--cb_explore 4")
+    store.save("artwork", VWChoicePolicy(wrong))
+    events = []
+    registry = PolicyRegistry(config, store, on_reload=lambda event, entry: events.append(event))
+    registry.refresh()
+    refused = [e for e in events if not e.ok]
+    assert [(e.slot, e.version) for e in refused] == [("artwork", "v00000001")]
+    assert "cannot decide" in refused[0].detail
+    assert "artwork" not in registry.versions()
+    assert registry.versions()["hero"] == "untrained"
