@@ -9,6 +9,12 @@ building index arrays), so a new estimator is a few lines of numpy.
 Notation: w = pi(a|x) / mu(a|x) for the logged action a, r the logged reward, q(x, a) a
 reward model's prediction, dm = sum_a pi(a|x) q(x, a).
 
+Ranked slots (rows): a position's round carries a prefix weight W, the product of w over the
+positions above it in its page, and every estimator scales its per-round term by it (w becomes
+W w, dm becomes W dm). That is the reward-interaction (cascade) family: unbiased for the
+target's ranking when a position's reward depends on the rows at and above it, not below.
+Without W, position k would value the logger's rows above k followed by the target's pick.
+
 >>> data = OffPolicyData(reward=[1.0, 0.0], propensity=[0.5, 0.5], target_chosen=[1.0, 0.0])
 >>> IPS().estimate(data)
 1.0
@@ -40,12 +46,16 @@ class OffPolicyData:
     chosen: np.ndarray | None = None  # logged action's column in `target` and `q`
     target: np.ndarray | None = None
     q: np.ndarray | None = None
+    # rows: pi / mu of the logged rows above this position (None: all 1, no rows above)
+    prefix_weight: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        for name in ("reward", "propensity", "target_chosen"):
+        if self.prefix_weight is None:
+            object.__setattr__(self, "prefix_weight", np.ones(len(self.reward)))
+        for name in ("reward", "propensity", "target_chosen", "prefix_weight"):
             object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=float))
         n = len(self.reward)
-        for name in ("propensity", "target_chosen"):
+        for name in ("propensity", "target_chosen", "prefix_weight"):
             if getattr(self, name).shape != (n,):
                 raise ValueError(f"{name}: expected {n} entries like reward")
         if not np.all(np.isfinite(self.reward)):
@@ -54,6 +64,8 @@ class OffPolicyData:
             raise ValueError("propensity: every entry must be in (0, 1]")
         if np.any(~(self.target_chosen >= 0)) or np.any(self.target_chosen > 1 + 1e-9):
             raise ValueError("target_chosen: every entry must be a probability")
+        if np.any(~(self.prefix_weight >= 0)) or not np.all(np.isfinite(self.prefix_weight)):
+            raise ValueError("prefix_weight: every entry must be finite and >= 0")
         if self.q is not None:
             if self.target is None or self.chosen is None:
                 raise ValueError("q: needs target and chosen too")
@@ -62,12 +74,14 @@ class OffPolicyData:
 
     @property
     def weights(self) -> np.ndarray:
-        return self.target_chosen / self.propensity
+        """W w: the target's over the logger's probability of the round's choice (and, for
+        rows, of the rows above it)."""
+        return self.prefix_weight * self.target_chosen / self.propensity
 
     @property
     def direct(self) -> np.ndarray:
-        """dm: the reward model's value of the target at each round."""
-        return np.einsum("ij,ij->i", self.target, self.q)
+        """W dm: the reward model's value of the target at each round."""
+        return self.prefix_weight * np.einsum("ij,ij->i", self.target, self.q)
 
     @property
     def q_chosen(self) -> np.ndarray:

@@ -17,7 +17,7 @@ from bandit.config import Config
 from replay import estimators as est
 from replay import reward_model
 from replay.logs import ReplayLog
-from replay.rejection import rejection_estimate
+from replay.rejection import rejection_estimate, rejection_kept
 from replay.rounds import Rounds
 from replay.targets import Target
 
@@ -62,9 +62,12 @@ class SlotResult:
     evaluated_rounds: int
     train_events: int
     control_events: int
-    logging_value: dict[str, est.Estimate]  # group -> on-policy mean reward (evaluated part)
+    # group -> on-policy mean reward (evaluated part): per event, i.e. per page for rows
+    logging_value: dict[str, est.Estimate]
     targets: list[TargetResult]
     warnings: list[str] = field(default_factory=list)
+    # rows: group -> on-policy mean reward at each position (empty for single-choice slots)
+    logging_by_position: dict[str, list[est.Estimate]] = field(default_factory=dict)
 
 
 @dataclass
@@ -129,36 +132,50 @@ def _evaluate_slot(slot, slot_events, targets, config, settings, quiet) -> SlotR
             warnings.append(f"no reward model: {', '.join(dropped)} left out")
     estimators = est.make_estimators(names, settings.max_weight, settings.switch_tau)
     segment = rounds.segment(settings.segment) if settings.segment else None
-    logging_value = {
-        "treatment": est.mean_estimate("on_policy", rounds.reward, settings.confidence)
-    }
-    if control:
-        logging_value["control"] = est.mean_estimate(
-            "on_policy", _control_rewards(control, rounds), settings.confidence
-        )
     ranked = config.slots[slot].kind.ranked
+    logged = {"treatment": rounds}
+    if control:
+        logged["control"] = _control_rounds(slot, control, rounds)
+    logging_value = {
+        group: est.mean_estimate("on_policy", _page_rewards(part), settings.confidence)
+        for group, part in logged.items()
+    }
+    logging_by_position = {
+        group: [
+            est.mean_estimate("on_policy", part.reward[part.position == position],
+                              settings.confidence)
+            for position in sorted(set(part.position.tolist()))
+        ]
+        for group, part in logged.items()
+    } if ranked else {}  # fmt: skip
     results = []
     for target in applicable:
         pmf = target.probabilities(train, rounds, quiet)
+        index = np.arange(len(rounds))
+        prefix = rounds.prefix_product(pmf[index, rounds.chosen] / rounds.propensity)
+        kept = rejection_kept(rounds, pmf, settings.seed) if settings.rejection else None
         for position in sorted(set(rounds.position.tolist())):
             mask = rounds.position == position
-            results.append(
-                _evaluate_target(
-                    target.name, position if ranked else None,
-                    rounds.select(mask), pmf[mask], None if q is None else q[mask],
-                    estimators, settings, None if segment is None else segment[mask],
-                )
+            part = off_policy_data(rounds.select(mask), pmf[mask],
+                                   None if q is None else q[mask], prefix[mask])  # fmt: skip
+            result = _evaluate_target(
+                target.name, position if ranked else None, rounds.select(mask), pmf[mask],
+                part, estimators, settings, None if segment is None else segment[mask],
             )  # fmt: skip
+            if kept is not None:
+                result.rejection = rejection_estimate(
+                    rounds.reward[mask & kept], settings.confidence
+                )
+            results.append(result)
     return SlotResult(
         slot=slot, events=len(slot_events), treatment_rounds=len(rounds) + (len(train or [])),
         evaluated_rounds=len(rounds), train_events=len(train.events) if train else 0,
         control_events=len(control), logging_value=logging_value, targets=results,
-        warnings=warnings,
+        warnings=warnings, logging_by_position=logging_by_position,
     )  # fmt: skip
 
 
-def _evaluate_target(name, position, rounds, pmf, q, estimators, settings, segment):
-    data = off_policy_data(rounds, pmf, q)
+def _evaluate_target(name, position, rounds, pmf, data, estimators, settings, segment):
     weights = data.weights
     estimates = [
         e.interval(data, settings.confidence, settings.bootstrap, settings.seed) for e in estimators
@@ -181,30 +198,47 @@ def _evaluate_target(name, position, rounds, pmf, q, estimators, settings, segme
     if segment is not None:
         values, counts = np.unique(segment, return_counts=True)
         for value in values[np.argsort(-counts)][:TOP_SEGMENTS]:
-            mask = segment == value
-            part = off_policy_data(rounds.select(mask), pmf[mask], None if q is None else q[mask])
+            part = _subset(data, segment == value)
             result.segments[str(value)] = [
                 e.interval(part, settings.confidence) for e in estimators if len(part) > 1
             ]
-    if settings.rejection:
-        result.rejection = rejection_estimate(rounds, pmf, settings.seed, settings.confidence)
     return result
 
 
-def off_policy_data(rounds: Rounds, pmf: np.ndarray, q: np.ndarray | None) -> est.OffPolicyData:
+def off_policy_data(
+    rounds: Rounds, pmf: np.ndarray, q: np.ndarray | None, prefix: np.ndarray | None = None
+) -> est.OffPolicyData:
+    """The estimators' arrays for `rounds`; `prefix` is each round's weight for the rows
+    above it (`Rounds.prefix_product`), computed over whole events before any selection."""
     index = np.arange(len(rounds))
     return est.OffPolicyData(
         reward=rounds.reward, propensity=rounds.propensity,
         target_chosen=pmf[index, rounds.chosen], chosen=rounds.chosen, target=pmf, q=q,
+        prefix_weight=prefix,
     )  # fmt: skip
 
 
-def _control_rewards(control, rounds: Rounds) -> np.ndarray:
-    """The control group's reward per round, over the same span of time as the evaluation."""
+def _subset(data: est.OffPolicyData, mask: np.ndarray) -> est.OffPolicyData:
+    return est.OffPolicyData(
+        reward=data.reward[mask], propensity=data.propensity[mask],
+        target_chosen=data.target_chosen[mask],
+        chosen=None if data.chosen is None else data.chosen[mask],
+        target=None if data.target is None else data.target[mask],
+        q=None if data.q is None else data.q[mask], prefix_weight=data.prefix_weight[mask],
+    )  # fmt: skip
+
+
+def _control_rounds(slot: str, control, rounds: Rounds) -> Rounds:
+    """The control group's rounds over the same span of time as the evaluation."""
     start = min(e.ts for e in rounds.events) if rounds.events else 0.0
-    return np.asarray(
-        [r for e in control if e.ts >= start for r in e.rewards] or [0.0], dtype=float
-    )
+    return Rounds.from_events(slot, [e for e in control if e.ts >= start])
+
+
+def _page_rewards(rounds: Rounds) -> np.ndarray:
+    """Each event's total reward (a page's, for rows): the sum over its rounds."""
+    if not len(rounds):
+        return np.zeros(1)
+    return np.bincount(rounds.event_index, weights=rounds.reward, minlength=len(rounds.events))
 
 
 def _propensity_warnings(rounds: Rounds) -> list[str]:

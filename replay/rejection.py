@@ -31,16 +31,21 @@ def check_uniform(rounds: Rounds) -> None:
         )
 
 
-def rejection_estimate(
-    rounds: Rounds, pmf: np.ndarray, seed: int = 0, confidence: float = 0.95
-) -> est.Estimate:
-    """The target's value from the rounds where its own draw matches the logged choice."""
+def rejection_kept(rounds: Rounds, pmf: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(n,) whether each round is kept: the target's own draw equals the logged choice there
+    and, for rows, at every position above it in its page (a page counts for position k only
+    while the target would have placed the same rows)."""
     check_uniform(rounds)
     rng = np.random.default_rng(seed)
     cumulative = np.cumsum(pmf, axis=1)
     draws = rng.random(len(rounds)) * cumulative[:, -1]
     picked = np.minimum((cumulative <= draws[:, None]).sum(axis=1), pmf.shape[1] - 1)
-    kept = rounds.reward[picked == rounds.chosen]
-    if len(kept) < 2:
+    matched = (picked == rounds.chosen).astype(float)
+    return (rounds.prefix_product(matched) * matched) > 0
+
+
+def rejection_estimate(kept_rewards: np.ndarray, confidence: float = 0.95) -> est.Estimate:
+    """The target's value: the mean reward of the kept rounds."""
+    if len(kept_rewards) < 2:
         raise est.EstimatorError("rejection sampling kept fewer than 2 rounds")
-    return est.mean_estimate("rejection", kept, confidence)
+    return est.mean_estimate("rejection", kept_rewards, confidence)

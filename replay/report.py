@@ -14,6 +14,13 @@ from replay.evaluate import ReplayResult, SlotResult, TargetResult
 PRIMARY = ("snips", "dr", "ips")  # the estimator a plot shows, first one present
 
 
+RANKED_NOTE = (
+    "per-position estimates weight each position by the target's over the logger's "
+    "probability of the rows at and above it (reward-interaction): unbiased when a row's "
+    "reward depends on the rows above it, not on those below"
+)
+
+
 def table(result: ReplayResult) -> str:
     lines = [
         f"replay of {result.source}: {result.events:,} events"
@@ -94,16 +101,25 @@ def to_html(result: ReplayResult) -> str:
 
 
 def _slot_header(slot: SlotResult) -> str:
+    ranked = bool(slot.logging_by_position)
     values = ", ".join(
-        f"{group} {e.value:.4f} {_interval(e.normal)} over {e.rounds:,} rounds"
+        f"{group} {e.value:.4f} {_interval(e.normal)} over {e.rounds:,} "
+        + ("pages" if ranked else "rounds")
         for group, e in slot.logging_value.items()
     )
     trained = f", the first {slot.train_events:,} trained the targets" if slot.train_events else ""
-    return (
+    header = (
         f"slot {slot.slot}: {slot.events:,} events, {slot.evaluated_rounds:,} treatment rounds "
         f"evaluated{trained}, {slot.control_events:,} control events. "
-        f"Logged (on-policy) reward: {values}"
+        f"Logged (on-policy) reward{' per page' if ranked else ''}: {values}"
     )
+    if not ranked:
+        return header
+    for group, estimates in slot.logging_by_position.items():
+        header += f"\n  logged {group} per position: " + ", ".join(
+            f"@{position} {e.value:.4f}" for position, e in enumerate(estimates)
+        )
+    return header + "\n  " + RANKED_NOTE
 
 
 def _interval(bounds: tuple[float, float]) -> str:
@@ -154,7 +170,7 @@ def _estimates_figure(slot: SlotResult):
     figure, axes = plt.subplots(figsize=(11, 0.28 * len(labels) + 1.2))
     for y, (value, error) in enumerate(zip(values, errors, strict=True)):
         axes.errorbar(value, y, xerr=error, fmt="o", color="#3465a4", capsize=3)
-    for group, e in slot.logging_value.items():
+    for group, e in {} if slot.logging_by_position else slot.logging_value.items():
         axes.axvline(e.value, linestyle="--", color="#888" if group == "control" else "#c60")
         axes.text(e.value, -0.9, f" logged {group}", fontsize=8, color="#555")
     axes.set_yticks(range(len(labels)), labels, fontsize=8)

@@ -2,8 +2,10 @@
 
 A single-choice slot (artwork, hero) has one round per event. A `rows` event has one round
 per position: the choice of that position's row among the rows not placed before it, with
-the logged propensity conditional on those earlier rows. Estimators, targets and reward
-models all work on rounds, so rows get per-position estimates with no special case.
+the logged propensity conditional on those earlier rows. Targets and reward models work on
+rounds alike; estimators weight a position's round by the rows above it too
+(`prefix_product`), so that it values the target's ranking, not the logger's prefix.
+Rounds of one event are consecutive, in position order.
 """
 
 from __future__ import annotations
@@ -56,6 +58,19 @@ class Rounds:
         """Candidate indices placed at positions before round `i`'s, in its event."""
         event = self.events[self.event_index[i]]
         return event.chosen_indices()[: self.position[i]]
+
+    def prefix_product(self, ratio: np.ndarray) -> np.ndarray:
+        """(n,) for each round, the product of `ratio` over the rounds of its event at earlier
+        positions (1 at the first position and for single-choice slots)."""
+        prefix = np.ones(len(self))
+        later = np.flatnonzero(self.position > 0)
+        assert np.all(self.event_index[later - 1] == self.event_index[later]) and np.all(
+            self.position[later - 1] == self.position[later] - 1
+        ), "prefix_product needs whole events, positions in order"
+        for position in range(1, int(self.position.max(initial=0)) + 1):
+            at = later[self.position[later] == position]
+            prefix[at] = prefix[at - 1] * ratio[at - 1]
+        return prefix
 
     def choices_left(self) -> np.ndarray:
         """(n,) how many candidates round i could choose from (those not placed before it)."""
