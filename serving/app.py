@@ -16,7 +16,7 @@ import msgspec
 from flask import Flask, Response, g, request
 from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from bandit.config import Config, ConfigError, resolve_bootstrap
 from bandit.model_store import ModelStore, ModelStoreError, VersionInfo
@@ -143,7 +143,7 @@ def _register_routes(app: Flask, state: ServiceState) -> None:
 
     @app.post("/v1/decide")
     def decide():
-        body = api.parse_decide(request.get_data(cache=False), state.config)
+        body = api.parse_decide(_request_body(), state.config)
         page = state.decider.decide(body)
         topic = state.config.kafka.topics.decisions
         for event, decision in zip(page.events, page.decisions, strict=True):
@@ -155,7 +155,7 @@ def _register_routes(app: Flask, state: ServiceState) -> None:
 
     @app.post("/v1/feedback")
     def feedback():
-        body = api.decode_body(request.get_data(cache=False), api.Feedback)
+        body = api.decode_body(_request_body(), api.Feedback)
         batch = body if isinstance(body, list) else [body]
         topic = state.config.kafka.topics.feedback
         accepted = 0
@@ -189,7 +189,7 @@ def _register_routes(app: Flask, state: ServiceState) -> None:
     @app.post("/v1/admin/promote")
     def promote():
         _authorise(state)
-        body = api.decode_body(request.get_data(cache=False), api.PromoteRequest)
+        body = api.decode_body(_request_body(), api.PromoteRequest)
         _known_slot(state, body.slot)
         if body.version == "latest":
             state.store.pin(body.slot, None)
@@ -202,7 +202,7 @@ def _register_routes(app: Flask, state: ServiceState) -> None:
     @app.post("/v1/admin/rollback")
     def rollback():
         _authorise(state)
-        body = api.decode_body(request.get_data(cache=False), api.RollbackRequest)
+        body = api.decode_body(_request_body(), api.RollbackRequest)
         _known_slot(state, body.slot)
         entry = state.registry.get(body.slot)
         current = entry.version if entry else None
@@ -262,6 +262,26 @@ def _lift_report(state: ServiceState) -> dict:
     report.update(to_dict(lift_report(log.events, state.config)))
     state.lift_cache = (time.monotonic(), report)
     return report
+
+
+def _request_body() -> bytes:
+    """The request body, read whole. A body the server cannot read (chunked encoding with a
+    bad chunk size, fewer bytes than declared, a client gone mid-body) is the client's fault:
+    the WSGI server raises its own errors from the stream, so any of them is a 400 here."""
+    try:
+        return request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        raise
+    except Exception as exc:
+        raise api.RequestError(
+            "(body)", f"the body could not be read: {_body_problem(exc)}", reason="unreadable"
+        ) from None
+
+
+def _body_problem(exc: Exception) -> str:
+    """The server's own words for it, without paths or addresses (gunicorn's are short)."""
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 200 and "/" not in text else type(exc).__name__
 
 
 def _apply_config(state: ServiceState, config: Config) -> None:

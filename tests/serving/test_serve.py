@@ -5,6 +5,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -29,6 +30,19 @@ def call(port: int, method: str, path: str, body=None) -> tuple[int, str]:
         connection.close()
 
 
+def raw_call(port: int, request: bytes) -> tuple[int, dict]:
+    """Send bytes as they are (a malformed body no HTTP client would write); the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(request)
+        connection.shutdown(socket.SHUT_WR)
+        response = http.client.HTTPResponse(connection)
+        response.begin()
+        return response.status, json.loads(response.read())
+
+
+BAD_CHUNKS = [b"zz\r\n{}\r\n0\r\n\r\n", b"-5\r\n{}\r\n0\r\n\r\n", b"2\r\n{}}}}\r\n0\r\n\r\n"]
+
+
 def test_serve_runs_gunicorn_workers_on_the_embedded_broker(tmp_path):
     port, broker_port = free_port(), free_port()
     env = {
@@ -45,6 +59,10 @@ def test_serve_runs_gunicorn_workers_on_the_embedded_broker(tmp_path):
         wait_for(lambda: call(port, "GET", "/readyz")[0] == 200, timeout_s=60)
         for _ in range(40):
             assert call(port, "POST", "/v1/decide", HERO)[0] == 200
+        for body in BAD_CHUNKS:  # the server's own parse errors are the client's, as JSON
+            head = b"POST /v1/decide HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            status, error = raw_call(port, head + b"Content-Type: application/json\r\n\r\n" + body)
+            assert (status, error["error"]["field"]) == (400, "(body)"), (body, error)
         # Every scrape, whichever worker answers it, sees all workers' decisions.
         for _ in range(6):
             status, exposition = call(port, "GET", "/metrics")
