@@ -95,15 +95,16 @@ class ModelStore:
         return [name.removesuffix(".policy") for name in names]
 
     def read_info(self, slot: str, version: str) -> tuple[VersionInfo, bytes]:
-        """Metadata and payload of one version, verified; raises `CorruptVersion`."""
+        """Metadata and payload of one version, verified; raises `CorruptVersion`. Messages
+        name the version, never the store's path (they reach admin API answers)."""
         path = self._path(slot, version)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            raise ModelStoreError(f"{path}: no such version") from None
-        info, payload = parse_version_file(data, str(path))
+            raise ModelStoreError(f"{slot}/{version}: no such version") from None
+        info, payload = parse_version_file(data, f"{slot}/{version}")
         if (info.slot, info.version) != (slot, version):
-            raise CorruptVersion(f"{path}: holds {info.slot}/{info.version}, not {slot}/{version}")
+            raise CorruptVersion(f"{slot}/{version}: holds {info.slot}/{info.version}")
         return info, payload
 
     def version_file(self, slot: str, version: str) -> bytes:

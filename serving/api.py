@@ -6,6 +6,7 @@ candidate and slot counts); any problem raises `RequestError` naming the field.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 import msgspec
@@ -111,9 +112,29 @@ def decode_body(body: bytes, type_: type):
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
         field, message = field_and_message(exc)
-        raise RequestError(field, message) from None
+        raise RequestError(name_the_key(field, body), message) from None
     except msgspec.DecodeError as exc:
         raise RequestError("(body)", f"not valid JSON: {exc}", reason="bad_json") from None
+
+
+_SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]|\[\.\.\.\]")
+
+
+def name_the_key(field: str, body: bytes) -> str:
+    """msgspec names a bad value inside a table of features `features[...]`, not by its key;
+    find the first key there whose value is not a feature value (str, number, bool)."""
+    if not field.endswith("[...]"):
+        return field
+    try:
+        node = msgspec.json.decode(body)
+        for name, index in _SEGMENT.findall(field.removesuffix("[...]")):
+            node = node[name] if name else node[int(index)]
+    except (msgspec.DecodeError, KeyError, IndexError, TypeError):
+        return field
+    if not isinstance(node, dict):
+        return field
+    bad = next((k for k, v in node.items() if not isinstance(v, str | int | float)), None)
+    return field if bad is None else f"{field.removesuffix('[...]')}.{bad}"
 
 
 def parse_decide(body: bytes, config: Config) -> DecideRequest:

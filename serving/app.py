@@ -32,6 +32,14 @@ from serving.policy_registry import PolicyEntry, PolicyRegistry, ReloadEvent
 log = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()
 
+# A JSON API: nothing to sniff, frame, cache or run scripts from.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+}
 _HTTP_REASONS = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
 
 
@@ -139,6 +147,7 @@ def _register_routes(app: Flask, state: ServiceState) -> None:
     def _observe(response: Response) -> Response:
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         state.metrics.request_seconds.labels(endpoint).observe(time.perf_counter() - g.started)
+        response.headers.update(SECURITY_HEADERS)
         return response
 
     @app.post("/v1/decide")

@@ -33,6 +33,9 @@ class DecisionService(BaseApplication):
         self.cfg.set("worker_class", "sync")
         self.cfg.set("timeout", 30)
         self.cfg.set("graceful_timeout", 10)
+        # gunicornc is not used; its default socket path is one per user, so two services on
+        # a host would take it from each other.
+        self.cfg.set("control_socket_disable", True)
         self.cfg.set(
             "child_exit", lambda server, worker: multiprocess.mark_process_dead(worker.pid)
         )

@@ -1,5 +1,6 @@
 """The decision service over real HTTP on loopback, logging to the real embedded broker."""
 
+import http.client
 import json
 
 import pytest
@@ -146,9 +147,11 @@ def test_feedback_is_forwarded_to_kafka(make_config, broker):
         (json.dumps({"slots": [{"slot": "hero", "candidates": [{"id": "a"}]}] * 4}).encode(), 400, "slots"),
         (json.dumps({"slots": [{"slot": "hero", "select": 2, "candidates": [{"id": "a"}, {"id": "b"}]}]}).encode(), 400, "slots[0].select"),
         (json.dumps({"user": {"id": 5}, "slots": [{"slot": "hero", "candidates": [{"id": "a"}]}]}).encode(), 400, "user.id"),
-        (json.dumps({"context": {"x": None}, "slots": [{"slot": "hero", "candidates": [{"id": "a"}]}]}).encode(), 400, "context[...]"),
+        (json.dumps({"context": {"x": None}, "slots": [{"slot": "hero", "candidates": [{"id": "a"}]}]}).encode(), 400, "context.x"),
         (json.dumps({"slots": [{"slot": "hero", "candidates": [{"id": "a"}]}], "extra": 1}).encode(), 400, "extra"),
         (b"x" * 5000, 413, "(body)"),
+        (json.dumps({"user": {"id": "u", "features": {"ok": 1, "taste": None}}, "slots": [{"slot": "hero", "candidates": [{"id": "a"}]}]}).encode(), 400, "user.features.taste"),
+        (json.dumps({"slots": [{"slot": "hero", "candidates": [{"id": "a", "features": {"tone": [1]}}]}]}).encode(), 400, "slots[0].candidates[0].features.tone"),
     ],
 )  # fmt: skip
 def test_bad_input_is_a_4xx_naming_the_field(make_config, body, status, field):
@@ -169,6 +172,20 @@ def test_unknown_paths_and_methods_answer_json(make_config):
         assert client.get("/v1/nothing")[0] == 404
         status, answer = client.get("/v1/decide")
         assert status == 405 and answer["error"]["reason"] == "method_not_allowed"
+
+
+def test_every_answer_carries_the_security_headers(make_config):
+    with running_service(make_config()) as service:
+        for method, path, body in [("POST", "/v1/decide", page()), ("GET", "/v1/nothing", None),
+                                   ("GET", "/healthz", None)]:  # fmt: skip
+            connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=10)
+            connection.request(method, path, body=json.dumps(body) if body else None)
+            response = connection.getresponse()
+            response.read()
+            connection.close()
+            assert response.getheader("X-Content-Type-Options") == "nosniff", path
+            assert response.getheader("Cache-Control") == "no-store", path
+            assert "default-src 'none'" in response.getheader("Content-Security-Policy"), path
 
 
 def test_anonymous_visitors_are_decided_without_a_user_hash(make_config, broker):

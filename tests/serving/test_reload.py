@@ -123,6 +123,11 @@ def test_promote_pins_a_version_rollback_steps_back_and_latest_unpins(make_confi
             "/v1/admin/promote", {"slot": "hero", "version": v4}, headers=auth
         )
         assert status == 409 and answer["error"]["field"] == "version"
+        assert config.model_store.path not in answer["error"]["message"]  # no paths leak
+        status, answer = client.post(
+            "/v1/admin/promote", {"slot": "hero", "version": "v-1"}, headers=auth
+        )
+        assert (status, answer["error"]["message"]) == (409, "hero/v-1: no such version")
         status, answer = client.post("/v1/admin/rollback", {"slot": "hero"}, headers=auth)
         assert status == 409 and answer["error"]["reason"] == "nothing_to_roll_back"
         answer = client.post(
