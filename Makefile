@@ -68,15 +68,18 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# The serving benchmark drives the server with wrk (Debian package), installed here if missing.
+# The serving benchmark drives the server with wrk, the front benchmark runs nginx (Debian
+# packages), installed here if missing.
 bench: $(VENV)/.installed-dev
-	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	command -v wrk >/dev/null && command -v nginx >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq wrk nginx-light)
 	$(BIN)/python benchmarks/policy_bench.py
 	$(BIN)/python benchmarks/serving_bench.py
 	$(BIN)/python benchmarks/learner_bench.py
 	$(BIN)/python benchmarks/replay_bench.py
 	$(BIN)/python benchmarks/quality_bench.py
 	$(BIN)/python benchmarks/scale_bench.py
+	$(BIN)/python benchmarks/front_bench.py
 
 clean:
 	rm -rf $(VENV) $(LATEST_VENV) $(LOCK_VENV) .venv-check .pytest_cache .ruff_cache .hypothesis build *.egg-info
