@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
 import shutil
 import sys
 import tempfile
 from collections.abc import Callable
 
+from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 
 from bandit.config import Config
@@ -36,6 +38,10 @@ class DecisionService(BaseApplication):
         # gunicornc is not used; its default socket path is one per user, so two services on
         # a host would take it from each other.
         self.cfg.set("control_socket_disable", True)
+        # gunicorn answers requests it cannot parse (a bad request line, headers too large,
+        # bad chunked encoding before the app reads it) with its own HTML page; this process
+        # serves a JSON API, so those answers take the service's JSON error shape too.
+        gunicorn_util.write_error = write_json_error
         self.cfg.set(
             "child_exit", lambda server, worker: multiprocess.mark_process_dead(worker.pid)
         )
@@ -54,6 +60,18 @@ class DecisionService(BaseApplication):
         gc.freeze()
         gc.set_threshold(50_000, 20, 50)
         return app
+
+
+def write_json_error(sock, status_int: int, reason: str, message: str) -> None:
+    """gunicorn's `util.write_error`, answering in the service's JSON error shape."""
+    code = "".join(c if c.isalnum() else "_" for c in reason.lower()).strip("_") or "http"
+    error = {"error": {"field": "(request)", "message": message[:200], "reason": code}}
+    body = json.dumps(error).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    gunicorn_util.write_nonblock(sock, head.encode("latin1") + body)
 
 
 def _worker_exit(server, worker) -> None:

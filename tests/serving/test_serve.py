@@ -43,6 +43,13 @@ def raw_call(port: int, request: bytes) -> tuple[int, dict]:
 BAD_CHUNKS = [b"zz\r\n{}\r\n0\r\n\r\n", b"-5\r\n{}\r\n0\r\n\r\n", b"2\r\n{}}}}\r\n0\r\n\r\n"]
 
 
+GUNICORN_PARSE_ERRORS = [
+    (b"NOT A REQUEST LINE\r\n\r\n", 400),
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),
+]
+
+
 def test_serve_runs_gunicorn_workers_on_the_embedded_broker(tmp_path):
     port, broker_port = free_port(), free_port()
     env = {
@@ -59,6 +66,8 @@ def test_serve_runs_gunicorn_workers_on_the_embedded_broker(tmp_path):
         wait_for(lambda: call(port, "GET", "/readyz")[0] == 200, timeout_s=60)
         for _ in range(40):
             assert call(port, "POST", "/v1/decide", HERO)[0] == 200
+        for raw, status in GUNICORN_PARSE_ERRORS:  # gunicorn's own pages are JSON too
+            assert raw_call(port, raw)[0] == status
         for body in BAD_CHUNKS:  # the server's own parse errors are the client's, as JSON
             head = b"POST /v1/decide HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
             status, error = raw_call(port, head + b"Content-Type: application/json\r\n\r\n" + body)
