@@ -1,0 +1,113 @@
+"""How much of the learnable value a slot's policy gets, across the world suite (sim/suite.py).
+
+For each world: the slot's policy (built-in defaults, plus any --set) decides every request
+and learns from its clicks `delay` requests later, in process. Prints, per world, the
+policy's expected reward as a share of the observable optimum's over the last 10% of the
+decisions before each checkpoint (10k, 50k, 200k), uniform random's share for reference,
+and the median and worst across the worlds.
+
+    python benchmarks/suite_bench.py [--decisions 50000] [--world NAME ...] [--set KEY=VALUE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections import deque
+
+import numpy as np
+
+from bandit.config import load_config
+from bandit.events import DecisionEvent, PolicyRef, RewardedEvent
+from bandit.policies import build_policy
+from replay.progress import Progress
+from sim.suite import SUITE, SuiteWorld, WorldSpec
+
+CHECKPOINTS = (10_000, 50_000, 200_000)
+
+
+def run(spec: WorldSpec, decisions: int, overrides: list[str], policy_type: str | None):
+    """{checkpoint: (policy's expected reward, optimum's)} over the window before it."""
+    slot = spec.kind.value
+    settings = [f"slots.{slot}.seed={spec.seed}", f"slots.{slot}.select={spec.select}"]
+    if policy_type:
+        settings.append(f'slots.{slot}.policy="{policy_type}"')
+    config = load_config(overrides=[*settings, *overrides], environ={})
+    slot_config = config.slots[slot]
+    policy = build_policy(slot_config)
+    world = SuiteWorld(spec, decisions)
+    pending: deque[tuple[int, RewardedEvent]] = deque()
+    windows = {c: [0.0, 0.0] for c in CHECKPOINTS if c <= decisions}
+    progress = Progress(decisions, f"{spec.name:<24}")
+    reward = slot_config.reward
+    for t in range(decisions):
+        request = world.request(t)
+        choice = policy.decide(request.context, request.candidates)
+        index = {c.id: i for i, c in enumerate(request.candidates)}
+        chosen = [index[c] for c in choice.chosen]
+        for checkpoint, window in windows.items():
+            if checkpoint - checkpoint // 10 <= t < checkpoint:
+                window[0] += world.value(request, chosen)
+                window[1] += world.value(request, world.observable_optimum(request))
+        clicks = world.clicks(request, chosen)
+        decision = DecisionEvent(
+            decision_id=f"d{t}", ts=float(t), slot=slot, key="suite", user_hash=None,
+            group="treatment", policy=PolicyRef(name=slot, version="suite"),
+            context=request.context, candidates=request.candidates, chosen=list(choice.chosen),
+            probabilities=list(choice.probabilities), explored=choice.explored,
+        )  # fmt: skip
+        rewards = [min(reward.click * c, reward.max) for c in clicks]
+        pending.append((t + spec.delay, RewardedEvent.from_decision(decision, rewards, True, t)))
+        while pending and pending[0][0] <= t:
+            policy.learn(pending.popleft()[1])
+        if t % 1000 == 0:
+            progress.update(t)
+    progress.close()
+    policy.close()
+    return {c: (v, o) for c, (v, o) in windows.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--decisions", type=int, default=50_000)
+    parser.add_argument("--world", action="append", default=[], help="only these worlds")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override, as for artbandit",
+    )
+    parser.add_argument("--no-uniform", action="store_true", help="skip the uniform reference")
+    args = parser.parse_args()
+    specs = [s for s in SUITE if not args.world or s.name in args.world]
+    if not specs:
+        print(f"no such world; the suite: {', '.join(s.name for s in SUITE)}", file=sys.stderr)
+        return 2
+    checkpoints = [c for c in CHECKPOINTS if c <= args.decisions]
+    header = "".join(f"{f'@{c // 1000}k':>9}" for c in checkpoints)
+    print(f"{'world':<24} {'slot':<8}{header}   uniform@{checkpoints[-1] // 1000}k   seconds")
+    finals = []
+    for spec in specs:
+        started = time.perf_counter()
+        shares = run(spec, args.decisions, args.overrides, None)
+        seconds = time.perf_counter() - started
+        uniform = "" if args.no_uniform else run(spec, checkpoints[-1], [], "uniform")
+        cells = "".join(f"{shares[c][0] / shares[c][1]:>9.1%}" for c in checkpoints)
+        last = checkpoints[-1]
+        reference = f"{uniform[last][0] / uniform[last][1]:>9.1%}" if uniform else f"{'':>9}"
+        print(f"{spec.name:<24} {spec.kind.value:<8}{cells}   {reference}   {seconds:7.1f}")
+        finals.append(shares[last][0] / shares[last][1])
+    print(f"{'median':<33}{'':>{9 * (len(checkpoints) - 1)}}{statistics.median(finals):>9.1%}")
+    print(f"{'worst':<33}{'':>{9 * (len(checkpoints) - 1)}}{min(finals):>9.1%}")
+    print(f"(share of the observable optimum's expected reward over the last 10% of decisions "
+          f"before each checkpoint; settings: {' '.join(args.overrides) or 'built-in defaults'})")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    np.seterr(over="ignore")
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""A suite of seeded worlds that differ in what makes a choice good, for judging defaults.
+
+Each world is one slot: people with observable features (a segment, a device) and a hidden
+taste; candidates with an observable style. A candidate's click probability is
+sigmoid(logit(base rate) + strength * effect), where the effect comes from what the world
+says matters: user x style, device x style, the candidate's popularity, or nothing, always
+plus the hidden taste x style. A world may also delay feedback, hide some visitors' features
+(anonymous), bias positions (rows), change its tastes halfway, and add new candidates then.
+
+Every world knows two optima per request: the oracle (which sees the hidden taste) and the
+best choice from the observable features alone (the expected click rate over the hidden
+taste given what is observed). A policy's score is its expected reward as a share of the
+observable optimum's, on the same requests: how much of the learnable value it got.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bandit.events import Candidate, Context
+from bandit.slots import SlotKind
+
+SEGMENTS, DEVICES, TASTES, STYLES = 6, 3, 4, 8
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    name: str
+    kind: SlotKind
+    seed: int
+    base_rate: float  # the click rate of an average candidate
+    candidates: int  # offered per request
+    signal: str  # what matters besides hidden taste: user, context, popularity or none
+    strength: float = 1.0  # of the observable signal, in logits
+    hidden: float = 0.5  # of the hidden taste, in logits
+    delay: int = 0  # requests between a decision and its feedback reaching the policy
+    anonymous: float = 0.0  # share of visitors without user features
+    position_bias: float = 0.7  # rows: examination falls by this factor per position
+    select: int = 3  # rows: positions filled
+    drift: bool = False  # tastes change and new candidates arrive halfway
+
+
+SUITE = (
+    WorldSpec("artwork-user-taste", SlotKind.ARTWORK, 1, base_rate=0.05, candidates=4,
+              signal="user", strength=1.2),
+    WorldSpec("artwork-device", SlotKind.ARTWORK, 2, base_rate=0.08, candidates=6,
+              signal="context", strength=0.8, anonymous=0.3),
+    WorldSpec("artwork-rare-clicks", SlotKind.ARTWORK, 3, base_rate=0.01, candidates=3,
+              signal="user", strength=1.5, delay=200),
+    WorldSpec("hero-popularity", SlotKind.HERO, 4, base_rate=0.15, candidates=12,
+              signal="popularity", strength=1.0),
+    WorldSpec("hero-many", SlotKind.HERO, 5, base_rate=0.04, candidates=50,
+              signal="user", strength=1.0, anonymous=0.5),
+    WorldSpec("hero-drift", SlotKind.HERO, 6, base_rate=0.10, candidates=8,
+              signal="user", strength=1.0, drift=True, delay=50),
+    WorldSpec("hero-two-frequent", SlotKind.HERO, 7, base_rate=0.40, candidates=2,
+              signal="context", strength=0.6),
+    WorldSpec("hero-no-signal", SlotKind.HERO, 8, base_rate=0.06, candidates=5,
+              signal="none", hidden=0.8),
+    WorldSpec("rows-user", SlotKind.ROWS, 9, base_rate=0.06, candidates=8, signal="user",
+              strength=1.0, position_bias=0.7),
+    WorldSpec("rows-popularity-drift", SlotKind.ROWS, 10, base_rate=0.12, candidates=10,
+              signal="popularity", strength=0.8, position_bias=0.5, drift=True),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Request:
+    context: Context
+    candidates: list[Candidate]
+    p_true: np.ndarray  # (candidates,) click probability given everything, hidden taste too
+    p_observable: np.ndarray  # (candidates,) expected over the hidden taste given what is seen
+
+
+def _logit(p: float) -> float:
+    return float(np.log(p / (1 - p)))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+class SuiteWorld:
+    """One world of the suite; `request(t)` draws the t-th request of a run of `horizon`."""
+
+    def __init__(self, spec: WorldSpec, horizon: int):
+        self.spec = spec
+        self.horizon = horizon
+        self.rng = np.random.default_rng(spec.seed)
+        rng = np.random.default_rng(spec.seed + 1000)
+        self.catalogue = max(4 * spec.candidates, 20)
+        self.style = rng.integers(STYLES, size=2 * self.catalogue)  # the second half: new
+        self.popularity = rng.normal(size=2 * self.catalogue)
+        self.effects = [self._effects(rng) for _ in range(2)]  # before / after the change
+        self.taste_given_segment = rng.dirichlet(np.ones(TASTES) * 0.5, size=SEGMENTS)
+        self.base = _logit(spec.base_rate)
+
+    def _effects(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return {
+            "user": rng.normal(size=(SEGMENTS, STYLES)),
+            "context": rng.normal(size=(DEVICES, STYLES)),
+            "hidden": rng.normal(size=(TASTES, STYLES)),
+        }
+
+    def _period(self, t: int) -> int:
+        return int(self.spec.drift and t >= self.horizon // 2)
+
+    def request(self, t: int) -> Request:
+        spec, rng = self.spec, self.rng
+        period = self._period(t)
+        effects = self.effects[period]
+        segment, device = int(rng.integers(SEGMENTS)), int(rng.integers(DEVICES))
+        taste = int(rng.choice(TASTES, p=self.taste_given_segment[segment]))
+        anonymous = rng.random() < spec.anonymous
+        # the catalogue: the first half, plus the new half once the world has changed
+        pool = self.catalogue * (1 + period)
+        items = rng.choice(pool, size=spec.candidates, replace=False)
+        styles = self.style[items]
+        observable = np.zeros(len(items))
+        if spec.signal == "user":
+            observable = effects["user"][segment, styles]
+        elif spec.signal == "context":
+            observable = effects["context"][device, styles]
+        elif spec.signal == "popularity":
+            observable = self.popularity[items]
+        logits = self.base + spec.strength * observable
+        p_true = _sigmoid(logits + spec.hidden * effects["hidden"][taste, styles])
+        # what can be known: the taste's distribution given the segment, unless anonymous
+        tastes = (
+            self.taste_given_segment.mean(axis=0)
+            if anonymous
+            else self.taste_given_segment[segment]
+        )
+        if anonymous and spec.signal == "user":  # the segment is not seen either
+            seen = np.mean(
+                [
+                    self.taste_given_segment[s]
+                    @ _sigmoid(
+                        self.base
+                        + spec.strength * effects["user"][s, styles][None, :]
+                        + spec.hidden * effects["hidden"][:, styles]
+                    )
+                    for s in range(SEGMENTS)
+                ],
+                axis=0,
+            )
+        else:
+            seen = tastes @ _sigmoid(logits[None, :] + spec.hidden * effects["hidden"][:, styles])
+        user = {} if anonymous else {"segment": f"s{segment}"}
+        context = Context(user=user, request={"device": f"d{device}"})
+        candidates = [
+            Candidate(id=f"item{i}", features={"style": f"style{self.style[i]}"}) for i in items
+        ]
+        return Request(context, candidates, p_true, seen)
+
+    def examination(self) -> np.ndarray:
+        """(positions,) how likely each position is looked at (1 for one choice)."""
+        if not self.spec.kind.ranked:
+            return np.ones(1)
+        return self.spec.position_bias ** np.arange(self.spec.select)
+
+    def value(self, request: Request, chosen: list[int]) -> float:
+        """Expected clicks of showing candidates `chosen` (indices) in order."""
+        return float(self.examination()[: len(chosen)] @ request.p_true[chosen])
+
+    def observable_optimum(self, request: Request) -> list[int]:
+        """The best order from what is observable (expected rate over the hidden taste)."""
+        count = len(self.examination()) if self.spec.kind.ranked else 1
+        return list(np.argsort(-request.p_observable, kind="stable")[:count])
+
+    def clicks(self, request: Request, chosen: list[int]) -> list[float]:
+        probabilities = self.examination()[: len(chosen)] * request.p_true[chosen]
+        return [float(c) for c in self.rng.random(len(chosen)) < probabilities]
