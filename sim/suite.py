@@ -1,11 +1,12 @@
 """A suite of seeded worlds that differ in what makes a choice good, for judging defaults.
 
 Each world is one slot: people with observable features (a segment, a device) and a hidden
-taste; candidates with an observable style. A candidate's click probability is
-sigmoid(logit(base rate) + strength * effect), where the effect comes from what the world
-says matters: user x style, device x style, the candidate's popularity, or nothing, always
-plus the hidden taste x style. A world may also delay feedback, hide some visitors' features
-(anonymous), bias positions (rows), change its tastes halfway, and add new candidates then.
+taste; candidates with a style, observable unless the world shows ids only. A candidate's
+click probability is sigmoid(logit(base rate) + strength * effect), where the effect comes
+from what the world says matters: user x style, device x style, the candidate's popularity,
+or nothing, always plus the hidden taste x style. A world may also delay feedback, hide some
+visitors' features (anonymous), bias positions (rows), change its tastes halfway, and add
+new candidates then.
 
 Every world knows two optima per request: the oracle (which sees the hidden taste) and the
 best choice from the observable features alone (the expected click rate over the hidden
@@ -40,6 +41,7 @@ class WorldSpec:
     position_bias: float = 0.7  # rows: examination falls by this factor per position
     select: int = 3  # rows: positions filled
     drift: bool = False  # tastes change and new candidates arrive halfway
+    described: bool = True  # candidates carry their style; else an id is all a policy sees
 
 
 SUITE = (
@@ -48,9 +50,9 @@ SUITE = (
     WorldSpec("artwork-device", SlotKind.ARTWORK, 2, base_rate=0.08, candidates=6,
               signal="context", strength=0.8, anonymous=0.3),
     WorldSpec("artwork-rare-clicks", SlotKind.ARTWORK, 3, base_rate=0.01, candidates=3,
-              signal="user", strength=1.5, delay=200),
+              signal="user", strength=1.5, delay=200, described=False),
     WorldSpec("hero-popularity", SlotKind.HERO, 4, base_rate=0.15, candidates=12,
-              signal="popularity", strength=1.0),
+              signal="popularity", strength=1.0, described=False),
     WorldSpec("hero-many", SlotKind.HERO, 5, base_rate=0.04, candidates=50,
               signal="user", strength=1.0, anonymous=0.5),
     WorldSpec("hero-drift", SlotKind.HERO, 6, base_rate=0.10, candidates=8,
@@ -151,7 +153,10 @@ class SuiteWorld:
         user = {} if anonymous else {"segment": f"s{segment}"}
         context = Context(user=user, request={"device": f"d{device}"})
         candidates = [
-            Candidate(id=f"item{i}", features={"style": f"style{self.style[i]}"}) for i in items
+            Candidate(id=f"item{i}", features={"style": f"style{self.style[i]}"})
+            if spec.described
+            else Candidate(id=f"item{i}")
+            for i in items
         ]
         return Request(context, candidates, p_true, seen)
 

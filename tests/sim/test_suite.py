@@ -17,6 +17,7 @@ def test_the_suite_spans_rates_sizes_signals_and_kinds():
     assert {s.kind for s in SUITE} == set(SlotKind)
     assert any(s.drift for s in SUITE) and any(s.delay for s in SUITE)
     assert any(s.anonymous for s in SUITE)
+    assert any(not s.described for s in SUITE)  # candidates known by id alone
     assert len({s.seed for s in SUITE}) == len(SUITE) >= 8
 
 
