@@ -58,14 +58,15 @@ def slow_client(port: int, stop: threading.Event) -> None:
         return
 
 
-def under_slowloris(port: int) -> tuple[int, int, float, float]:
-    """(requests, failed, p50 ms, p99 ms) of normal requests while slow clients hold on."""
+def under_slowloris(port: int, seconds: float = SECONDS) -> tuple[int, int, float, float]:
+    """(requests, failed, p50 ms, p99 ms) of normal requests while slow clients hold on
+    (tests/serving/test_front.py runs it too)."""
     stop = threading.Event()
     for _ in range(SLOW_CLIENTS):
         threading.Thread(target=slow_client, args=(port, stop), daemon=True).start()
     time.sleep(1.0)
     latencies, failed = [], 0
-    deadline = time.monotonic() + SECONDS
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         started = time.perf_counter()
         failed += not request(port)

@@ -11,13 +11,11 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from benchmarks.front_bench import under_slowloris
 from kafkaio.embedded_broker import free_port
 from tests.helpers import wait_for
 
@@ -25,7 +23,6 @@ REPO = Path(__file__).resolve().parents[2]
 ARTBANDIT = str(Path(sys.executable).with_name("artbandit"))
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 PAGE = {"user": {"id": "u"}, "slots": [{"slot": "hero", "candidates": [{"id": "a"}, {"id": "b"}]}]}
-SLOW_CLIENTS = 50
 
 pytestmark = pytest.mark.skipif(
     NGINX is None, reason="needs nginx (Debian package nginx-light; .ci/run installs it)"
@@ -82,38 +79,10 @@ def _request(port: int, method: str, path: str, body: bytes | None = None, heade
         connection.close()
 
 
-def _slow_client(port: int, stop: threading.Event) -> None:
-    """Slowloris: a request's headers, one byte at a time, for as long as it is let."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
-            connection.sendall(b"POST /v1/decide HTTP/1.1\r\nHost: x\r\n")
-            while not stop.wait(0.5):
-                connection.sendall(b"X")
-    except OSError:  # the front hung up on it: what it is for
-        return
-
-
 def test_slow_clients_do_not_stall_normal_requests(front):
-    stop = threading.Event()
-    slow = [threading.Thread(target=_slow_client, args=(front, stop), daemon=True)
-            for _ in range(SLOW_CLIENTS)]  # fmt: skip
-    for thread in slow:
-        thread.start()
-    time.sleep(1.0)  # every slow client connected and trickling
-    latencies, failed = [], 0
-    body = json.dumps(PAGE).encode()
-    deadline = time.monotonic() + 8.0
-    while time.monotonic() < deadline:
-        started = time.perf_counter()
-        status, _, _ = _request(front, "POST", "/v1/decide", body,
-                                {"Content-Type": "application/json"})  # fmt: skip
-        latencies.append(time.perf_counter() - started)
-        failed += status != 200
-        time.sleep(0.02)
-    stop.set()
-    p99_ms = float(np.percentile(latencies, 99) * 1000)
-    assert failed == 0, f"{failed} of {len(latencies)} normal requests failed"
-    assert len(latencies) >= 100 and p99_ms < 100, (len(latencies), p99_ms)
+    count, failed, _, p99_ms = under_slowloris(front, seconds=8.0)
+    assert failed == 0, f"{failed} of {count} normal requests failed"
+    assert count >= 100 and p99_ms < 100, (count, p99_ms)
 
 
 @pytest.mark.parametrize(
