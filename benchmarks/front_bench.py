@@ -10,6 +10,7 @@ straight to gunicorn (2 sync workers) and through configs/nginx/nginx.conf. Need
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -78,42 +80,60 @@ def under_slowloris(port: int, seconds: float = SECONDS) -> tuple[int, int, floa
     return len(latencies), failed, float(p50), float(p99)
 
 
-def main() -> int:
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not Path(nginx).exists():
-        print("needs nginx: apt-get install nginx-light", file=sys.stderr)
-        return 2
-    root = Path(tempfile.mkdtemp(prefix="artbandit-front-"))
+@contextlib.contextmanager
+def running_front(root: Path, nginx: str) -> Iterator[tuple[int, int]]:
+    """`artbandit serve` (2 sync workers) behind configs/nginx/nginx.conf as shipped, but for
+    its two addresses; yields (service port, front port) once both answer a decide."""
+    shipped = (REPO / "configs/nginx/nginx.conf").read_text()
+    if "listen 8000;" not in shipped or "server 127.0.0.1:8080;" not in shipped:
+        raise RuntimeError("configs/nginx/nginx.conf no longer has the addresses to replace")
     service_port, broker_port, front_port = free_port(), free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env = {k: v for k, v in os.environ.items() if k not in ("ARTBANDIT_CONFIG", "PROMETHEUS_MULTIPROC_DIR")}  # fmt: skip
     service = subprocess.Popen(
         [ARTBANDIT, "serve", "--set", f"serving.port={service_port}", "--set", "serving.workers=2",
          "--set", f"kafka.embedded_port={broker_port}", "--set", f'model_store.path="{root}/m"'],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    conf = (REPO / "configs/nginx/nginx.conf").read_text()
-    conf = conf.replace("listen 8000;", f"listen 127.0.0.1:{front_port};")
-    conf = conf.replace("server 127.0.0.1:8080;", f"server 127.0.0.1:{service_port};")
-    (root / "nginx.conf").write_text(conf)
-    (root / "tmp").mkdir()
+    conf = shipped.replace("listen 8000;", f"listen 127.0.0.1:{front_port};")
+    (root / "nginx.conf").write_text(
+        conf.replace("server 127.0.0.1:8080;", f"server 127.0.0.1:{service_port};")
+    )
+    (root / "tmp").mkdir(exist_ok=True)
     front = subprocess.Popen([nginx, "-p", str(root), "-c", str(root / "nginx.conf")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while not (request(service_port) and request(front_port)):
             if time.monotonic() > deadline:
-                print("the service or the front did not start", file=sys.stderr)
-                return 1
+                raise RuntimeError("the service or the front did not start within 60 s")
             time.sleep(0.5)
-        print(f"{SLOW_CLIENTS} slowloris connections, normal decides for {SECONDS:.0f} s:")
-        for name, port in [("gunicorn directly", service_port), ("through nginx", front_port)]:
-            count, failed, p50, p99 = under_slowloris(port)
-            print(f"  {name:<18} {count:>5} requests, {failed:>4} failed, "
-                  f"p50 {p50:7.1f} ms, p99 {p99:7.1f} ms")  # fmt: skip
+        yield service_port, front_port
     finally:
         for process in (front, service):
             process.send_signal(signal.SIGTERM)
-            process.wait(30)
+            try:
+                process.wait(30)
+            finally:
+                process.kill()
+
+
+def main() -> int:
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        print("needs nginx: apt-get install nginx-light", file=sys.stderr)
+        return 2
+    root = Path(tempfile.mkdtemp(prefix="artbandit-front-"))
+    try:
+        with running_front(root, nginx) as (service_port, front_port):
+            print(f"{SLOW_CLIENTS} slowloris connections, normal decides for {SECONDS:.0f} s:")
+            for name, port in [("gunicorn directly", service_port), ("through nginx", front_port)]:
+                count, failed, p50, p99 = under_slowloris(port)
+                print(f"  {name:<18} {count:>5} requests, {failed:>4} failed, "
+                      f"p50 {p50:7.1f} ms, p99 {p99:7.1f} ms")  # fmt: skip
+    except RuntimeError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0
 
