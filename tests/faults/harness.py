@@ -198,20 +198,26 @@ def p99_ms(answers: list[Answer]) -> float:
     return float(np.percentile([a.latency_s for a in answers], 99) * 1000) if answers else 0.0
 
 
+def lineage_overrides(root: str | Path, name: str) -> list[str]:
+    """`--set` overrides that give a learner lineage its own group, output topics, checkpoints
+    and model store (new ones on every call), over input topics it shares with others."""
+    suffix = f"{name}-{os.getpid()}-{time.time_ns()}"
+    return [
+        f'learner.group_id="{suffix}"',
+        f'kafka.topics.rewarded="rewarded-{suffix}"',
+        f'kafka.topics.deadletter="deadletter-{suffix}"',
+        f'kafka.topics.models="models-{suffix}"',
+        f'learner.checkpoint_dir="{root}/{suffix}"',
+        f'model_store.path="{root}/{suffix}-models"',
+    ]
+
+
 class LearnerRun:
     """One learner lineage (its own group, checkpoints and output topics) as subprocesses."""
 
     def __init__(self, base: list[str], root: str, name: str):
         self.name = name
-        self.overrides = [
-            *base,
-            f'learner.group_id="{name}-{os.getpid()}-{time.time_ns()}"',
-            f'kafka.topics.rewarded="rewarded-{name}-{time.time_ns()}"',
-            f'kafka.topics.deadletter="deadletter-{name}-{time.time_ns()}"',
-            f'kafka.topics.models="models-{name}-{time.time_ns()}"',
-            f'learner.checkpoint_dir="{root}/{name}"',
-            f'model_store.path="{root}/{name}-models"',
-        ]
+        self.overrides = [*base, *lineage_overrides(root, name)]
         self.config = load_config(overrides=self.overrides, environ={})
         consumer = KafkaConsumer(bootstrap_servers=self.config.kafka.bootstrap_servers)
         self.partitions = len(consumer.partitions_for_topic(self.config.kafka.topics.decisions))

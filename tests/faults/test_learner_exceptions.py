@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from learner.loop import KafkaLearner
 from learner.writer import OutputWriter
 from sim.synthetic import LoggedStream
 from tests.conftest import learner_settings
-from tests.faults.harness import ROWS, FaultRow, artwork_backlog
+from tests.faults.harness import ROWS, FaultRow, artwork_backlog, lineage_overrides
 from tests.helpers import read_all, running_learner, wait_for
 
 DECISIONS = 600
@@ -76,16 +75,7 @@ def backlog(tmp_path_factory, broker):
 
 
 def _lineage(root: Path, base: list[str], name: str) -> Config:
-    suffix = f"{name}-{time.time_ns()}"
-    overrides = [
-        f'learner.group_id="{suffix}"',
-        f'kafka.topics.rewarded="rewarded-{suffix}"',
-        f'kafka.topics.deadletter="deadletter-{suffix}"',
-        f'kafka.topics.models="models-{suffix}"',
-        f'learner.checkpoint_dir="{root / suffix}"',
-        f'model_store.path="{root / suffix}-models"',
-    ]
-    return load_config(overrides=[*base, *overrides], environ={})
+    return load_config(overrides=[*base, *lineage_overrides(root, name)], environ={})
 
 
 def _fail_on_call(monkeypatch: pytest.MonkeyPatch, owner, name: str, nth: int) -> None:
