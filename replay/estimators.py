@@ -90,6 +90,18 @@ class OffPolicyData:
     def __len__(self) -> int:
         return len(self.reward)
 
+    def select(self, mask: np.ndarray) -> OffPolicyData:
+        """The rounds where `mask` is True (a position of rows, a segment)."""
+
+        def pick(values: np.ndarray | None) -> np.ndarray | None:
+            return None if values is None else values[mask]
+
+        return OffPolicyData(
+            reward=self.reward[mask], propensity=self.propensity[mask],
+            target_chosen=self.target_chosen[mask], chosen=pick(self.chosen),
+            target=pick(self.target), q=pick(self.q), prefix_weight=pick(self.prefix_weight),
+        )  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Estimate:

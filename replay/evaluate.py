@@ -153,14 +153,14 @@ def _evaluate_slot(slot, slot_events, targets, config, settings, quiet) -> SlotR
         pmf = target.probabilities(train, rounds, quiet)
         index = np.arange(len(rounds))
         prefix = rounds.prefix_product(pmf[index, rounds.chosen] / rounds.propensity)
+        data = off_policy_data(rounds, pmf, q, prefix)
         kept = rejection_kept(rounds, pmf, settings.seed) if settings.rejection else None
         for position in sorted(set(rounds.position.tolist())):
             mask = rounds.position == position
-            part = off_policy_data(rounds.select(mask), pmf[mask],
-                                   None if q is None else q[mask], prefix[mask])  # fmt: skip
             result = _evaluate_target(
                 target.name, position if ranked else None, rounds.select(mask), pmf[mask],
-                part, estimators, settings, None if segment is None else segment[mask],
+                data.select(mask), estimators, settings,
+                None if segment is None else segment[mask],
             )  # fmt: skip
             if kept is not None:
                 result.rejection = rejection_estimate(
@@ -198,7 +198,7 @@ def _evaluate_target(name, position, rounds, pmf, data, estimators, settings, se
     if segment is not None:
         values, counts = np.unique(segment, return_counts=True)
         for value in values[np.argsort(-counts)][:TOP_SEGMENTS]:
-            part = _subset(data, segment == value)
+            part = data.select(segment == value)
             result.segments[str(value)] = [
                 e.interval(part, settings.confidence) for e in estimators if len(part) > 1
             ]
@@ -209,22 +209,12 @@ def off_policy_data(
     rounds: Rounds, pmf: np.ndarray, q: np.ndarray | None, prefix: np.ndarray | None = None
 ) -> est.OffPolicyData:
     """The estimators' arrays for `rounds`; `prefix` is each round's weight for the rows
-    above it (`Rounds.prefix_product`), computed over whole events before any selection."""
+    above it (`Rounds.prefix_product`), so `rounds` are whole events: select afterwards."""
     index = np.arange(len(rounds))
     return est.OffPolicyData(
         reward=rounds.reward, propensity=rounds.propensity,
         target_chosen=pmf[index, rounds.chosen], chosen=rounds.chosen, target=pmf, q=q,
         prefix_weight=prefix,
-    )  # fmt: skip
-
-
-def _subset(data: est.OffPolicyData, mask: np.ndarray) -> est.OffPolicyData:
-    return est.OffPolicyData(
-        reward=data.reward[mask], propensity=data.propensity[mask],
-        target_chosen=data.target_chosen[mask],
-        chosen=None if data.chosen is None else data.chosen[mask],
-        target=None if data.target is None else data.target[mask],
-        q=None if data.q is None else data.q[mask], prefix_weight=data.prefix_weight[mask],
     )  # fmt: skip
 
 
