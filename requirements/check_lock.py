@@ -64,14 +64,15 @@ def main() -> int:
     parser.add_argument("lock", type=Path)
     parser.add_argument("--report", action="store_true", help="print differences, exit 0")
     args = parser.parse_args()
-    diff = differences(lock_pins(args.lock), installed())
+    pins = lock_pins(args.lock)
+    diff = differences(pins, installed())
     if args.report:
         print(f"{len(diff)} packages differ from {args.lock}:", *diff, sep="\n  ")
         return 0
     if diff:
         print(f"the environment differs from {args.lock}:", *diff, sep="\n  ", file=sys.stderr)
         return 1
-    print(f"pip freeze equals the {len(lock_pins(args.lock))} pins of {args.lock}")
+    print(f"pip freeze equals the {len(pins)} pins of {args.lock}")
     return 0
 
 
