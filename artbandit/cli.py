@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from bandit.config import Config, ConfigError, load_config, resolve_bootstrap
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="PATH", help="TOML config (default: $ARTBANDIT_CONFIG)")
     parser.add_argument(
         "--set",
@@ -30,20 +30,20 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     broker = verbs.add_parser("broker", help="run the embedded Kafka-protocol broker")
-    _common(broker)
+    add_common_arguments(broker)
     broker.add_argument("--port", type=int, help="port on 127.0.0.1 (default: kafka.embedded_port)")
     broker.set_defaults(run=_run_broker)
 
     serve = verbs.add_parser("serve", help="run the decision service (Flask under gunicorn)")
-    _common(serve)
+    add_common_arguments(serve)
     serve.set_defaults(run=_run_serve)
 
     learn = verbs.add_parser("learn", help="run a streaming learner (a consumer-group member)")
-    _common(learn)
+    add_common_arguments(learn)
     learn.set_defaults(run=_run_learn)
 
     replay = verbs.add_parser("replay", help="estimate candidate policies' value on a rewarded log")
-    _common(replay)
+    add_common_arguments(replay)
     replay.set_defaults(run=_run_replay)
     from replay.command import add_arguments
 
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     lift = reports.add_parser(
         "lift", help="treatment vs control reward per slot: interval, lift, p-value, SRM check"
     )
-    _common(lift)
+    add_common_arguments(lift)
     lift.add_argument(
         "--log", required=True, metavar="SOURCE", help="rewarded log (as for replay --log)"
     )
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = verbs.add_parser(
         "simulate", help="drive a running decision service with simulated home-page traffic"
     )
-    _common(simulate)
+    add_common_arguments(simulate)
     _world_arguments(simulate)
     simulate.add_argument(
         "--url", help="the decision service (default: http://serving.host:serving.port)"
@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = verbs.add_parser(
         "demo", help="broker, learner, service and simulated traffic together, then a report"
     )
-    _common(demo)
+    add_common_arguments(demo)
     _world_arguments(demo)
     demo.add_argument("--duration", type=float, default=100.0,
                       help="seconds of traffic (default 100; about 2 minutes in all)")  # fmt: skip

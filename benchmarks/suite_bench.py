@@ -6,7 +6,11 @@ policy's expected reward as a share of the observable optimum's over the last 10
 decisions before each checkpoint (10k, 50k, 200k), uniform random's share for reference,
 and the median and worst across the worlds.
 
-    python benchmarks/suite_bench.py [--decisions 50000] [--world NAME ...] [--set KEY=VALUE ...]
+    python benchmarks/suite_bench.py [--decisions 50000] [--world NAME ...] [--config PATH]
+        [--set KEY=VALUE ...]
+
+The slot settings come from --config and --set only (the built-in defaults without them),
+never from $ARTBANDIT_CONFIG, so a run says what it measured.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections import deque
 
 import numpy as np
 
+from artbandit.cli import add_common_arguments
 from bandit.config import load_config
 from bandit.events import DecisionEvent, PolicyRef, RewardedEvent
 from bandit.policies import build_policy
@@ -28,19 +33,23 @@ from sim.suite import SUITE, SuiteWorld, WorldSpec
 CHECKPOINTS = (10_000, 50_000, 200_000)
 
 
-def run(spec: WorldSpec, decisions: int, overrides: list[str], policy_type: str | None):
-    """{checkpoint: (policy's expected reward, optimum's)} over the window before it."""
+def run(
+    spec: WorldSpec, decisions: int, settings: argparse.Namespace, policy_type: str | None = None
+):
+    """{checkpoint: (policy's expected reward, optimum's)} over the window before it, with
+    the slot's policy from `settings` (--config, --set), or `policy_type` instead."""
     slot = spec.kind.value
-    settings = [f"slots.{slot}.seed={spec.seed}", f"slots.{slot}.select={spec.select}"]
+    world_settings = [f"slots.{slot}.seed={spec.seed}", f"slots.{slot}.select={spec.select}"]
     if policy_type:
-        settings.append(f'slots.{slot}.policy="{policy_type}"')
-    config = load_config(overrides=[*settings, *overrides], environ={})
+        world_settings.append(f'slots.{slot}.policy="{policy_type}"')
+    overrides = [*world_settings, *settings.overrides]
+    config = load_config(settings.config, overrides, environ={})
     slot_config = config.slots[slot]
     policy = build_policy(slot_config)
     world = SuiteWorld(spec, decisions)
     pending: deque[tuple[int, RewardedEvent]] = deque()
     windows = {c: [0.0, 0.0] for c in CHECKPOINTS if c <= decisions}
-    progress = Progress(decisions, f"{spec.name:<24}")
+    progress = Progress(decisions, f"{spec.name:<24}", quiet=settings.quiet)
     reward = slot_config.reward
     for t in range(decisions):
         request = world.request(t)
@@ -73,14 +82,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--decisions", type=int, default=50_000)
     parser.add_argument("--world", action="append", default=[], help="only these worlds")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a config override, as for artbandit",
-    )
+    add_common_arguments(parser)  # --config, --set and --quiet, as for artbandit
     parser.add_argument("--no-uniform", action="store_true", help="skip the uniform reference")
     args = parser.parse_args()
     specs = [s for s in SUITE if not args.world or s.name in args.world]
@@ -93,9 +95,9 @@ def main() -> int:
     finals = []
     for spec in specs:
         started = time.perf_counter()
-        shares = run(spec, args.decisions, args.overrides, None)
+        shares = run(spec, args.decisions, args)
         seconds = time.perf_counter() - started
-        uniform = "" if args.no_uniform else run(spec, checkpoints[-1], [], "uniform")
+        uniform = "" if args.no_uniform else run(spec, checkpoints[-1], args, "uniform")
         cells = "".join(f"{shares[c][0] / shares[c][1]:>9.1%}" for c in checkpoints)
         last = checkpoints[-1]
         reference = f"{uniform[last][0] / uniform[last][1]:>9.1%}" if uniform else f"{'':>9}"
