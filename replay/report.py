@@ -170,7 +170,9 @@ def _estimates_figure(slot: SlotResult):
     figure, axes = plt.subplots(figsize=(11, 0.28 * len(labels) + 1.2))
     for y, (value, error) in enumerate(zip(values, errors, strict=True)):
         axes.errorbar(value, y, xerr=error, fmt="o", color="#3465a4", capsize=3)
-    for group, e in {} if slot.logging_by_position else slot.logging_value.items():
+    # rows' logged values are per page, their estimates per position: no common axis
+    logged = {} if slot.logging_by_position else slot.logging_value
+    for group, e in logged.items():
         axes.axvline(e.value, linestyle="--", color="#888" if group == "control" else "#c60")
         axes.text(e.value, -0.9, f" logged {group}", fontsize=8, color="#555")
     axes.set_yticks(range(len(labels)), labels, fontsize=8)
