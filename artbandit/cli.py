@@ -182,7 +182,7 @@ def _run_replay(args: argparse.Namespace, config: Config) -> int:
 def _run_report_lift(args: argparse.Namespace, config: Config) -> int:
     import json
 
-    from replay.lift import lift_report, table, to_dict
+    from bandit.lift import lift_report, table, tally, to_dict
     from replay.logs import LogError, read_log
 
     try:
@@ -195,7 +195,7 @@ def _run_report_lift(args: argparse.Namespace, config: Config) -> int:
     if not log.events:
         print(f"artbandit report lift: {args.log} has no events", file=sys.stderr)
         return 2
-    report = lift_report(log.events, config)
+    report = lift_report(tally(log.events), config)
     print(f"lift of {args.log}: {len(log.events):,} rewarded decisions, intent-to-treat by "
           "assigned group, people as units")  # fmt: skip
     print(table(report))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import msgspec
 
+from bandit.lift import SlotTallies
+
 
 class CheckpointError(RuntimeError):
     """The checkpoint directory cannot be used (locked by another member, wrong topics)."""
@@ -27,6 +29,8 @@ class PartitionState(msgspec.Struct, frozen=True):
     decisions_offset: int
     feedback_offset: int
     join: bytes
+    # the lift report's sums of this partition's rewarded events (slot -> group -> tally)
+    lift: SlotTallies = {}
 
     @property
     def progress(self) -> int:

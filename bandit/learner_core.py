@@ -21,6 +21,7 @@ from bandit import events
 from bandit.checkpoint import Checkpoint, CheckpointError, PartitionState, SlotState
 from bandit.config import Config
 from bandit.join import DeadLetter, JoinResult, RewardJoin
+from bandit.lift import SlotTallies, merge, tally
 from bandit.policies import Policy, build_policy, policy_class
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,9 @@ class LearnerCore:
         self.joins: dict[int, RewardJoin] = {}
         # Per partition, the next offset to read from (decisions, feedback).
         self.offsets: dict[int, list[int]] = {}
+        # Per partition, the lift report's sums of its rewarded events: they move and roll
+        # back with the partition, so they count each rewarded event exactly once.
+        self.tallies: dict[int, SlotTallies] = {}
         # Partitions restored from a checkpoint but not (yet) assigned again: their states
         # ride along in every checkpoint until an owner takes them, so a crash before the
         # group assigns them cannot lose their open joins.
@@ -89,19 +93,25 @@ class LearnerCore:
         if state is None:
             self.joins[partition] = RewardJoin(config.slots, *settings)
             self.offsets[partition] = [-1, -1]
+            self.tallies[partition] = {}
         else:
             self.joins[partition] = RewardJoin.restore(config.slots, state.join, *settings)
             self.offsets[partition] = [state.decisions_offset, state.feedback_offset]
+            self.tallies[partition] = merge([state.lift])
 
     def revoke(self, partition: int) -> PartitionState:
         """Give `partition` up; returns its state for the next owner."""
         state = self.partition_state(partition)
-        del self.joins[partition], self.offsets[partition]
+        del self.joins[partition], self.offsets[partition], self.tallies[partition]
         return state
 
     def partition_state(self, partition: int) -> PartitionState:
+        """A copy: the live state goes on changing."""
         decisions_offset, feedback_offset = self.offsets[partition]
-        return PartitionState(decisions_offset, feedback_offset, self.joins[partition].snapshot())
+        join = self.joins[partition].snapshot()
+        return PartitionState(
+            decisions_offset, feedback_offset, join, merge([self.tallies[partition]])
+        )
 
     @property
     def open_decisions(self) -> int:
@@ -160,6 +170,7 @@ class LearnerCore:
         for dead in result.dead_letters:
             out.outcomes["late" if dead.code == "late" else "deadletter"] += 1
             out.dead_letters.append(self._join_dead_letter(partition, dead))
+        tally(result.rewarded, into=self.tallies[partition])
         for event in result.rewarded:
             out.outcomes["rewarded"] += 1
             out.rewarded.append((partition, event))

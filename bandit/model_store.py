@@ -23,11 +23,13 @@ import msgspec
 
 from bandit import __version__
 from bandit.durable import create_file, replace_file
+from bandit.lift import PartitionTally
 from bandit.policies import Policy, policy_class
 from bandit.slots import SlotConfig
 
 MAGIC = b"artbandit-policy/1\n"
 _VERSION_RE = re.compile(r"^v(\d{8})\.policy$")
+_TALLY_RE = re.compile(r"^lift-p(\d+)\.tally$")
 
 
 class ModelStoreError(Exception):
@@ -185,6 +187,25 @@ class ModelStore:
     def reload_signal(self) -> str | None:
         return _read_marker(self.root / "RELOAD")
 
+    def write_tally(self, tally: PartitionTally) -> bool:
+        """Keep `tally` as its slot's and partition's lift sums unless the stored one is at
+        least as far along (two members hand a partition over); True when written."""
+        path = self.root / tally.slot / f"lift-p{tally.partition}.tally"
+        stored = _read_tally(path)
+        if stored is not None and stored.topic == tally.topic and stored.progress >= tally.progress:
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        replace_file(path, msgspec.msgpack.encode(tally))
+        return True
+
+    def tallies(self, slot: str) -> list[PartitionTally]:
+        """The newest lift sums of every partition of `slot` (unreadable files skipped)."""
+        directory = self.root / slot
+        if not directory.is_dir():
+            return []
+        found = (_read_tally(p) for p in sorted(directory.iterdir()) if _TALLY_RE.match(p.name))
+        return [t for t in found if t is not None and t.slot == slot]
+
     def _next_number(self, slot: str) -> int:
         existing = self.versions(slot)
         return int(existing[-1][1:]) + 1 if existing else 1
@@ -219,6 +240,13 @@ def parse_version_file(data: bytes, where: str) -> tuple[VersionInfo, bytes]:
 def _write_atomically(path: Path, text: str) -> None:
     """Replace a small marker file (pin, reload signal) so readers see old or new, never half."""
     replace_file(path, text.encode())
+
+
+def _read_tally(path: Path) -> PartitionTally | None:
+    try:
+        return msgspec.msgpack.decode(path.read_bytes(), type=PartitionTally)
+    except (FileNotFoundError, msgspec.DecodeError):
+        return None
 
 
 def _read_marker(path: Path) -> str | None:

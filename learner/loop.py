@@ -28,9 +28,10 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
-from bandit.checkpoint import CheckpointError, PartitionState
+from bandit.checkpoint import Checkpoint, CheckpointError, PartitionState
 from bandit.config import Config
 from bandit.learner_core import Input, LearnerCore, Record, StepOutput
+from bandit.lift import PartitionTally
 from bandit.model_store import ModelStore, ModelStoreError
 from bandit.policies import Policy
 from kafkaio.topics import ensure_topics
@@ -96,6 +97,7 @@ class KafkaLearner:
         self._last_checkpoint = time.monotonic()
         self._last_publish = float("-inf")
         self._checkpoints_written = 0
+        self._tally_progress: dict[tuple[str, int], int] = {}  # last lift sums written
         self._consumed = 0
         self._status = LearnerStatus(0, {}, 0, 0, 0, 0)
         self._fatal: Exception | None = None  # a rebalance that could not hand over
@@ -324,6 +326,7 @@ class KafkaLearner:
         if in_rebalance:
             return
         self._commit(checkpoint.partitions)
+        self._write_tallies(checkpoint)
         if time.monotonic() - self._last_publish >= self.config.learner.publish_interval_s:
             self._last_publish = time.monotonic()
             self._publish()
@@ -345,6 +348,23 @@ class KafkaLearner:
                 self.consumer.commit(offsets)
         except KafkaError as exc:  # informational only: the checkpoint is the truth
             log.warning("offset commit failed (the checkpoint is written): %s", exc)
+
+    def _write_tallies(self, checkpoint: Checkpoint) -> None:
+        """Publish each partition's lift sums, as checkpointed, for the lift endpoint."""
+        topic = self.core.topics[0]
+        for partition, state in checkpoint.partitions.items():
+            for slot, groups in state.lift.items():
+                if self._tally_progress.get((slot, partition)) == state.progress:
+                    continue
+                tally = PartitionTally(
+                    slot, partition, topic, state.progress, checkpoint.created_at, groups
+                )
+                try:
+                    self.store.write_tally(tally)
+                except OSError as exc:  # the lift endpoint lags; the next checkpoint retries
+                    log.error("writing the lift sums of %s/%d failed: %s", slot, partition, exc)
+                    continue
+                self._tally_progress[slot, partition] = state.progress
 
     def _publish(self) -> None:
         try:

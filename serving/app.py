@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import msgspec
 from flask import Flask, Response, g, request
-from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from bandit.config import Config, ConfigError, resolve_bootstrap
+from bandit.lift import lift_report, merge, to_dict
 from bandit.model_store import ModelStore, ModelStoreError, VersionInfo
 from serving import api
 from serving.decider import PageDecider
@@ -55,7 +55,6 @@ class ServiceState:
     admin_token: str | None
     config_loader: Callable[[], Config] | None
     reload_signal: str | None = None
-    lift_cache: tuple[float, dict] | None = None  # (monotonic time, report)
 
 
 def create_app(
@@ -246,30 +245,23 @@ def _register_routes(app: Flask, state: ServiceState) -> None:
     @app.get("/v1/admin/lift")
     def lift():
         _authorise(state)
-        return _json_response(_lift_report(state))
+        return _json_response(lift_answer(state.store, state.config))
 
 
-LIFT_CACHE_S = 30.0
-
-
-def _lift_report(state: ServiceState) -> dict:
-    """The lift report over the rewarded topic, read to its end; kept for `LIFT_CACHE_S`
-    per worker, so a dashboard polling it does not re-read the topic each time."""
-    from replay.lift import lift_report, to_dict
-    from replay.logs import LogError, read_log
-
-    cached = state.lift_cache
-    if cached is not None and time.monotonic() - cached[0] < LIFT_CACHE_S:
-        return cached[1]
-    topic = state.config.kafka.topics.rewarded
-    try:
-        log = read_log(f"kafka://{topic}", resolve_bootstrap(state.config), quiet=True)
-    except (LogError, KafkaError) as exc:
-        raise api.RequestError("(log)", f"cannot read {topic}: {exc}", status=503,
-                               reason="log_unavailable") from None  # fmt: skip
-    report = {"log": topic, "events": len(log.events)}
-    report.update(to_dict(lift_report(log.events, state.config)))
-    state.lift_cache = (time.monotonic(), report)
+def lift_answer(store: ModelStore, config: Config) -> dict:
+    """The lift report from the sums the learners keep per partition in the model store:
+    constant time however long the rewarded log, and exact (each rewarded event counted
+    once, as of each partition's last checkpoint)."""
+    topic = config.kafka.topics.decisions
+    parts = [t for slot in config.slots for t in store.tallies(slot) if t.topic == topic]
+    tallies = merge({t.slot: t.groups} for t in parts)
+    report: dict = {
+        "source": "learner lift sums in the model store",
+        "partitions": len({t.partition for t in parts}),
+        "events": sum(g.total for groups in tallies.values() for g in groups.values()),
+        "as_of": min((t.written_at for t in parts), default=None),
+    }
+    report.update(to_dict(lift_report(tallies, config)))
     return report
 
 

@@ -103,8 +103,9 @@ def openapi_document(config: Config) -> dict[str, Any]:
             },
             "/v1/admin/lift": {
                 "get": {
-                    "summary": "Treatment vs control per slot over the rewarded topic: reward "
-                    "per decision with 95% intervals, lift, p-value, sample-ratio check.",
+                    "summary": "Treatment vs control per slot, from the learners' running sums of "
+                    "the rewarded events: reward per decision with 95% intervals, lift, "
+                    "p-value, sample-ratio check.",
                     **admin,
                 }
             },

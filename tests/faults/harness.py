@@ -20,6 +20,8 @@ from kafka import KafkaConsumer
 
 from bandit import events
 from bandit.config import Config, load_config
+from bandit.lift import merge
+from bandit.model_store import ModelStore
 from bandit.policies import build_policy
 from bandit.slots import SlotKind
 from kafkaio.embedded_broker import die_with_parent, free_port
@@ -301,6 +303,16 @@ class LearnerRun:
             and metric_value(text, "artbandit_learner_consumer_lag") == 0
             and metric_value(text, "artbandit_learner_open_decisions") == 0
         )
+
+    def lift_sums(self) -> dict[str, dict[str, tuple[list[int], list[float]]]]:
+        """The lift endpoint's sums as this lineage wrote them: slot -> group -> (decisions,
+        reward per bucket of people), added over partitions."""
+        store = ModelStore(self.config.model_store.path)
+        tallies = merge({t.slot: t.groups} for s in self.config.slots for t in store.tallies(s))
+        return {
+            slot: {name: (g.decisions, g.reward) for name, g in groups.items()}
+            for slot, groups in tallies.items()
+        }
 
     def learned(self) -> dict[str, int]:
         learner = self.config.learner

@@ -18,6 +18,7 @@ from bandit import events
 from bandit.config import Config, load_config
 from bandit.join import RewardJoin
 from bandit.learner_core import LearnerCore
+from bandit.model_store import ModelStore
 from learner.checkpoint_store import CheckpointStore
 from learner.loop import KafkaLearner
 from learner.writer import OutputWriter
@@ -46,6 +47,7 @@ class Outcome:
     nth: int
     learned: int
     rewarded: int
+    counted: int  # decisions in the lift endpoint's sums
 
 
 OUTCOMES: list[Outcome] = []
@@ -137,7 +139,9 @@ def _fail_then_restart(backlog: Backlog, step: str, nth: int) -> Outcome:
     values = read_all(config.kafka.bootstrap_servers, config.kafka.topics.rewarded, 1.0)
     rewarded = {events.decode(v, events.RewardedEvent).decision_id for v in values}
     checkpoint = CheckpointStore(config.learner.checkpoint_dir, config.learner.member).latest()
-    outcome = Outcome(step, nth, checkpoint.slots["artwork"].learned_here, len(rewarded))
+    sums = ModelStore(config.model_store.path).tallies("artwork")
+    counted = sum(g.total for t in sums for g in t.groups.values())
+    outcome = Outcome(step, nth, checkpoint.slots["artwork"].learned_here, len(rewarded), counted)
     OUTCOMES.append(outcome)
     return outcome
 
@@ -147,7 +151,7 @@ def test_an_exception_in_each_step_loses_nothing_after_a_restart(backlog, step):
     stream = backlog.stream
     outcome = _fail_then_restart(backlog, step, max(1, STEPS[step][1] // 2))
     assert outcome.learned == stream.learnable
-    assert outcome.rewarded == stream.impressed
+    assert outcome.rewarded == outcome.counted == stream.impressed
 
 
 @settings(
@@ -160,7 +164,7 @@ def test_an_exception_at_any_call_loses_nothing_after_a_restart(backlog, step, f
     nth = 1 + int(fraction * (STEPS[step][1] - 1))
     outcome = _fail_then_restart(backlog, step, nth)
     assert outcome.learned == stream.learnable, outcome
-    assert outcome.rewarded == stream.impressed, outcome
+    assert outcome.rewarded == outcome.counted == stream.impressed, outcome
 
 
 def _row(stream) -> FaultRow:

@@ -1,6 +1,7 @@
 """Exactly once under SIGKILL: a learner killed at 10 random points of a 20,000-decision
 stream ends with the same examples learned and the same rewarded events as a run without
-faults; the rewarded topic may repeat events after a crash but never misses one."""
+faults; the rewarded topic may repeat events after a crash but never misses one, and the lift
+endpoint's running sums are those of the run without faults."""
 
 import random
 import time
@@ -54,6 +55,9 @@ def test_sigkill_at_random_points_learns_every_rewarded_event_exactly_once(learn
     )
     assert clean.rewarded() == faulty.rewarded()
     assert len(faulty.rewarded_ids()) == stream.impressed
+    # the lift endpoint's sums count each rewarded event once, killed or not
+    assert faulty.lift_sums() == clean.lift_sums()
+    assert sum(sum(d) for d, _ in faulty.lift_sums()["artwork"].values()) == stream.impressed
     learned = faulty.learned()["artwork"]
     ROWS.append(
         FaultRow(

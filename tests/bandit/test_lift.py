@@ -1,5 +1,6 @@
 """The lift report: intervals that cover the true lift, a sample-ratio check that fires on a
-skewed split and stays quiet on a fair one, and `artbandit report lift`."""
+skewed split and stays quiet on a fair one, sums that add up across partitions, and
+`artbandit report lift`."""
 
 import json
 import subprocess
@@ -9,10 +10,13 @@ from pathlib import Path
 import msgspec
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bandit.config import load_config
+from bandit.lift import UNIT_BUCKETS, lift_report, merge, tally
 from bandit.slots import SlotKind
-from replay.lift import lift_report, srm_p_value
+from bandit.stats import ratio_rate
 from replay.logs import write_log
 from tests.replay.conftest import uniform_log
 
@@ -48,7 +52,7 @@ def test_the_interval_covers_the_true_lift_in_at_least_90_percent_of_experiments
     runs, covered = 120, 0
     for _ in range(runs):
         events, truth = experiment(rng, control_share=0.2)
-        (result,) = lift_report(events, FIFTH)
+        (result,) = lift_report(tally(events), FIFTH)
         covered += result.lift.low <= truth <= result.lift.high
     # expected 95%; 120 runs have a binomial sd of 2 points
     assert covered / runs >= 0.90
@@ -57,51 +61,103 @@ def test_the_interval_covers_the_true_lift_in_at_least_90_percent_of_experiments
 def test_a_clear_lift_is_found_and_no_lift_is_not():
     rng = np.random.default_rng(3)
     events, _ = experiment(rng, people=20000, control_share=0.2, rate_t=0.3, rate_c=0.2)
-    (result,) = lift_report(events, FIFTH)
+    (result,) = lift_report(tally(events), FIFTH)
     assert result.lift.p_value < 0.001 and result.lift.low > 0.3
     assert result.srm_p_value > SRM_FLOOR and not result.warnings
     events, _ = experiment(rng, people=20000, control_share=0.2, rate_t=0.2, rate_c=0.2)
-    (same,) = lift_report(events, FIFTH)
+    (same,) = lift_report(tally(events), FIFTH)
     assert same.lift.low < 0.0 < same.lift.high
 
 
 def test_the_sample_ratio_check_fires_on_a_skewed_split():
     rng = np.random.default_rng(4)
     skewed, _ = experiment(rng, people=4000, control_share=0.08)  # configured: 5%
-    (result,) = lift_report(skewed, CONFIG)
+    (result,) = lift_report(tally(skewed), CONFIG)
     assert result.srm_p_value < SRM_FLOOR
     assert any("sample-ratio mismatch" in w for w in result.warnings)
     fair, _ = experiment(rng, people=4000, control_share=0.05)
-    (result,) = lift_report(fair, CONFIG)
+    (result,) = lift_report(tally(fair), CONFIG)
     assert result.srm_p_value > SRM_FLOOR
     assert not any("sample-ratio" in w for w in result.warnings)
 
 
-def test_srm_p_value_matches_the_chi_square_test():
-    from scipy.stats import chisquare
+@pytest.mark.slow
+def test_the_sample_ratio_check_rarely_fires_on_fair_splits():
+    rng = np.random.default_rng(8)
+    p_values = [
+        lift_report(tally(experiment(rng, people=800, control_share=0.2)[0]), FIFTH)[0].srm_p_value
+        for _ in range(150)
+    ]
+    # a calibrated test is below 0.05 in 5% of fair experiments (binomial sd 1.8 points)
+    assert 0.01 <= np.mean(np.array(p_values) < 0.05) <= 0.10
 
-    for control, total, share in [(50, 1000, 0.05), (80, 1000, 0.05), (300, 1000, 0.25)]:
-        expected = chisquare([control, total - control], [share * total, (1 - share) * total])
-        assert srm_p_value(control, total, share) == pytest.approx(expected.pvalue, rel=1e-9)
+
+def test_buckets_of_people_give_the_interval_people_give():
+    rng = np.random.default_rng(9)
+    events, _ = experiment(rng, people=6000, control_share=0.0)
+    (result,) = lift_report(tally(events), CONFIG)
+    reward: dict[str, float] = {}
+    count: dict[str, int] = {}
+    for e in events:
+        reward[e.user_hash] = reward.get(e.user_hash, 0.0) + e.reward
+        count[e.user_hash] = count.get(e.user_hash, 0) + 1
+    people = ratio_rate(np.array(list(reward.values())), np.array(list(count.values())))
+    assert result.treatment.rate.value == pytest.approx(people.value, rel=1e-12)
+    assert result.treatment.rate.std_error == pytest.approx(people.std_error, rel=0.15)
+    assert result.treatment.units == UNIT_BUCKETS
+
+
+PARTS = st.lists(
+    st.tuples(st.integers(0, 40), st.sampled_from(["treatment", "control"]),
+              st.sampled_from(["artwork", "hero"]), st.floats(0, 3), st.booleans()),
+    max_size=60,
+)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(PARTS, min_size=1, max_size=4))
+def test_partition_sums_add_up_to_the_sums_of_the_whole_log(parts):
+    def event(n, person, group, slot, reward, anonymous):
+        return msgspec.structs.replace(
+            TEMPLATE, decision_id=f"d{n}", user_hash=None if anonymous else f"u{person}",
+            group=group, slot=slot, rewards=[reward], reward=reward,
+        )  # fmt: skip
+
+    logs = [[event(f"{i}-{n}", *e) for n, e in enumerate(part)] for i, part in enumerate(parts)]
+    whole = tally(e for log in logs for e in log)
+    added = merge(tally(log) for log in logs)
+    assert added.keys() == whole.keys()
+    for slot, groups in whole.items():
+        assert added[slot].keys() == groups.keys()
+        for name, group in groups.items():
+            assert added[slot][name].decisions == group.decisions
+            assert added[slot][name].reward == pytest.approx(group.reward, abs=1e-9)
 
 
 def test_small_samples_and_unknown_slots_are_flagged():
     rng = np.random.default_rng(5)
     events, _ = experiment(rng, people=300, slot="banner")
-    (result,) = lift_report(events, CONFIG)
+    (result,) = lift_report(tally(events), CONFIG)
     assert result.expected_control_share is None
     assert any("not in the config" in w for w in result.warnings)
-    assert any("people in control" in w for w in result.warnings)
+    assert any("decisions in control" in w for w in result.warnings)
 
 
-def test_people_are_the_units_and_anonymous_decisions_count_alone():
+def test_every_decision_counts_once_and_anonymous_ones_are_their_own_units():
     rng = np.random.default_rng(6)
     events, _ = experiment(rng, people=500)
     anonymous = [msgspec.structs.replace(e, user_hash=None) for e in events[:40]]
-    (result,) = lift_report(events[40:] + anonymous, CONFIG)
-    people = {e.user_hash for e in events[40:]}
-    assert result.treatment.people + result.control.people == len(people) + 40
+    tallies = tally(events[40:] + anonymous)
+    (result,) = lift_report(tallies, CONFIG)
     assert result.treatment.decisions + result.control.decisions == len(events)
+    reward = sum(e.reward for e in events)
+    summed = sum(sum(g.reward) for g in tallies["artwork"].values())
+    assert summed == pytest.approx(reward)
+    person = [e for e in events if e.user_hash == events[0].user_hash]
+    (group,) = tally(person)["artwork"].values()
+    assert sum(d > 0 for d in group.decisions) == 1  # a person's decisions share one bucket
+    spread = tally(msgspec.structs.replace(e, group="control") for e in anonymous)
+    assert sum(d > 0 for d in spread["artwork"]["control"].decisions) > 30  # 40 ids, 512 buckets
 
 
 def test_report_lift_command(tmp_path):
