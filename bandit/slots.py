@@ -6,6 +6,7 @@ and the config loader builds policies to check them: config -> policies -> slots
 
 from __future__ import annotations
 
+import re
 import shlex
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -43,19 +44,28 @@ NAMESPACES = {
 }
 
 
+_LEARNING_RATE = re.compile(r"^(-l|--learning_rate(=.*)?)$|^-l[0-9.]")
+
+
 class StrictSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """Base for config sections: unknown keys are an error, never silently ignored."""
 
 
 class Exploration(StrictSection):
-    """How a VW policy explores. BaRT default: epsilon-greedy with a floor of `epsilon`."""
+    """How a VW policy explores. Default: SquareCB (inverse-gap weighting), which explores
+    the candidates whose estimated reward is close to the best's and less as evidence grows;
+    chosen across the world suite (README, "Decision quality"). `epsilon` is the floor of
+    the epsilon, bag, cover and rnd explorers, and what a cold policy (nothing learned yet)
+    spreads around the editorial default."""
 
-    strategy: ExplorationStrategy = "epsilon"
+    strategy: ExplorationStrategy = "squarecb"
     epsilon: Probability = 0.05
     softmax_lambda: PositiveFloat = 10.0
     bag_size: Annotated[int, msgspec.Meta(ge=2, le=64)] = 5
     cover_size: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
-    squarecb_gamma_scale: PositiveFloat = 10.0
+    # gamma = scale * sqrt(examples): rewards are a fraction of a click, so the gaps it
+    # weighs are small and the scale large
+    squarecb_gamma_scale: PositiveFloat = 500.0
     rnd_size: Annotated[int, msgspec.Meta(ge=1, le=64)] = 3
 
     def vw_args(self) -> list[str]:
@@ -97,6 +107,7 @@ class SlotConfig(StrictSection):
     lrq: list[Annotated[str, msgspec.Meta(pattern=r"^[UCAIS]{2}[0-9]{1,3}$")]] = msgspec.field(
         default_factory=list
     )
+    learning_rate: PositiveFloat = 0.1  # VW -l (its own default, 0.5, is noisy on rare clicks)
     vw_args: Annotated[str, msgspec.Meta(max_length=2000)] = ""
     exploration: Exploration = msgspec.field(default_factory=Exploration)
     select: Annotated[int, msgspec.Meta(ge=1, le=256)] = 10
@@ -111,6 +122,8 @@ class SlotConfig(StrictSection):
             unknown = set(term.rstrip("0123456789")) - set(NAMESPACES)
             assert not unknown, f"pattern let through {term!r}"
         try:
-            shlex.split(self.vw_args)
+            tokens = shlex.split(self.vw_args)
         except ValueError as exc:
             raise ValueError(f"vw_args is not a valid argument string: {exc}") from None
+        if any(_LEARNING_RATE.match(token) for token in tokens):
+            raise ValueError("vw_args sets VW's learning rate: set learning_rate instead")

@@ -36,18 +36,11 @@ from sim.traffic import Frontend, TrafficError, drive
 from sim.world import World, WorldParams
 
 # The demo's settings over the defaults (configs/demo.toml shows them; a test keeps the two
-# in step). Short windows and frequent publishing let two minutes show learning; the
-# explorers are the ones that learned fastest in the simulated world (benchmarks/
-# quality_bench.py); a 10% holdout gives the control group a readable interval.
+# in step). Short windows and frequent publishing let two minutes show learning; a 10%
+# holdout gives the control group a readable interval. Learning uses the built-in defaults.
 DEMO_SETTINGS: dict[str, Any] = {
     **{f"slots.{slot}.attribution_window_s": 8.0 for slot in (ARTWORK, HERO, ROWS)},
     **{f"slots.{slot}.holdout_fraction": 0.1 for slot in (ARTWORK, HERO, ROWS)},
-    "slots.artwork.vw_args": "--cb_type dm -l 0.25",
-    "slots.artwork.exploration.epsilon": 0.03,
-    "slots.hero.vw_args": "--cb_type dm -l 0.25",
-    "slots.hero.exploration.epsilon": 0.03,
-    "slots.rows.exploration.strategy": "squarecb",
-    "slots.rows.exploration.squarecb_gamma_scale": 50.0,
     "learner.allowed_lateness_s": 2.0,
     "learner.checkpoint_interval_s": 2.0,
     "learner.publish_interval_s": 4.0,

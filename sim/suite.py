@@ -8,6 +8,10 @@ or nothing, always plus the hidden taste x style. A world may also delay feedbac
 visitors' features (anonymous), bias positions (rows), change its tastes halfway, and add
 new candidates then.
 
+The suite has two halves of eleven worlds each, drawn to span the same ranges with different
+values: defaults are chosen on `TUNING` and reported on `HELD_OUT`, so a figure says how
+they do in worlds they were not chosen in.
+
 Every world knows two optima per request: the oracle (which sees the hidden taste) and the
 best choice from the observable features alone (the expected click rate over the hidden
 taste given what is observed). A policy's score is its expected reward as a share of the
@@ -44,7 +48,7 @@ class WorldSpec:
     described: bool = True  # candidates carry their style; else an id is all a policy sees
 
 
-SUITE = (
+TUNING = (
     WorldSpec("artwork-user-taste", SlotKind.ARTWORK, 1, base_rate=0.05, candidates=4,
               signal="user", strength=1.2),
     WorldSpec("artwork-device", SlotKind.ARTWORK, 2, base_rate=0.08, candidates=6,
@@ -65,7 +69,35 @@ SUITE = (
               strength=1.0, position_bias=0.7),
     WorldSpec("rows-popularity-drift", SlotKind.ROWS, 10, base_rate=0.12, candidates=10,
               signal="popularity", strength=0.8, position_bias=0.5, drift=True),
+    WorldSpec("artwork-strong-taste", SlotKind.ARTWORK, 21, base_rate=0.15, candidates=6,
+              signal="user", strength=2.5),
 )  # fmt: skip
+HELD_OUT = (
+    WorldSpec("artwork-segment-delayed", SlotKind.ARTWORK, 11, base_rate=0.03, candidates=5,
+              signal="user", strength=0.8, anonymous=0.1, delay=20),
+    WorldSpec("artwork-device-ids", SlotKind.ARTWORK, 12, base_rate=0.12, candidates=4,
+              signal="context", strength=1.0, described=False),
+    WorldSpec("artwork-drift", SlotKind.ARTWORK, 13, base_rate=0.06, candidates=4,
+              signal="user", strength=1.0, drift=True, delay=100),
+    WorldSpec("hero-popularity-rare", SlotKind.HERO, 14, base_rate=0.02, candidates=20,
+              signal="popularity", strength=1.2),
+    WorldSpec("hero-device-many", SlotKind.HERO, 15, base_rate=0.05, candidates=30,
+              signal="context", strength=0.8, anonymous=0.2),
+    WorldSpec("hero-frequent-user", SlotKind.HERO, 16, base_rate=0.30, candidates=3,
+              signal="user", strength=0.5),
+    WorldSpec("hero-weak-signal", SlotKind.HERO, 17, base_rate=0.08, candidates=6,
+              signal="user", strength=0.4, hidden=1.0),
+    WorldSpec("hero-new-titles-ids", SlotKind.HERO, 18, base_rate=0.10, candidates=10,
+              signal="popularity", strength=1.0, drift=True, described=False),
+    WorldSpec("rows-device", SlotKind.ROWS, 19, base_rate=0.08, candidates=12,
+              signal="context", strength=1.0, position_bias=0.8, select=4),
+    WorldSpec("rows-user-anonymous", SlotKind.ROWS, 20, base_rate=0.04, candidates=6,
+              signal="user", strength=1.2, position_bias=0.6, anonymous=0.4, delay=100),
+    WorldSpec("hero-strong-device", SlotKind.HERO, 22, base_rate=0.25, candidates=5,
+              signal="context", strength=2.0),
+)  # fmt: skip
+SUITE = TUNING + HELD_OUT
+HALVES = {"tuning": TUNING, "held-out": HELD_OUT}
 
 
 @dataclass(frozen=True)

@@ -145,3 +145,19 @@ def sample_index(pmf: Sequence[float], rng: np.random.Generator) -> tuple[int, f
 
 def argmax(values: Sequence[float]) -> int:
     return max(range(len(values)), key=values.__getitem__)
+
+
+def default_order(candidates: Sequence[Candidate]) -> list[int]:
+    """Candidate indices, the ones marked default first, each group in the order given."""
+    marked = [i for i, c in enumerate(candidates) if c.default]
+    return marked + [i for i, c in enumerate(candidates) if not c.default]
+
+
+def default_first(
+    candidates: Sequence[Candidate], remaining: Sequence[int], epsilon: float
+) -> list[float]:
+    """A pmf over `remaining` (candidate indices): `epsilon` spread evenly, the rest on the
+    first of them in the editorial default order."""
+    first = next(i for i in default_order(candidates) if i in set(remaining))
+    share = epsilon / len(remaining)
+    return [share + (1.0 - epsilon) * (i == first) for i in remaining]

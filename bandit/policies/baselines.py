@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from bandit.events import Candidate, Context, RewardedEvent
-from bandit.policies.base import Choice, Policy, argmax, make_rng, sample_index
+from bandit.policies.base import Choice, Policy, argmax, default_order, make_rng, sample_index
 from bandit.slots import SlotConfig
 
 
@@ -62,19 +62,13 @@ class DefaultPolicy(_Stateless):
     def _decide(
         self, context: Context, candidates: Sequence[Candidate], count: int, greedy: bool
     ) -> Choice:
-        chosen = tuple(candidates[i].id for i in _default_order(candidates)[:count])
+        chosen = tuple(candidates[i].id for i in default_order(candidates)[:count])
         return Choice(chosen, (1.0,) * len(chosen), explored=False)
 
     def _probabilities(self, context, candidates, placed, remaining):
         free = set(remaining)
-        first = next(i for i in _default_order(candidates) if i in free)
+        first = next(i for i in default_order(candidates) if i in free)
         return [1.0 if i == first else 0.0 for i in remaining]
-
-
-def _default_order(candidates: Sequence[Candidate]) -> list[int]:
-    """Candidate indices, the ones marked default first, each group in the order given."""
-    marked = [i for i, c in enumerate(candidates) if c.default]
-    return marked + [i for i, c in enumerate(candidates) if not c.default]
 
 
 class ThompsonPolicy(Policy):

@@ -12,7 +12,14 @@ import vowpalwabbit
 
 from bandit import encoding
 from bandit.events import Candidate, Context, RewardedEvent
-from bandit.policies.base import Choice, Policy, argmax, make_rng, sample_index
+from bandit.policies.base import (
+    Choice,
+    Policy,
+    argmax,
+    default_first,
+    make_rng,
+    sample_index,
+)
 from bandit.slots import SlotConfig
 
 
@@ -29,6 +36,7 @@ def vw_arguments(slot: SlotConfig, reduction: str, fresh: bool = True) -> list[s
     return [
         f"--{reduction}",
         *slot.exploration.vw_args(),
+        *("--learning_rate", repr(slot.learning_rate)),
         *encoding.interaction_args(slot.interactions, slot.lrq),
         *seed,
         "--quiet",
@@ -50,6 +58,37 @@ class _VWPolicy(Policy):
         except RuntimeError as exc:
             raise VWError(f"VW refused {shlex.join(args)!r}: {exc}") from None
         self.rng = make_rng(slot.seed)
+        self._loaded = model_path is not None
+
+    @property
+    def cold(self) -> bool:
+        """True before the first example (a loaded model counts as taught). VW then scores
+        every candidate alike, so its explorer would serve them uniformly; a cold policy
+        serves the editorial default instead, with `exploration.epsilon` spread over the
+        rest: no worse than the control group from its first page, and still exploring."""
+        return self.examples_learned == 0 and not self._loaded
+
+    def _cold_choice(self, candidates: Sequence[Candidate], count: int, greedy: bool) -> Choice:
+        placed: list[int] = []
+        probabilities: list[float] = []
+        explored = False
+        for _ in range(count):
+            remaining = [i for i in range(len(candidates)) if i not in placed]
+            pmf = default_first(candidates, remaining, self.slot.exploration.epsilon)
+            best = argmax(pmf)
+            index, probability = (best, pmf[best]) if greedy else sample_index(pmf, self.rng)
+            explored = explored or index != best
+            placed.append(remaining[index])
+            probabilities.append(probability)
+        return Choice(tuple(candidates[i].id for i in placed), tuple(probabilities), explored)
+
+    def _cost(self, reward: float) -> float:
+        """VW minimises a cost: here the reward short of the slot's maximum. A candidate or
+        feature never tried (weights still 0) then looks as good as the best possible, so
+        the explorer tries it before trusting what it has seen, instead of locking onto the
+        first candidate that paid anything (which a cost of -reward does when every
+        reward is positive)."""
+        return self.slot.reward.max - reward
 
     def to_bytes(self) -> bytes:
         with tempfile.TemporaryDirectory(prefix="artbandit-vw-") as tmp:
@@ -103,6 +142,8 @@ class VWChoicePolicy(_VWPolicy):
     def _decide(
         self, context: Context, candidates: Sequence[Candidate], count: int, greedy: bool
     ) -> Choice:
+        if self.cold:
+            return self._cold_choice(candidates, count, greedy)
         pmf = self._predict_lines(encoding.cb_example(context, candidates))
         best = argmax(pmf)
         if greedy:
@@ -112,11 +153,13 @@ class VWChoicePolicy(_VWPolicy):
         return Choice((candidates[index].id,), (probability,), explored=index != best)
 
     def _probabilities(self, context, candidates, placed, remaining):
+        if self.cold:
+            return default_first(candidates, remaining, self.slot.exploration.epsilon)
         return self._predict_lines(encoding.cb_example(context, candidates))
 
     def _learn(self, event: RewardedEvent) -> None:
         (index,) = event.chosen_indices()
-        label = (index, -event.rewards[0], event.probabilities[0])
+        label = (index, self._cost(event.rewards[0]), event.probabilities[0])
         self._learn_lines(encoding.cb_example(event.context, event.candidates, label))
 
 
@@ -131,6 +174,8 @@ class VWRowsPolicy(_VWPolicy):
     def _decide(
         self, context: Context, candidates: Sequence[Candidate], count: int, greedy: bool
     ) -> Choice:
+        if self.cold:
+            return self._cold_choice(candidates, count, greedy)
         if greedy:
             return self._greedy(context, candidates, count)
         slots = self._predict_lines(encoding.ccb_example(context, candidates, count))
@@ -155,6 +200,8 @@ class VWRowsPolicy(_VWPolicy):
         return Choice(chosen, tuple(probabilities), explored=False)
 
     def _probabilities(self, context, candidates, placed, remaining):
+        if self.cold:
+            return default_first(candidates, remaining, self.slot.exploration.epsilon)
         pmf = self._next(context, candidates, placed)
         return [pmf.get(i, 0.0) for i in remaining]
 
@@ -169,7 +216,7 @@ class VWRowsPolicy(_VWPolicy):
 
     def _learn(self, event: RewardedEvent) -> None:
         labels = [
-            (index, -reward, probability)
+            (index, self._cost(reward), probability)
             for index, reward, probability in zip(
                 event.chosen_indices(), event.rewards, event.probabilities, strict=True
             )

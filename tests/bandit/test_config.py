@@ -57,6 +57,8 @@ def test_override_values_are_toml_else_strings():
         ('slots.rows.exploration.strategy="greedy"', "slots.rows.exploration.strategy", "greedy"),
         ("slots.hero.vw_args=--no_such_option", "slots.hero.vw_args", "unrecognised option"),
         ("slots.hero.vw_args='unterminated", "slots.hero", "not a valid argument string"),
+        ('slots.hero.vw_args="--cb_type dm -l 0.3"', "slots.hero", "set learning_rate instead"),
+        ("slots.hero.learning_rate=0", "slots.hero.learning_rate", "> 0"),
         # VW builds these, but a learner of the wrong kind for the slot: caught by a probe
         ('slots.artwork.vw_args="--cb_explore 4"', "slots.artwork.vw_args", "cannot decide"),
         ('slots.artwork.vw_args="--ccb_explore_adf"', "slots.artwork.vw_args", "cannot decide"),

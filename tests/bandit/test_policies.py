@@ -103,6 +103,31 @@ def test_default_policy_shows_the_marked_candidate_then_the_given_order():
     assert rows.decide(CONTEXT, candidates).probabilities == (1.0, 1.0, 1.0)
 
 
+@pytest.mark.parametrize("kind", list(SlotKind))
+def test_a_cold_vw_policy_serves_the_editorial_default_and_explores_around_it(kind):
+    """Before its first example VW would serve uniformly; the policy serves the default with
+    `epsilon` spread over every candidate, logs those probabilities, and replay sees them."""
+    policy = build_policy(make_slot("vw", kind))
+    candidates = [*page(3), Candidate(id="editorial", default=True)]
+    epsilon = policy.slot.exploration.epsilon
+    decisions = [policy.decide(CONTEXT, candidates) for _ in range(4000)]
+    _assert_fits(decisions, position=0, nontrivial=True)
+    assert sorted({round(d.probabilities[0], 9) for d in decisions}) == pytest.approx(
+        [epsilon / 4, 1 - epsilon + epsilon / 4]
+    )
+    assert policy.decide(CONTEXT, candidates, greedy=True).chosen[0] == "editorial"
+    pmf = policy.action_probabilities(CONTEXT, candidates)
+    assert pmf == pytest.approx([epsilon / 4] * 3 + [1 - epsilon + epsilon / 4])
+    if kind.ranked:  # then the given order, with the same spread over the rest
+        following = [d for d in decisions if d.chosen[0] == "editorial"]
+        assert Counter(d.chosen[1] for d in following).most_common(1)[0][0] == "c0"
+    world = SyntheticWorld(kind, seed=2, candidates_per_round=6)
+    round_ = world.draw()
+    policy.learn(world.rewarded_event(round_, policy.decide(round_.context, round_.candidates),
+                                      kind.value))  # fmt: skip
+    assert not policy.cold  # VW's own explorer from the first example on
+
+
 def test_unimpressed_and_control_events_are_not_learned():
     policy = build_policy(make_slot("thompson", SlotKind.HERO))
     world = SyntheticWorld(SlotKind.HERO, seed=1)
@@ -125,7 +150,9 @@ def test_logged_probabilities_match_choice_frequencies(policy_type, kind):
     same request must then come from the same distribution, the one the logs claim. For
     rows, the second position is checked conditionally on the first.
     """
-    policy = trained(policy_type, kind, rounds=2000, exploration=Exploration(epsilon=0.4))
+    policy = trained(
+        policy_type, kind, rounds=2000, exploration=Exploration(strategy="epsilon", epsilon=0.4)
+    )
     decisions = [policy.decide(CONTEXT, page(5)) for _ in range(6000)]
     _assert_fits(decisions, position=0, nontrivial=policy_type == "vw")
     if kind.ranked:
@@ -139,7 +166,9 @@ def test_inverse_propensity_weights_average_to_one_for_every_candidate(policy_ty
     """E[1{first choice = i} / p] = 1 for every candidate i, whenever p is the true probability
     of the choice made, even when it varies per decision (Thompson re-estimates it each time).
     The deterministic default policy is left out: it never chooses anything else."""
-    policy = trained(policy_type, kind, rounds=1000, exploration=Exploration(epsilon=0.4))
+    policy = trained(
+        policy_type, kind, rounds=1000, exploration=Exploration(strategy="epsilon", epsilon=0.4)
+    )
     candidates = page(4)
     decisions = [policy.decide(CONTEXT, candidates) for _ in range(6000)]
     for candidate in candidates:

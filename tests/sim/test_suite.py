@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from bandit.slots import SlotKind
-from sim.suite import SUITE, SuiteWorld
+from sim.suite import HALVES, SUITE, SuiteWorld
 
 
 def test_the_suite_spans_rates_sizes_signals_and_kinds():
@@ -14,11 +14,18 @@ def test_the_suite_spans_rates_sizes_signals_and_kinds():
     assert min(rates) <= 0.01 and max(rates) >= 0.4
     assert min(sizes) == 2 and max(sizes) >= 50
     assert {s.signal for s in SUITE} == {"user", "context", "popularity", "none"}
-    assert {s.kind for s in SUITE} == set(SlotKind)
-    assert any(s.drift for s in SUITE) and any(s.delay for s in SUITE)
-    assert any(s.anonymous for s in SUITE)
-    assert any(not s.described for s in SUITE)  # candidates known by id alone
-    assert len({s.seed for s in SUITE}) == len(SUITE) >= 8
+    assert len({s.seed for s in SUITE}) == len({s.name for s in SUITE}) == len(SUITE) >= 16
+
+
+@pytest.mark.parametrize("half", sorted(HALVES))
+def test_each_half_has_every_kind_and_every_difficulty(half):
+    worlds = HALVES[half]
+    assert len(worlds) >= 8
+    assert {s.kind for s in worlds} == set(SlotKind)
+    assert {"user", "context", "popularity"} <= {s.signal for s in worlds}
+    assert any(s.drift for s in worlds) and any(s.delay for s in worlds)
+    assert any(s.anonymous for s in worlds)
+    assert any(not s.described for s in worlds)  # candidates known by id alone
 
 
 @pytest.mark.parametrize("spec", SUITE, ids=lambda s: s.name)
