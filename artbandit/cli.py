@@ -49,6 +49,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(replay)
 
+    train = verbs.add_parser(
+        "train", help="warm start: train a slot's policy on a rewarded log and publish it"
+    )
+    add_common_arguments(train)
+    train.add_argument(
+        "--log", required=True, metavar="SOURCE", help="rewarded log (as for replay --log)"
+    )
+    train.add_argument("--slot", required=True, help="the slot to train, e.g. artwork")
+    train.add_argument("--skip-bad", action="store_true", help="count and skip bad lines")
+    train.add_argument(
+        "--no-announce", action="store_true", help="store the version; skip the models topic"
+    )
+    train.set_defaults(run=_run_train)
+
     report = verbs.add_parser("report", help="reports for product owners: report lift")
     reports = report.add_subparsers(dest="report", required=True, metavar="REPORT")
     lift = reports.add_parser(
@@ -177,6 +191,38 @@ def _run_replay(args: argparse.Namespace, config: Config) -> int:
     from replay.command import run
 
     return run(args, config)
+
+
+def _run_train(args: argparse.Namespace, config: Config) -> int:
+    from bandit.model_store import ModelStoreError
+    from replay.logs import LogError, read_log
+    from replay.train import TrainError, announce, train
+
+    try:
+        log = read_log(
+            args.log, resolve_bootstrap(config), skip_bad=args.skip_bad, quiet=args.quiet
+        )
+        trained = train(config, args.slot, log.events, quiet=args.quiet)
+    except (LogError, TrainError) as exc:
+        print(f"artbandit train: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ModelStoreError) as exc:
+        print(f"artbandit train: cannot store the version: {exc}", file=sys.stderr)
+        return 1
+    info = trained.version
+    print(f"trained {args.slot} on {trained.learned:,} of its {trained.events:,} events in "
+          f"{args.log}: stored {info.slot}/{info.version}")  # fmt: skip
+    if args.no_announce:
+        return 0
+    with _kafka(config) as resolved:
+        try:
+            announce(resolved, resolved.kafka.bootstrap_servers, info)
+        except Exception as exc:  # kafka-python's errors vary; the version is stored either way
+            print(f"artbandit train: stored, but not announced on "
+                  f"{config.kafka.topics.models}: {exc}", file=sys.stderr)  # fmt: skip
+            return 1
+    print(f"announced {info.slot}/{info.version} on {config.kafka.topics.models}")
+    return 0
 
 
 def _run_report_lift(args: argparse.Namespace, config: Config) -> int:

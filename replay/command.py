@@ -16,8 +16,8 @@ from replay.report import table, to_html, to_json
 from replay.targets import TargetError, parse_target
 
 DEFAULT_TARGETS = ("uniform", "default")
-SEARCH_EPSILON = (0.02, 0.05, 0.1, 0.2)
-SEARCH_LEARNING_RATE = (0.1, 0.5, 2.0)
+SEARCH_GAMMA_SCALE = (100.0, 500.0, 2000.0)
+SEARCH_LEARNING_RATE = (0.05, 0.1, 0.3)
 SEARCH_INTERACTIONS = ('["UA", "UI"]', '["UA", "UI", "CA", "CI"]')
 
 
@@ -113,11 +113,13 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
 
 def search_specs() -> list[str]:
-    """A small grid over exploration, learning rate and interactions, as learn: targets."""
+    """A small grid around the defaults (SquareCB's gamma scale, learning rate,
+    interactions), as learn: targets."""
     return [
-        f"learn:exploration.epsilon={epsilon} interactions={interactions} vw_args='-l {rate}'"
-        for epsilon, rate, interactions in itertools.product(
-            SEARCH_EPSILON, SEARCH_LEARNING_RATE, SEARCH_INTERACTIONS
+        f"learn:exploration.squarecb_gamma_scale={gamma} learning_rate={rate} "
+        f"interactions={interactions}"
+        for gamma, rate, interactions in itertools.product(
+            SEARCH_GAMMA_SCALE, SEARCH_LEARNING_RATE, SEARCH_INTERACTIONS
         )
     ]
 

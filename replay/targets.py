@@ -5,7 +5,7 @@
   store:SLOT[@vN][:greedy]   a saved version from the model store (newest without @vN);
                              its exploring distribution, or its greedy choice
   train:KEY=VALUE ...        the slot's config with these overrides (e.g.
-                             `train:exploration.epsilon=0.1 lrq=["UA8"] vw_args='-l 0.2'`);
+                             `train:exploration.epsilon=0.1 lrq=["UA8"] learning_rate=0.2`);
                              values are TOML, bare words strings. A fresh VW
                              policy trained on the training part, then frozen
   learn:KEY=VALUE ...        the same config replayed as if deployed: progressive

@@ -72,4 +72,4 @@ def test_search_ranks_a_grid_of_learning_configs(tmp_path, artwork_log):
     ranking = result.stdout.split("search (artwork), best SNIPS first:")[1].splitlines()[1:11]
     values = [float(line.split()[1]) for line in ranking]
     assert len(values) == 10 and values == sorted(values, reverse=True)
-    assert all("learn:exploration.epsilon=" in line for line in ranking)
+    assert all("learn:exploration.squarecb_gamma_scale=" in line for line in ranking)
