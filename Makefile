@@ -39,6 +39,7 @@ test-faults: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict bandit
 
 # The suite against the newest releases pyproject.toml's ranges allow, in a venv of its own, to
 # catch drift on purpose (not part of `make test`). Prints the packages that differ from the lock.

@@ -12,7 +12,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -46,7 +46,7 @@ def _default_slots() -> dict[str, SlotConfig]:
     return {kind.value: SlotConfig(kind=kind) for kind in SlotKind}
 
 
-class KafkaTopics(StrictSection):
+class KafkaTopics(StrictSection, frozen=True):
     decisions: Name = "artbandit.decisions"
     feedback: Name = "artbandit.feedback"
     rewarded: Name = "artbandit.rewarded"
@@ -54,7 +54,7 @@ class KafkaTopics(StrictSection):
     deadletter: Name = "artbandit.deadletter"
 
 
-class KafkaConfig(StrictSection):
+class KafkaConfig(StrictSection, frozen=True):
     """`bootstrap_servers = "embedded"` runs the embedded broker on `embedded_port`."""
 
     bootstrap_servers: Name = "embedded"
@@ -63,7 +63,7 @@ class KafkaConfig(StrictSection):
     topics: KafkaTopics = msgspec.field(default_factory=KafkaTopics)
 
 
-class ServingConfig(StrictSection):
+class ServingConfig(StrictSection, frozen=True):
     host: Name = "127.0.0.1"
     port: Port = 8080
     workers: Annotated[int, msgspec.Meta(ge=1, le=256)] = 2
@@ -81,12 +81,12 @@ class ServingConfig(StrictSection):
     admin_token_env: Name = "ARTBANDIT_ADMIN_TOKEN"
 
 
-class ModelStoreConfig(StrictSection):
+class ModelStoreConfig(StrictSection, frozen=True):
     path: Name = "var/models"
     keep_versions: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 20
 
 
-class LearnerConfig(StrictSection):
+class LearnerConfig(StrictSection, frozen=True):
     """The streaming learner: one consumer-group member over decisions and feedback."""
 
     group_id: Name = "artbandit-learner"
@@ -113,7 +113,7 @@ class LearnerConfig(StrictSection):
     metrics_port: Port = 9108
 
 
-class Config(StrictSection):
+class Config(StrictSection, frozen=True):
     """The whole configuration of an artbandit process."""
 
     slots: dict[str, SlotConfig] = msgspec.field(default_factory=_default_slots)
@@ -242,9 +242,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def nest(dotted: str, value: Any) -> dict[str, Any]:
-    node: Any = value
+    node: dict[str, Any] = {}
+    inner: Any = value
     for part in reversed(dotted.split(".")):
-        node = {part: node}
+        node = {part: inner}
+        inner = node
     return node
 
 
@@ -259,7 +261,10 @@ def deep_merge(base: dict[str, Any], update: Mapping[str, Any], prefix: str) -> 
             base[key] = value
 
 
-def validated(raw: Any, type_: type, prefix: str) -> Any:
+T = TypeVar("T")
+
+
+def validated(raw: Any, type_: type[T], prefix: str) -> T:
     try:
         return msgspec.convert(raw, type_, strict=True)
     except msgspec.ValidationError as exc:

@@ -58,7 +58,7 @@ def features_text(features: Mapping[str, object]) -> str:
             tokens.append(f"{escape(name)}=false")
         elif isinstance(value, str):
             tokens.append(f"{escape(name)}={escape(value)}")
-        elif abs(value) >= MIN_MAGNITUDE:
+        elif isinstance(value, int | float) and abs(value) >= MIN_MAGNITUDE:
             tokens.append(f"{escape(name)}:{value:.9g}")
     return " ".join(tokens)
 

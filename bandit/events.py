@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import pathlib
 import re
-from typing import Annotated, Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args, overload
 
 import msgspec
 
@@ -40,14 +40,14 @@ class _Frozen(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     pass
 
 
-class Context(_Frozen):
+class Context(_Frozen, frozen=True):
     """What the policy saw about the person and the request: the shared VW features."""
 
     user: Features = msgspec.field(default_factory=dict)
     request: Features = msgspec.field(default_factory=dict)
 
 
-class Candidate(_Frozen, omit_defaults=True):
+class Candidate(_Frozen, frozen=True, omit_defaults=True):
     """One action a slot can take: an artwork, a hero title or a row.
 
     `default` marks the editorial default, what the control group sees.
@@ -58,7 +58,7 @@ class Candidate(_Frozen, omit_defaults=True):
     default: bool = False
 
 
-class PolicyRef(_Frozen):
+class PolicyRef(_Frozen, frozen=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     version: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
@@ -151,24 +151,29 @@ Event = DecisionEvent | FeedbackEvent | RewardedEvent
 E = TypeVar("E", DecisionEvent, FeedbackEvent, RewardedEvent, DeadLetterEvent)
 
 _encoder = msgspec.json.Encoder()
-_decoders: dict[Any, msgspec.json.Decoder] = {
+_decoders: dict[Any, msgspec.json.Decoder[Any]] = {
     t: msgspec.json.Decoder(t)
     for t in (DecisionEvent, FeedbackEvent, RewardedEvent, DeadLetterEvent, Event)
 }
 
 
-def decode(data: bytes | str | None, type_: type[E] | Any = Event) -> E:
+@overload
+def decode(data: bytes | str | None) -> Event: ...
+@overload
+def decode(data: bytes | str | None, type_: type[E]) -> E: ...
+def decode(data: bytes | str | None, type_: Any = Event) -> Any:
     """Decode one JSON event of `type_` (default: any event, chosen by its schema). A Kafka
     tombstone (a null value) is no event, and is refused like any other bad input."""
     if data is None:
         raise EventError("(body): a tombstone (null value), not an event")
     try:
-        return _decoders[type_].decode(data)
+        event = _decoders[type_].decode(data)
     except msgspec.ValidationError as exc:
         field, message = field_and_message(exc)
         raise EventError(f"{field}: {message}") from None
     except msgspec.DecodeError as exc:
         raise EventError(f"not valid JSON: {exc}") from None
+    return event
 
 
 def encode(event: Event | DeadLetterEvent) -> bytes:
@@ -183,7 +188,9 @@ def json_schema(type_: type) -> dict[str, Any]:
     return msgspec.json.schema(type_)
 
 
-def _check_choice(candidates: list[Candidate], chosen: list[str], probabilities: list[float]):
+def _check_choice(
+    candidates: list[Candidate], chosen: list[str], probabilities: list[float]
+) -> None:
     ids = {c.id for c in candidates}
     if len(ids) != len(candidates):
         raise ValueError("candidates: ids must be unique")
@@ -220,7 +227,8 @@ _FIELD_IN_MESSAGE = re.compile(r"^Object (contains unknown|missing required) fie
 
 def schema_file_name(type_: type) -> str:
     """`artbandit.decision/1` -> `decision-v1.json`."""
-    return type_.__struct_config__.tag.replace("artbandit.", "").replace("/", "-v") + ".json"
+    tag: str = type_.__struct_config__.tag  # type: ignore[attr-defined]  # a tagged Struct
+    return tag.replace("artbandit.", "").replace("/", "-v") + ".json"
 
 
 def write_schemas(directory: str) -> list[str]:

@@ -51,7 +51,7 @@ class StrictSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_
     """Base for config sections: unknown keys are an error, never silently ignored."""
 
 
-class Exploration(StrictSection):
+class Exploration(StrictSection, frozen=True):
     """How a VW policy explores. Default: SquareCB (inverse-gap weighting), which explores
     the candidates whose estimated reward is close to the best's and less as evidence grows;
     chosen across the world suite (README, "Decision quality"). `epsilon` is the floor of
@@ -87,7 +87,7 @@ class Exploration(StrictSection):
         raise AssertionError(f"unhandled strategy {self.strategy}")
 
 
-class RewardMapping(StrictSection):
+class RewardMapping(StrictSection, frozen=True):
     """Feedback to reward: weights per feedback type, summed per position, capped at `max`."""
 
     click: NonNegativeFloat = 0.5
@@ -96,7 +96,7 @@ class RewardMapping(StrictSection):
     max: PositiveFloat = 1.0
 
 
-class SlotConfig(StrictSection):
+class SlotConfig(StrictSection, frozen=True):
     """One slot of the page: what it decides, with which policy, and how it is rewarded."""
 
     kind: SlotKind

@@ -46,7 +46,13 @@ class UniformPolicy(_Stateless):
             explored=True,
         )
 
-    def _probabilities(self, context, candidates, placed, remaining):
+    def _probabilities(
+        self,
+        context: Context,
+        candidates: Sequence[Candidate],
+        placed: Sequence[int],
+        remaining: list[int],
+    ) -> Sequence[float]:
         return [1.0] * len(remaining)
 
 
@@ -65,7 +71,13 @@ class DefaultPolicy(_Stateless):
         chosen = tuple(candidates[i].id for i in default_order(candidates)[:count])
         return Choice(chosen, (1.0,) * len(chosen), explored=False)
 
-    def _probabilities(self, context, candidates, placed, remaining):
+    def _probabilities(
+        self,
+        context: Context,
+        candidates: Sequence[Candidate],
+        placed: Sequence[int],
+        remaining: list[int],
+    ) -> Sequence[float]:
         free = set(remaining)
         first = next(i for i in default_order(candidates) if i in free)
         return [1.0 if i == first else 0.0 for i in remaining]
@@ -111,12 +123,19 @@ class ThompsonPolicy(Policy):
             probabilities.append(max(probability, 1.0 / self.draws))
         return Choice(tuple(chosen), tuple(probabilities), explored)
 
-    def _probabilities(self, context, candidates, placed, remaining):
+    def _probabilities(
+        self,
+        context: Context,
+        candidates: Sequence[Candidate],
+        placed: Sequence[int],
+        remaining: list[int],
+    ) -> Sequence[float]:
         """Each remaining arm's chance of the highest posterior draw (Monte-Carlo)."""
         alpha, beta = self._posterior([candidates[i] for i in remaining])
         samples = self.rng.beta(alpha, beta, size=(self.draws, len(remaining)))
         wins = np.bincount(samples.argmax(axis=1), minlength=len(remaining))
-        return np.maximum(wins / self.draws, 1.0 / self.draws)
+        pmf: list[float] = np.maximum(wins / self.draws, 1.0 / self.draws).tolist()
+        return pmf
 
     def _learn(self, event: RewardedEvent) -> None:
         scale = self.slot.reward.max

@@ -6,6 +6,7 @@ import os
 import shlex
 import tempfile
 from collections.abc import Sequence
+from typing import Any
 
 import pylibvw
 import vowpalwabbit
@@ -108,7 +109,7 @@ class _VWPolicy(Policy):
     def close(self) -> None:
         self.workspace.finish()
 
-    def _predict_lines(self, lines: list[str]) -> list:
+    def _predict_lines(self, lines: list[str]) -> list[Any]:
         """VW's prediction for one multi-line example through its native calls (3x faster
         than `Workspace.predict`): a pmf for `cb_explore_adf`, per-slot (action, probability)
         lists for `ccb_explore_adf`."""
@@ -116,13 +117,14 @@ class _VWPolicy(Policy):
         try:
             pylibvw.vw.predict_multi(self.workspace, examples)
             head = examples[0]
-            return (
+            scores: list[Any] = (
                 head.get_decision_scores()
                 if self.reduction.startswith("ccb")
                 else (head.get_action_scores())
             )
         finally:
             pylibvw.vw._finish_example_multi_ex(self.workspace, examples)
+        return scores
 
     def _learn_lines(self, lines: list[str]) -> None:
         """Learn one multi-line example through VW's native calls: the same update as
@@ -152,7 +154,13 @@ class VWChoicePolicy(_VWPolicy):
             index, probability = sample_index(pmf, self.rng)
         return Choice((candidates[index].id,), (probability,), explored=index != best)
 
-    def _probabilities(self, context, candidates, placed, remaining):
+    def _probabilities(
+        self,
+        context: Context,
+        candidates: Sequence[Candidate],
+        placed: Sequence[int],
+        remaining: list[int],
+    ) -> Sequence[float]:
         if self.cold:
             return default_first(candidates, remaining, self.slot.exploration.epsilon)
         return self._predict_lines(encoding.cb_example(context, candidates))
@@ -199,7 +207,13 @@ class VWRowsPolicy(_VWPolicy):
         chosen = tuple(candidates[i].id for i in placed)
         return Choice(chosen, tuple(probabilities), explored=False)
 
-    def _probabilities(self, context, candidates, placed, remaining):
+    def _probabilities(
+        self,
+        context: Context,
+        candidates: Sequence[Candidate],
+        placed: Sequence[int],
+        remaining: list[int],
+    ) -> Sequence[float]:
         if self.cold:
             return default_first(candidates, remaining, self.slot.exploration.epsilon)
         pmf = self._next(context, candidates, placed)
