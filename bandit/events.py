@@ -36,7 +36,14 @@ class EventError(ValueError):
     """An event that does not meet its contract; the message names the field."""
 
 
-class _Frozen(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+class NewerSchemaError(EventError):
+    """An event of a schema version this reader does not know (`artbandit.decision/2`)."""
+
+
+# Compatibility: a field added to a schema is a minor change (readers that do not know it
+# ignore it, and still validate every field they know); a field removed, renamed, retyped
+# or made stricter needs a new schema version (`/2`), which older readers refuse by name.
+class _Frozen(msgspec.Struct, frozen=True, kw_only=True):
     pass
 
 
@@ -63,7 +70,7 @@ class PolicyRef(_Frozen, frozen=True):
     version: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
-_EVENT = dict(tag_field="schema", frozen=True, forbid_unknown_fields=True, kw_only=True)
+_EVENT = dict(tag_field="schema", frozen=True, kw_only=True)
 
 
 class DecisionEvent(msgspec.Struct, tag="artbandit.decision/1", **_EVENT):
@@ -131,8 +138,8 @@ class RewardedEvent(DecisionEvent, tag="artbandit.rewarded/1"):
 class DeadLetterEvent(msgspec.Struct, tag="artbandit.deadletter/1", **_EVENT):
     """A message the learner could not use, with why, on `artbandit.deadletter`.
 
-    `code` is one of a few fixed words: malformed, wrong_topic, unknown_slot, late,
-    unknown_decision, bad_position, unlearnable. `payload` is the message as received
+    `code` is one of a few fixed words: malformed, wrong_topic, newer_schema, unknown_slot,
+    late, unknown_decision, bad_position, unlearnable. `payload` is the message as received
     (UTF-8, undecodable bytes replaced); `offset` is null when the join, not the decoder,
     gave up on an event it had accepted earlier.
     """
@@ -170,6 +177,13 @@ def decode(data: bytes | str | None, type_: Any = Event) -> Any:
         event = _decoders[type_].decode(data)
     except msgspec.ValidationError as exc:
         field, message = field_and_message(exc)
+        named = _SCHEMA_VALUE.match(message) if field == "schema" else None
+        if named is not None and int(named.group(2)) > KNOWN_SCHEMAS.get(named.group(1), 1 << 30):
+            name, known = named.group(1), KNOWN_SCHEMAS[named.group(1)]
+            raise NewerSchemaError(
+                f"schema: {name}/{named.group(2)} is a version this reader does not know "
+                f"(it reads {name}/{known}); upgrade it"
+            ) from None
         raise EventError(f"{field}: {message}") from None
     except msgspec.DecodeError as exc:
         raise EventError(f"not valid JSON: {exc}") from None
@@ -179,7 +193,7 @@ def decode(data: bytes | str | None, type_: Any = Event) -> Any:
 def encode(event: Event | DeadLetterEvent) -> bytes:
     """Encode an event to JSON, refusing anything `decode` would refuse (e.g. NaN, bad lists)."""
     data = _encoder.encode(event)
-    decode(data, type(event))
+    decode(data, next(t for t in type(event).__mro__ if t in _decoders))  # API subclasses too
     return data
 
 
@@ -222,6 +236,16 @@ def field_and_message(exc: msgspec.ValidationError) -> tuple[str, str]:
     return field or "(body)", message
 
 
+_SCHEMA_VALUE = re.compile(r"^Invalid value '(artbandit\.[a-z]+)/(\d+)'$")
+# schema name -> the version this reader reads
+KNOWN_SCHEMAS: dict[str, int] = {
+    tag.rpartition("/")[0]: int(tag.rpartition("/")[2])
+    for tag in (
+        t.__struct_config__.tag
+        for t in (DecisionEvent, FeedbackEvent, RewardedEvent, DeadLetterEvent)
+    )
+    if isinstance(tag, str)
+}
 _FIELD_IN_MESSAGE = re.compile(r"^Object (contains unknown|missing required) field `(.+)`$")
 
 

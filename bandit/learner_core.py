@@ -275,7 +275,10 @@ class LearnerCore:
 
 
 def _why_malformed(record: Record, exc: events.EventError) -> tuple[str, str]:
-    """A message for the other topic is `wrong_topic`; anything else that fails is malformed."""
+    """A message for the other topic is `wrong_topic`, one of a newer schema version
+    `newer_schema`; anything else that fails is malformed."""
+    if isinstance(exc, events.NewerSchemaError):
+        return "newer_schema", str(exc)
     try:
         event = events.decode(record.value)
     except events.EventError:

@@ -32,6 +32,15 @@ class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
     pass
 
 
+class CandidateRequest(Candidate, forbid_unknown_fields=True):
+    """A candidate as the frontend sends it: strict, as every request body (the events
+    that carry candidates accept fields from newer writers)."""
+
+
+class FeedbackRequest(FeedbackEvent, forbid_unknown_fields=True):
+    """A feedback event posted to the service: strict, then forwarded as it is."""
+
+
 class User(_Strict):
     """The person asking; `id` is hashed before it goes anywhere. Omit it for anonymous users."""
 
@@ -44,7 +53,9 @@ class SlotRequest(_Strict, kw_only=True):
 
     slot: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
     key: Annotated[str, msgspec.Meta(max_length=512)] = ""
-    candidates: Annotated[list[Candidate], msgspec.Meta(min_length=1, max_length=MAX_CANDIDATES)]
+    candidates: Annotated[
+        list[CandidateRequest], msgspec.Meta(min_length=1, max_length=MAX_CANDIDATES)
+    ]
     select: Annotated[int, msgspec.Meta(ge=1, le=MAX_CANDIDATES)] | None = None
 
 
@@ -97,7 +108,8 @@ class RollbackRequest(_Strict):
 
 
 Feedback = (
-    FeedbackEvent | Annotated[list[FeedbackEvent], msgspec.Meta(min_length=1, max_length=10_000)]
+    FeedbackRequest
+    | Annotated[list[FeedbackRequest], msgspec.Meta(min_length=1, max_length=10_000)]
 )
 
 _decoders: dict[type, msgspec.json.Decoder] = {}

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bandit import events
@@ -109,7 +109,6 @@ def _decision_json(**changes) -> dict:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        (json.dumps(_decision_json(schema="artbandit.decision/2")), "schema: Invalid value"),
         (json.dumps(_decision_json(ts="yesterday")), "ts: Expected `float`, got `str`"),
         (json.dumps(_decision_json(ts=float("nan"))), "not valid JSON"),
         (
@@ -131,7 +130,11 @@ def _decision_json(**changes) -> dict:
         (json.dumps(_decision_json(probabilities=[0.5, 0.5])), "one entry per chosen position"),
         (json.dumps(_decision_json(candidates=[{"id": "a"}, {"id": "a"}])), "ids must be unique"),
         (json.dumps(_decision_json(group="treatment-2")), "group: Invalid enum value"),
-        (json.dumps(_decision_json(surprise=1)), "surprise: unknown field"),
+        (
+            json.dumps(_decision_json(schema="artbandit.decision/2")),
+            "schema: artbandit.decision/2 is a version this reader does not know",
+        ),
+        (json.dumps(_decision_json(schema="artbandit.decisions/1")), "schema: Invalid value"),
         (json.dumps(_decision_json(context={"user": {"k": [1]}})), "context.user[...]"),
     ],
 )
@@ -203,3 +206,34 @@ def test_exported_json_schema_is_current(event_type):
 def test_a_tombstone_is_refused_like_any_bad_event():
     with pytest.raises(EventError, match="tombstone"):
         events.decode(None, DecisionEvent)
+
+
+KNOWN_KEYS = {"schema", "id", "features", "default", "name", "version", "user", "request",
+              "type", "position", "value", *_decision_json()}  # fmt: skip
+NEWER_KEY = st.text("abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12)
+NEWER_VALUE = st.one_of(
+    st.integers(),
+    st.text(max_size=20),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+)
+NEWER_FIELD = st.dictionaries(
+    NEWER_KEY.filter(lambda k: k not in KNOWN_KEYS), NEWER_VALUE, min_size=1, max_size=3
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(top=NEWER_FIELD, policy=NEWER_FIELD, context=NEWER_FIELD, candidate=NEWER_FIELD)
+def test_an_older_reader_takes_a_newer_minor_writers_events(top, policy, context, candidate):
+    """A writer that added fields at any level (the same schema version): this reader
+    decodes its event to exactly what it would without them, and still checks the rest."""
+    plain = _decision_json()
+    newer = {
+        **plain, **top,
+        "policy": {**plain["policy"], **policy},
+        "context": {**plain["context"], **context},
+        "candidates": [{**plain["candidates"][0], **candidate}, plain["candidates"][1]],
+    }  # fmt: skip
+    assert events.decode(json.dumps(newer)) == events.decode(json.dumps(plain))
+    with pytest.raises(EventError, match="chosen"):
+        events.decode(json.dumps({**newer, "chosen": ["zzz"]}))

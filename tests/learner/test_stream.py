@@ -142,3 +142,42 @@ def test_tombstones_are_dead_lettered_and_a_binary_key_does_not_matter(learner_c
         ("malformed", "t2", topics.feedback, ""),
     ]
     assert all("tombstone" in d.reason for d in dead)
+
+
+def newer(event, **extra) -> bytes:
+    """`event` as a newer release of the same schema version would write it: more fields at
+    the top, in the policy, the context and a candidate."""
+    raw = msgspec.json.decode(events.encode(event))
+    raw.update(extra)
+    if "policy" in raw:
+        raw["policy"]["experiment"] = "e7"
+        raw["context"]["locale"] = "fr"
+        raw["candidates"][0]["rank_hint"] = 3
+    return msgspec.json.encode(raw)
+
+
+def test_an_older_learner_reads_a_newer_writers_events_and_refuses_a_new_version(learner_config):
+    config = learner_config()
+    topics = config.kafka.topics
+    bootstrap = config.kafka.bootstrap_servers
+    produce(bootstrap, topics.decisions, [
+        ("n1", newer(decision("n1", 0), holdout_fraction=0.05, page_id="p1")),
+        ("n2", newer(decision("n2", 1), schema="artbandit.decision/2")),
+    ])  # fmt: skip
+    produce(bootstrap, topics.feedback, [
+        ("n1", newer(feedback("n1", "impression", 1), device_ts=5.0)),
+        ("n1", newer(feedback("n1", "click", 2))),
+    ])  # fmt: skip
+    with running_learner(config) as learner:
+        wait_for(lambda: learner.status().consumed == 4, 30)
+        wait_for(lambda: learner.status().open_decisions == 0, 30)
+        assert learner.status().learned["artwork"] == 1
+    rewarded = [
+        events.decode(v, events.RewardedEvent) for v in read_all(bootstrap, topics.rewarded)
+    ]
+    assert [(r.decision_id, r.rewards) for r in rewarded] == [("n1", [0.5])]
+    (dead,) = [
+        events.decode(v, events.DeadLetterEvent) for v in read_all(bootstrap, topics.deadletter)
+    ]
+    assert (dead.code, dead.key) == ("newer_schema", "n2")
+    assert "artbandit.decision/2" in dead.reason and "upgrade" in dead.reason
