@@ -88,6 +88,9 @@ class DecisionEvent(msgspec.Struct, tag="artbandit.decision/1", **_EVENT):
     chosen: Annotated[list[Id], msgspec.Meta(min_length=1, max_length=MAX_CANDIDATES)]
     probabilities: Annotated[list[Propensity], msgspec.Meta(max_length=MAX_CANDIDATES)]
     explored: bool
+    # the slot's holdout fraction when this was decided (null from writers before it was
+    # logged): what the lift report checks the split against
+    holdout_fraction: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
 
     def __post_init__(self) -> None:
         _check_choice(self.candidates, self.chosen, self.probabilities)
@@ -108,7 +111,7 @@ class FeedbackEvent(msgspec.Struct, tag="artbandit.feedback/1", **_EVENT):
     value: Annotated[float, msgspec.Meta(ge=0.0, le=1e6)] | None = None
 
 
-class RewardedEvent(DecisionEvent, tag="artbandit.rewarded/1"):
+class RewardedEvent(DecisionEvent, tag="artbandit.rewarded/1", kw_only=True):
     """A decision joined with its feedback: the propensity-stamped training and replay record.
 
     It carries every field of the decision, plus the rewards per chosen position.

@@ -69,8 +69,14 @@ class GroupTally(msgspec.Struct):
         return sum(self.decisions)
 
 
-# slot -> group -> tally: what one partition (or a whole log) contributes
-SlotTallies = dict[str, dict[str, GroupTally]]
+# slot -> period -> group -> tally: what one partition (or a whole log) contributes. A period
+# is the holdout fraction the decisions were logged under (`repr` of it; "" when the writer
+# did not log it), so a fraction changed mid-log is checked per period.
+SlotTallies = dict[str, dict[str, dict[str, GroupTally]]]
+
+
+def period_of(event: RewardedEvent) -> str:
+    return "" if event.holdout_fraction is None else repr(event.holdout_fraction)
 
 
 class PartitionTally(msgspec.Struct, frozen=True):
@@ -83,14 +89,15 @@ class PartitionTally(msgspec.Struct, frozen=True):
     topic: str  # the decisions topic the partition belongs to
     progress: int
     written_at: float
-    groups: dict[str, GroupTally]
+    periods: dict[str, dict[str, GroupTally]]
 
 
 def tally(events: Iterable[RewardedEvent], into: SlotTallies | None = None) -> SlotTallies:
-    """Add rewarded events to per-slot, per-group tallies (a new set unless `into`)."""
+    """Add rewarded events to per-slot, per-period, per-group tallies (a new set unless
+    `into`)."""
     tallies: SlotTallies = {} if into is None else into
     for event in events:
-        groups = tallies.setdefault(event.slot, {})
+        groups = tallies.setdefault(event.slot, {}).setdefault(period_of(event), {})
         group = groups.get(event.group)
         if group is None:
             group = groups[event.group] = GroupTally()
@@ -102,10 +109,19 @@ def merge(parts: Iterable[SlotTallies]) -> SlotTallies:
     """The sum of several tallies (partitions, learners), as a new set."""
     total: SlotTallies = {}
     for part in parts:
-        for slot, groups in part.items():
-            for name, group in groups.items():
-                total.setdefault(slot, {}).setdefault(name, GroupTally()).merge(group)
+        for slot, periods in part.items():
+            for period, groups in periods.items():
+                into = total.setdefault(slot, {}).setdefault(period, {})
+                for name, group in groups.items():
+                    into.setdefault(name, GroupTally()).merge(group)
     return total
+
+
+def decisions(tallies: SlotTallies) -> int:
+    """How many rewarded decisions the tallies hold."""
+    return sum(
+        g.total for periods in tallies.values() for p in periods.values() for g in p.values()
+    )
 
 
 @dataclass(frozen=True)
@@ -121,7 +137,8 @@ class SlotLift:
     treatment: GroupResult
     control: GroupResult
     lift: Lift
-    expected_control_share: float | None  # the configured holdout; None: slot not configured
+    expected_control_share: float | None  # the holdout checked against; None: none known
+    holdout_from: str  # "log" (the decisions carry it), "config", or "none"
     control_share: float  # of decisions
     srm_p_value: float
     warnings: list[str] = field(default_factory=list)
@@ -149,7 +166,9 @@ def _group(tally: GroupTally | None) -> tuple[GroupResult, np.ndarray]:
     return GroupResult(int(decisions.sum()), int(used.sum()), rate), decisions
 
 
-def slot_lift(slot: str, groups: Mapping[str, GroupTally], holdout: float | None) -> SlotLift:
+def slot_lift(
+    slot: str, groups: Mapping[str, GroupTally], holdout: float | None, holdout_from: str
+) -> SlotLift:
     treatment, treated = _group(groups.get("treatment"))
     control, held = _group(groups.get("control"))
     decisions = treatment.decisions + control.decisions
@@ -157,8 +176,9 @@ def slot_lift(slot: str, groups: Mapping[str, GroupTally], holdout: float | None
     used = (treated + held) > 0
     p_value = srm_p_value(held[used], (treated + held)[used], holdout) if holdout else 1.0
     result = SlotLift(
-        slot, treatment, control, lift(treatment.rate, control.rate), holdout, share, p_value
-    )
+        slot, treatment, control, lift(treatment.rate, control.rate), holdout, holdout_from,
+        share, p_value,
+    )  # fmt: skip
     for name, group in (("treatment", treatment), ("control", control)):
         if group.decisions < MIN_DECISIONS:
             result.warnings.append(
@@ -166,10 +186,13 @@ def slot_lift(slot: str, groups: Mapping[str, GroupTally], holdout: float | None
                 f"(at least {MIN_DECISIONS} per group make it trustworthy)"
             )
     if holdout is None:
-        result.warnings.append("slot not in the config: no holdout to check the split against")
+        result.warnings.append(
+            "no holdout to check the split against: the log does not carry it and the slot "
+            "is not in the config"
+        )
     elif p_value < SRM_ALPHA:
         result.warnings.append(
-            f"sample-ratio mismatch: {share:.2%} of decisions in control, configured "
+            f"sample-ratio mismatch: {share:.2%} of decisions in control, expected "
             f"{holdout:.2%} (p = {p_value:.1e}); the assignment or the logging is broken, or "
             "the treatment changes how many decisions are shown: do not trust the lift"
         )
@@ -177,12 +200,20 @@ def slot_lift(slot: str, groups: Mapping[str, GroupTally], holdout: float | None
 
 
 def lift_report(tallies: SlotTallies, config: Config) -> list[SlotLift]:
-    """One `SlotLift` per slot with decisions, in slot order."""
+    """One `SlotLift` per slot and holdout period, in slot order. The split is checked
+    against the holdout fraction the decisions were logged under; for decisions that do not
+    carry it, against the slot's configured fraction."""
     report = []
     for slot in sorted(tallies):
         configured = config.slots.get(slot)
-        holdout = configured.holdout_fraction if configured is not None else None
-        report.append(slot_lift(slot, tallies[slot], holdout))
+        for period, groups in sorted(tallies[slot].items()):
+            if period:
+                holdout, source = float(period), "log"
+            elif configured is not None:
+                holdout, source = configured.holdout_fraction, "config"
+            else:
+                holdout, source = None, "none"
+            report.append(slot_lift(slot, groups, holdout, source))
     return report
 
 
@@ -200,7 +231,9 @@ def table(report: Sequence[SlotLift]) -> str:
         else:
             verdict = "lift: not enough data"
         expected = (
-            f", configured {s.expected_control_share:.1%}" if s.expected_control_share else ""
+            f", expected {s.expected_control_share:.1%} ({s.holdout_from})"
+            if s.expected_control_share
+            else ""
         )
         lines.append(
             f"{'':<12}{verdict}; control share {s.control_share:.1%}{expected} "

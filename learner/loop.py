@@ -353,11 +353,11 @@ class KafkaLearner:
         """Publish each partition's lift sums, as checkpointed, for the lift endpoint."""
         topic = self.core.topics[0]
         for partition, state in checkpoint.partitions.items():
-            for slot, groups in state.lift.items():
+            for slot, periods in state.lift.items():
                 if self._tally_progress.get((slot, partition)) == state.progress:
                     continue
                 tally = PartitionTally(
-                    slot, partition, topic, state.progress, checkpoint.created_at, groups
+                    slot, partition, topic, state.progress, checkpoint.created_at, periods
                 )
                 try:
                     self.store.write_tally(tally)

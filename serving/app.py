@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from bandit.config import Config, ConfigError, resolve_bootstrap
-from bandit.lift import lift_report, merge, to_dict
+from bandit.lift import decisions, lift_report, merge, to_dict
 from bandit.model_store import ModelStore, ModelStoreError, VersionInfo
 from serving import api
 from serving.decider import PageDecider
@@ -254,11 +254,11 @@ def lift_answer(store: ModelStore, config: Config) -> dict:
     once, as of each partition's last checkpoint)."""
     topic = config.kafka.topics.decisions
     parts = [t for slot in config.slots for t in store.tallies(slot) if t.topic == topic]
-    tallies = merge({t.slot: t.groups} for t in parts)
+    tallies = merge({t.slot: t.periods} for t in parts)
     report: dict = {
         "source": "learner lift sums in the model store",
         "partitions": len({t.partition for t in parts}),
-        "events": sum(g.total for groups in tallies.values() for g in groups.values()),
+        "events": decisions(tallies),
         "as_of": min((t.written_at for t in parts), default=None),
     }
     report.update(to_dict(lift_report(tallies, config)))

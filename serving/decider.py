@@ -39,7 +39,8 @@ class PageDecider:
         now = time.time()
         decisions, events = [], []
         for index, slot in enumerate(request.slots):
-            group = self.holdout.group(bucket, self.config.slots[slot.slot].holdout_fraction)
+            fraction = self.config.slots[slot.slot].holdout_fraction
+            group = self.holdout.group(bucket, fraction)
             if group == "control":
                 policy_ref = CONTROL_POLICY
                 choice = self.control[slot.slot].decide(context, slot.candidates, slot.select)
@@ -73,6 +74,7 @@ class PageDecider:
                     chosen=chosen,
                     probabilities=probabilities,
                     explored=choice.explored,
+                    holdout_fraction=fraction,
                 )
             )
         return PageDecision(decisions, events)

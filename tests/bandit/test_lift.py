@@ -109,29 +109,57 @@ def test_buckets_of_people_give_the_interval_people_give():
 
 PARTS = st.lists(
     st.tuples(st.integers(0, 40), st.sampled_from(["treatment", "control"]),
-              st.sampled_from(["artwork", "hero"]), st.floats(0, 3), st.booleans()),
+              st.sampled_from(["artwork", "hero"]), st.floats(0, 3), st.booleans(),
+              st.sampled_from([None, 0.05, 0.1])),
     max_size=60,
 )  # fmt: skip
+
+
+def flat(tallies):
+    return {
+        (slot, period, name): (group.decisions, group.reward)
+        for slot, periods in tallies.items()
+        for period, groups in periods.items()
+        for name, group in groups.items()
+    }
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(PARTS, min_size=1, max_size=4))
 def test_partition_sums_add_up_to_the_sums_of_the_whole_log(parts):
-    def event(n, person, group, slot, reward, anonymous):
+    def event(n, person, group, slot, reward, anonymous, holdout):
         return msgspec.structs.replace(
             TEMPLATE, decision_id=f"d{n}", user_hash=None if anonymous else f"u{person}",
-            group=group, slot=slot, rewards=[reward], reward=reward,
+            group=group, slot=slot, rewards=[reward], reward=reward, holdout_fraction=holdout,
         )  # fmt: skip
 
     logs = [[event(f"{i}-{n}", *e) for n, e in enumerate(part)] for i, part in enumerate(parts)]
-    whole = tally(e for log in logs for e in log)
-    added = merge(tally(log) for log in logs)
+    whole = flat(tally(e for log in logs for e in log))
+    added = flat(merge(tally(log) for log in logs))
     assert added.keys() == whole.keys()
-    for slot, groups in whole.items():
-        assert added[slot].keys() == groups.keys()
-        for name, group in groups.items():
-            assert added[slot][name].decisions == group.decisions
-            assert added[slot][name].reward == pytest.approx(group.reward, abs=1e-9)
+    for key, (decisions, reward) in whole.items():
+        assert added[key][0] == decisions
+        assert added[key][1] == pytest.approx(reward, abs=1e-9)
+
+
+def test_the_split_is_checked_per_holdout_period_the_log_carries():
+    """Decisions logged under 5%, then under 20%: each period is checked against its own
+    fraction, whatever the reader's config says (here 20% for the whole slot)."""
+    rng = np.random.default_rng(12)
+    early, _ = experiment(rng, people=3000, control_share=0.05)
+    late, _ = experiment(rng, people=3000, control_share=0.2)
+    logged = [msgspec.structs.replace(e, holdout_fraction=0.05) for e in early] + [
+        msgspec.structs.replace(e, decision_id=f"late-{e.decision_id}", holdout_fraction=0.2)
+        for e in late
+    ]
+    report = lift_report(tally(logged), FIFTH)
+    assert [(r.expected_control_share, r.holdout_from) for r in report] == [
+        (0.05, "log"), (0.2, "log"),
+    ]  # fmt: skip
+    assert all(r.srm_p_value > SRM_FLOOR and not r.warnings for r in report)
+    (unlogged,) = lift_report(tally(early), FIFTH)  # an older writer: the config is all there is
+    assert (unlogged.expected_control_share, unlogged.holdout_from) == (0.2, "config")
+    assert unlogged.srm_p_value < SRM_FLOOR
 
 
 def test_small_samples_and_unknown_slots_are_flagged():
@@ -140,6 +168,7 @@ def test_small_samples_and_unknown_slots_are_flagged():
     (result,) = lift_report(tally(events), CONFIG)
     assert result.expected_control_share is None
     assert any("not in the config" in w for w in result.warnings)
+    assert result.holdout_from == "none"
     assert any("decisions in control" in w for w in result.warnings)
 
 
@@ -151,13 +180,13 @@ def test_every_decision_counts_once_and_anonymous_ones_are_their_own_units():
     (result,) = lift_report(tallies, CONFIG)
     assert result.treatment.decisions + result.control.decisions == len(events)
     reward = sum(e.reward for e in events)
-    summed = sum(sum(g.reward) for g in tallies["artwork"].values())
+    summed = sum(sum(g.reward) for g in tallies["artwork"][""].values())
     assert summed == pytest.approx(reward)
     person = [e for e in events if e.user_hash == events[0].user_hash]
-    (group,) = tally(person)["artwork"].values()
+    (group,) = tally(person)["artwork"][""].values()
     assert sum(d > 0 for d in group.decisions) == 1  # a person's decisions share one bucket
     spread = tally(msgspec.structs.replace(e, group="control") for e in anonymous)
-    assert sum(d > 0 for d in spread["artwork"]["control"].decisions) > 30  # 40 ids, 512 buckets
+    assert sum(d > 0 for d in spread["artwork"][""]["control"].decisions) > 30  # 40 ids in 512
 
 
 def test_report_lift_command(tmp_path):

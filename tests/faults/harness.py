@@ -304,14 +304,16 @@ class LearnerRun:
             and metric_value(text, "artbandit_learner_open_decisions") == 0
         )
 
-    def lift_sums(self) -> dict[str, dict[str, tuple[list[int], list[float]]]]:
-        """The lift endpoint's sums as this lineage wrote them: slot -> group -> (decisions,
-        reward per bucket of people), added over partitions."""
+    def lift_sums(self) -> dict[tuple[str, str, str], tuple[list[int], list[float]]]:
+        """The lift endpoint's sums as this lineage wrote them: (slot, period, group) ->
+        (decisions, reward per bucket of people), added over partitions."""
         store = ModelStore(self.config.model_store.path)
-        tallies = merge({t.slot: t.groups} for s in self.config.slots for t in store.tallies(s))
+        tallies = merge({t.slot: t.periods} for s in self.config.slots for t in store.tallies(s))
         return {
-            slot: {name: (g.decisions, g.reward) for name, g in groups.items()}
-            for slot, groups in tallies.items()
+            (slot, period, name): (g.decisions, g.reward)
+            for slot, periods in tallies.items()
+            for period, groups in periods.items()
+            for name, g in groups.items()
         }
 
     def learned(self) -> dict[str, int]:

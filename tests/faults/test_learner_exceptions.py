@@ -140,7 +140,7 @@ def _fail_then_restart(backlog: Backlog, step: str, nth: int) -> Outcome:
     rewarded = {events.decode(v, events.RewardedEvent).decision_id for v in values}
     checkpoint = CheckpointStore(config.learner.checkpoint_dir, config.learner.member).latest()
     sums = ModelStore(config.model_store.path).tallies("artwork")
-    counted = sum(g.total for t in sums for g in t.groups.values())
+    counted = sum(g.total for t in sums for p in t.periods.values() for g in p.values())
     outcome = Outcome(step, nth, checkpoint.slots["artwork"].learned_here, len(rewarded), counted)
     OUTCOMES.append(outcome)
     return outcome
