@@ -8,7 +8,6 @@ overrides. Everything is validated strictly; a failure raises `ConfigError` nami
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
+from bandit.events import validation_path
 from bandit.policies import VWError, build_policy
 from bandit.policies.probe import probe
 from bandit.slots import (
@@ -268,15 +268,7 @@ def validated(raw: Any, type_: type[T], prefix: str) -> T:
     try:
         return msgspec.convert(raw, type_, strict=True)
     except msgspec.ValidationError as exc:
-        message, sep, where = str(exc).rpartition(" - at `$")
-        if not sep:
-            message, where = str(exc), ""
-        parts = [prefix, where.rstrip("`").lstrip(".")]
-        named = _FIELD_PROBLEM.match(message)
-        if named:  # msgspec names the key inside the message; put it in the path
-            parts.append(named.group(3))
-            message = "unknown key" if named.group(1) == "unknown" else "missing required key"
-        raise ConfigError(".".join(p for p in parts if p), message) from None
-
-
-_FIELD_PROBLEM = re.compile(r"^Object (?:contains (unknown)|missing (required)) field `(.+)`$")
+        path, message, problem = validation_path(exc)
+        if problem is not None:
+            message = "unknown key" if problem == "unknown" else "missing required key"
+        raise ConfigError(".".join(p for p in (prefix, path) if p), message) from None

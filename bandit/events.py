@@ -219,20 +219,28 @@ def _check_choice(
         raise ValueError("probabilities must have one entry per chosen position")
 
 
-def field_and_message(exc: msgspec.ValidationError) -> tuple[str, str]:
-    """Split msgspec's "message - at `$.a.b[0]`" into ("a.b[0]", "message").
-
-    Checks raised in `__post_init__` name their field first ("chosen: ..."); a missing or
-    unknown key is named in the message, and is moved into the field path.
-    """
+def validation_path(exc: msgspec.ValidationError) -> tuple[str, str, str | None]:
+    """Split msgspec's "message - at `$.a.b[0]`" into ("a.b[0]", "message", problem). A
+    missing or unknown key, which msgspec names inside the message, is moved into the path
+    and `problem` says which ("missing" or "unknown"; None for any other message). The one
+    parser of msgspec's errors, for events, request bodies and config alike."""
     message, sep, where = str(exc).rpartition(" - at `$")
     if not sep:
         message, where = str(exc), ""
-    field = where.rstrip("`").lstrip(".")
+    path = where.rstrip("`").lstrip(".")
     named = _FIELD_IN_MESSAGE.match(message)
-    if named:
-        field = f"{field}.{named.group(2)}" if field else named.group(2)
-        message = "unknown field" if named.group(1) == "contains unknown" else "missing field"
+    if named is None:
+        return path, message, None
+    path = f"{path}.{named.group(2)}" if path else named.group(2)
+    return path, message, "unknown" if named.group(1) == "contains unknown" else "missing"
+
+
+def field_and_message(exc: msgspec.ValidationError) -> tuple[str, str]:
+    """The field a bad event or request body names, and what is wrong with it. Checks
+    raised in `__post_init__` name their field first ("chosen: ..."), which joins the path."""
+    field, message, problem = validation_path(exc)
+    if problem is not None:
+        message = "unknown field" if problem == "unknown" else "missing field"
     elif ": " in message and message.split(": ", 1)[0].replace("_", "").isalnum():
         inner, message = message.split(": ", 1)
         field = f"{field}.{inner}" if field else inner
