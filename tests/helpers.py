@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from bandit import events
@@ -135,13 +135,37 @@ def running_learner(config: Config, **kwargs: Any) -> Iterator[KafkaLearner]:
         raise failure[0]
 
 
-def read_all(bootstrap: str, topic: str, idle_s: float = 2.0) -> list[bytes]:
-    """Every message value of `topic`, read until nothing new arrives for `idle_s`."""
+def read_all(
+    bootstrap: str, topic: str, idle_s: float = 2.0, timeout_s: float = 120.0
+) -> list[bytes]:
+    """Every message value of `topic`: read at least to the end offsets every partition had
+    when reading began, then until nothing new arrives for `idle_s` (a slow fetch on a busy
+    machine must not end the read early)."""
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-        consumer_timeout_ms=int(idle_s * 1000),
-    )  # fmt: skip
+        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     try:
-        return [message.value for message in consumer]
+        started = time.monotonic()
+        partitions = consumer.partitions_for_topic(topic)
+        while partitions is None and time.monotonic() - started < idle_s:
+            time.sleep(0.1)  # not created yet, or its metadata not known yet
+            partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            return []
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        consumer.seek_to_beginning(*assigned)
+        ends = consumer.end_offsets(assigned)
+        values: list[bytes] = []
+        last_new = time.monotonic()
+        while time.monotonic() - started < timeout_s:
+            batch = consumer.poll(timeout_ms=200)
+            for messages in batch.values():
+                values += [message.value for message in messages]
+                last_new = time.monotonic() if messages else last_new
+            at_end = all(consumer.position(tp) >= ends[tp] for tp in assigned)
+            if at_end and time.monotonic() - last_new >= idle_s:
+                break
+        return values
     finally:
         consumer.close()
