@@ -81,15 +81,20 @@ def period_of(event: RewardedEvent) -> str:
 
 class PartitionTally(msgspec.Struct, frozen=True):
     """One slot's tally of one input partition, as a learner checkpointed it: what it
-    publishes for the lift endpoint. `progress` orders the states of a partition (its
-    offsets only grow), so a stale writer never replaces a newer tally."""
+    publishes for the lift endpoint. `order` sorts the states of a partition: its offsets
+    and its count of decisions only grow (windows closed by the clock add decisions without
+    moving an offset), so a stale writer never replaces a newer tally."""
 
     slot: str
     partition: int
     topic: str  # the decisions topic the partition belongs to
-    progress: int
+    progress: int  # the partition's offsets, summed
     written_at: float
     periods: dict[str, dict[str, GroupTally]]
+
+    @property
+    def order(self) -> tuple[int, int]:
+        return self.progress, decisions({self.slot: self.periods})
 
 
 def tally(events: Iterable[RewardedEvent], into: SlotTallies | None = None) -> SlotTallies:

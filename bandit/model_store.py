@@ -192,7 +192,7 @@ class ModelStore:
         least as far along (two members hand a partition over); True when written."""
         path = self.root / tally.slot / f"lift-p{tally.partition}.tally"
         stored = _read_tally(path)
-        if stored is not None and stored.topic == tally.topic and stored.progress >= tally.progress:
+        if stored is not None and stored.topic == tally.topic and stored.order >= tally.order:
             return False
         path.parent.mkdir(parents=True, exist_ok=True)
         replace_file(path, msgspec.msgpack.encode(tally))

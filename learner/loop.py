@@ -97,7 +97,7 @@ class KafkaLearner:
         self._last_checkpoint = time.monotonic()
         self._last_publish = float("-inf")
         self._checkpoints_written = 0
-        self._tally_progress: dict[tuple[str, int], int] = {}  # last lift sums written
+        self._tally_progress: dict[tuple[str, int], tuple[int, int]] = {}  # last sums written
         self._consumed = 0
         self._status = LearnerStatus(0, {}, 0, 0, 0, 0)
         self._fatal: Exception | None = None  # a rebalance that could not hand over
@@ -354,17 +354,17 @@ class KafkaLearner:
         topic = self.core.topics[0]
         for partition, state in checkpoint.partitions.items():
             for slot, periods in state.lift.items():
-                if self._tally_progress.get((slot, partition)) == state.progress:
-                    continue
                 tally = PartitionTally(
                     slot, partition, topic, state.progress, checkpoint.created_at, periods
                 )
+                if self._tally_progress.get((slot, partition)) == tally.order:
+                    continue
                 try:
                     self.store.write_tally(tally)
                 except OSError as exc:  # the lift endpoint lags; the next checkpoint retries
                     log.error("writing the lift sums of %s/%d failed: %s", slot, partition, exc)
                     continue
-                self._tally_progress[slot, partition] = state.progress
+                self._tally_progress[slot, partition] = tally.order
 
     def _publish(self) -> None:
         try:
