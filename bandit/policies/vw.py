@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import os
 import shlex
 import tempfile
@@ -68,6 +69,40 @@ class _VWPolicy(Policy):
         serves the editorial default instead, with `exploration.epsilon` spread over the
         rest: no worse than the control group from its first page, and still exploring."""
         return self.examples_learned == 0 and not self._loaded
+
+    def _decide(
+        self, context: Context, candidates: Sequence[Candidate], count: int, greedy: bool
+    ) -> Choice:
+        if self.cold:
+            return self._cold_choice(candidates, count, greedy)
+        return self._vw_decide(context, candidates, count, greedy)
+
+    def _probabilities(
+        self,
+        context: Context,
+        candidates: Sequence[Candidate],
+        placed: Sequence[int],
+        remaining: list[int],
+    ) -> Sequence[float]:
+        if self.cold:
+            return default_first(candidates, remaining, self.slot.exploration.epsilon)
+        return self._vw_probabilities(context, candidates, placed, remaining)
+
+    @abc.abstractmethod
+    def _vw_decide(
+        self, context: Context, candidates: Sequence[Candidate], count: int, greedy: bool
+    ) -> Choice:
+        """`_decide` once the policy has learned something: VW's own explorer."""
+
+    @abc.abstractmethod
+    def _vw_probabilities(
+        self,
+        context: Context,
+        candidates: Sequence[Candidate],
+        placed: Sequence[int],
+        remaining: list[int],
+    ) -> Sequence[float]:
+        """`_probabilities` once the policy has learned something."""
 
     def _cold_choice(self, candidates: Sequence[Candidate], count: int, greedy: bool) -> Choice:
         placed: list[int] = []
@@ -141,11 +176,9 @@ class VWChoicePolicy(_VWPolicy):
 
     reduction = "cb_explore_adf"
 
-    def _decide(
+    def _vw_decide(
         self, context: Context, candidates: Sequence[Candidate], count: int, greedy: bool
     ) -> Choice:
-        if self.cold:
-            return self._cold_choice(candidates, count, greedy)
         pmf = self._predict_lines(encoding.cb_example(context, candidates))
         best = argmax(pmf)
         if greedy:
@@ -154,15 +187,13 @@ class VWChoicePolicy(_VWPolicy):
             index, probability = sample_index(pmf, self.rng)
         return Choice((candidates[index].id,), (probability,), explored=index != best)
 
-    def _probabilities(
+    def _vw_probabilities(
         self,
         context: Context,
         candidates: Sequence[Candidate],
         placed: Sequence[int],
         remaining: list[int],
     ) -> Sequence[float]:
-        if self.cold:
-            return default_first(candidates, remaining, self.slot.exploration.epsilon)
         return self._predict_lines(encoding.cb_example(context, candidates))
 
     def _learn(self, event: RewardedEvent) -> None:
@@ -179,11 +210,9 @@ class VWRowsPolicy(_VWPolicy):
 
     reduction = "ccb_explore_adf"
 
-    def _decide(
+    def _vw_decide(
         self, context: Context, candidates: Sequence[Candidate], count: int, greedy: bool
     ) -> Choice:
-        if self.cold:
-            return self._cold_choice(candidates, count, greedy)
         if greedy:
             return self._greedy(context, candidates, count)
         slots = self._predict_lines(encoding.ccb_example(context, candidates, count))
@@ -207,15 +236,13 @@ class VWRowsPolicy(_VWPolicy):
         chosen = tuple(candidates[i].id for i in placed)
         return Choice(chosen, tuple(probabilities), explored=False)
 
-    def _probabilities(
+    def _vw_probabilities(
         self,
         context: Context,
         candidates: Sequence[Candidate],
         placed: Sequence[int],
         remaining: list[int],
     ) -> Sequence[float]:
-        if self.cold:
-            return default_first(candidates, remaining, self.slot.exploration.epsilon)
         pmf = self._next(context, candidates, placed)
         return [pmf.get(i, 0.0) for i in remaining]
 
