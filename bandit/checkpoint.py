@@ -29,7 +29,7 @@ class PartitionState(msgspec.Struct, frozen=True):
     decisions_offset: int
     feedback_offset: int
     join: bytes
-    # the lift report's sums of this partition's rewarded events (slot -> group -> tally)
+    # the lift report's sums of this partition's rewarded events (slot -> period -> group)
     lift: SlotTallies = {}
 
     @property

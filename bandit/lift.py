@@ -11,8 +11,9 @@ person (with a few hundred buckets it is nearly as tight).
 
 A group's reward rate is its reward per decision. The lift is treatment / control - 1 with
 a 95% interval and a two-sided p-value for "no lift". A sample-ratio check compares the
-control share of decisions with the slot's configured holdout (clustered by bucket, as the
-rate): a share far from it (p < 0.001) means the assignment or the logging is broken, or the
+control share of decisions with the holdout fraction they were decided under (logged with
+each decision; the slot's configured one for older events), clustered by bucket as the
+rate: a share far from it (p < 0.001) means the assignment or the logging is broken, or the
 treatment changes how many decisions people are shown, and the lift cannot be trusted.
 
 The rewarded log holds impressed decisions only; when a slot's policy changes what gets
