@@ -18,6 +18,7 @@ from bandit import events
 from bandit.config import Config, load_config
 from bandit.join import RewardJoin
 from bandit.learner_core import LearnerCore
+from bandit.lift import decisions, merge
 from bandit.model_store import ModelStore
 from learner.checkpoint_store import CheckpointStore
 from learner.loop import KafkaLearner
@@ -140,7 +141,7 @@ def _fail_then_restart(backlog: Backlog, step: str, nth: int) -> Outcome:
     rewarded = {events.decode(v, events.RewardedEvent).decision_id for v in values}
     checkpoint = CheckpointStore(config.learner.checkpoint_dir, config.learner.member).latest()
     sums = ModelStore(config.model_store.path).tallies("artwork")
-    counted = sum(g.total for t in sums for p in t.periods.values() for g in p.values())
+    counted = decisions(merge({t.slot: t.periods} for t in sums))
     outcome = Outcome(step, nth, checkpoint.slots["artwork"].learned_here, len(rewarded), counted)
     OUTCOMES.append(outcome)
     return outcome

@@ -32,6 +32,16 @@ def keyed(*items):
     return [(item.decision_id, events.encode(item)) for item in items]
 
 
+def drain(learner, consumed: int) -> None:
+    """Until the learner has read `consumed` messages and closed every window."""
+    wait_for(lambda: learner.status().consumed == consumed, 30)
+    wait_for(lambda: learner.status().open_decisions == 0, 30)
+
+
+def read_events(bootstrap: str, topic: str, type_):
+    return [events.decode(value, type_) for value in read_all(bootstrap, topic)]
+
+
 def test_scripted_stream_gives_exactly_the_expected_rewards_and_dead_letters(learner_config):
     config = learner_config()
     topics = config.kafka.topics
@@ -67,12 +77,9 @@ def test_scripted_stream_gives_exactly_the_expected_rewards_and_dead_letters(lea
     with running_learner(config) as learner:
         produce(bootstrap, topics.decisions, decisions)
         produce(bootstrap, topics.feedback, feedbacks)
-        wait_for(lambda: learner.status().consumed == len(decisions) + len(feedbacks), 30)
-        wait_for(lambda: learner.status().open_decisions == 0, 30)
+        drain(learner, len(decisions) + len(feedbacks))
         exposition = Client("127.0.0.1", learner.metrics_port).get("/metrics")[1]
-    rewarded = [
-        events.decode(v, events.RewardedEvent) for v in read_all(bootstrap, topics.rewarded)
-    ]
+    rewarded = read_events(bootstrap, topics.rewarded, events.RewardedEvent)
     assert sorted((r.decision_id, r.group, tuple(r.rewards)) for r in rewarded) == [
         ("d1", "treatment", (0.5,)),
         ("d2", "treatment", (0.5,)),
@@ -81,9 +88,7 @@ def test_scripted_stream_gives_exactly_the_expected_rewards_and_dead_letters(lea
         ("d6", "control", (0.5,)),
         ("d7", "treatment", (0.0, 0.5, 0.0)),
     ]
-    dead = [
-        events.decode(v, events.DeadLetterEvent) for v in read_all(bootstrap, topics.deadletter)
-    ]
+    dead = read_events(bootstrap, topics.deadletter, events.DeadLetterEvent)
     assert sorted((d.code, d.key) for d in dead) == [
         ("bad_position", "d7"),
         ("late", "d5"),
@@ -127,16 +132,11 @@ def test_tombstones_are_dead_lettered_and_a_binary_key_does_not_matter(learner_c
         (binary, events.encode(feedback("g1", "click", 2))),
     ])  # fmt: skip
     with running_learner(config) as learner:
-        wait_for(lambda: learner.status().consumed == 5, 30)
-        wait_for(lambda: learner.status().open_decisions == 0, 30)
+        drain(learner, 5)
         assert learner.status().learned["artwork"] == 1
-    rewarded = [
-        events.decode(v, events.RewardedEvent) for v in read_all(bootstrap, topics.rewarded)
-    ]
+    rewarded = read_events(bootstrap, topics.rewarded, events.RewardedEvent)
     assert [(r.decision_id, r.rewards) for r in rewarded] == [("g1", [0.5])]
-    dead = [
-        events.decode(v, events.DeadLetterEvent) for v in read_all(bootstrap, topics.deadletter)
-    ]
+    dead = read_events(bootstrap, topics.deadletter, events.DeadLetterEvent)
     assert sorted((d.code, d.key, d.topic, d.payload) for d in dead) == [
         ("malformed", "t1", topics.decisions, ""),
         ("malformed", "t2", topics.feedback, ""),
@@ -169,15 +169,10 @@ def test_an_older_learner_reads_a_newer_writers_events_and_refuses_a_new_version
         ("n1", newer(feedback("n1", "click", 2))),
     ])  # fmt: skip
     with running_learner(config) as learner:
-        wait_for(lambda: learner.status().consumed == 4, 30)
-        wait_for(lambda: learner.status().open_decisions == 0, 30)
+        drain(learner, 4)
         assert learner.status().learned["artwork"] == 1
-    rewarded = [
-        events.decode(v, events.RewardedEvent) for v in read_all(bootstrap, topics.rewarded)
-    ]
+    rewarded = read_events(bootstrap, topics.rewarded, events.RewardedEvent)
     assert [(r.decision_id, r.rewards) for r in rewarded] == [("n1", [0.5])]
-    (dead,) = [
-        events.decode(v, events.DeadLetterEvent) for v in read_all(bootstrap, topics.deadletter)
-    ]
+    (dead,) = read_events(bootstrap, topics.deadletter, events.DeadLetterEvent)
     assert (dead.code, dead.key) == ("newer_schema", "n2")
     assert "artbandit.decision/2" in dead.reason and "upgrade" in dead.reason
