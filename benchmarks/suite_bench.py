@@ -21,63 +21,36 @@ import concurrent.futures
 import statistics
 import sys
 import time
-from collections import deque
 
 import numpy as np
 
 from artbandit.cli import add_common_arguments
 from bandit.config import load_config
-from bandit.events import DecisionEvent, PolicyRef, RewardedEvent
-from bandit.policies import build_policy
 from replay.progress import Progress
-from sim.suite import HALVES, SUITE, SuiteWorld, WorldSpec
+from sim.suite import HALVES, SUITE, WorldSpec, play
 
 CHECKPOINTS = (10_000, 50_000, 200_000)
 
 
 def run(
     spec: WorldSpec, decisions: int, settings: argparse.Namespace, policy_type: str | None = None
-):
+) -> dict[int, tuple[float, float]]:
     """{checkpoint: (policy's expected reward, optimum's)} over the window before it, with
     the slot's policy from `settings` (--config, --set), or `policy_type` instead."""
+    slot_config = world_config(spec, settings, policy_type).slots[spec.kind.value]
+    progress = Progress(decisions, f"{spec.name:<24}", quiet=settings.quiet)
+    played = play(spec, decisions, slot_config, CHECKPOINTS, progress=progress.update)
+    progress.close()
+    return played.shares
+
+
+def world_config(spec: WorldSpec, settings: argparse.Namespace, policy_type: str | None = None):
+    """The config of a world's run: its slot seeded and sized, then --config and --set."""
     slot = spec.kind.value
     world_settings = [f"slots.{slot}.seed={spec.seed}", f"slots.{slot}.select={spec.select}"]
     if policy_type:
         world_settings.append(f'slots.{slot}.policy="{policy_type}"')
-    overrides = [*world_settings, *settings.overrides]
-    config = load_config(settings.config, overrides, environ={})
-    slot_config = config.slots[slot]
-    policy = build_policy(slot_config)
-    world = SuiteWorld(spec, decisions)
-    pending: deque[tuple[int, RewardedEvent]] = deque()
-    windows = {c: [0.0, 0.0] for c in CHECKPOINTS if c <= decisions}
-    progress = Progress(decisions, f"{spec.name:<24}", quiet=settings.quiet)
-    reward = slot_config.reward
-    for t in range(decisions):
-        request = world.request(t)
-        choice = policy.decide(request.context, request.candidates)
-        index = {c.id: i for i, c in enumerate(request.candidates)}
-        chosen = [index[c] for c in choice.chosen]
-        for checkpoint, window in windows.items():
-            if checkpoint - checkpoint // 10 <= t < checkpoint:
-                window[0] += world.value(request, chosen)
-                window[1] += world.value(request, world.observable_optimum(request))
-        clicks = world.clicks(request, chosen)
-        decision = DecisionEvent(
-            decision_id=f"d{t}", ts=float(t), slot=slot, key="suite", user_hash=None,
-            group="treatment", policy=PolicyRef(name=slot, version="suite"),
-            context=request.context, candidates=request.candidates, chosen=list(choice.chosen),
-            probabilities=list(choice.probabilities), explored=choice.explored,
-        )  # fmt: skip
-        rewards = [min(reward.click * c, reward.max) for c in clicks]
-        pending.append((t + spec.delay, RewardedEvent.from_decision(decision, rewards, True, t)))
-        while pending and pending[0][0] <= t:
-            policy.learn(pending.popleft()[1])
-        if t % 1000 == 0:
-            progress.update(t)
-    progress.close()
-    policy.close()
-    return {c: (v, o) for c, (v, o) in windows.items()}
+    return load_config(settings.config, [*world_settings, *settings.overrides], environ={})
 
 
 def measure(spec: WorldSpec, args: argparse.Namespace) -> tuple[WorldSpec, dict, dict, float]:

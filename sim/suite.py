@@ -20,12 +20,15 @@ observable optimum's, on the same requests: how much of the learnable value it g
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from bandit.events import Candidate, Context
-from bandit.slots import SlotKind
+from bandit.events import Candidate, Context, DecisionEvent, PolicyRef, RewardedEvent
+from bandit.policies import Policy, build_policy
+from bandit.slots import SlotConfig, SlotKind
 
 SEGMENTS, DEVICES, TASTES, STYLES = 6, 3, 4, 8
 
@@ -210,3 +213,69 @@ class SuiteWorld:
     def clicks(self, request: Request, chosen: list[int]) -> list[float]:
         probabilities = self.examination()[: len(chosen)] * request.p_true[chosen]
         return [float(c) for c in self.rng.random(len(chosen)) < probabilities]
+
+
+# Called every `every` decisions with the decision count, the log so far and the policy;
+# returns a policy to switch to, or None (self-tuning, in process).
+Retune = Callable[[int, list[RewardedEvent], Policy], Policy | None]
+
+
+@dataclass
+class Played:
+    shares: dict[int, tuple[float, float]]  # checkpoint -> (policy's reward, optimum's)
+    switches: list[int] = field(default_factory=list)  # decisions at which it switched
+
+
+def play(
+    spec: WorldSpec,
+    decisions: int,
+    slot_config: SlotConfig,
+    checkpoints: Sequence[int],
+    retune: Retune | None = None,
+    every: int = 10_000,
+    progress: Callable[[int], None] = lambda done: None,
+) -> Played:
+    """Run a world's slot for `decisions` requests: the policy decides, learns each
+    click-reward `delay` requests later; returns the expected reward of the policy and of the
+    observable optimum over the last 10% of the decisions before each checkpoint."""
+    slot = spec.kind.value
+    policy = build_policy(slot_config)
+    world = SuiteWorld(spec, decisions)
+    pending: deque[tuple[int, RewardedEvent]] = deque()
+    log: list[RewardedEvent] = []
+    windows = {c: [0.0, 0.0] for c in checkpoints if c <= decisions}
+    played = Played({})
+    reward = slot_config.reward
+    for t in range(decisions):
+        if retune is not None and t and t % every == 0:
+            switched = retune(t, log, policy)
+            if switched is not None:
+                policy.close()
+                policy = switched
+                played.switches.append(t)
+        request = world.request(t)
+        choice = policy.decide(request.context, request.candidates)
+        index = {c.id: i for i, c in enumerate(request.candidates)}
+        chosen = [index[c] for c in choice.chosen]
+        for checkpoint, window in windows.items():
+            if checkpoint - checkpoint // 10 <= t < checkpoint:
+                window[0] += world.value(request, chosen)
+                window[1] += world.value(request, world.observable_optimum(request))
+        clicks = world.clicks(request, chosen)
+        decision = DecisionEvent(
+            decision_id=f"d{t}", ts=float(t), slot=slot, key="suite", user_hash=None,
+            group="treatment", policy=PolicyRef(name=slot, version="suite"),
+            context=request.context, candidates=request.candidates, chosen=list(choice.chosen),
+            probabilities=list(choice.probabilities), explored=choice.explored,
+        )  # fmt: skip
+        rewards = [min(reward.click * c, reward.max) for c in clicks]
+        pending.append((t + spec.delay, RewardedEvent.from_decision(decision, rewards, True, t)))
+        while pending and pending[0][0] <= t:
+            event = pending.popleft()[1]
+            policy.learn(event)
+            log.append(event)
+        if t % 1000 == 0:
+            progress(t)
+    policy.close()
+    played.shares = {c: (v, o) for c, (v, o) in windows.items()}
+    return played
