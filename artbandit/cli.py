@@ -63,6 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(run=_run_train)
 
+    tune = verbs.add_parser(
+        "tune", help="self-tuning: replay learning settings on the log, switch on a clear gain"
+    )
+    add_common_arguments(tune)
+    tune.set_defaults(run=_run_tune)
+    from replay.tune import add_arguments as add_tune_arguments
+
+    add_tune_arguments(tune)
+
     report = verbs.add_parser("report", help="reports for product owners: report lift")
     reports = report.add_subparsers(dest="report", required=True, metavar="REPORT")
     lift = reports.add_parser(
@@ -223,6 +232,15 @@ def _run_train(args: argparse.Namespace, config: Config) -> int:
             return 1
     print(f"announced {info.slot}/{info.version} on {config.kafka.topics.models}")
     return 0
+
+
+def _run_tune(args: argparse.Namespace, config: Config) -> int:
+    from replay.tune import run
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return run(args, config, resolve_bootstrap(config), stop)
 
 
 def _run_report_lift(args: argparse.Namespace, config: Config) -> int:

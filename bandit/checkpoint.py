@@ -21,6 +21,9 @@ class SlotState(msgspec.Struct, frozen=True):
     model: bytes
     examples_learned: int
     learned_here: int
+    # the self-tuning revision, and its overrides, that the model learned under
+    tuning_revision: int = 0
+    tuned: list[str] = []
 
 
 class PartitionState(msgspec.Struct, frozen=True):

@@ -31,6 +31,9 @@ Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 ENV_CONFIG = "ARTBANDIT_CONFIG"
+# The keys self-tuning may set: how a slot learns and explores, never what it decides or
+# how it is rewarded (see bandit.tuning).
+TUNABLE_PREFIXES = ("learning_rate", "interactions", "lrq", "vw_args", "exploration.")
 
 
 class ConfigError(ValueError):
@@ -113,6 +116,36 @@ class LearnerConfig(StrictSection, frozen=True):
     metrics_port: Port = 9108
 
 
+class TuningConfig(StrictSection, frozen=True):
+    """Self-tuning (`artbandit tune`): which learning settings it tries, on how much of the
+    log, and how sure it must be before a slot's learner switches."""
+
+    # Each candidate changes one setting of what the slot runs now (TOML `key=value`). The
+    # replay cannot see what exploring teaches, only what it costs, so exploration settings
+    # are not among the defaults (it would always favour exploring less).
+    candidates: list[Annotated[str, msgspec.Meta(min_length=3, max_length=500)]] = msgspec.field(
+        default_factory=lambda: [
+            "learning_rate=0.03",
+            "learning_rate=0.3",
+            "exploration.squarecb_gamma_scale=150.0",
+            "exploration.squarecb_gamma_scale=1500.0",
+        ]
+    )
+    # The slot's most recent treatment events the candidates are replayed on; a switch
+    # warm-starts the new settings on the same events.
+    window_events: Annotated[int, msgspec.Meta(ge=100, le=500_000)] = 100_000
+    min_events: Annotated[int, msgspec.Meta(ge=100, le=500_000)] = 5_000
+    # How a setting's replay is valued: doubly robust (unbiased; a cross-fitted reward
+    # model lowers the variance), switch-DR (the model alone on rounds weighted over 20:
+    # more power, biased as far as the model is wrong) or self-normalized IPS.
+    estimator: Literal["dr", "switch-dr", "snips"] = "switch-dr"
+    # One-sided confidence of the gain's lower bound, across all candidates (Bonferroni).
+    confidence: Annotated[float, msgspec.Meta(ge=0.5, le=0.9999)] = 0.95
+    # The estimated gain must also reach this share of the running settings' value.
+    min_gain: Annotated[float, msgspec.Meta(ge=0.0, le=10.0)] = 0.01
+    interval_s: PositiveFloat = 3600.0  # `artbandit tune --every` by default
+
+
 class Config(StrictSection, frozen=True):
     """The whole configuration of an artbandit process."""
 
@@ -121,6 +154,7 @@ class Config(StrictSection, frozen=True):
     serving: ServingConfig = msgspec.field(default_factory=ServingConfig)
     model_store: ModelStoreConfig = msgspec.field(default_factory=ModelStoreConfig)
     learner: LearnerConfig = msgspec.field(default_factory=LearnerConfig)
+    tuning: TuningConfig = msgspec.field(default_factory=TuningConfig)
 
     @property
     def learned_slots(self) -> list[str]:
@@ -177,7 +211,24 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
     if unknown:
         known = ", ".join(slots)
         raise ConfigError("learner.slots", f"unknown slot {unknown[0]!r} (configured: {known})")
+    _check_candidates(rest.tuning.candidates, slots)
     return msgspec.structs.replace(rest, slots=slots)
+
+
+def _check_candidates(candidates: list[str], slots: Mapping[str, SlotConfig]) -> None:
+    """Every tuning candidate must set a tunable key to a value each VW slot accepts."""
+    for index, candidate in enumerate(candidates):
+        key = f"tuning.candidates[{index}]"
+        name, _ = parse_override(candidate)
+        if not name.startswith(TUNABLE_PREFIXES):
+            allowed = ", ".join(TUNABLE_PREFIXES)
+            raise ConfigError(key, f"{candidate!r}: tuning may set only keys starting {allowed}")
+        for slot_name, slot in slots.items():
+            if slot.policy == "vw":
+                try:
+                    override_slot(slot_name, slot, [candidate])
+                except ConfigError as exc:
+                    raise ConfigError(key, f"{candidate!r}: {exc}") from None
 
 
 def override_slot(name: str, slot: SlotConfig, overrides: Iterable[str]) -> SlotConfig:

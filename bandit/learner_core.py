@@ -23,6 +23,8 @@ from bandit.config import Config
 from bandit.join import DeadLetter, JoinResult, RewardJoin
 from bandit.lift import SlotTallies, merge, tally
 from bandit.policies import Policy, build_policy, policy_class
+from bandit.slots import SlotConfig
+from bandit.tuning import Tuned, tuned_slot
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +64,19 @@ class LearnerCore:
         config: Config,
         policies: Mapping[str, Policy] | None = None,
         learned_here: Mapping[str, int] | None = None,
+        tuning: Mapping[str, Tuned] | None = None,
     ):
         self.config = config
         self.topics = (config.kafka.topics.decisions, config.kafka.topics.feedback)
         # Only the slots this learner owns: another group learns and publishes the others.
         owned = config.learned_slots
+        # The tuned settings each slot's policy learns under (none: the configured ones).
+        self.tuning = {slot: t for slot, t in (tuning or {}).items() if slot in owned}
         self.policies = {slot: p for slot, p in (policies or {}).items() if slot in owned}
         for slot in owned:
-            self.policies.setdefault(slot, build_policy(config.slots[slot]))
+            if slot not in self.policies:
+                self.tuning.pop(slot, None)  # a fresh policy learns under the configured ones
+                self.policies[slot] = build_policy(config.slots[slot])
         self.learned_here = Counter({slot: 0 for slot in owned})
         self.learned_here.update({s: n for s, n in (learned_here or {}).items() if s in owned})
         self.joins: dict[int, RewardJoin] = {}
@@ -112,6 +119,20 @@ class LearnerCore:
         return PartitionState(
             decisions_offset, feedback_offset, join, merge([self.tallies[partition]])
         )
+
+    def tuned(self, slot: str) -> Tuned:
+        return self.tuning.get(slot, Tuned())
+
+    def slot_config(self, slot: str) -> SlotConfig:
+        """What `slot`'s policy runs: its configured settings with the tuned ones over them."""
+        return tuned_slot(slot, self.config.slots[slot], self.tuned(slot).overrides)
+
+    def switch(self, slot: str, tuned: Tuned, policy: Policy) -> None:
+        """From now on `slot` learns with `policy`, under the tuned settings `tuned`."""
+        old = self.policies[slot]
+        self.policies[slot] = policy
+        self.tuning[slot] = tuned
+        old.close()
 
     @property
     def open_decisions(self) -> int:
@@ -220,6 +241,8 @@ class LearnerCore:
                 model=policy.to_bytes(),
                 examples_learned=policy.examples_learned,
                 learned_here=self.learned_here[slot],
+                tuning_revision=self.tuned(slot).revision,
+                tuned=list(self.tuned(slot).overrides),
             )
             for slot, policy in self.policies.items()
         }
@@ -239,15 +262,27 @@ class LearnerCore:
 
     @classmethod
     def from_checkpoint(
-        cls, config: Config, checkpoint: Checkpoint, fallback: Mapping[str, Policy] | None = None
+        cls,
+        config: Config,
+        checkpoint: Checkpoint,
+        fallback: Mapping[str, Policy] | None = None,
+        fallback_tuning: Mapping[str, Tuned] | None = None,
     ) -> LearnerCore:
         """The core as it was at `checkpoint` (partitions are assigned separately). A slot
-        whose policy no longer loads under the current config starts from `fallback`."""
+        whose policy no longer loads under the current config starts from `fallback`
+        (learned under `fallback_tuning`)."""
         policies: dict[str, Policy] = {}
+        tuning = dict(fallback_tuning or {})
         for slot in config.learned_slots:
-            slot_config = config.slots[slot]
             state = checkpoint.slots.get(slot)
-            if state is None or state.policy_type != slot_config.policy:
+            if state is None or state.policy_type != config.slots[slot].policy:
+                continue
+            try:
+                slot_config = tuned_slot(slot, config.slots[slot], state.tuned)
+            except ValueError as exc:  # the config changed under the tuned settings
+                log.warning(
+                    "slot %s: tuned settings no longer apply (%s); starting over", slot, exc
+                )
                 continue
             try:
                 policy = policy_class(slot_config).from_bytes(slot_config, state.model)
@@ -262,10 +297,14 @@ class LearnerCore:
                 continue
             policy.examples_learned = state.examples_learned
             policies[slot] = policy
+            tuning[slot] = Tuned(state.tuning_revision, tuple(state.tuned))
         for slot, policy in (fallback or {}).items():
-            policies.setdefault(slot, policy)
+            if slot in policies:
+                policy.close()
+            else:
+                policies[slot] = policy
         learned = {slot: state.learned_here for slot, state in checkpoint.slots.items()}
-        core = cls(config, policies, learned)
+        core = cls(config, policies, learned, tuning)
         core.pending = dict(checkpoint.partitions)
         return core
 

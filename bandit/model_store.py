@@ -10,12 +10,14 @@ writers never overwrite each other. A truncated or corrupted file is refused wit
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from bandit.durable import create_file, replace_file
 from bandit.lift import PartitionTally
 from bandit.policies import Policy, policy_class
 from bandit.slots import SlotConfig
+from bandit.tuning import TuningState, tuned_slot
 
 MAGIC = b"artbandit-policy/1\n"
 _VERSION_RE = re.compile(r"^v(\d{8})\.policy$")
@@ -53,6 +56,10 @@ class VersionInfo:
     size: int
     slot_config: dict[str, Any]
     artbandit_version: str = __version__
+    # The self-tuning revision and overrides the policy learned under (bandit.tuning):
+    # whoever loads it lays the overrides over its own slot config.
+    tuning_revision: int = 0
+    tuned: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -68,8 +75,11 @@ class ModelStore:
         self.root = Path(root)
         self.keep_versions = keep_versions
 
-    def save(self, slot: str, policy: Policy) -> VersionInfo:
-        """Store `policy` as the next version of `slot` and return its metadata."""
+    def save(
+        self, slot: str, policy: Policy, tuning_revision: int = 0, tuned: list[str] | None = None
+    ) -> VersionInfo:
+        """Store `policy` as the next version of `slot` (learned under tuning revision
+        `tuning_revision`, whose overrides are `tuned`) and return its metadata."""
         payload = policy.to_bytes()
         while True:
             info = VersionInfo(
@@ -81,6 +91,8 @@ class ModelStore:
                 sha256=hashlib.sha256(payload).hexdigest(),
                 size=len(payload),
                 slot_config=msgspec.to_builtins(policy.slot),
+                tuning_revision=tuning_revision,
+                tuned=list(tuned or []),
             )
             data = MAGIC + json.dumps(asdict(info)).encode() + b"\n" + payload
             if create_file(self._path(slot, info.version), data):
@@ -131,9 +143,16 @@ class ModelStore:
 
     def load(self, slot: str, version: str, slot_config: SlotConfig | None = None) -> StoredPolicy:
         """Load one version as a live policy. `slot_config` overrides the stored config
-        (e.g. a new exploration setting); by default the version's own config is used."""
+        (e.g. a new exploration setting), with the version's tuned overrides laid over it;
+        by default the version's own config is used."""
         info, payload = self.read_info(slot, version)
-        config = slot_config or msgspec.convert(info.slot_config, SlotConfig)
+        if slot_config is None:
+            config = msgspec.convert(info.slot_config, SlotConfig)
+        else:
+            try:
+                config = tuned_slot(slot, slot_config, info.tuned)
+            except ValueError as exc:
+                raise CorruptVersion(f"{slot}/{version}: its tuned settings: {exc}") from None
         try:
             policy = policy_class(config).from_bytes(config, payload)
         except OSError as exc:  # VW loads through a temp file: the disk, not the version
@@ -206,6 +225,35 @@ class ModelStore:
         found = (_read_tally(p) for p in sorted(directory.iterdir()) if _TALLY_RE.match(p.name))
         return [t for t in found if t is not None and t.slot == slot]
 
+    def tuning(self, slot: str) -> TuningState:
+        """`slot`'s tuning history (empty: the configured settings run)."""
+        path = self.root / slot / "tuning.json"
+        try:
+            return msgspec.json.decode(path.read_bytes(), type=TuningState)
+        except FileNotFoundError:
+            return TuningState(slot=slot)
+        except msgspec.DecodeError as exc:
+            raise ModelStoreError(f"{slot}: the tuning history is unreadable ({exc})") from None
+
+    def update_tuning(self, slot: str, change: Callable[[TuningState], TuningState]) -> TuningState:
+        """Apply `change` to `slot`'s tuning history under a lock (the tuner and the admin
+        API both write it) and keep the result."""
+        with self._locked(slot, "tuning.lock"):
+            updated = change(self.tuning(slot))
+            replace_file(self.root / slot / "tuning.json", msgspec.json.encode(updated))
+        return updated
+
+    @contextlib.contextmanager
+    def _locked(self, slot: str, name: str) -> Iterator[None]:
+        path = self.root / slot / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def _next_number(self, slot: str) -> int:
         existing = self.versions(slot)
         return int(existing[-1][1:]) + 1 if existing else 1
@@ -224,8 +272,9 @@ def parse_version_file(data: bytes, where: str) -> tuple[VersionInfo, bytes]:
     if not data.startswith(MAGIC):
         raise CorruptVersion(f"{where}: not an artbandit policy file")
     header, sep, payload = data[len(MAGIC) :].partition(b"\n")
-    try:
-        info = VersionInfo(**json.loads(header)) if sep else None
+    known = {f.name for f in fields(VersionInfo)}
+    try:  # fields a newer release added are ignored, as event readers do
+        info = VersionInfo(**_known(json.loads(header), known)) if sep else None
     except (ValueError, TypeError) as exc:
         raise CorruptVersion(f"{where}: unreadable metadata ({exc})") from None
     if info is None:
@@ -235,6 +284,10 @@ def parse_version_file(data: bytes, where: str) -> tuple[VersionInfo, bytes]:
     if hashlib.sha256(payload).hexdigest() != info.sha256:
         raise CorruptVersion(f"{where}: checksum mismatch, the file was altered")
     return info, payload
+
+
+def _known(header: Any, names: set[str]) -> Any:
+    return {k: v for k, v in header.items() if k in names} if isinstance(header, dict) else header
 
 
 def _write_atomically(path: Path, text: str) -> None:

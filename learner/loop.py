@@ -28,12 +28,16 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
+from bandit import events
 from bandit.checkpoint import Checkpoint, CheckpointError, PartitionState
 from bandit.config import Config
+from bandit.events import RewardedEvent
 from bandit.learner_core import Input, LearnerCore, Record, StepOutput
 from bandit.lift import PartitionTally
 from bandit.model_store import ModelStore, ModelStoreError
 from bandit.policies import Policy
+from bandit.tuning import Tuned, recent_window, tuned_slot, warm_start
+from kafkaio.read import TopicMissing, read_topic
 from kafkaio.topics import ensure_topics
 from learner.checkpoint_store import CheckpointStore
 from learner.metrics import LearnerMetrics, MetricsServer
@@ -98,6 +102,8 @@ class KafkaLearner:
         self._last_publish = float("-inf")
         self._checkpoints_written = 0
         self._tally_progress: dict[tuple[str, int], tuple[int, int]] = {}  # last sums written
+        self._tuning_refused: set[tuple[str, Tuned]] = set()
+        self._last_tuning_check = float("-inf")
         self._consumed = 0
         self._status = LearnerStatus(0, {}, 0, 0, 0, 0)
         self._fatal: Exception | None = None  # a rebalance that could not hand over
@@ -124,6 +130,8 @@ class KafkaLearner:
                 self._step()
                 if self._checkpoint_due():
                     self.checkpoint()
+                elif self._since_checkpoint == 0 and self._tuning_due():
+                    self._follow_tuning()  # a quiet stream: the last checkpoint has it all
                 if self.progress and time.monotonic() - last_progress > PROGRESS_INTERVAL_S:
                     last_progress = time.monotonic()
                     print(_progress_line(self.status()), file=sys.stderr, flush=True)
@@ -151,11 +159,14 @@ class KafkaLearner:
                     "point learner.checkpoint_dir elsewhere"
                 )
             self._seq = checkpoint.seq + 1
-            self.core = LearnerCore.from_checkpoint(self.config, checkpoint, self._warm_start())
+            self.core = LearnerCore.from_checkpoint(self.config, checkpoint, *self._warm_start())
             log.info("restored checkpoint %d", checkpoint.seq)
         else:
             self._seq = self.checkpoints.next_seq()
-            self.core = LearnerCore(self.config, self._warm_start())
+            policies, tuning = self._warm_start()
+            self.core = LearnerCore(self.config, policies, None, tuning)
+        for slot in self.core.policies:
+            self.metrics.tuning_revision.labels(slot).set(self.core.tuned(slot).revision)
         for slot, count in self.core.learned_here.items():
             self.metrics.examples_learned.labels(slot).inc(count)
         try:
@@ -196,15 +207,18 @@ class KafkaLearner:
                 "slots its own learner.group_id"
             )
 
-    def _warm_start(self) -> dict[str, Policy]:
-        """Slots without a checkpointed model start from the newest published version."""
-        policies = {}
+    def _warm_start(self) -> tuple[dict[str, Policy], dict[str, Tuned]]:
+        """Slots without a checkpointed model start from the newest published version (under
+        the tuned settings it learned under)."""
+        policies, tuning = {}, {}
         for slot in self.config.learned_slots:
             try:
-                policies[slot] = self.store.load_latest(slot, self.config.slots[slot]).policy
+                stored = self.store.load_latest(slot, self.config.slots[slot])
             except ModelStoreError:
                 continue
-        return policies
+            policies[slot] = stored.policy
+            tuning[slot] = Tuned(stored.info.tuning_revision, tuple(stored.info.tuned))
+        return policies, tuning
 
     def _close(self) -> None:
         if self.consumer is not None:
@@ -330,6 +344,7 @@ class KafkaLearner:
         if time.monotonic() - self._last_publish >= self.config.learner.publish_interval_s:
             self._last_publish = time.monotonic()
             self._publish()
+        self._follow_tuning()
 
     def _flush_outputs(self) -> None:
         try:
@@ -368,12 +383,87 @@ class KafkaLearner:
 
     def _publish(self) -> None:
         try:
-            published = self.publisher.publish(self.core.policies)
+            published = self.publisher.publish(self.core.policies, self.core.tuning)
         except (OSError, ModelStoreError) as exc:
             log.error("publishing a policy version failed, will retry: %s", exc)
             return
         for info in published:
             self.metrics.published_version.labels(info.slot).set(int(info.version[1:]))
+
+    # ------------------------------------------------------------------ self-tuning
+    def _tuning_due(self) -> bool:
+        interval = self.config.learner.checkpoint_interval_s
+        return time.monotonic() - self._last_tuning_check >= interval
+
+    def _follow_tuning(self) -> None:
+        """Switch each slot whose tuning history (the tuner's or an operator's) asks for
+        other settings than its policy learns under.
+
+        Right after a checkpoint every output is acknowledged, so the rewarded topic holds
+        every event the policy has learned: the new policy learns the slot's most recent
+        `tuning.window_events` of them once each (repeats dropped by decision id) and takes
+        over before the next record. The next checkpoint, forced at once, makes it durable; a
+        crash before it restarts from the old policy, which switches again the same way.
+        """
+        self._last_tuning_check = time.monotonic()
+        for slot, policy in list(self.core.policies.items()):
+            if policy.slot.policy != "vw":
+                continue
+            try:
+                state = self.store.tuning(slot)
+            except (OSError, ModelStoreError) as exc:
+                log.error("slot %s: cannot read its tuning history: %s", slot, exc)
+                continue
+            self.metrics.tuning_wanted_revision.labels(slot).set(state.revision)
+            running = self.core.tuned(slot)
+            wanted = Tuned(state.revision, tuple(state.overrides))
+            if wanted.revision == running.revision or (slot, wanted) in self._tuning_refused:
+                continue
+            if wanted.overrides == running.overrides:  # e.g. a pin of what runs: relabel
+                self.core.tuning[slot] = wanted
+            else:
+                try:
+                    self._switch(slot, wanted)
+                except ValueError as exc:  # settings the config refuses: not retried
+                    self._tuning_refused.add((slot, wanted))
+                    self.metrics.tuning_failures.labels(slot).inc()
+                    log.error("slot %s: tuning revision %d refused: %s", slot, wanted.revision, exc)
+                    continue
+                except (KafkaError, TopicMissing, OSError) as exc:  # retried next checkpoint
+                    self.metrics.tuning_failures.labels(slot).inc()
+                    log.error("slot %s: switch to tuning revision %d failed, will retry: %s",
+                              slot, wanted.revision, exc)  # fmt: skip
+                    continue
+            self.metrics.tuning_revision.labels(slot).set(wanted.revision)
+            self._since_checkpoint += 1
+            self._last_checkpoint = float("-inf")  # checkpoint the switch at once
+            self._last_publish = float("-inf")  # and publish it
+            self.publisher.forget(slot)
+
+    def _switch(self, slot: str, wanted: Tuned) -> None:
+        started = time.perf_counter()
+        slot_config = tuned_slot(slot, self.config.slots[slot], wanted.overrides)
+        window = recent_window(slot, self._rewarded(), self.config.tuning.window_events)
+        policy = warm_start(slot_config, window)
+        self.core.switch(slot, wanted, policy)
+        self.metrics.tuning_switches.labels(slot).inc()
+        log.info(
+            "slot %s: switched to tuning revision %d (%s), warm-started on %d events in %.1f s",
+            slot, wanted.revision, " ".join(wanted.overrides) or "configured settings",
+            policy.examples_learned, time.perf_counter() - started,
+        )  # fmt: skip
+
+    def _rewarded(self) -> list[RewardedEvent]:
+        """The rewarded events of this member's partitions, each decision once."""
+        found: dict[str, RewardedEvent] = {}
+        topic = self.config.kafka.topics.rewarded
+        for value in read_topic(self.bootstrap_servers, topic, set(self.core.joins)):
+            try:
+                event = events.decode(value, RewardedEvent)
+            except events.EventError:
+                continue  # not the learner's own output; the replay reports such lines
+            found.setdefault(event.decision_id, event)
+        return list(found.values())
 
     # ------------------------------------------------------------------ rebalances
     # kafka-python calls these on its IO thread while `run` waits inside `poll` (or `close`),

@@ -97,6 +97,30 @@ class LearnerMetrics:
             ["slot"],
             registry=registry,
         )
+        self.tuning_revision = Gauge(
+            "artbandit_learner_tuning_revision",
+            "Self-tuning revision whose settings the slot's policy learns under (0: configured).",
+            ["slot"],
+            registry=registry,
+        )
+        self.tuning_wanted_revision = Gauge(
+            "artbandit_learner_tuning_wanted_revision",
+            "Self-tuning revision the slot's tuning history asks for (tuner or admin).",
+            ["slot"],
+            registry=registry,
+        )
+        self.tuning_switches = Counter(
+            "artbandit_learner_tuning_switches",
+            "Switches of a slot's policy to other tuned settings, warm-started on the log.",
+            ["slot"],
+            registry=registry,
+        )
+        self.tuning_failures = Counter(
+            "artbandit_learner_tuning_failures",
+            "Switches that could not be made (the log unreadable, the settings refused).",
+            ["slot"],
+            registry=registry,
+        )
         self.events_per_second = Gauge(
             "artbandit_learner_events_per_second",
             "Messages read per second over the last 10 s.",
@@ -111,6 +135,8 @@ class LearnerMetrics:
             self.joins.labels(outcome)
         for slot in slots:
             self.examples_learned.labels(slot)
+            self.tuning_switches.labels(slot)
+            self.tuning_failures.labels(slot)
             for group in GROUPS:
                 self.rewarded.labels(slot, group)
                 self.reward.labels(slot, group)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 
 from bandit.model_store import ModelStore, VersionInfo
 from bandit.policies import Policy
+from bandit.tuning import Tuned
 
 log = logging.getLogger(__name__)
 
@@ -23,15 +24,23 @@ class ModelPublisher:
         self.send = send
         self._published: dict[str, int] = {}  # slot -> examples_learned when last published
 
-    def publish(self, policies: Mapping[str, Policy]) -> list[VersionInfo]:
-        """Store and announce a version of every slot that learned since its last one."""
+    def forget(self, slot: str) -> None:
+        """Publish `slot` next time even if its count of examples is the same (a switch)."""
+        self._published.pop(slot, None)
+
+    def publish(
+        self, policies: Mapping[str, Policy], tuning: Mapping[str, Tuned] | None = None
+    ) -> list[VersionInfo]:
+        """Store and announce a version of every slot that learned since its last one,
+        naming the tuned settings it learned under."""
         published = []
         for slot, policy in policies.items():
             if policy.examples_learned == 0:
                 continue  # nothing learned yet: serving keeps what it has
             if self._published.get(slot) == policy.examples_learned:
                 continue
-            info = self.store.save(slot, policy)
+            tuned = (tuning or {}).get(slot, Tuned())
+            info = self.store.save(slot, policy, tuned.revision, list(tuned.overrides))
             self.send(slot, self.store.version_file(slot, info.version))
             self._published[slot] = policy.examples_learned
             log.info("published %s/%s (%d examples)", slot, info.version, info.examples_learned)

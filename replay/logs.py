@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bandit import events
+from kafkaio.read import TopicMissing, read_topic
 from replay.progress import Progress
 
 KAFKA_PREFIX = "kafka://"
@@ -129,45 +130,18 @@ def _file_values(path: Path) -> tuple[Iterator[bytes], int | None]:
 
 
 def _topic_values(bootstrap_servers: str, topic: str, quiet: bool) -> Iterator[bytes]:
-    """Every message of `topic` until each partition is read to its high watermark.
+    """Every message of `topic`, with a progress line once the partitions' ends are known."""
+    progress: Progress | None = None
 
-    The high watermark comes from the fetch responses: some Kafka-protocol brokers (the
-    embedded Tansu) answer ListOffsets with the last batch's start, not the log's end.
-    """
-    from kafka import KafkaConsumer, TopicPartition
+    def show(read: int, total: int) -> None:
+        nonlocal progress
+        if progress is None:
+            progress = Progress(total, f"reading kafka://{topic}", quiet=quiet)
+        progress.update(read)
 
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, check_crcs=False,
-        fetch_max_bytes=64 << 20, max_partition_fetch_bytes=8 << 20,
-    )  # fmt: skip
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            raise LogError(f"kafka://{topic}: no such topic")
-        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(assigned)
-        consumer.seek_to_beginning()
-        progress: Progress | None = None  # once every partition's end is known
-        read, idle_polls = 0, 0
-        while True:
-            batch = consumer.poll(timeout_ms=500)
-            for messages in batch.values():
-                for message in messages:
-                    read += 1
-                    yield message.value
-            highwaters = [consumer.highwater(tp) for tp in assigned]
-            done = all(
-                h is not None and consumer.position(tp) >= h
-                for tp, h in zip(assigned, highwaters, strict=True)
-            )
-            idle_polls = 0 if batch else idle_polls + 1
-            if done or idle_polls >= 20:  # 10 s without a message: an empty partition
-                break
-            if progress is None and all(h is not None for h in highwaters):
-                progress = Progress(sum(highwaters), f"reading kafka://{topic}", quiet=quiet)
-            if progress is not None:
-                progress.update(read)
-        if progress is not None:
-            progress.close()
-    finally:
-        consumer.close()
+        yield from read_topic(bootstrap_servers, topic, progress=show)
+    except TopicMissing:
+        raise LogError(f"kafka://{topic}: no such topic") from None
+    if progress is not None:
+        progress.close()

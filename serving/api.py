@@ -107,6 +107,16 @@ class RollbackRequest(_Strict):
     slot: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 
 
+class TuningRequest(_Strict):
+    """Change a slot's self-tuning: `pin` the settings of `revision` (default: the running
+    ones) so the tuner leaves them, `unpin`, or `rollback` to the settings before the
+    running ones (pinned). The learner switches at its next checkpoint."""
+
+    slot: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    action: Literal["pin", "unpin", "rollback"]
+    revision: Annotated[int, msgspec.Meta(ge=1)] | None = None
+
+
 Feedback = (
     FeedbackRequest
     | Annotated[list[FeedbackRequest], msgspec.Meta(min_length=1, max_length=10_000)]

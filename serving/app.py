@@ -5,6 +5,7 @@ Bad input never becomes a 5xx: every error leaves as JSON naming the field.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import os
@@ -20,6 +21,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from bandit.config import Config, ConfigError, resolve_bootstrap
 from bandit.lift import decisions, lift_report, merge, to_dict
 from bandit.model_store import ModelStore, ModelStoreError, VersionInfo
+from bandit.tuning import TuningError, TuningState
 from serving import api
 from serving.decider import PageDecider
 from serving.event_producer import DROP_REASONS, EventProducer
@@ -27,7 +29,7 @@ from serving.holdout import Holdout
 from serving.metrics import ServingMetrics, version_number
 from serving.model_feed import ModelFeed
 from serving.openapi import openapi_document
-from serving.policy_registry import PolicyEntry, PolicyRegistry, ReloadEvent
+from serving.policy_registry import UNTRAINED, PolicyEntry, PolicyRegistry, ReloadEvent
 
 log = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()
@@ -242,6 +244,35 @@ def _register_routes(app: Flask, state: ServiceState) -> None:
         state.reload_signal = state.store.signal_reload()  # the other workers and replicas follow
         return _json_response({"slots": state.registry.versions()})
 
+    @app.get("/v1/admin/tuning")
+    def tuning():
+        _authorise(state)
+        return _json_response({slot: _tuning(state, slot) for slot in _vw_slots(state)})
+
+    @app.post("/v1/admin/tuning")
+    def change_tuning():
+        _authorise(state)
+        body = api.decode_body(_request_body(), api.TuningRequest)
+        if body.slot not in _vw_slots(state):
+            raise api.RequestError("slot", f"{body.slot!r} is not a VW slot of the config",
+                                   reason="unknown_slot")  # fmt: skip
+        if body.action != "pin" and body.revision is not None:
+            raise api.RequestError("revision", "only pin takes a revision", reason="invalid")
+
+        def change(current: TuningState) -> TuningState:
+            if body.action == "pin":
+                return current.pin(body.revision)
+            if body.action == "unpin":
+                return current.unpin()
+            return current.rollback()
+
+        try:
+            state.store.update_tuning(body.slot, change)
+        except TuningError as exc:
+            raise api.RequestError("revision", str(exc), status=409,
+                                   reason="no_such_revision") from None  # fmt: skip
+        return _json_response(_tuning(state, body.slot))
+
     @app.get("/v1/admin/lift")
     def lift():
         _authorise(state)
@@ -263,6 +294,29 @@ def lift_answer(store: ModelStore, config: Config) -> dict:
     }
     report.update(to_dict(lift_report(tallies, config)))
     return report
+
+
+def _vw_slots(state: ServiceState) -> list[str]:
+    return [name for name, slot in state.config.slots.items() if slot.policy == "vw"]
+
+
+def _tuning(state: ServiceState, slot: str) -> dict:
+    """A slot's tuning history as the admin API shows it."""
+    history = state.store.tuning(slot)
+    entry = state.registry.get(slot)
+    served = None
+    if entry is not None and entry.version != UNTRAINED:
+        with contextlib.suppress(ModelStoreError):
+            served = state.store.read_info(slot, entry.version)[0].tuning_revision
+    return {
+        "slot": slot,
+        "revision": history.revision,
+        "overrides": history.overrides,
+        "pinned": history.pinned,
+        "served_version": entry.version if entry else None,
+        "served_revision": served,
+        "history": msgspec.to_builtins(history.history),
+    }
 
 
 def _request_body() -> bytes:

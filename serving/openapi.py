@@ -35,7 +35,7 @@ def openapi_document(config: Config) -> dict[str, Any]:
     )
     _, more = msgspec.json.schema_components(
         [api.DecideResponse, api.FeedbackAccepted, api.ErrorResponse, api.PromoteRequest,
-         api.RollbackRequest],
+         api.RollbackRequest, api.TuningRequest],
         ref_template=_REF,
     )  # fmt: skip
     components.update(more)
@@ -97,6 +97,19 @@ def openapi_document(config: Config) -> dict[str, Any]:
                     "requestBody": _body("RollbackRequest"),
                     **admin,
                 }
+            },
+            "/v1/admin/tuning": {
+                "get": {
+                    "summary": "Each VW slot's self-tuning history: the settings it should "
+                    "run (revision, overrides, evidence), whether pinned, and the tuned "
+                    "revision of the version served.",
+                    **admin,
+                },
+                "post": {
+                    "summary": "Pin, unpin or roll back a slot's tuned settings.",
+                    "requestBody": _body("TuningRequest"),
+                    **admin,
+                },
             },
             "/v1/admin/reload": {
                 "post": {"summary": "Re-read the config file and reload policies.", **admin}

@@ -1,0 +1,154 @@
+"""Self-tuning state: which learning settings a slot runs, and how it came to run them.
+
+A slot's configured settings are the base; tuning lays `key=value` overrides over them (the
+learning rate, the explorer's parameters, interactions), never over what defines the slot
+(its kind, rewards, holdout, attribution window). The tuner proposes a new set when it
+measured a significant gain on the slot's own log; an operator can pin a set or roll back.
+Each change is a new *revision* in the slot's history, so the learner, which switches when
+the wanted revision differs from the one its model was learned with, sees a rollback like
+any other change, and every version it publishes names the revision it was learned under.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import msgspec
+
+from bandit.config import TUNABLE_PREFIXES, override_slot, parse_override
+from bandit.events import RewardedEvent
+from bandit.policies import Policy, build_policy
+from bandit.slots import SlotConfig
+
+KEEP_RECORDS = 50
+
+
+class TuningError(ValueError):
+    """A tuning change that cannot be made (unknown revision, nothing to roll back to)."""
+
+
+class Tuned(msgspec.Struct, frozen=True):
+    """The tuned settings a model learned under: a revision and its overrides."""
+
+    revision: int = 0
+    overrides: tuple[str, ...] = ()
+
+
+class TuningRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One revision of a slot's tuned settings, with the evidence for it."""
+
+    revision: int
+    at: float
+    overrides: list[str]  # `key=value` over the configured slot
+    reason: str  # tuned | pinned | unpinned | rolled back
+    by: str  # tuner | admin
+    # The tuner's evidence: the replayed reward per decision of the new settings and of the
+    # ones they replaced, on `events` logged decisions, and the gain's lower bound.
+    value: float | None = None
+    baseline: float | None = None
+    gain: float | None = None
+    lower_bound: float | None = None
+    events: int = 0
+
+
+class TuningState(msgspec.Struct, frozen=True, kw_only=True):
+    """A slot's tuning history, newest last; the last record is what the slot should run."""
+
+    slot: str
+    history: list[TuningRecord] = msgspec.field(default_factory=list)
+    pinned: bool = False  # the tuner leaves a pinned slot alone
+
+    @property
+    def active(self) -> TuningRecord | None:
+        return self.history[-1] if self.history else None
+
+    @property
+    def revision(self) -> int:
+        return self.history[-1].revision if self.history else 0
+
+    @property
+    def overrides(self) -> list[str]:
+        return list(self.history[-1].overrides) if self.history else []
+
+    def record(
+        self, overrides: list[str], reason: str, by: str, **evidence: float | int
+    ) -> TuningState:
+        """The state after a change to `overrides` (a new revision)."""
+        entry = TuningRecord(
+            revision=self.revision + 1,
+            at=time.time(),
+            overrides=list(overrides),
+            reason=reason,
+            by=by,
+            **evidence,  # type: ignore[arg-type]
+        )
+        history = [*self.history, entry][-KEEP_RECORDS:]
+        pinned = {"pinned": True, "unpinned": False}.get(reason, self.pinned)
+        return msgspec.structs.replace(self, history=history, pinned=pinned)
+
+    def pin(self, revision: int | None = None) -> TuningState:
+        """Pin the settings of `revision` (default: the active ones)."""
+        source = self.active if revision is None else self._find(revision)
+        return self.record(source.overrides if source else [], "pinned", "admin")
+
+    def unpin(self) -> TuningState:
+        return self.record(self.overrides, "unpinned", "admin")
+
+    def rollback(self) -> TuningState:
+        """Back to the settings before the active ones, pinned so the tuner does not switch
+        straight back."""
+        current = self.overrides
+        for entry in reversed(self.history[:-1]):
+            if entry.overrides != current:
+                return self.record(entry.overrides, "pinned", "admin")
+        if current:
+            return self.record([], "pinned", "admin")  # back to the configured settings
+        raise TuningError(f"slot {self.slot}: the configured settings run, nothing to roll back")
+
+    def _find(self, revision: int) -> TuningRecord:
+        for entry in self.history:
+            if entry.revision == revision:
+                return entry
+        known = ", ".join(str(e.revision) for e in self.history) or "none"
+        raise TuningError(f"slot {self.slot}: no revision {revision} (kept: {known})")
+
+
+def check_tunable(overrides: Iterable[str]) -> None:
+    """Refuse overrides of keys that tuning may not set (`ValueError` naming the key)."""
+    for override in overrides:
+        key, _ = parse_override(override)
+        if not key.startswith(TUNABLE_PREFIXES):
+            allowed = ", ".join(p.rstrip(".") + ("..." if p.endswith(".") else "")
+                                for p in TUNABLE_PREFIXES)  # fmt: skip
+            raise ValueError(f"{override!r}: tuning may set only {allowed}")
+
+
+def tuned_slot(name: str, slot: SlotConfig, overrides: Iterable[str]) -> SlotConfig:
+    """`slot` with tuned `overrides` laid over it (validated; errors name the key)."""
+    overrides = list(overrides)
+    if not overrides:
+        return slot
+    check_tunable(overrides)
+    return override_slot(name, slot, overrides)
+
+
+def recent_window(slot: str, rewarded: Iterable[RewardedEvent], window: int) -> list[RewardedEvent]:
+    """The slot's `window` most recent treatment events, in time order: what the tuner
+    replays settings on, and what a switch warm-starts the new settings on."""
+    mine = [e for e in rewarded if e.slot == slot and e.group == "treatment"]
+    mine.sort(key=lambda e: e.ts)
+    return mine[-window:]
+
+
+def warm_start(slot: SlotConfig, rewarded: Iterable[RewardedEvent]) -> Policy:
+    """A fresh policy of `slot`'s settings that has learned `rewarded` once each, in time
+    order (what the policy learns from, as online: impressed treatment events)."""
+    policy = build_policy(slot)
+    try:
+        for event in sorted(rewarded, key=lambda e: e.ts):
+            policy.learn(event)
+    except BaseException:
+        policy.close()
+        raise
+    return policy

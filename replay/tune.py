@@ -1,0 +1,264 @@
+"""Self-tuning: replay a slot's recent log through candidate learning settings and pick one
+only when its gain over the running settings is significant.
+
+Each candidate changes one setting of what the slot runs now (`tuning.candidates`). Every
+one of them, and the running settings too, is replayed as if deployed from scratch on the
+same window of the slot's most recent treatment events: progressive validation, each event
+first scored, then learned (the `learn:` replay target). A setting's value is the
+self-normalized IPS estimate of its reward per decision (a page's, summed over positions with
+the cascade weights, for rows). The gain of a candidate is the difference of its value and
+the running settings' on the *same* rounds, so its standard error comes from the paired
+per-decision influence terms: where both settings would have chosen alike, the difference
+is exactly zero. A candidate wins when the lower confidence bound of its gain is above
+zero, Bonferroni-corrected over the candidates, and the gain is at least `min_gain` of the
+running value. The learner then warm-starts the winner on the same window and switches
+(`learner.loop`); see docs/operations.md, "Self-tuning".
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import msgspec
+import numpy as np
+
+from bandit.config import Config, TuningConfig, override_slot, parse_override
+from bandit.events import RewardedEvent
+from bandit.model_store import ModelStore, ModelStoreError
+from bandit.policies import build_policy
+from bandit.slots import SlotConfig
+from bandit.tuning import TuningState, recent_window
+from replay import reward_model
+from replay.logs import KAFKA_PREFIX, LogError, read_log
+from replay.rounds import Rounds
+from replay.targets import score
+
+SWITCH_TAU = 20.0
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One setting's replayed value and its gain over the running settings."""
+
+    overrides: tuple[str, ...]
+    value: float  # reward per decision (per page for rows)
+    gain: float  # value minus the running settings' value, on the same rounds
+    std_error: float  # of the gain (0 for the running settings themselves)
+    lower_bound: float  # gain - z * std_error
+
+    @property
+    def name(self) -> str:
+        return " ".join(self.overrides) or "(configured settings)"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    slot: str
+    events: int  # treatment events replayed
+    running: Scored
+    candidates: list[Scored]
+    chosen: Scored | None  # the significant winner, if any
+    reason: str  # why this verdict, in words
+
+
+def candidate_settings(running: Sequence[str], moves: Sequence[str]) -> list[tuple[str, ...]]:
+    """Each move applied to the running overrides (replacing its key), then each running
+    override dropped (back to the configured value of its key); without repeats and without
+    the running settings themselves."""
+    keyed = {parse_override(o)[0]: o for o in running}
+    changed = [{**keyed, parse_override(move)[0]: move} for move in moves]
+    dropped = [{k: v for k, v in keyed.items() if k != key} for key in keyed]
+    found: list[tuple[str, ...]] = []
+    for settings in changed + dropped:
+        candidate = tuple(sorted(settings.values()))
+        if candidate != tuple(sorted(running)) and candidate not in found:
+            found.append(candidate)
+    return found
+
+
+def judge(
+    slot: str,
+    configured: SlotConfig,
+    running: Sequence[str],
+    rewarded: Sequence[RewardedEvent],
+    tuning: TuningConfig,
+    seed: int = 0,
+) -> Verdict:
+    """Replay the running settings and every candidate on the slot's recent events of
+    `rewarded` and say which candidate, if any, is significantly better."""
+    window = recent_window(slot, rewarded, tuning.window_events)
+    settings = candidate_settings(running, tuning.candidates)
+    empty = Scored(tuple(running), float("nan"), 0.0, 0.0, 0.0)
+    if len(window) < tuning.min_events:
+        reason = f"{len(window)} treatment events, fewer than tuning.min_events {tuning.min_events}"
+        return Verdict(slot, len(window), empty, [], None, reason)
+    rounds = Rounds.from_events(slot, window)
+    q = reward_model.fit_predict(rounds, configured, seed) if tuning.estimator != "snips" else None
+    tau = SWITCH_TAU if tuning.estimator == "switch-dr" else np.inf
+
+    def influence(overrides: Sequence[str]) -> tuple[float, np.ndarray]:
+        return _influence(rounds, _replay(slot, configured, overrides, rounds, seed), q, tau)
+
+    live_value, live_terms = influence(running)
+    running_scored = Scored(tuple(running), live_value, 0.0, 0.0, 0.0)
+    z = statistics.NormalDist().inv_cdf(1 - (1 - tuning.confidence) / max(len(settings), 1))
+    scored = []
+    for overrides in settings:
+        value, terms = influence(overrides)
+        difference = terms - live_terms
+        error = float(difference.std(ddof=1) / np.sqrt(len(difference)))
+        gain = value - live_value
+        scored.append(Scored(overrides, value, gain, error, gain - z * error))
+    scored.sort(key=lambda s: -s.lower_bound)
+    best = scored[0] if scored else None
+    needed = tuning.min_gain * abs(live_value)
+    if best is None:
+        return Verdict(slot, len(window), running_scored, scored, None, "no candidates")
+    if best.lower_bound <= 0:
+        reason = f"no candidate's gain is significant (best lower bound {best.lower_bound:+.5f})"
+        return Verdict(slot, len(window), running_scored, scored, None, reason)
+    if best.gain < needed:
+        reason = f"the best gain {best.gain:+.5f} is below tuning.min_gain ({needed:.5f})"
+        return Verdict(slot, len(window), running_scored, scored, None, reason)
+    reason = (f"{best.name}: gain {best.gain:+.5f} per decision, lower bound "
+              f"{best.lower_bound:+.5f} > 0 at {tuning.confidence:.0%} over "
+              f"{len(scored)} candidates")  # fmt: skip
+    return Verdict(slot, len(window), running_scored, scored, best, reason)
+
+
+def _replay(
+    slot: str, configured: SlotConfig, overrides: Sequence[str], rounds: Rounds, seed: int
+) -> np.ndarray:
+    """The settings' probabilities on each round, learning as it goes (progressive)."""
+    settings = override_slot(slot, configured, overrides) if overrides else configured
+    policy = build_policy(msgspec.structs.replace(settings, policy="vw", seed=seed))
+    try:
+        return score(policy, rounds, greedy=False, learn=True, label=slot, quiet=True)
+    finally:
+        policy.close()
+
+
+def _influence(
+    rounds: Rounds, pmf: np.ndarray, q: np.ndarray | None, tau: float
+) -> tuple[float, np.ndarray]:
+    """The value of the page (positions summed) and each event's influence term, so that a
+    difference of two settings' terms has the variance of their values' difference: doubly
+    robust with the reward model `q` (the model alone where a round's weight exceeds `tau`:
+    switch-DR), else self-normalized IPS."""
+    index = np.arange(len(rounds))
+    ratio = pmf[index, rounds.chosen] / rounds.propensity
+    prefix = rounds.prefix_product(ratio)
+    events = len(rounds.events)
+    if q is not None:
+        direct = (pmf * q).sum(axis=1)
+        weight = prefix * ratio
+        residual = rounds.reward - q[index, rounds.chosen]
+        per_round = prefix * direct + np.where(weight <= tau, weight, 0.0) * residual
+        terms = np.bincount(rounds.event_index, weights=per_round, minlength=events)
+        return float(terms.mean()), terms
+    weight = prefix * ratio
+    value, terms = 0.0, np.zeros(events)
+    for position in np.unique(rounds.position):
+        at = rounds.position == position
+        w = np.zeros(events)
+        wr = np.zeros(events)
+        w[rounds.event_index[at]] = weight[at]
+        wr[rounds.event_index[at]] = weight[at] * rounds.reward[at]
+        mean_weight = w.mean()
+        if mean_weight <= 0:
+            continue  # the setting never takes the logged choice here: no evidence
+        position_value = wr.mean() / mean_weight
+        value += position_value
+        terms += (wr - position_value * w) / mean_weight + position_value
+    return value, terms
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log", metavar="SOURCE", help="rewarded log (as for replay; default: the rewarded topic)"
+    )
+    parser.add_argument(
+        "--slot", action="append", default=[], help="only this slot (repeatable; default: all)"
+    )
+    parser.add_argument("--every", type=float, metavar="SECONDS", nargs="?", const=-1.0,
+                        help="go on tuning every SECONDS (alone: tuning.interval_s) until "
+                             "stopped; default: once")  # fmt: skip
+    parser.add_argument("--dry-run", action="store_true", help="say what it would switch to")
+    parser.add_argument("--skip-bad", action="store_true", help="count and skip bad lines")
+
+
+def run(args: argparse.Namespace, config: Config, bootstrap: str, stop: threading.Event) -> int:
+    """`artbandit tune`: one round, or one every `--every` seconds until `stop` is set."""
+    slots = args.slot or [n for n, s in config.slots.items() if s.policy == "vw"]
+    unknown = [s for s in slots if s not in config.slots or config.slots[s].policy != "vw"]
+    if unknown:
+        print(f"artbandit tune: {unknown[0]!r} is not a VW slot of the config", file=sys.stderr)
+        return 2
+    source = args.log or f"{KAFKA_PREFIX}{config.kafka.topics.rewarded}"
+    store = ModelStore(config.model_store.path, config.model_store.keep_versions)
+    interval = config.tuning.interval_s if args.every == -1.0 else args.every
+    while True:
+        try:
+            log = read_log(source, bootstrap, skip_bad=args.skip_bad, quiet=args.quiet)
+            for slot in slots:
+                tune_slot(store, config, slot, log.events, dry_run=args.dry_run)
+        except LogError as exc:
+            print(f"artbandit tune: {exc}", file=sys.stderr)
+            if interval is None:
+                return 2
+        except (OSError, ModelStoreError) as exc:
+            print(f"artbandit tune: the model store: {exc}", file=sys.stderr)
+            if interval is None:
+                return 1
+        if interval is None or stop.wait(interval):
+            return 0
+
+
+def tune_slot(
+    store: ModelStore, config: Config, slot: str, rewarded: Sequence[RewardedEvent],
+    dry_run: bool = False,
+) -> Verdict | None:  # fmt: skip
+    """One tuning round of `slot`: judge, print, and record a winner in its history."""
+    state = store.tuning(slot)
+    if state.pinned:
+        print(f"tune {slot}: pinned at revision {state.revision} "
+              f"({' '.join(state.overrides) or 'configured settings'}); left alone")  # fmt: skip
+        return None
+    verdict = judge(slot, config.slots[slot], state.overrides, rewarded, config.tuning)
+    print(render(verdict), flush=True)
+    chosen = verdict.chosen
+    if chosen is None or dry_run:
+        return verdict
+
+    def adopt(current: TuningState) -> TuningState:
+        if current.revision != state.revision or current.pinned:
+            return current  # an operator changed it meanwhile: theirs stands
+        return current.record(
+            list(chosen.overrides), "tuned", "tuner", value=chosen.value,
+            baseline=verdict.running.value, gain=chosen.gain,
+            lower_bound=chosen.lower_bound, events=verdict.events,
+        )  # fmt: skip
+
+    updated = store.update_tuning(slot, adopt)
+    if updated.revision != state.revision:
+        print(f"tune {slot}: revision {updated.revision} recorded; the learner switches at "
+              "its next checkpoint", flush=True)  # fmt: skip
+    return verdict
+
+
+def render(verdict: Verdict) -> str:
+    running = verdict.running
+    lines = [f"tune {verdict.slot}: {verdict.events:,} treatment events; running "
+             f"{running.name}: {running.value:.5f} per decision"]  # fmt: skip
+    if verdict.candidates:
+        lines.append(f"  {'candidate':<48}{'value':>9}{'gain':>10}{'lower bound':>13}")
+        for s in verdict.candidates:
+            lines.append(f"  {s.name:<48}{s.value:>9.5f}{s.gain:>+10.5f}{s.lower_bound:>+13.5f}")
+    verb = "switch" if verdict.chosen is not None else "keep"
+    lines.append(f"  -> {verb}: {verdict.reason}")
+    return "\n".join(lines)

@@ -1,0 +1,119 @@
+"""Self-tuning's judgement (`replay.tune`): a setting that learns the world better wins with
+a significant gain; one that makes no difference never does; `artbandit tune` records the
+winner as the slot's next tuning revision, and leaves a pinned slot alone."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bandit.config import ConfigError, TuningConfig, load_config
+from bandit.model_store import ModelStore
+from bandit.slots import SlotConfig, SlotKind
+from replay.logs import write_log
+from replay.rounds import Rounds
+from replay.tune import _influence, candidate_settings, judge
+from tests.replay.conftest import uniform_log
+
+ARTBANDIT = str(Path(sys.executable).with_name("artbandit"))
+WITH_INTERACTIONS = 'interactions=["UA", "UI", "CA", "CI"]'
+NO_INTERACTIONS = "interactions=[]"
+
+
+def test_candidates_change_one_setting_of_what_runs():
+    moves = ["learning_rate=0.03", "learning_rate=0.1", "exploration.epsilon=0.1"]
+    found = candidate_settings(["learning_rate=0.1", "lrq=[]"], moves)
+    assert found == [
+        ("learning_rate=0.03", "lrq=[]"),
+        ("exploration.epsilon=0.1", "learning_rate=0.1", "lrq=[]"),
+        ("lrq=[]",),  # the configured learning rate again
+        ("learning_rate=0.1",),  # the configured lrq again
+    ]
+    assert candidate_settings([], moves[:1]) == [("learning_rate=0.03",)]
+
+
+def test_a_setting_that_learns_the_world_wins_significantly():
+    log = uniform_log(SlotKind.ARTWORK, 6000)  # clicks follow taste x tone: needs interactions
+    tuning = TuningConfig(candidates=[WITH_INTERACTIONS], min_events=1000)
+    verdict = judge("artwork", SlotConfig(kind=SlotKind.ARTWORK), [NO_INTERACTIONS], log, tuning)
+    assert verdict.events == 6000
+    assert verdict.chosen is not None and verdict.chosen.overrides == (WITH_INTERACTIONS,)
+    assert verdict.chosen.lower_bound > 0
+    assert verdict.chosen.value > 1.1 * verdict.running.value
+
+
+def test_a_setting_that_changes_nothing_never_wins():
+    log = uniform_log(SlotKind.HERO, 3000, seed=4)
+    noise = np.random.default_rng(0)
+    log = [
+        msgspec.structs.replace(e, rewards=[float(noise.random() < 0.2) * 0.5]) for e in log
+    ]  # fmt: skip  (rewards independent of everything)
+    tuning = TuningConfig(candidates=["learning_rate=0.3", "learning_rate=0.03"], min_events=500)
+    verdict = judge("hero", SlotConfig(kind=SlotKind.HERO), [], log, tuning)
+    assert verdict.chosen is None and "significant" in verdict.reason
+    assert len(verdict.candidates) == 2
+
+
+def test_too_few_events_give_no_verdict():
+    log = uniform_log(SlotKind.HERO, 300)
+    verdict = judge("hero", SlotConfig(kind=SlotKind.HERO), [], log, TuningConfig())
+    assert verdict.chosen is None and "min_events" in verdict.reason and not verdict.candidates
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.booleans())
+def test_influence_terms_average_to_the_value_and_cancel_for_one_setting(seed, rows):
+    kind = SlotKind.ROWS if rows else SlotKind.HERO
+    log = uniform_log(kind, 60, seed=seed % 1000 + 1)
+    rounds = Rounds.from_events(kind.value, log)
+    rng = np.random.default_rng(seed)
+    pmf = rng.dirichlet(np.ones(rounds.width), size=len(rounds))
+    q = rng.random((len(rounds), rounds.width)) * 0.5
+    for model, tau in ((q, np.inf), (q, 2.0), (None, np.inf)):
+        value, terms = _influence(rounds, pmf, model, tau)
+        assert np.isclose(terms.mean(), value)
+        again, same = _influence(rounds, pmf.copy(), model, tau)
+        assert again == value and np.all(same - terms == 0)
+
+
+def test_tune_command_records_the_winner_and_leaves_a_pinned_slot(tmp_path):
+    log = tmp_path / "rewarded.jsonl"
+    write_log(log, uniform_log(SlotKind.ARTWORK, 6000))
+    store = tmp_path / "models"
+    config = tmp_path / "tune.toml"
+    config.write_text(
+        f'[model_store]\npath = "{store}"\n'
+        '[tuning]\nmin_events = 1000\ncandidates = [\'interactions=["UA", "UI", "CA", "CI"]\']\n'
+        '[slots.artwork]\nkind = "artwork"\ninteractions = []\n'
+    )
+    command = [ARTBANDIT, "tune", "--config", str(config), "--log", str(log), "--quiet"]
+    dry = subprocess.run([*command, "--dry-run"], capture_output=True, text=True, timeout=300)
+    assert dry.returncode == 0, dry.stderr
+    assert "-> switch" in dry.stdout
+    assert ModelStore(store).tuning("artwork").revision == 0  # a dry run records nothing
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    state = ModelStore(store).tuning("artwork")
+    assert state.revision == 1 and state.overrides == [WITH_INTERACTIONS]
+    record = state.active
+    assert record.by == "tuner" and record.events == 6000 and record.lower_bound > 0
+    ModelStore(store).update_tuning("artwork", lambda s: s.pin())
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "pinned at revision 2" in again.stdout
+    assert ModelStore(store).tuning("artwork").revision == 2
+
+
+def test_tune_command_refuses_an_unknown_slot(tmp_path):
+    done = subprocess.run([ARTBANDIT, "tune", "--slot", "banner", "--log", "x.jsonl"],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2 and "'banner' is not a VW slot" in done.stderr
+
+
+def test_config_refuses_a_candidate_tuning_may_not_set():
+    with pytest.raises(ConfigError, match=r"tuning.candidates\[0\].*may set only"):
+        load_config(overrides=['tuning.candidates=["holdout_fraction=0.2"]'], environ={})
