@@ -82,6 +82,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/scale_bench.py
 	$(BIN)/python benchmarks/front_bench.py
 	$(BIN)/python benchmarks/suite_bench.py
+	$(BIN)/python benchmarks/tuning_bench.py --jobs 2
 
 clean:
 	rm -rf $(VENV) $(LATEST_VENV) $(LOCK_VENV) .venv-check .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -4,15 +4,21 @@ only when its gain over the running settings is significant.
 Each candidate changes one setting of what the slot runs now (`tuning.candidates`). Every
 one of them, and the running settings too, is replayed as if deployed from scratch on the
 same window of the slot's most recent treatment events: progressive validation, each event
-first scored, then learned (the `learn:` replay target). A setting's value is the
-self-normalized IPS estimate of its reward per decision (a page's, summed over positions with
-the cascade weights, for rows). The gain of a candidate is the difference of its value and
-the running settings' on the *same* rounds, so its standard error comes from the paired
-per-decision influence terms: where both settings would have chosen alike, the difference
-is exactly zero. A candidate wins when the lower confidence bound of its gain is above
-zero, Bonferroni-corrected over the candidates, and the gain is at least `min_gain` of the
-running value. The learner then warm-starts the winner on the same window and switches
-(`learner.loop`); see docs/operations.md, "Self-tuning".
+first scored, then learned (the `learn:` replay target). A setting's value is its estimated
+reward per decision (a page's, summed over positions with the cascade weights, for rows)
+over the *later half* of the window, once it has learned the first: a switch warm-starts
+the new settings on the whole window, so how they run after learning is what matters, not
+how fast they learn from nothing. The estimator is switch-DR by default (doubly robust,
+with the cross-fitted reward model alone on rounds weighted over 20, since the logs of a
+confident explorer give huge weights wherever a setting disagrees with it), DR or SNIPS.
+
+The gain of a candidate is the difference of its value and the running settings' on the
+*same* rounds, so its standard error comes from the paired per-decision influence terms:
+where both settings would have chosen alike, the difference is exactly zero. A candidate
+wins when the lower confidence bound of its gain is above zero, Bonferroni-corrected over
+the candidates, and the gain is at least `min_gain` of the running value. The learner then
+warm-starts the winner on the same window and switches (`learner.loop`); see
+docs/operations.md, "Self-tuning".
 """
 
 from __future__ import annotations
@@ -101,8 +107,11 @@ def judge(
     q = reward_model.fit_predict(rounds, configured, seed) if tuning.estimator != "snips" else None
     tau = SWITCH_TAU if tuning.estimator == "switch-dr" else np.inf
 
+    judged = len(window) // 2  # the later half: a setting as it runs once it has learned
+
     def influence(overrides: Sequence[str]) -> tuple[float, np.ndarray]:
-        return _influence(rounds, _replay(slot, configured, overrides, rounds, seed), q, tau)
+        pmf = _replay(slot, configured, overrides, rounds, seed)
+        return _influence(rounds, pmf, q, tau, judged)
 
     live_value, live_terms = influence(running)
     running_scored = Scored(tuple(running), live_value, 0.0, 0.0, 0.0)
@@ -144,12 +153,12 @@ def _replay(
 
 
 def _influence(
-    rounds: Rounds, pmf: np.ndarray, q: np.ndarray | None, tau: float
+    rounds: Rounds, pmf: np.ndarray, q: np.ndarray | None, tau: float, first: int = 0
 ) -> tuple[float, np.ndarray]:
-    """The value of the page (positions summed) and each event's influence term, so that a
-    difference of two settings' terms has the variance of their values' difference: doubly
-    robust with the reward model `q` (the model alone where a round's weight exceeds `tau`:
-    switch-DR), else self-normalized IPS."""
+    """The value of the page (positions summed) over the events from `first` on, and each
+    of those events' influence term, so that a difference of two settings' terms has the
+    variance of their values' difference: doubly robust with the reward model `q` (the
+    model alone where a round's weight exceeds `tau`: switch-DR), else self-normalized IPS."""
     index = np.arange(len(rounds))
     ratio = pmf[index, rounds.chosen] / rounds.propensity
     prefix = rounds.prefix_product(ratio)
@@ -159,16 +168,17 @@ def _influence(
         weight = prefix * ratio
         residual = rounds.reward - q[index, rounds.chosen]
         per_round = prefix * direct + np.where(weight <= tau, weight, 0.0) * residual
-        terms = np.bincount(rounds.event_index, weights=per_round, minlength=events)
+        terms = np.bincount(rounds.event_index, weights=per_round, minlength=events)[first:]
         return float(terms.mean()), terms
     weight = prefix * ratio
-    value, terms = 0.0, np.zeros(events)
+    value, terms = 0.0, np.zeros(events - first)
     for position in np.unique(rounds.position):
         at = rounds.position == position
         w = np.zeros(events)
         wr = np.zeros(events)
         w[rounds.event_index[at]] = weight[at]
         wr[rounds.event_index[at]] = weight[at] * rounds.reward[at]
+        w, wr = w[first:], wr[first:]
         mean_weight = w.mean()
         if mean_weight <= 0:
             continue  # the setting never takes the logged choice here: no evidence

@@ -68,16 +68,19 @@ def test_too_few_events_give_no_verdict():
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 2**31 - 1), st.booleans())
 def test_influence_terms_average_to_the_value_and_cancel_for_one_setting(seed, rows):
+    """Over the judged events (from `first` on) the terms' mean is the value, and a setting
+    compared with itself has a difference of exactly zero."""
     kind = SlotKind.ROWS if rows else SlotKind.HERO
     log = uniform_log(kind, 60, seed=seed % 1000 + 1)
     rounds = Rounds.from_events(kind.value, log)
     rng = np.random.default_rng(seed)
     pmf = rng.dirichlet(np.ones(rounds.width), size=len(rounds))
     q = rng.random((len(rounds), rounds.width)) * 0.5
+    first = seed % 30
     for model, tau in ((q, np.inf), (q, 2.0), (None, np.inf)):
-        value, terms = _influence(rounds, pmf, model, tau)
-        assert np.isclose(terms.mean(), value)
-        again, same = _influence(rounds, pmf.copy(), model, tau)
+        value, terms = _influence(rounds, pmf, model, tau, first)
+        assert len(terms) == len(log) - first and np.isclose(terms.mean(), value)
+        again, same = _influence(rounds, pmf.copy(), model, tau, first)
         assert again == value and np.all(same - terms == 0)
 
 

@@ -1,0 +1,70 @@
+"""A slot's tuning history: revisions only grow, a pin holds until unpinned, a rollback goes
+to the settings before the running ones, and only learning settings can be tuned."""
+
+import msgspec
+import pytest
+
+from bandit.events import RewardedEvent
+from bandit.model_store import ModelStore
+from bandit.slots import SlotConfig, SlotKind
+from bandit.tuning import TuningError, TuningState, recent_window, tuned_slot, warm_start
+from tests.replay.conftest import uniform_log
+
+
+def test_revisions_grow_and_pins_hold_until_unpinned():
+    state = TuningState(slot="artwork")
+    assert (state.revision, state.overrides, state.active) == (0, [], None)
+    state = state.record(["learning_rate=0.3"], "tuned", "tuner", gain=0.01, events=5000)
+    state = state.record(["learning_rate=1.0"], "tuned", "tuner")
+    assert (state.revision, state.overrides, state.pinned) == (2, ["learning_rate=1.0"], False)
+    state = state.pin(1)
+    assert (state.revision, state.overrides, state.pinned) == (3, ["learning_rate=0.3"], True)
+    state = state.unpin()
+    assert (state.revision, state.overrides, state.pinned) == (4, ["learning_rate=0.3"], False)
+    with pytest.raises(TuningError, match="no revision 9"):
+        state.pin(9)
+
+
+def test_a_rollback_goes_to_the_settings_before_and_pins_them():
+    state = TuningState(slot="hero").record(["learning_rate=0.3"], "tuned", "tuner")
+    state = state.record(["learning_rate=0.3"], "pinned", "admin")  # same settings, pinned
+    back = state.rollback()
+    assert (back.revision, back.overrides, back.pinned) == (3, [], True)
+    with pytest.raises(TuningError, match="nothing to roll back"):
+        TuningState(slot="hero").rollback()
+
+
+def test_the_history_survives_the_store_and_keeps_its_newest_records(tmp_path):
+    store = ModelStore(tmp_path)
+    for n in range(60):
+        store.update_tuning("rows", lambda s, n=n: s.record([f"learning_rate={n + 1}"], "tuned",
+                                                            "tuner"))  # fmt: skip
+    state = store.tuning("rows")
+    assert state.revision == 60 and len(state.history) == 50
+    assert state.history[0].revision == 11
+    (tmp_path / "rows" / "tuning.json").write_text("{broken")
+    with pytest.raises(Exception, match="unreadable"):
+        store.tuning("rows")
+
+
+def test_only_learning_settings_can_be_tuned():
+    slot = SlotConfig(kind=SlotKind.ARTWORK)
+    assert tuned_slot("artwork", slot, ["learning_rate=0.3"]).learning_rate == 0.3
+    assert tuned_slot("artwork", slot, []) is slot
+    with pytest.raises(ValueError, match="tuning may set only"):
+        tuned_slot("artwork", slot, ["holdout_fraction=0.5"])
+
+
+def test_warm_start_learns_the_most_recent_treatment_events_once():
+    log = uniform_log(SlotKind.ARTWORK, 300)
+    log = [msgspec.structs.replace(e, group="control") if i % 3 == 0 else e
+           for i, e in enumerate(log)]  # fmt: skip
+    window = recent_window("artwork", list(reversed(log)), 150)
+    assert len(window) == 150 and all(e.group == "treatment" for e in window)
+    assert [e.ts for e in window] == sorted(e.ts for e in log if e.group == "treatment")[-150:]
+    policy = warm_start(SlotConfig(kind=SlotKind.ARTWORK), window)
+    try:
+        assert policy.examples_learned == sum(e.impressed for e in window)
+    finally:
+        policy.close()
+    assert isinstance(window[0], RewardedEvent)
