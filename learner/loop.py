@@ -47,6 +47,7 @@ from learner.writer import OutputError, OutputWriter
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_S = 10.0
+TUNING_RETRY_S = 30.0  # after a switch failed on Kafka, so retries never starve the poll
 
 
 class LearnerError(RuntimeError):
@@ -130,8 +131,8 @@ class KafkaLearner:
                 self._step()
                 if self._checkpoint_due():
                     self.checkpoint()
-                elif self._since_checkpoint == 0 and self._tuning_due():
-                    self._follow_tuning()  # a quiet stream: the last checkpoint has it all
+                if self._since_checkpoint == 0 and self._tuning_due():
+                    self._follow_tuning()  # right after a checkpoint: it has everything
                 if self.progress and time.monotonic() - last_progress > PROGRESS_INTERVAL_S:
                     last_progress = time.monotonic()
                     print(_progress_line(self.status()), file=sys.stderr, flush=True)
@@ -344,7 +345,6 @@ class KafkaLearner:
         if time.monotonic() - self._last_publish >= self.config.learner.publish_interval_s:
             self._last_publish = time.monotonic()
             self._publish()
-        self._follow_tuning()
 
     def _flush_outputs(self) -> None:
         try:
@@ -406,6 +406,8 @@ class KafkaLearner:
         crash before it restarts from the old policy, which switches again the same way.
         """
         self._last_tuning_check = time.monotonic()
+        if not self.core.joins:
+            return  # no partitions yet: the group has not assigned this member any
         for slot, policy in list(self.core.policies.items()):
             if policy.slot.policy != "vw":
                 continue
@@ -429,10 +431,11 @@ class KafkaLearner:
                     self.metrics.tuning_failures.labels(slot).inc()
                     log.error("slot %s: tuning revision %d refused: %s", slot, wanted.revision, exc)
                     continue
-                except (KafkaError, TopicMissing, OSError) as exc:  # retried next checkpoint
+                except (KafkaError, TopicMissing, OSError) as exc:
                     self.metrics.tuning_failures.labels(slot).inc()
-                    log.error("slot %s: switch to tuning revision %d failed, will retry: %s",
-                              slot, wanted.revision, exc)  # fmt: skip
+                    log.error("slot %s: switch to tuning revision %d failed, will retry in "
+                              "%.0f s: %s", slot, wanted.revision, TUNING_RETRY_S, exc)  # fmt: skip
+                    self._last_tuning_check = time.monotonic() + TUNING_RETRY_S
                     continue
             self.metrics.tuning_revision.labels(slot).set(wanted.revision)
             self._since_checkpoint += 1
@@ -443,7 +446,7 @@ class KafkaLearner:
     def _switch(self, slot: str, wanted: Tuned) -> None:
         started = time.perf_counter()
         slot_config = tuned_slot(slot, self.config.slots[slot], wanted.overrides)
-        window = recent_window(slot, self._rewarded(), self.config.tuning.window_events)
+        window = recent_window(slot, self._rewarded(slot), self.config.tuning.window_events)
         policy = warm_start(slot_config, window)
         self.core.switch(slot, wanted, policy)
         self.metrics.tuning_switches.labels(slot).inc()
@@ -453,8 +456,9 @@ class KafkaLearner:
             policy.examples_learned, time.perf_counter() - started,
         )  # fmt: skip
 
-    def _rewarded(self) -> list[RewardedEvent]:
-        """The rewarded events of this member's partitions, each decision once."""
+    def _rewarded(self, slot: str) -> list[RewardedEvent]:
+        """The slot's treatment events on the rewarded topic (this member's partitions),
+        each decision once."""
         found: dict[str, RewardedEvent] = {}
         topic = self.config.kafka.topics.rewarded
         for value in read_topic(self.bootstrap_servers, topic, set(self.core.joins)):
@@ -462,7 +466,8 @@ class KafkaLearner:
                 event = events.decode(value, RewardedEvent)
             except events.EventError:
                 continue  # not the learner's own output; the replay reports such lines
-            found.setdefault(event.decision_id, event)
+            if event.slot == slot and event.group == "treatment":
+                found.setdefault(event.decision_id, event)
         return list(found.values())
 
     # ------------------------------------------------------------------ rebalances
