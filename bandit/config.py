@@ -124,12 +124,7 @@ class TuningConfig(StrictSection, frozen=True):
     # replay cannot see what exploring teaches, only what it costs, so exploration settings
     # are not among the defaults (it would always favour exploring less).
     candidates: list[Annotated[str, msgspec.Meta(min_length=3, max_length=500)]] = msgspec.field(
-        default_factory=lambda: [
-            "learning_rate=0.03",
-            "learning_rate=0.3",
-            "exploration.squarecb_gamma_scale=150.0",
-            "exploration.squarecb_gamma_scale=1500.0",
-        ]
+        default_factory=lambda: ["learning_rate=0.03", "learning_rate=0.3", "learning_rate=1.0"]
     )
     # The slot's most recent treatment events the candidates are replayed on; a switch
     # warm-starts the new settings on the same events.
@@ -143,6 +138,8 @@ class TuningConfig(StrictSection, frozen=True):
     confidence: Annotated[float, msgspec.Meta(ge=0.5, le=0.9999)] = 0.95
     # The estimated gain must also reach this share of the running settings' value.
     min_gain: Annotated[float, msgspec.Meta(ge=0.0, le=10.0)] = 0.01
+    # Rounds in a row a candidate must win before the slot switches to it.
+    confirmations: Annotated[int, msgspec.Meta(ge=1, le=100)] = 2
     interval_s: PositiveFloat = 3600.0  # `artbandit tune --every` by default
 
 

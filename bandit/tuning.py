@@ -58,6 +58,10 @@ class TuningState(msgspec.Struct, frozen=True, kw_only=True):
     slot: str
     history: list[TuningRecord] = msgspec.field(default_factory=list)
     pinned: bool = False  # the tuner leaves a pinned slot alone
+    # The settings that won the tuner's last rounds in a row (not yet a revision: a winner
+    # must win `tuning.confirmations` rounds running before the slot switches to it).
+    proposal: list[str] | None = None
+    proposal_rounds: int = 0
 
     @property
     def active(self) -> TuningRecord | None:
@@ -85,7 +89,18 @@ class TuningState(msgspec.Struct, frozen=True, kw_only=True):
         )
         history = [*self.history, entry][-KEEP_RECORDS:]
         pinned = {"pinned": True, "unpinned": False}.get(reason, self.pinned)
-        return msgspec.structs.replace(self, history=history, pinned=pinned)
+        return msgspec.structs.replace(
+            self, history=history, pinned=pinned, proposal=None, proposal_rounds=0
+        )
+
+    def propose(self, overrides: list[str] | None) -> TuningState:
+        """The state after a tuning round whose significant winner was `overrides` (None:
+        no winner): a winner of the round before counts one more round, anything else
+        starts over."""
+        if overrides is None:
+            return msgspec.structs.replace(self, proposal=None, proposal_rounds=0)
+        rounds = self.proposal_rounds + 1 if self.proposal == list(overrides) else 1
+        return msgspec.structs.replace(self, proposal=list(overrides), proposal_rounds=rounds)
 
     def pin(self, revision: int | None = None) -> TuningState:
         """Pin the settings of `revision` (default: the active ones)."""

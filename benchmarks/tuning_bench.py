@@ -26,9 +26,9 @@ from suite_bench import CHECKPOINTS, world_config
 from artbandit.cli import add_common_arguments
 from bandit.events import RewardedEvent
 from bandit.policies import Policy
-from bandit.tuning import recent_window, tuned_slot, warm_start
+from bandit.tuning import TuningState, recent_window, tuned_slot, warm_start
 from replay.progress import Progress
-from replay.tune import judge
+from replay.tune import advance, judge
 from sim.suite import HALVES, SUITE, WorldSpec, play
 
 
@@ -37,18 +37,19 @@ def measure(spec: WorldSpec, args: argparse.Namespace):
     config = world_config(spec, args)
     slot = spec.kind.value
     configured = config.slots[slot]
-    running: list[str] = []
+    state = TuningState(slot=slot)
     changes: list[str] = []
 
     def retune(t: int, log: list[RewardedEvent], policy: Policy) -> Policy | None:
-        nonlocal running
-        verdict = judge(slot, configured, running, log, config.tuning, seed=spec.seed)
-        if verdict.chosen is None:
+        nonlocal state
+        verdict = judge(slot, configured, state.overrides, log, config.tuning, seed=spec.seed)
+        before, state = state, advance(state, state, verdict, config)
+        if state.revision == before.revision:
             return None
-        running = list(verdict.chosen.overrides)
-        changes.append(f"{t // 1000}k: {verdict.chosen.name} ({verdict.chosen.gain:+.4f})")
+        chosen = verdict.chosen
+        changes.append(f"{t // 1000}k: {chosen.name} ({chosen.gain:+.4f})")
         window = recent_window(slot, log, config.tuning.window_events)
-        return warm_start(tuned_slot(slot, configured, running), window)
+        return warm_start(tuned_slot(slot, configured, state.overrides), window)
 
     started = time.perf_counter()
     label = f"{spec.name:<24}"

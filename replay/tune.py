@@ -241,24 +241,35 @@ def tune_slot(
         return None
     verdict = judge(slot, config.slots[slot], state.overrides, rewarded, config.tuning)
     print(render(verdict), flush=True)
-    chosen = verdict.chosen
-    if chosen is None or dry_run:
+    if dry_run:
         return verdict
-
-    def adopt(current: TuningState) -> TuningState:
-        if current.revision != state.revision or current.pinned:
-            return current  # an operator changed it meanwhile: theirs stands
-        return current.record(
-            list(chosen.overrides), "tuned", "tuner", value=chosen.value,
-            baseline=verdict.running.value, gain=chosen.gain,
-            lower_bound=chosen.lower_bound, events=verdict.events,
-        )  # fmt: skip
-
-    updated = store.update_tuning(slot, adopt)
+    updated = store.update_tuning(slot, lambda current: advance(current, state, verdict, config))
     if updated.revision != state.revision:
         print(f"tune {slot}: revision {updated.revision} recorded; the learner switches at "
               "its next checkpoint", flush=True)  # fmt: skip
+    elif updated.proposal is not None:
+        print(f"tune {slot}: {' '.join(updated.proposal)} won {updated.proposal_rounds} of "
+              f"{config.tuning.confirmations} rounds in a row needed", flush=True)  # fmt: skip
     return verdict
+
+
+def advance(
+    current: TuningState, judged: TuningState, verdict: Verdict, config: Config
+) -> TuningState:
+    """The slot's tuning state after `verdict`, judged on state `judged`: its winner counts
+    a round, and becomes the next revision once it has won `tuning.confirmations` rounds in
+    a row. An operator's change since `judged` (a new revision, a pin) stands."""
+    if current.revision != judged.revision or current.pinned:
+        return current
+    chosen = verdict.chosen
+    proposed = current.propose(list(chosen.overrides) if chosen is not None else None)
+    if chosen is None or proposed.proposal_rounds < config.tuning.confirmations:
+        return proposed
+    return proposed.record(
+        list(chosen.overrides), "tuned", "tuner", value=chosen.value,
+        baseline=verdict.running.value, gain=chosen.gain,
+        lower_bound=chosen.lower_bound, events=verdict.events,
+    )  # fmt: skip
 
 
 def render(verdict: Verdict) -> str:

@@ -68,3 +68,13 @@ def test_warm_start_learns_the_most_recent_treatment_events_once():
     finally:
         policy.close()
     assert isinstance(window[0], RewardedEvent)
+
+
+def test_a_proposal_counts_rounds_won_in_a_row_and_a_revision_clears_it():
+    state = TuningState(slot="hero").propose(["learning_rate=0.3"])
+    state = state.propose(["learning_rate=0.3"])
+    assert (state.proposal, state.proposal_rounds) == (["learning_rate=0.3"], 2)
+    assert state.propose(["learning_rate=1.0"]).proposal_rounds == 1
+    assert state.propose(None).proposal is None
+    recorded = state.record(["learning_rate=0.3"], "tuned", "tuner")
+    assert (recorded.proposal, recorded.proposal_rounds, recorded.revision) == (None, 0, 1)

@@ -1,6 +1,7 @@
 """Self-tuning's judgement (`replay.tune`): a setting that learns the world better wins with
-a significant gain; one that makes no difference never does; `artbandit tune` records the
-winner as the slot's next tuning revision, and leaves a pinned slot alone."""
+a significant gain; one that makes no difference never does; `artbandit tune` records a
+winner of two rounds in a row as the slot's next tuning revision, and leaves a pinned slot
+alone."""
 
 import subprocess
 import sys
@@ -99,8 +100,11 @@ def test_tune_command_records_the_winner_and_leaves_a_pinned_slot(tmp_path):
     assert dry.returncode == 0, dry.stderr
     assert "-> switch" in dry.stdout
     assert ModelStore(store).tuning("artwork").revision == 0  # a dry run records nothing
+    first = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0 and "won 1 of 2 rounds" in first.stdout, first.stderr
+    assert ModelStore(store).tuning("artwork").revision == 0  # one win is not yet a switch
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0 and "revision 1 recorded" in done.stdout, done.stderr
     state = ModelStore(store).tuning("artwork")
     assert state.revision == 1 and state.overrides == [WITH_INTERACTIONS]
     record = state.active
