@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator, Sequence
 
 from bandit.config import Config, ConfigError, load_config, resolve_bootstrap
+from kafkaio.clients import KafkaSettingsError, check_tls
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -180,6 +181,7 @@ def _kafka(config: Config) -> Iterator[Config]:
 
     kafka = config.kafka
     if kafka.bootstrap_servers != "embedded":
+        check_tls(kafka)
         yield config
         return
 
@@ -209,8 +211,9 @@ def _run_train(args: argparse.Namespace, config: Config) -> int:
 
     try:
         log = read_log(
-            args.log, resolve_bootstrap(config), skip_bad=args.skip_bad, quiet=args.quiet
-        )
+            args.log, resolve_bootstrap(config), skip_bad=args.skip_bad, quiet=args.quiet,
+            kafka=config.kafka,
+        )  # fmt: skip
         trained = train(config, args.slot, log.events, quiet=args.quiet)
     except (LogError, TrainError) as exc:
         print(f"artbandit train: {exc}", file=sys.stderr)
@@ -251,8 +254,9 @@ def _run_report_lift(args: argparse.Namespace, config: Config) -> int:
 
     try:
         log = read_log(
-            args.log, resolve_bootstrap(config), skip_bad=args.skip_bad, quiet=args.quiet
-        )
+            args.log, resolve_bootstrap(config), skip_bad=args.skip_bad, quiet=args.quiet,
+            kafka=config.kafka,
+        )  # fmt: skip
     except LogError as exc:
         print(f"artbandit report lift: {exc}", file=sys.stderr)
         return 2
@@ -334,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config, args.overrides)
         return args.run(args, config)
-    except ConfigError as exc:
+    except (ConfigError, KafkaSettingsError) as exc:
         print(f"artbandit {args.verb}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

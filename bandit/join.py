@@ -108,6 +108,10 @@ class RewardJoin:
     def open_decisions(self) -> int:
         return len(self._open)
 
+    def is_open(self, decision_id: str) -> bool:
+        """Whether the decision's window is still open here (its reward not yet emitted)."""
+        return decision_id in self._open
+
     def add_decision(self, decision: DecisionEvent) -> JoinResult:
         result = JoinResult()
         slot = self.slots.get(decision.slot)

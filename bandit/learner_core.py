@@ -134,6 +134,10 @@ class LearnerCore:
         self.tuning[slot] = tuned
         old.close()
 
+    def is_open(self, decision_id: str) -> bool:
+        """Whether some assigned partition still waits to close this decision's window."""
+        return any(join.is_open(decision_id) for join in self.joins.values())
+
     @property
     def open_decisions(self) -> int:
         return sum(join.open_decisions for join in self.joins.values())

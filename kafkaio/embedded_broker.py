@@ -14,8 +14,10 @@ import sys
 import time
 from types import TracebackType
 
-from kafka import KafkaConsumer
 from kafka.errors import KafkaError
+
+from bandit.config import KafkaConfig
+from kafkaio import clients
 
 
 class BrokerError(RuntimeError):
@@ -46,7 +48,7 @@ def broker_answers(host: str, port: int) -> bool:
     except OSError:
         return False
     try:
-        consumer = KafkaConsumer(bootstrap_servers=f"{host}:{port}", request_timeout_ms=2000)
+        consumer = clients.consumer(KafkaConfig(), "probe", bootstrap_servers=f"{host}:{port}")
     except KafkaError:
         return False
     try:
@@ -65,11 +67,21 @@ def die_with_parent() -> None:  # pragma: no cover - runs in the child
 
 
 class EmbeddedBroker:
-    """A Tansu broker on 127.0.0.1:`port` (0 picks a free port), stopped by `stop()`/`with`."""
+    """A Tansu broker on 127.0.0.1:`port` (0 picks a free port), stopped by `stop()`/`with`.
 
-    def __init__(self, port: int = 0, host: str = "127.0.0.1", tie_to_parent: bool = True):
+    `advertised_port`: the port the broker tells clients to use, when a proxy stands in front
+    of it (a TLS terminator); clients then reach it only through that proxy."""
+
+    def __init__(
+        self,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        tie_to_parent: bool = True,
+        advertised_port: int | None = None,
+    ):
         self.host = host
         self.port = port or free_port(host)
+        self.advertised_port = advertised_port
         self.tie_to_parent = tie_to_parent
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -80,6 +92,7 @@ class EmbeddedBroker:
     def start(self, timeout_s: float = 30.0) -> EmbeddedBroker:
         """Start the broker and return once it answers a metadata request."""
         url = f"tcp://{self.host}:{self.port}"
+        advertised = f"tcp://{self.host}:{self.advertised_port or self.port}"
         env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
         self.process = subprocess.Popen(
             [
@@ -88,7 +101,7 @@ class EmbeddedBroker:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                advertised,
                 "--storage-engine",
                 "memory://tansu/",
             ],
@@ -124,6 +137,12 @@ class EmbeddedBroker:
         raise BrokerError(f"embedded broker on {self.bootstrap_servers} not ready in {timeout_s}s")
 
     def is_ready(self) -> bool:
+        if self.advertised_port is not None:  # metadata would send a client to the proxy
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5):
+                    return True
+            except OSError:
+                return False
         return broker_answers(self.host, self.port)
 
     def alive(self) -> bool:

@@ -5,18 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from kafka import KafkaProducer
-
 from bandit import events
-from bandit.config import Config
+from bandit.config import Config, KafkaConfig
+from kafkaio import clients
 
 
 def produce(
-    bootstrap: str, topic: str, messages: Iterable[tuple[str | bytes | None, bytes | None]]
+    bootstrap: str,
+    topic: str,
+    messages: Iterable[tuple[str | bytes | None, bytes | None]],
+    kafka: KafkaConfig | None = None,
 ) -> int:
     """Send (key, value) pairs to `topic` and wait for every acknowledgement (a str key is sent
-    as UTF-8; a None value is a tombstone)."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=1 << 20)
+    as UTF-8; a None value is a tombstone). `kafka`: the connection settings (default plain)."""
+    producer = clients.producer(kafka or KafkaConfig(), "tool_producer", bootstrap)
     count = 0
     try:
         for key, value in messages:
@@ -39,6 +41,6 @@ def produce_stream(
         target.append((event.decision_id, events.encode(event)))
     bootstrap = config.kafka.bootstrap_servers
     return (
-        produce(bootstrap, topics.decisions, decisions),
-        produce(bootstrap, topics.feedback, feedback),
+        produce(bootstrap, topics.decisions, decisions, config.kafka),
+        produce(bootstrap, topics.feedback, feedback, config.kafka),
     )

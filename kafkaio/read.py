@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
+
+from bandit.config import KafkaConfig
+from kafkaio import clients
 
 
 class TopicMissing(LookupError):
@@ -12,6 +15,7 @@ class TopicMissing(LookupError):
 
 
 def read_topic(
+    kafka: KafkaConfig,
     bootstrap_servers: str,
     topic: str,
     partitions: Collection[int] | None = None,
@@ -23,10 +27,7 @@ def read_topic(
     The high watermark comes from the fetch responses: some Kafka-protocol brokers (the
     embedded Tansu) answer ListOffsets with the last batch's start, not the log's end.
     """
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, check_crcs=False,
-        fetch_max_bytes=64 << 20, max_partition_fetch_bytes=8 << 20,
-    )  # fmt: skip
+    consumer = clients.consumer(kafka, "reader", bootstrap_servers=bootstrap_servers)
     try:
         present = consumer.partitions_for_topic(topic) or set()
         wanted = sorted(present if partitions is None else present & set(partitions))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from bandit.config import Config
+from kafkaio import clients
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ def ensure_topics(config: Config, bootstrap_servers: str) -> int:
     """Create missing topics (models compacted); return the partitions of the joined topics."""
     topics = config.kafka.topics
     partitions = config.learner.partitions
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id=config.kafka.client_id)
+    admin = clients.admin(config.kafka, bootstrap_servers)
     try:
         wanted = [
             NewTopic(topics.decisions, partitions, 1),

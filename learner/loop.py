@@ -37,6 +37,7 @@ from bandit.lift import PartitionTally
 from bandit.model_store import ModelStore, ModelStoreError
 from bandit.policies import Policy
 from bandit.tuning import Tuned, recent_window, tuned_slot, warm_start
+from kafkaio import clients
 from kafkaio.read import TopicMissing, read_topic
 from kafkaio.topics import ensure_topics
 from learner.checkpoint_store import CheckpointStore
@@ -147,6 +148,7 @@ class KafkaLearner:
             self.checkpoints.unlock()
 
     def _start(self) -> None:
+        clients.check_tls(self.config.kafka, self.bootstrap_servers)
         partitions = ensure_topics(self.config, self.bootstrap_servers)
         log.info("learner %s: %d partitions", self.config.learner.member, partitions)
         checkpoint = self.checkpoints.latest()
@@ -172,26 +174,22 @@ class KafkaLearner:
             self.metrics.examples_learned.labels(slot).inc(count)
         try:
             self.writer = OutputWriter(
-                self.bootstrap_servers, f"{self.config.kafka.client_id}-learner"
-            )
+                clients.client_settings(
+                    self.config.kafka, "output_producer", self.bootstrap_servers,
+                    client_id=f"{self.config.kafka.client_id}-learner",
+                )
+            )  # fmt: skip
         except OutputError as exc:
             raise LearnerError(str(exc)) from exc
         self.publisher = ModelPublisher(self.store, self._send_model)
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers,
+        self.consumer = clients.consumer(
+            self.config.kafka, "learner_consumer", bootstrap_servers=self.bootstrap_servers,
             client_id=f"{self.config.kafka.client_id}-learner",
             group_id=self.config.learner.group_id,
-            enable_auto_commit=False,
             auto_offset_reset=self.config.learner.auto_offset_reset,
             partition_assignment_strategy=[RangePartitionAssignor],  # co-partitioned topics
             max_poll_records=self.config.learner.max_poll_records,
-            max_poll_interval_ms=30_000,
-            session_timeout_ms=6_000,
-            heartbeat_interval_ms=1_000,
-            check_crcs=False,
-            fetch_max_bytes=64 << 20,
-            max_partition_fetch_bytes=8 << 20,
-        )
+        )  # fmt: skip
         self.consumer.subscribe([topics.decisions, topics.feedback], listener=_Rebalance(self))
 
     def _check_owned_slots(self) -> None:
@@ -423,6 +421,10 @@ class KafkaLearner:
                 continue
             if wanted.overrides == running.overrides:  # e.g. a pin of what runs: relabel
                 self.core.tuning[slot] = wanted
+            elif not self._caught_up():
+                log.info("slot %s: switching to tuning revision %d once the inputs are read "
+                         "to their end", slot, wanted.revision)  # fmt: skip
+                continue
             else:
                 try:
                     self._switch(slot, wanted)
@@ -443,10 +445,24 @@ class KafkaLearner:
             self._last_publish = float("-inf")  # and publish it
             self.publisher.forget(slot)
 
+    def _caught_up(self) -> bool:
+        """Every input of every assigned partition read to its end. Then each rewarded event
+        on the topic comes from a record already read here: a switch's warm start cannot
+        take an event that a record still to be read (after a restart, say) would emit and
+        learn again."""
+        for partition in self.core.joins:
+            for topic in self.core.topics:
+                if self._lag(TopicPartition(topic, partition)) != 0:
+                    return False
+        return True
+
     def _switch(self, slot: str, wanted: Tuned) -> None:
         started = time.perf_counter()
         slot_config = tuned_slot(slot, self.config.slots[slot], wanted.overrides)
-        window = recent_window(slot, self._rewarded(slot), self.config.tuning.window_events)
+        # A decision still open here was emitted by an earlier run (which closed it before a
+        # crash); it is learned when it closes here, so not in the warm start as well.
+        rewarded = [e for e in self._rewarded(slot) if not self.core.is_open(e.decision_id)]
+        window = recent_window(slot, rewarded, self.config.tuning.window_events)
         policy = warm_start(slot_config, window)
         self.core.switch(slot, wanted, policy)
         self.metrics.tuning_switches.labels(slot).inc()
@@ -461,7 +477,8 @@ class KafkaLearner:
         each decision once."""
         found: dict[str, RewardedEvent] = {}
         topic = self.config.kafka.topics.rewarded
-        for value in read_topic(self.bootstrap_servers, topic, set(self.core.joins)):
+        owned = set(self.core.joins)
+        for value in read_topic(self.config.kafka, self.bootstrap_servers, topic, owned):
             try:
                 event = events.decode(value, RewardedEvent)
             except events.EventError:

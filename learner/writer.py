@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 from multiprocessing.connection import Connection
+from typing import Any
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
@@ -37,17 +38,19 @@ class OutputError(RuntimeError):
 class OutputWriter:
     """Produces messages from a child process; `flush` confirms every one sent so far."""
 
-    def __init__(self, bootstrap_servers: str, client_id: str):
+    def __init__(self, settings: dict[str, Any]):
+        """`settings`: the producer's kafka-python arguments (kafkaio.clients), handed over
+        the pipe, never the command line, since they may hold a SASL password."""
         # A fresh interpreter (no fork of a process with threads, no re-import of the
         # caller's __main__), talking over a socket pair with multiprocessing's framing.
         ours, theirs = socket.socketpair()
         self._process = subprocess.Popen(
-            [sys.executable, "-m", __name__, str(theirs.fileno()), bootstrap_servers, client_id],
-            pass_fds=[theirs.fileno()],
+            [sys.executable, "-m", __name__, str(theirs.fileno())], pass_fds=[theirs.fileno()]
         )
         theirs.close()
         self._conn = Connection(ours.detach())
         self._pending: list[Message] = []
+        self._request(("start", settings))
         self._reply(START_TIMEOUT_S, "start")
 
     def send(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None):
@@ -98,21 +101,17 @@ class OutputWriter:
             raise OutputError(error)
 
 
-def _serve(conn: Connection, bootstrap_servers: str, client_id: str) -> None:
+def _serve(conn: Connection) -> None:
     """The child: produce what arrives, answer flushes; every error is sticky."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
-        producer = KafkaProducer(
-            bootstrap_servers=bootstrap_servers,
-            client_id=client_id,
-            acks="all",
-            linger_ms=50,
-            batch_size=1 << 20,
-            max_request_size=64 << 20,
-        )
+        _, settings = conn.recv()
+        producer = KafkaProducer(**settings)
+    except (EOFError, OSError):
+        return  # the learner is gone before it started us
     except KafkaError as exc:
-        conn.send(f"cannot connect to Kafka at {bootstrap_servers}: {exc}")
+        conn.send(f"cannot connect to Kafka at {settings['bootstrap_servers']}: {exc}")
         return
     conn.send(None)
     errors: list[BaseException] = []
@@ -145,4 +144,4 @@ def _serve(conn: Connection, bootstrap_servers: str, client_id: str) -> None:
 
 
 if __name__ == "__main__":
-    _serve(Connection(int(sys.argv[1])), sys.argv[2], sys.argv[3])
+    _serve(Connection(int(sys.argv[1])))

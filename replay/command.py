@@ -95,8 +95,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
     try:
         targets = [parse_target(spec, config, args.seed) for spec in specs]
         log = read_log(
-            args.log, resolve_bootstrap(config), skip_bad=args.skip_bad, quiet=args.quiet
-        )
+            args.log, resolve_bootstrap(config), skip_bad=args.skip_bad, quiet=args.quiet,
+            kafka=config.kafka,
+        )  # fmt: skip
         result = evaluate(log, targets, config, settings, quiet=args.quiet)
     except (LogError, TargetError, NotUniformError, est.EstimatorError) as exc:
         print(f"artbandit replay: {exc}", file=sys.stderr)

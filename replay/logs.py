@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bandit import events
+from bandit.config import KafkaConfig
+from kafkaio.clients import check_tls
 from kafkaio.read import TopicMissing, read_topic
 from replay.progress import Progress
 
@@ -44,12 +46,16 @@ def read_log(
     bootstrap_servers: str | None = None,
     skip_bad: bool = False,
     quiet: bool = False,
+    kafka: KafkaConfig | None = None,
 ) -> ReplayLog:
-    """Read a replay log from a path (`.jsonl`, `.jsonl.gz`, `.parquet`) or `kafka://topic`."""
+    """Read a replay log from a path (`.jsonl`, `.jsonl.gz`, `.parquet`) or `kafka://topic`
+    (with `kafka`'s connection settings: TLS, SASL; default plain)."""
     if source.startswith(KAFKA_PREFIX):
         if not bootstrap_servers:
             raise LogError(f"{source}: reading a topic needs kafka.bootstrap_servers")
-        raw = _topic_values(bootstrap_servers, source.removeprefix(KAFKA_PREFIX), quiet)
+        topic = source.removeprefix(KAFKA_PREFIX)
+        check_tls(kafka or KafkaConfig(), bootstrap_servers)
+        raw = _topic_values(kafka or KafkaConfig(), bootstrap_servers, topic, quiet)
         total = None
     else:
         path = Path(source)
@@ -129,7 +135,9 @@ def _file_values(path: Path) -> tuple[Iterator[bytes], int | None]:
     return iter(lines), len(lines)
 
 
-def _topic_values(bootstrap_servers: str, topic: str, quiet: bool) -> Iterator[bytes]:
+def _topic_values(
+    kafka: KafkaConfig, bootstrap_servers: str, topic: str, quiet: bool
+) -> Iterator[bytes]:
     """Every message of `topic`, with a progress line once the partitions' ends are known."""
     progress: Progress | None = None
 
@@ -140,7 +148,7 @@ def _topic_values(bootstrap_servers: str, topic: str, quiet: bool) -> Iterator[b
         progress.update(read)
 
     try:
-        yield from read_topic(bootstrap_servers, topic, progress=show)
+        yield from read_topic(kafka, bootstrap_servers, topic, progress=show)
     except TopicMissing:
         raise LogError(f"kafka://{topic}: no such topic") from None
     if progress is not None:

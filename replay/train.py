@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kafka import KafkaProducer
-
 from bandit.config import Config
 from bandit.events import RewardedEvent
 from bandit.model_store import ModelStore, VersionInfo
 from bandit.policies import build_policy
+from kafkaio import clients
 from replay.progress import Progress
 
 
@@ -64,7 +63,7 @@ def announce(config: Config, bootstrap_servers: str, version: VersionInfo) -> No
     """Put the stored version on the models topic, as a learner publishes one, so replicas
     that do not share the store's disk install it too."""
     store = ModelStore(config.model_store.path, config.model_store.keep_versions)
-    producer = KafkaProducer(bootstrap_servers=bootstrap_servers, max_request_size=64 << 20)
+    producer = clients.producer(config.kafka, "tool_producer", bootstrap_servers)
     try:
         producer.send(
             config.kafka.topics.models,

@@ -214,7 +214,9 @@ def run(args: argparse.Namespace, config: Config, bootstrap: str, stop: threadin
     interval = config.tuning.interval_s if args.every == -1.0 else args.every
     while True:
         try:
-            log = read_log(source, bootstrap, skip_bad=args.skip_bad, quiet=args.quiet)
+            log = read_log(
+                source, bootstrap, skip_bad=args.skip_bad, quiet=args.quiet, kafka=config.kafka
+            )
             for slot in slots:
                 tune_slot(store, config, slot, log.events, dry_run=args.dry_run)
         except LogError as exc:

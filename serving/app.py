@@ -77,6 +77,7 @@ def create_app(
     )
     policies.refresh()
     producer = EventProducer(
+        config.kafka,
         resolve_bootstrap(config),
         config.kafka.client_id,
         config.serving.log_buffer_events,
@@ -85,6 +86,7 @@ def create_app(
         on_sent=lambda topic: metrics.events_sent.labels(topic).inc(),
     )
     model_feed = ModelFeed(
+        config.kafka,
         resolve_bootstrap(config),
         config.kafka.topics.models,
         store,

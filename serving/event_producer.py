@@ -29,6 +29,8 @@ from kafka.errors import (
 )
 
 from bandit import events
+from bandit.config import KafkaConfig
+from kafkaio import clients
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ DROP_REASONS = ("buffer_full", "broker_unavailable", "send_failed")
 class EventProducer:
     def __init__(
         self,
+        kafka: KafkaConfig,
         bootstrap_servers: str,
         client_id: str,
         max_outstanding: int,
@@ -68,6 +71,7 @@ class EventProducer:
         on_drop: Callable[[str, str], None] = lambda topic, reason: None,
         on_sent: Callable[[str], None] = lambda topic: None,
     ):
+        self.kafka = kafka
         self.bootstrap_servers = bootstrap_servers
         self.client_id = client_id
         self.max_outstanding = max_outstanding
@@ -202,19 +206,12 @@ class EventProducer:
     def _connect(self) -> KafkaProducer | None:
         if self._producer is None:
             try:
-                self._producer = KafkaProducer(
-                    bootstrap_servers=self.bootstrap_servers,
+                self._producer = clients.producer(
+                    self.kafka, "event_producer", self.bootstrap_servers,
                     client_id=self.client_id,
-                    acks=1,
-                    enable_idempotence=False,  # acks=1: low latency over exactly-once logging
-                    linger_ms=20,  # fewer, larger produce requests: less CPU here and in Kafka
-                    batch_size=256 * 1024,
-                    max_block_ms=2000,  # blocks only this thread; the buffer absorbs the wait
-                    request_timeout_ms=10_000,
                     # Kept (and retried) this long through an outage, then dropped.
                     delivery_timeout_ms=int(self.outage_s * 1000),
-                    reconnect_backoff_max_ms=2000,
-                )
+                )  # fmt: skip
             except KafkaError as exc:
                 log.warning("Kafka at %s unavailable: %s", self.bootstrap_servers, exc)
                 time.sleep(1.0)  # don't spin while the broker is away

@@ -12,10 +12,12 @@ import logging
 import threading
 from collections.abc import Callable
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import KafkaError
 
+from bandit.config import KafkaConfig
 from bandit.model_store import ModelStore, ModelStoreError, VersionInfo
+from kafkaio import clients
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,7 @@ RETRY_S = 2.0
 class ModelFeed:
     def __init__(
         self,
+        kafka: KafkaConfig,
         bootstrap_servers: str,
         topic: str,
         store: ModelStore,
@@ -33,6 +36,7 @@ class ModelFeed:
     ):
         """`on_version(info)` runs after each installed version, `on_version(None)` after a
         refused one."""
+        self.kafka = kafka
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
         self.store = store
@@ -62,13 +66,10 @@ class ModelFeed:
             self._stop.wait(RETRY_S)
 
     def _follow(self) -> None:
-        consumer = KafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers,
+        consumer = clients.consumer(
+            self.kafka, "model_feed", bootstrap_servers=self.bootstrap_servers,
             client_id=self.client_id,
-            enable_auto_commit=False,
-            max_partition_fetch_bytes=64 << 20,
-            fetch_max_bytes=64 << 20,
-        )
+        )  # fmt: skip
         try:
             partitions = consumer.partitions_for_topic(self.topic)
             while not partitions and not self._stop.wait(RETRY_S):

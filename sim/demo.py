@@ -321,6 +321,7 @@ def _drive(
             lambda send: Frontend(
                 world, Client("127.0.0.1", serve_port), send, tally, options.rate, options.seed
             ),
+            config.kafka,
             config.kafka.bootstrap_servers,
             config.kafka.topics.feedback,
             options.duration_s,
@@ -361,8 +362,9 @@ def _export_log(config: Config, path: Path, quiet: bool) -> int:
     from replay.logs import read_log, write_log
 
     log = read_log(
-        f"kafka://{config.kafka.topics.rewarded}", config.kafka.bootstrap_servers, quiet=quiet
-    )
+        f"kafka://{config.kafka.topics.rewarded}", config.kafka.bootstrap_servers, quiet=quiet,
+        kafka=config.kafka,
+    )  # fmt: skip
     return write_log(path, log.events)
 
 

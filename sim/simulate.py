@@ -31,6 +31,7 @@ def simulate(
     try:
         frontend = drive(
             lambda send: Frontend(world, Client(host, port), send, tally, rate, seed),
+            config.kafka,
             config.kafka.bootstrap_servers,
             config.kafka.topics.feedback,
             duration_s,

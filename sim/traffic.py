@@ -14,10 +14,11 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from kafka import KafkaProducer
 
 from bandit import events
+from bandit.config import KafkaConfig
 from bandit.events import FeedbackEvent
+from kafkaio import clients
 from serving.client import Client
 from sim.page import (
     ARTWORK,
@@ -134,6 +135,7 @@ class Frontend:
 
 def drive(
     frontend_of: Callable[[Callable[[FeedbackEvent], None]], Frontend],
+    kafka: KafkaConfig,
     bootstrap: str,
     topic: str,
     duration_s: float,
@@ -142,7 +144,7 @@ def drive(
     """Run a frontend in a thread for `duration_s`, its feedback produced to `topic`; this
     thread calls `tick(elapsed_s)` about once a second (an exception there stops the
     traffic and propagates). Every feedback event is acknowledged before it returns."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
+    producer = clients.producer(kafka, "tool_producer", bootstrap)
 
     def send(event: FeedbackEvent) -> None:
         producer.send(topic, key=event.decision_id.encode(), value=events.encode(event))

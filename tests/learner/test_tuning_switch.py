@@ -20,14 +20,14 @@ TOKEN = "tuning-token"
 TUNED = "learning_rate=0.3"
 
 
-def feed(config, learner, start: int, count: int) -> None:
-    """Produce `count` more pages' decisions and feedback; wait until all are joined."""
+def feed(config, learner, start: int, count: int, learned: int) -> None:
+    """Produce `count` more pages' decisions and feedback; wait until the artwork policy has
+    learned `learned` examples and no window is open."""
     topics, bootstrap = config.kafka.topics, config.kafka.bootstrap_servers
     decisions, feedback = page_events(start, count, time.time())
     produce(bootstrap, topics.decisions, [(d.decision_id, events.encode(d)) for d in decisions])
     produce(bootstrap, topics.feedback, [(f.decision_id, events.encode(f)) for f in feedback])
-    consumed = learner.status().consumed + len(decisions) + len(feedback)
-    wait_for(lambda: learner.status().consumed >= consumed, 60)
+    wait_for(lambda: learner.core.policies["artwork"].examples_learned >= learned, 60)
     wait_for(lambda: learner.status().open_decisions == 0, 60)
 
 
@@ -47,7 +47,7 @@ def test_a_switch_learns_the_window_then_every_later_event_once(learner_config):
                             *WINDOW)  # fmt: skip
     store = ModelStore(config.model_store.path)
     with running_learner(config) as learner:
-        feed(config, learner, 0, 600)
+        feed(config, learner, 0, 600, learned=540)
         assert learner.core.policies["artwork"].examples_learned == treated(0, 600) == 540
         # what `artbandit tune` records when a candidate wins
         store.update_tuning("artwork", lambda s: s.record([TUNED], "tuned", "tuner"))
@@ -55,7 +55,7 @@ def test_a_switch_learns_the_window_then_every_later_event_once(learner_config):
         policy = learner.core.policies["artwork"]
         assert policy.slot.learning_rate == 0.3
         assert policy.examples_learned == 400  # the most recent 400 of the 540, once each
-        feed(config, learner, 600, 300)
+        feed(config, learner, 600, 300, learned=400 + treated(600, 900))
         assert learner.core.policies["artwork"].examples_learned == 400 + treated(600, 900)
         exposition = _metrics(learner)
         assert (
@@ -74,7 +74,7 @@ def test_a_switch_learns_the_window_then_every_later_event_once(learner_config):
     # an operator's rollback switches the learner back to the configured settings.
     with running_learner(config) as learner:
         assert learner.core.tuned("artwork").revision == 1
-        feed(config, learner, 900, 150)
+        feed(config, learner, 900, 150, learned=400 + treated(600, 1050))
         assert learner.core.policies["artwork"].examples_learned == 400 + treated(600, 1050)
         with running_service(config, environ={"ARTBANDIT_ADMIN_TOKEN": TOKEN}) as service:
             client = service.client()
@@ -115,7 +115,7 @@ def test_a_crash_before_the_switch_is_checkpointed_switches_again_exactly(
                             *WINDOW)  # fmt: skip
     store = ModelStore(config.model_store.path)
     with running_learner(config) as learner:
-        feed(config, learner, 0, 600)
+        feed(config, learner, 0, 600, learned=540)
     switched = []
     original_switch, original_write = LearnerCore.switch, CheckpointStore.write
 
@@ -140,6 +140,7 @@ def test_a_crash_before_the_switch_is_checkpointed_switches_again_exactly(
     with running_learner(config) as learner:
         wait_for(lambda: learner.core.tuned("artwork").revision == 1, 30)
         assert learner.core.policies["artwork"].examples_learned == 400
-        feed(config, learner, 600, 300)
+        feed(config, learner, 600, 300, learned=400 + treated(600, 900))
+        time.sleep(1)  # nothing more may come
         assert learner.core.policies["artwork"].examples_learned == 400 + treated(600, 900)
     assert rewarded_treatment(config) == treated(0, 900)
