@@ -34,6 +34,7 @@ ENV_CONFIG = "ARTBANDIT_CONFIG"
 # The keys self-tuning may set: how a slot learns and explores, never what it decides or
 # how it is rewarded (see bandit.tuning).
 TUNABLE_PREFIXES = ("learning_rate", "interactions", "lrq", "vw_args", "exploration.")
+LOSS_JUDGES = ("learning_rate", "interactions", "lrq")  # what a reward regression mirrors
 
 
 class ConfigError(ValueError):
@@ -230,10 +231,13 @@ class TuningConfig(StrictSection, frozen=True):
     # warm-starts the new settings on the same events.
     window_events: Annotated[int, msgspec.Meta(ge=100, le=500_000)] = 100_000
     min_events: Annotated[int, msgspec.Meta(ge=100, le=500_000)] = 5_000
-    # How a setting's replay is valued: doubly robust (unbiased; a cross-fitted reward
-    # model lowers the variance), switch-DR (the model alone on rounds weighted over 20:
-    # more power, biased as far as the model is wrong) or self-normalized IPS.
-    estimator: Literal["dr", "switch-dr", "snips"] = "switch-dr"
+    # How settings are judged. "loss": how well each learns the rewards of what was shown
+    # (progressive squared error of a reward regression with its learning rate and
+    # interactions; no counterfactual needed, so it works on a confident explorer's log;
+    # learning settings only). The off-policy values of the policies themselves: "dr"
+    # (unbiased, rarely significant on such a log), "switch-dr" (the reward model alone
+    # on rounds weighted over 20: biased as far as that model is wrong) or "snips".
+    estimator: Literal["loss", "dr", "switch-dr", "snips"] = "loss"
     # One-sided confidence of the gain's lower bound, across all candidates (Bonferroni).
     confidence: Annotated[float, msgspec.Meta(ge=0.5, le=0.9999)] = 0.95
     # The estimated gain must also reach this share of the running settings' value.
@@ -308,18 +312,24 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
     if unknown:
         known = ", ".join(slots)
         raise ConfigError("learner.slots", f"unknown slot {unknown[0]!r} (configured: {known})")
-    _check_candidates(rest.tuning.candidates, slots)
+    _check_candidates(rest.tuning.candidates, rest.tuning.estimator, slots)
     return msgspec.structs.replace(rest, slots=slots)
 
 
-def _check_candidates(candidates: list[str], slots: Mapping[str, SlotConfig]) -> None:
-    """Every tuning candidate must set a tunable key to a value each VW slot accepts."""
+def _check_candidates(
+    candidates: list[str], estimator: str, slots: Mapping[str, SlotConfig]
+) -> None:
+    """Every tuning candidate must set a tunable key to a value each VW slot accepts (and
+    one the estimator can judge)."""
     for index, candidate in enumerate(candidates):
         key = f"tuning.candidates[{index}]"
         name, _ = parse_override(candidate)
         if not name.startswith(TUNABLE_PREFIXES):
             allowed = ", ".join(TUNABLE_PREFIXES)
             raise ConfigError(key, f"{candidate!r}: tuning may set only keys starting {allowed}")
+        if estimator == "loss" and name not in LOSS_JUDGES:
+            raise ConfigError(key, f"{candidate!r}: tuning.estimator \"loss\" judges only "
+                              f"{', '.join(LOSS_JUDGES)}; use an off-policy estimator")  # fmt: skip
         for slot_name, slot in slots.items():
             if slot.policy == "vw":
                 try:

@@ -25,7 +25,7 @@ def fit_predict(rounds: Rounds, slot: SlotConfig, seed: int = 0, quiet: bool = T
     progress = Progress(2 * len(rounds), "fitting the reward model", quiet=quiet)
     done = 0
     for held_out in (0, 1):
-        model = _Regression(slot)
+        model = Regression(slot)
         try:
             for i in np.flatnonzero(fold != held_out):
                 model.learn(rounds, i)
@@ -44,22 +44,32 @@ def fit_predict(rounds: Rounds, slot: SlotConfig, seed: int = 0, quiet: bool = T
     return q
 
 
-class _Regression:
-    """Squared-loss VW regression of the reward on one (context, candidate) line. A constant
-    learning rate fits these small, stationary logs better than VW's decaying default."""
+class Regression:
+    """Squared-loss VW regression of the reward on one (context, candidate) line. For the
+    reward model, a constant learning rate (`power_t` 0) fits these small, stationary logs
+    better than VW's decaying default; tuning judges a slot's own rate (`power_t` None:
+    VW's default, as the slot's policy learns)."""
 
-    def __init__(self, slot: SlotConfig):
+    def __init__(self, slot: SlotConfig, learning_rate: float = 0.1, power_t: float | None = 0):
         interactions = list(slot.interactions) + (["SA"] if slot.kind.ranked else [])
-        args = ["--quiet", "--random_seed", "0", "--power_t", "0", "-l", "0.1",
+        decay = ["--power_t", repr(power_t)] if power_t is not None else []
+        args = ["--quiet", "--random_seed", "0", *decay, "-l", repr(learning_rate),
                 *encoding.interaction_args(interactions, slot.lrq)]  # fmt: skip
         self.workspace = vowpalwabbit.Workspace(arg_list=args)
         self.reward_max = slot.reward.max
 
-    def learn(self, rounds: Rounds, i: int) -> None:
+    def learn(self, rounds: Rounds, i: int, weight: float = 1.0) -> None:
         event = rounds.events[rounds.event_index[i]]
         shared = _shared(rounds, i)
         action = encoding.action_text(event.candidates[rounds.chosen[i]])
-        self.workspace.learn(f"{float(rounds.reward[i])!r} {shared} {action}")
+        label = f"{float(rounds.reward[i])!r}" + (f" {float(weight)!r}" if weight != 1.0 else "")
+        self.workspace.learn(f"{label} {shared} {action}")
+
+    def predict_chosen(self, rounds: Rounds, i: int) -> float:
+        """The predicted reward of round `i`'s logged candidate, clipped to the reward range."""
+        event = rounds.events[rounds.event_index[i]]
+        text = f"{_shared(rounds, i)} {encoding.action_text(event.candidates[rounds.chosen[i]])}"
+        return float(np.clip(self.workspace.predict(text), 0.0, self.reward_max))
 
     def predict(self, rounds: Rounds, i: int) -> list[float]:
         event = rounds.events[rounds.event_index[i]]

@@ -1,24 +1,32 @@
-"""Self-tuning: replay a slot's recent log through candidate learning settings and pick one
-only when its gain over the running settings is significant.
+"""Self-tuning: judge candidate learning settings on a slot's recent log and pick one only
+when its gain over the running settings is significant.
 
-Each candidate changes one setting of what the slot runs now (`tuning.candidates`). Every
-one of them, and the running settings too, is replayed as if deployed from scratch on the
-same window of the slot's most recent treatment events: progressive validation, each event
-first scored, then learned (the `learn:` replay target). A setting's value is its estimated
-reward per decision (a page's, summed over positions with the cascade weights, for rows)
-over the *later half* of the window, once it has learned the first: a switch warm-starts
-the new settings on the whole window, so how they run after learning is what matters, not
-how fast they learn from nothing. The estimator is switch-DR by default (doubly robust,
-with the cross-fitted reward model alone on rounds weighted over 20, since the logs of a
-confident explorer give huge weights wherever a setting disagrees with it), DR or SNIPS.
+Each candidate changes one setting of what the slot runs now (`tuning.candidates`), or
+drops one override back to its configured value. Every one of them, and the running
+settings too, is run from scratch over the same window of the slot's most recent treatment
+events and judged over the window's *later half*, once it has learned the first: a switch
+warm-starts the new settings on the whole window, so how they run after learning is what
+matters, not how fast they learn from nothing.
+
+How they are judged (`tuning.estimator`):
+- `loss` (the default): how well each learns the rewards of what was shown, as the
+  progressive squared error of a reward regression with its learning rate and
+  interactions, importance-weighted as VW's cb learner weighs the logged choice. It needs
+  no counterfactual. The alternatives below replay the policies themselves, and on the log
+  of a confident explorer (SquareCB gives the choices it does not make propensities near
+  zero) their estimates rest on huge weights or on a reward model: across the world suite
+  `switch-dr` switched to settings that were worse as often as to better ones.
+- `dr`, `switch-dr`, `snips`: the off-policy value of each setting's policy, replayed with
+  progressive validation (the `learn:` replay target), per decision (per page for rows,
+  positions summed with the cascade weights).
 
 The gain of a candidate is the difference of its value and the running settings' on the
-*same* rounds, so its standard error comes from the paired per-decision influence terms:
-where both settings would have chosen alike, the difference is exactly zero. A candidate
-wins when the lower confidence bound of its gain is above zero, Bonferroni-corrected over
-the candidates, and the gain is at least `min_gain` of the running value. The learner then
-warm-starts the winner on the same window and switches (`learner.loop`); see
-docs/operations.md, "Self-tuning".
+*same* decisions, so its standard error comes from the paired per-decision terms: where
+both settings agree, the difference is exactly zero. A candidate wins a round when the
+lower confidence bound of its gain is above zero, Bonferroni-corrected over the candidates,
+and the gain is at least `min_gain` of the running value; after `confirmations` wins in a
+row it becomes the slot's next tuning revision. The learner then warm-starts it on the same
+window and switches (`learner.loop`); see docs/operations.md, "Self-tuning".
 """
 
 from __future__ import annotations
@@ -104,12 +112,15 @@ def judge(
         reason = f"{len(window)} treatment events, fewer than tuning.min_events {tuning.min_events}"
         return Verdict(slot, len(window), empty, [], None, reason)
     rounds = Rounds.from_events(slot, window)
-    q = reward_model.fit_predict(rounds, configured, seed) if tuning.estimator != "snips" else None
+    off_policy = tuning.estimator in ("dr", "switch-dr")
+    q = reward_model.fit_predict(rounds, configured, seed) if off_policy else None
     tau = SWITCH_TAU if tuning.estimator == "switch-dr" else np.inf
-
     judged = len(window) // 2  # the later half: a setting as it runs once it has learned
 
     def influence(overrides: Sequence[str]) -> tuple[float, np.ndarray]:
+        if tuning.estimator == "loss":
+            settings = override_slot(slot, configured, overrides) if overrides else configured
+            return _fit(rounds, settings, judged)
         pmf = _replay(slot, configured, overrides, rounds, seed)
         return _influence(rounds, pmf, q, tau, judged)
 
@@ -150,6 +161,26 @@ def _replay(
         return score(policy, rounds, greedy=False, learn=True, label=slot, quiet=True)
     finally:
         policy.close()
+
+
+def _fit(rounds: Rounds, settings: SlotConfig, first: int) -> tuple[float, np.ndarray]:
+    """Minus the progressive squared error of a reward regression with `settings`' learning
+    rate and interactions (each round predicted, then learned, importance-weighted by its
+    logged propensity as VW's cb learner weighs it), over the events from `first` on: how
+    well those settings learn the rewards of what was shown. It needs no counterfactual,
+    so a confident explorer's log (huge weights anywhere else) judges it as well as any."""
+    model = reward_model.Regression(settings, settings.learning_rate, power_t=None)
+    errors = np.zeros(len(rounds))
+    try:
+        for i in range(len(rounds)):
+            predicted = model.predict_chosen(rounds, i)
+            errors[i] = (rounds.reward[i] - predicted) ** 2
+            model.learn(rounds, i, weight=1.0 / rounds.propensity[i])
+    finally:
+        model.close()
+    per_event = np.bincount(rounds.event_index, weights=errors, minlength=len(rounds.events))
+    terms = -per_event[first:]
+    return float(terms.mean()), terms
 
 
 def _influence(

@@ -54,10 +54,19 @@ def test_a_setting_that_changes_nothing_never_wins():
     log = [
         msgspec.structs.replace(e, rewards=[float(noise.random() < 0.2) * 0.5]) for e in log
     ]  # fmt: skip  (rewards independent of everything)
-    tuning = TuningConfig(candidates=["learning_rate=0.3", "learning_rate=0.03"], min_events=500)
+    tuning = TuningConfig(candidates=["learning_rate=0.3", "learning_rate=0.03"], min_events=500,
+                          estimator="dr")  # fmt: skip
     verdict = judge("hero", SlotConfig(kind=SlotKind.HERO), [], log, tuning)
     assert verdict.chosen is None and "significant" in verdict.reason
     assert len(verdict.candidates) == 2
+
+
+def test_a_setting_equal_to_the_running_one_gains_exactly_nothing():
+    log = uniform_log(SlotKind.ARTWORK, 1500, seed=2)
+    tuning = TuningConfig(candidates=["lrq=[]"], min_events=500)  # the configured lrq again
+    verdict = judge("artwork", SlotConfig(kind=SlotKind.ARTWORK), [], log, tuning)
+    (same,) = verdict.candidates
+    assert same.gain == 0 and same.std_error == 0 and verdict.chosen is None
 
 
 def test_too_few_events_give_no_verdict():
