@@ -241,7 +241,7 @@ class TuningConfig(StrictSection, frozen=True):
     # One-sided confidence of the gain's lower bound, across all candidates (Bonferroni).
     confidence: Annotated[float, msgspec.Meta(ge=0.5, le=0.9999)] = 0.95
     # The estimated gain must also reach this share of the running settings' value.
-    min_gain: Annotated[float, msgspec.Meta(ge=0.0, le=10.0)] = 0.01
+    min_gain: Annotated[float, msgspec.Meta(ge=0.0, le=10.0)] = 0.03
     # Rounds in a row a candidate must win before the slot switches to it.
     confirmations: Annotated[int, msgspec.Meta(ge=1, le=100)] = 2
     interval_s: PositiveFloat = 3600.0  # `artbandit tune --every` by default

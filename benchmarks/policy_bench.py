@@ -20,7 +20,7 @@ import time
 import msgspec
 
 from bandit import encoding
-from bandit.events import Candidate, Context, DecisionEvent, PolicyRef, RewardedEvent
+from bandit.events import Candidate, Context, PolicyRef, RewardedEvent
 from bandit.policies import build_policy
 from bandit.slots import SlotConfig, SlotKind
 from sim.synthetic import SyntheticWorld
@@ -84,10 +84,9 @@ def bench(kind: SlotKind, n: int, seconds: float) -> dict[str, float]:
     else:
         prebuilt = encoding.cb_example(context, candidates)
     choice = policy.decide(context, candidates)
-    decision = DecisionEvent(
-        decision_id="bench", ts=time.time(), slot="b", key="home", user_hash="u", group="treatment",
-        policy=PolicyRef(name="b", version="v1"), context=context, candidates=candidates,
-        chosen=list(choice.chosen), probabilities=list(choice.probabilities), explored=False,
+    decision = choice.event(
+        "bench", time.time(), "b", "home", context, candidates, PolicyRef(name="b", version="v1"),
+        user_hash="u",
     )  # fmt: skip
     rewards = [1.0] + [0.0] * (len(choice.chosen) - 1)
     event = RewardedEvent.from_decision(decision, rewards, impressed=True, joined_at=time.time())

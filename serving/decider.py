@@ -61,19 +61,16 @@ class PageDecider:
                 )
             )
             events.append(
-                DecisionEvent(
-                    decision_id=decision_id,
-                    ts=now,
-                    slot=slot.slot,
-                    key=slot.key,
-                    user_hash=user_hash,
+                choice.event(
+                    decision_id,
+                    now,
+                    slot.slot,
+                    slot.key,
+                    context,
+                    slot.candidates,
+                    policy_ref,
                     group=group,
-                    policy=policy_ref,
-                    context=context,
-                    candidates=slot.candidates,
-                    chosen=chosen,
-                    probabilities=probabilities,
-                    explored=choice.explored,
+                    user_hash=user_hash,
                     holdout_fraction=fraction,
                 )
             )

@@ -64,22 +64,9 @@ class PolicyArm:
         def decide(slot: str, key: str, candidates: list[Candidate], select: int | None):
             choice = self.policies[slot].decide(context, candidates, select)
             self._count += 1
-            decisions.append(
-                DecisionEvent(
-                    decision_id=f"d{self._count}",
-                    ts=ts,
-                    slot=slot,
-                    key=key,
-                    user_hash=None,
-                    group="treatment",
-                    policy=PolicyRef(name=slot, version="sim"),
-                    context=context,
-                    candidates=candidates,
-                    chosen=list(choice.chosen),
-                    probabilities=list(choice.probabilities),
-                    explored=choice.explored,
-                )
-            )
+            policy = PolicyRef(name=slot, version="sim")
+            decisions.append(choice.event(f"d{self._count}", ts, slot, key, context, candidates,
+                                          policy))  # fmt: skip
             return choice.chosen
 
         hero = decide(HERO, "hero", hero_candidates(world, page), None)[0]

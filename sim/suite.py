@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bandit.events import Candidate, Context, DecisionEvent, PolicyRef, RewardedEvent
+from bandit.events import Candidate, Context, PolicyRef, RewardedEvent
 from bandit.policies import Policy, build_policy
 from bandit.slots import SlotConfig, SlotKind
 
@@ -262,12 +262,10 @@ def play(
                 window[0] += world.value(request, chosen)
                 window[1] += world.value(request, world.observable_optimum(request))
         clicks = world.clicks(request, chosen)
-        decision = DecisionEvent(
-            decision_id=f"d{t}", ts=float(t), slot=slot, key="suite", user_hash=None,
-            group="treatment", policy=PolicyRef(name=slot, version="suite"),
-            context=request.context, candidates=request.candidates, chosen=list(choice.chosen),
-            probabilities=list(choice.probabilities), explored=choice.explored,
-        )  # fmt: skip
+        policy_ref = PolicyRef(name=slot, version="suite")
+        decision = choice.event(
+            f"d{t}", float(t), slot, "suite", request.context, request.candidates, policy_ref
+        )
         rewards = [min(reward.click * c, reward.max) for c in clicks]
         pending.append((t + spec.delay, RewardedEvent.from_decision(decision, rewards, True, t)))
         while pending and pending[0][0] <= t:

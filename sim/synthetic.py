@@ -103,20 +103,10 @@ class SyntheticWorld:
         self, round_: Round, choice: Choice, slot: str, group: str = "treatment"
     ) -> DecisionEvent:
         """What serving would log for this round."""
-        return DecisionEvent(
-            decision_id=uuid.uuid4().hex,
-            ts=time.time(),
-            slot=slot,
-            key="synthetic",
-            user_hash=None,
-            group=group,
-            policy=PolicyRef(name=slot, version="synthetic"),
-            context=round_.context,
-            candidates=list(round_.candidates),
-            chosen=list(choice.chosen),
-            probabilities=list(choice.probabilities),
-            explored=choice.explored,
-        )
+        return choice.event(
+            uuid.uuid4().hex, time.time(), slot, "synthetic", round_.context, round_.candidates,
+            PolicyRef(name=slot, version="synthetic"), group=group,
+        )  # fmt: skip
 
     def rewarded_event(
         self, round_: Round, choice: Choice, slot: str, group: str = "treatment"

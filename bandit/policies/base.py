@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bandit.events import Candidate, Context, RewardedEvent
+from bandit.events import Candidate, Context, DecisionEvent, Group, PolicyRef, RewardedEvent
 from bandit.slots import SlotConfig
 
 
@@ -29,6 +29,27 @@ class Choice:
     chosen: tuple[str, ...]
     probabilities: tuple[float, ...]
     explored: bool
+
+    def event(
+        self,
+        decision_id: str,
+        ts: float,
+        slot: str,
+        key: str,
+        context: Context,
+        candidates: Sequence[Candidate],
+        policy: PolicyRef,
+        group: Group = "treatment",
+        user_hash: str | None = None,
+        holdout_fraction: float | None = None,
+    ) -> DecisionEvent:
+        """The decision event that logs this choice (the one place a choice becomes one)."""
+        return DecisionEvent(
+            decision_id=decision_id, ts=ts, slot=slot, key=key, user_hash=user_hash,
+            group=group, policy=policy, context=context, candidates=list(candidates),
+            chosen=list(self.chosen), probabilities=list(self.probabilities),
+            explored=self.explored, holdout_fraction=holdout_fraction,
+        )  # fmt: skip
 
 
 class Policy(abc.ABC):
