@@ -83,6 +83,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/front_bench.py
 	$(BIN)/python benchmarks/suite_bench.py
 	$(BIN)/python benchmarks/tuning_bench.py --jobs 2
+	$(BIN)/python benchmarks/switch_bench.py
 
 clean:
 	rm -rf $(VENV) $(LATEST_VENV) $(LOCK_VENV) .venv-check .pytest_cache .ruff_cache .hypothesis build *.egg-info

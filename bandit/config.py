@@ -229,7 +229,7 @@ class TuningConfig(StrictSection, frozen=True):
     )
     # The slot's most recent treatment events the candidates are replayed on; a switch
     # warm-starts the new settings on the same events.
-    window_events: Annotated[int, msgspec.Meta(ge=100, le=500_000)] = 100_000
+    window_events: Annotated[int, msgspec.Meta(ge=100, le=500_000)] = 50_000
     min_events: Annotated[int, msgspec.Meta(ge=100, le=500_000)] = 5_000
     # How settings are judged. "loss": how well each learns the rewards of what was shown
     # (progressive squared error of a reward regression with its learning rate and
