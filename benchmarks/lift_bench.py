@@ -25,7 +25,7 @@ from bandit.lift import GROUPS, UNIT_BUCKETS, GroupTally, PartitionTally, tally
 from bandit.model_store import ModelStore
 from bandit.policies import build_policy
 from bandit.slots import SlotConfig, SlotKind
-from serving.app import lift_answer
+from serving.admin import lift_answer
 from sim.synthetic import SyntheticWorld, rewarded_log
 
 SLOTS = ("artwork", "hero", "rows")

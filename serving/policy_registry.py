@@ -65,6 +65,20 @@ class PolicyRegistry:
     def versions(self) -> dict[str, str]:
         return {slot: entry.version for slot, entry in self._entries.items()}
 
+    def previous_version(self, slot: str) -> str | None:
+        """The newest whole version of `slot` older than the one served (a rollback's
+        target), or None."""
+        entry = self._entries.get(slot)
+        current = entry.version if entry else None
+        older = [v for v in self.store.versions(slot) if current is None or v < current]
+        for version in reversed(older):
+            try:
+                self.store.read_info(slot, version)
+            except ModelStoreError:
+                continue
+            return version
+        return None
+
     def refresh(self) -> list[ReloadEvent]:
         """Bring every slot to the version the store wants; returns what changed or failed."""
         with self._refresh_lock:

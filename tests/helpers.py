@@ -16,8 +16,9 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from bandit import events
 from bandit.config import Config
 from learner.loop import KafkaLearner
-from serving.app import ServiceState, create_app, service_state
+from serving.app import create_app
 from serving.client import Client
+from serving.state import ServiceState, service_state
 
 
 class _KeepAliveHandler(WSGIRequestHandler):
