@@ -67,6 +67,21 @@ class LearnerStatus:
     partitions: int
 
 
+@dataclass
+class _Parts:
+    """What a running learner opens, built whole by `KafkaLearner._open`."""
+
+    core: LearnerCore
+    writer: OutputWriter
+    publisher: ModelPublisher
+    consumer: KafkaConsumer
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)  # leaves the group
+        self.writer.close(timeout_s=10)
+        self.core.close()
+
+
 class KafkaLearner:
     """One member of the learner group. `run(stop)` until `stop` is set, then checkpoint,
     leave the group and return."""
@@ -93,10 +108,7 @@ class KafkaLearner:
         )
         topics = config.kafka.topics
         self._topic_input = {topics.decisions: Input.DECISIONS, topics.feedback: Input.FEEDBACK}
-        self.core: LearnerCore | None = None
-        self.consumer: KafkaConsumer | None = None
-        self.writer: OutputWriter | None = None
-        self.publisher: ModelPublisher | None = None
+        self._parts: _Parts | None = None  # what `run` opens, built whole by `_open`
         self.ready = threading.Event()
         self._seq = 1
         self._since_checkpoint = 0
@@ -147,7 +159,33 @@ class KafkaLearner:
                 server.stop()
             self.checkpoints.unlock()
 
+    @property
+    def core(self) -> LearnerCore:
+        return self._opened().core
+
+    @property
+    def consumer(self) -> KafkaConsumer:
+        return self._opened().consumer
+
+    @property
+    def writer(self) -> OutputWriter:
+        return self._opened().writer
+
+    @property
+    def publisher(self) -> ModelPublisher:
+        return self._opened().publisher
+
+    def _opened(self) -> _Parts:
+        if self._parts is None:
+            raise LearnerError("the learner has not started")
+        return self._parts
+
     def _start(self) -> None:
+        self._parts = self._open()
+
+    def _open(self) -> _Parts:
+        """Check Kafka and the checkpoints, restore the core, then open the output writer and
+        the group consumer: all of it, or (closing what was opened) an exception."""
         clients.check_tls(self.config.kafka, self.bootstrap_servers)
         partitions = ensure_topics(self.config, self.bootstrap_servers)
         log.info("learner %s: %d partitions", self.config.learner.member, partitions)
@@ -162,35 +200,45 @@ class KafkaLearner:
                     "point learner.checkpoint_dir elsewhere"
                 )
             self._seq = checkpoint.seq + 1
-            self.core = LearnerCore.from_checkpoint(self.config, checkpoint, *self._warm_start())
+            core = LearnerCore.from_checkpoint(self.config, checkpoint, *self._warm_start())
             log.info("restored checkpoint %d", checkpoint.seq)
         else:
             self._seq = self.checkpoints.next_seq()
             policies, tuning = self._warm_start()
-            self.core = LearnerCore(self.config, policies, None, tuning)
-        for slot in self.core.policies:
-            self.metrics.tuning_revision.labels(slot).set(self.core.tuned(slot).revision)
-        for slot, count in self.core.learned_here.items():
+            core = LearnerCore(self.config, policies, None, tuning)
+        for slot in core.policies:
+            self.metrics.tuning_revision.labels(slot).set(core.tuned(slot).revision)
+        for slot, count in core.learned_here.items():
             self.metrics.examples_learned.labels(slot).inc(count)
         try:
-            self.writer = OutputWriter(
+            writer = OutputWriter(
                 clients.client_settings(
                     self.config.kafka, "output_producer", self.bootstrap_servers,
                     client_id=f"{self.config.kafka.client_id}-learner",
                 )
             )  # fmt: skip
         except OutputError as exc:
+            core.close()
             raise LearnerError(str(exc)) from exc
-        self.publisher = ModelPublisher(self.store, self._send_model)
-        self.consumer = clients.consumer(
-            self.config.kafka, "learner_consumer", bootstrap_servers=self.bootstrap_servers,
-            client_id=f"{self.config.kafka.client_id}-learner",
-            group_id=self.config.learner.group_id,
-            auto_offset_reset=self.config.learner.auto_offset_reset,
-            partition_assignment_strategy=[RangePartitionAssignor],  # co-partitioned topics
-            max_poll_records=self.config.learner.max_poll_records,
-        )  # fmt: skip
-        self.consumer.subscribe([topics.decisions, topics.feedback], listener=_Rebalance(self))
+        except BaseException:
+            core.close()
+            raise
+        try:
+            consumer = clients.consumer(
+                self.config.kafka, "learner_consumer", bootstrap_servers=self.bootstrap_servers,
+                client_id=f"{self.config.kafka.client_id}-learner",
+                group_id=self.config.learner.group_id,
+                auto_offset_reset=self.config.learner.auto_offset_reset,
+                partition_assignment_strategy=[RangePartitionAssignor],  # co-partitioned
+                max_poll_records=self.config.learner.max_poll_records,
+            )  # fmt: skip
+        except BaseException:
+            writer.close(timeout_s=10)
+            core.close()
+            raise
+        # The rebalance callbacks run inside `poll`, once `_parts` is set.
+        consumer.subscribe([topics.decisions, topics.feedback], listener=_Rebalance(self))
+        return _Parts(core, writer, ModelPublisher(self.store, self._send_model), consumer)
 
     def _check_owned_slots(self) -> None:
         settings, topics = self.config.learner, self.config.kafka.topics
@@ -220,12 +268,8 @@ class KafkaLearner:
         return policies, tuning
 
     def _close(self) -> None:
-        if self.consumer is not None:
-            self.consumer.close(autocommit=False)  # leaves the group
-        if self.writer is not None:
-            self.writer.close(timeout_s=10)
-        if self.core is not None:
-            self.core.close()
+        if self._parts is not None:
+            self._parts.close()
 
     # ------------------------------------------------------------------ one step
     def _step(self) -> None:
