@@ -62,47 +62,45 @@ Millis = Annotated[int, msgspec.Meta(ge=0, le=86_400_000)]
 Bytes = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
 
 
-class KafkaProducerSettings(StrictSection, frozen=True):
-    """Per-role overrides of every producer's settings (kafka-python names); unset keeps
-    the role's default (kafkaio.clients)."""
+class KafkaAdminSettings(StrictSection, frozen=True):
+    """Overrides of the admin client's settings (kafka-python names); unset keeps the
+    role's default (kafkaio.clients). Producers and consumers take these too."""
+
+    request_timeout_ms: Millis | None = None
+    reconnect_backoff_max_ms: Millis | None = None
+    connections_max_idle_ms: Millis | None = None
+
+
+class _KafkaDataSettings(KafkaAdminSettings, frozen=True):
+    """What producers and consumers take beyond the admin client's settings."""
+
+    metadata_max_age_ms: Millis | None = None
+
+
+class KafkaProducerSettings(_KafkaDataSettings, frozen=True):
+    """Per-role overrides of every producer's settings (kafka-python names)."""
 
     acks: Literal[0, 1, "all"] | None = None
     linger_ms: Millis | None = None
     batch_size: Bytes | None = None
     compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
     max_request_size: Bytes | None = None
-    request_timeout_ms: Millis | None = None
     delivery_timeout_ms: Millis | None = None
     max_block_ms: Millis | None = None
     retries: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] | None = None
-    reconnect_backoff_max_ms: Millis | None = None
-    connections_max_idle_ms: Millis | None = None
-    metadata_max_age_ms: Millis | None = None
 
 
-class KafkaConsumerSettings(StrictSection, frozen=True):
+class KafkaConsumerSettings(_KafkaDataSettings, frozen=True):
     """Per-role overrides of every consumer's settings (kafka-python names)."""
 
     fetch_min_bytes: Bytes | None = None
     fetch_max_wait_ms: Millis | None = None
     fetch_max_bytes: Bytes | None = None
     max_partition_fetch_bytes: Bytes | None = None
-    request_timeout_ms: Millis | None = None
     session_timeout_ms: Millis | None = None
     heartbeat_interval_ms: Millis | None = None
     max_poll_interval_ms: Millis | None = None
     check_crcs: bool | None = None
-    reconnect_backoff_max_ms: Millis | None = None
-    connections_max_idle_ms: Millis | None = None
-    metadata_max_age_ms: Millis | None = None
-
-
-class KafkaAdminSettings(StrictSection, frozen=True):
-    """Overrides of the admin client's settings (kafka-python names)."""
-
-    request_timeout_ms: Millis | None = None
-    reconnect_backoff_max_ms: Millis | None = None
-    connections_max_idle_ms: Millis | None = None
 
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -323,10 +321,10 @@ def _check_candidates(
     one the estimator can judge)."""
     for index, candidate in enumerate(candidates):
         key = f"tuning.candidates[{index}]"
-        name, _ = parse_override(candidate)
-        if not name.startswith(TUNABLE_PREFIXES):
-            allowed = ", ".join(TUNABLE_PREFIXES)
-            raise ConfigError(key, f"{candidate!r}: tuning may set only keys starting {allowed}")
+        try:
+            name = tunable_key(candidate)
+        except ValueError as exc:
+            raise ConfigError(key, str(exc)) from None
         if estimator == "loss" and name not in LOSS_JUDGES:
             raise ConfigError(key, f"{candidate!r}: tuning.estimator \"loss\" judges only "
                               f"{', '.join(LOSS_JUDGES)}; use an off-policy estimator")  # fmt: skip
@@ -336,6 +334,15 @@ def _check_candidates(
                     override_slot(slot_name, slot, [candidate])
                 except ConfigError as exc:
                     raise ConfigError(key, f"{candidate!r}: {exc}") from None
+
+
+def tunable_key(override: str) -> str:
+    """The key of a `key=value` override that self-tuning may set; `ValueError` otherwise."""
+    key, _ = parse_override(override)
+    if not key.startswith(TUNABLE_PREFIXES):
+        allowed = ", ".join(TUNABLE_PREFIXES)
+        raise ValueError(f"{override!r}: tuning may set only keys starting {allowed}")
+    return key
 
 
 def override_slot(name: str, slot: SlotConfig, overrides: Iterable[str]) -> SlotConfig:

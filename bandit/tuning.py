@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 import msgspec
 
-from bandit.config import TUNABLE_PREFIXES, override_slot, parse_override
+from bandit.config import override_slot, tunable_key
 from bandit.events import RewardedEvent
 from bandit.policies import Policy, build_policy
 from bandit.slots import SlotConfig
@@ -129,22 +129,13 @@ class TuningState(msgspec.Struct, frozen=True, kw_only=True):
         raise TuningError(f"slot {self.slot}: no revision {revision} (kept: {known})")
 
 
-def check_tunable(overrides: Iterable[str]) -> None:
-    """Refuse overrides of keys that tuning may not set (`ValueError` naming the key)."""
-    for override in overrides:
-        key, _ = parse_override(override)
-        if not key.startswith(TUNABLE_PREFIXES):
-            allowed = ", ".join(p.rstrip(".") + ("..." if p.endswith(".") else "")
-                                for p in TUNABLE_PREFIXES)  # fmt: skip
-            raise ValueError(f"{override!r}: tuning may set only {allowed}")
-
-
 def tuned_slot(name: str, slot: SlotConfig, overrides: Iterable[str]) -> SlotConfig:
     """`slot` with tuned `overrides` laid over it (validated; errors name the key)."""
     overrides = list(overrides)
     if not overrides:
         return slot
-    check_tunable(overrides)
+    for override in overrides:
+        tunable_key(override)  # refuses what tuning may not set
     return override_slot(name, slot, overrides)
 
 

@@ -72,19 +72,31 @@ def summary(label: str, finals: list[float], width: int) -> list[str]:
     ]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_world_arguments(parser: argparse.ArgumentParser) -> None:
+    """--decisions, --half, --world, --jobs, and --config, --set and --quiet as for artbandit."""
     parser.add_argument("--decisions", type=int, default=50_000)
     parser.add_argument("--half", choices=sorted(HALVES), help="only this half of the suite")
     parser.add_argument("--world", action="append", default=[], help="only these worlds")
     parser.add_argument("--jobs", type=int, default=1, help="worlds run in parallel")
-    add_common_arguments(parser)  # --config, --set and --quiet, as for artbandit
-    parser.add_argument("--no-uniform", action="store_true", help="skip the uniform reference")
-    args = parser.parse_args()
+    add_common_arguments(parser)
+
+
+def selected_worlds(args: argparse.Namespace) -> list[WorldSpec]:
+    """The worlds --half and --world pick (none: a message on stderr)."""
     pool = HALVES[args.half] if args.half else SUITE
     specs = [s for s in pool if not args.world or s.name in args.world]
     if not specs:
         print(f"no such world; the suite: {', '.join(s.name for s in SUITE)}", file=sys.stderr)
+    return specs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_world_arguments(parser)
+    parser.add_argument("--no-uniform", action="store_true", help="skip the uniform reference")
+    args = parser.parse_args()
+    specs = selected_worlds(args)
+    if not specs:
         return 2
     checkpoints = [c for c in CHECKPOINTS if c <= args.decisions]
     header = "".join(f"{f'@{c // 1000}k':>9}" for c in checkpoints)

@@ -21,15 +21,14 @@ import sys
 import time
 
 import numpy as np
-from suite_bench import CHECKPOINTS, world_config
+from suite_bench import CHECKPOINTS, add_world_arguments, selected_worlds, world_config
 
-from artbandit.cli import add_common_arguments
 from bandit.events import RewardedEvent
 from bandit.policies import Policy
 from bandit.tuning import TuningState, recent_window, tuned_slot, warm_start
 from replay.progress import Progress
 from replay.tune import advance, judge
-from sim.suite import HALVES, SUITE, WorldSpec, play
+from sim.suite import WorldSpec, play
 
 
 def measure(spec: WorldSpec, args: argparse.Namespace):
@@ -67,17 +66,11 @@ def measure(spec: WorldSpec, args: argparse.Namespace):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--decisions", type=int, default=50_000)
+    add_world_arguments(parser)
     parser.add_argument("--every", type=int, default=10_000, help="decisions between tunings")
-    parser.add_argument("--half", choices=sorted(HALVES), help="only this half of the suite")
-    parser.add_argument("--world", action="append", default=[], help="only these worlds")
-    parser.add_argument("--jobs", type=int, default=1, help="worlds run in parallel")
-    add_common_arguments(parser)
     args = parser.parse_args()
-    pool = HALVES[args.half] if args.half else SUITE
-    specs = [s for s in pool if not args.world or s.name in args.world]
+    specs = selected_worlds(args)
     if not specs:
-        print(f"no such world; the suite: {', '.join(s.name for s in SUITE)}", file=sys.stderr)
         return 2
     checkpoints = [c for c in CHECKPOINTS if c <= args.decisions]
     last = checkpoints[-1]

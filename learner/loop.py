@@ -117,7 +117,7 @@ class KafkaLearner:
         self._checkpoints_written = 0
         self._tally_progress: dict[tuple[str, int], tuple[int, int]] = {}  # last sums written
         self._tuning_refused: set[tuple[str, Tuned]] = set()
-        self._last_tuning_check = float("-inf")
+        self._next_tuning_check = float("-inf")
         self._consumed = 0
         self._status = LearnerStatus(0, {}, 0, 0, 0, 0)
         self._fatal: Exception | None = None  # a rebalance that could not hand over
@@ -434,8 +434,7 @@ class KafkaLearner:
 
     # ------------------------------------------------------------------ self-tuning
     def _tuning_due(self) -> bool:
-        interval = self.config.learner.checkpoint_interval_s
-        return time.monotonic() - self._last_tuning_check >= interval
+        return time.monotonic() >= self._next_tuning_check
 
     def _follow_tuning(self) -> None:
         """Switch each slot whose tuning history (the tuner's or an operator's) asks for
@@ -447,7 +446,7 @@ class KafkaLearner:
         over before the next record. The next checkpoint, forced at once, makes it durable; a
         crash before it restarts from the old policy, which switches again the same way.
         """
-        self._last_tuning_check = time.monotonic()
+        self._next_tuning_check = time.monotonic() + self.config.learner.checkpoint_interval_s
         if not self.core.joins:
             return  # no partitions yet: the group has not assigned this member any
         for slot, policy in list(self.core.policies.items()):
@@ -481,7 +480,7 @@ class KafkaLearner:
                     self.metrics.tuning_failures.labels(slot).inc()
                     log.error("slot %s: switch to tuning revision %d failed, will retry in "
                               "%.0f s: %s", slot, wanted.revision, TUNING_RETRY_S, exc)  # fmt: skip
-                    self._last_tuning_check = time.monotonic() + TUNING_RETRY_S
+                    self._next_tuning_check = time.monotonic() + TUNING_RETRY_S
                     continue
             self.metrics.tuning_revision.labels(slot).set(wanted.revision)
             self._since_checkpoint += 1

@@ -53,9 +53,9 @@ def read_log(
     if source.startswith(KAFKA_PREFIX):
         if not bootstrap_servers:
             raise LogError(f"{source}: reading a topic needs kafka.bootstrap_servers")
-        topic = source.removeprefix(KAFKA_PREFIX)
-        check_tls(kafka or KafkaConfig(), bootstrap_servers)
-        raw = _topic_values(kafka or KafkaConfig(), bootstrap_servers, topic, quiet)
+        topic, kafka = source.removeprefix(KAFKA_PREFIX), kafka or KafkaConfig()
+        check_tls(kafka, bootstrap_servers)
+        raw = _topic_values(kafka, bootstrap_servers, topic, quiet)
         total = None
     else:
         path = Path(source)

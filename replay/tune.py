@@ -41,12 +41,12 @@ from dataclasses import dataclass
 import msgspec
 import numpy as np
 
-from bandit.config import Config, TuningConfig, override_slot, parse_override
+from bandit.config import Config, TuningConfig, parse_override
 from bandit.events import RewardedEvent
 from bandit.model_store import ModelStore, ModelStoreError
 from bandit.policies import build_policy
 from bandit.slots import SlotConfig
-from bandit.tuning import TuningState, recent_window
+from bandit.tuning import TuningState, recent_window, tuned_slot
 from replay import reward_model
 from replay.logs import KAFKA_PREFIX, LogError, read_log
 from replay.rounds import Rounds
@@ -119,8 +119,7 @@ def judge(
 
     def influence(overrides: Sequence[str]) -> tuple[float, np.ndarray]:
         if tuning.estimator == "loss":
-            settings = override_slot(slot, configured, overrides) if overrides else configured
-            return _fit(rounds, settings, judged)
+            return _fit(rounds, tuned_slot(slot, configured, overrides), judged)
         pmf = _replay(slot, configured, overrides, rounds, seed)
         return _influence(rounds, pmf, q, tau, judged)
 
@@ -155,7 +154,7 @@ def _replay(
     slot: str, configured: SlotConfig, overrides: Sequence[str], rounds: Rounds, seed: int
 ) -> np.ndarray:
     """The settings' probabilities on each round, learning as it goes (progressive)."""
-    settings = override_slot(slot, configured, overrides) if overrides else configured
+    settings = tuned_slot(slot, configured, overrides)
     policy = build_policy(msgspec.structs.replace(settings, policy="vw", seed=seed))
     try:
         return score(policy, rounds, greedy=False, learn=True, label=slot, quiet=True)
