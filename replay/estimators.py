@@ -3,8 +3,7 @@
 Every estimator is a sum of ratios of sample means, V = sum_k mean(num_k) / mean(den_k): IPS
 is mean(w r) / 1, SNIPS mean(w r) / mean(w), and so on. That one form gives every estimator
 the same vectorised point estimate, a normal interval from its linearisation (the delta
-method) and a seeded bootstrap (Poisson weights, which resample a million rounds without
-building index arrays), so a new estimator is a few lines of numpy.
+method) and a seeded bootstrap, so a new estimator is a few lines of numpy.
 
 Notation: w = pi(a|x) / mu(a|x) for the logged action a, r the logged reward, q(x, a) a
 reward model's prediction, dm = sum_a pi(a|x) q(x, a).
@@ -274,22 +273,27 @@ def std_error(pieces: Pieces) -> float:
     return float(influence.std(ddof=1) / math.sqrt(n))
 
 
-def bootstrap_values(pieces: Pieces, replicates: int, seed: int, chunk: int = 16) -> np.ndarray:
-    """The estimate on `replicates` Poisson(1)-weighted resamples of the rounds (seeded)."""
+def bootstrap_values(pieces: Pieces, replicates: int, seed: int) -> np.ndarray:
+    """The estimate on `replicates` resamples of the rounds with replacement (seeded).
+
+    A resample is a count per round (a bincount of n uniform draws), and every numerator and
+    denominator of the estimate is that count vector times one column of a matrix: one pass
+    over the data per replicate, whatever the estimator, and no gather of n random rows.
+    """
     rng = np.random.default_rng(seed)
     n = len(pieces[0][0])
+    columns = [array for num, den in pieces for array in (num, den) if array is not None]
+    matrix = np.stack(columns, axis=1)
     values = np.empty(replicates)
-    for start in range(0, replicates, chunk):
-        counts = rng.poisson(1.0, size=(min(chunk, replicates - start), n)).astype(float)
-        total = counts.sum(axis=1)
-        total[total == 0] = 1.0
-        value = np.zeros(len(counts))
-        for num, den in pieces:
-            top = counts @ num / total
-            bottom = 1.0 if den is None else counts @ den / total
-            with np.errstate(divide="ignore", invalid="ignore"):
-                value += top / bottom
-        values[start : start + len(counts)] = value
+    for replicate in range(replicates):
+        counts = np.bincount(rng.integers(0, n, size=n), minlength=n).astype(float)
+        sums = iter(counts @ matrix)
+        value = 0.0
+        for _, den in pieces:
+            top = next(sums)
+            bottom = float(n) if den is None else next(sums)
+            value += top / bottom if bottom != 0 else math.nan
+        values[replicate] = value
     return values
 
 
