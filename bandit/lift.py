@@ -16,6 +16,10 @@ each decision; the slot's configured one for older events), clustered by bucket 
 rate: a share far from it (p < 0.001) means the assignment or the logging is broken, or the
 treatment changes how many decisions people are shown, and the lift cannot be trusted.
 
+Every slot's report also checks off-policy estimation against the holdout (see
+`bandit.calibration`): the treatment group's importance-weighted reward of the default
+policy, summed per bucket like the rewards, estimates what control measures.
+
 The rewarded log holds impressed decisions only; when a slot's policy changes what gets
 impressed (rows decide which titles show), the groups are compared among impressed
 decisions, which the report says.
@@ -33,6 +37,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from bandit import calibration
 from bandit.config import Config
 from bandit.events import RewardedEvent
 from bandit.stats import Lift, Rate, json_ready, lift, ratio_rate
@@ -49,21 +54,41 @@ def unit_bucket(event: RewardedEvent) -> int:
     return zlib.crc32(unit.encode()) % UNIT_BUCKETS
 
 
+NONE = calibration.DefaultTerms(0.0, 0.0, 0.0)  # a control decision: no default terms
+
+
+def _zeros() -> list[float]:
+    return [0.0] * UNIT_BUCKETS
+
+
 class GroupTally(msgspec.Struct):
-    """One group's decisions and reward, summed per bucket of people."""
+    """One group's decisions and reward, summed per bucket of people; for treatment also the
+    default policy's terms (`calibration.DefaultTerms`, the page weight with its square).
+    Tallies written before those fields read them as zeros."""
 
     decisions: list[int] = msgspec.field(default_factory=lambda: [0] * UNIT_BUCKETS)
-    reward: list[float] = msgspec.field(default_factory=lambda: [0.0] * UNIT_BUCKETS)
+    reward: list[float] = msgspec.field(default_factory=_zeros)
+    default_reward: list[float] = msgspec.field(default_factory=_zeros)
+    default_weight: list[float] = msgspec.field(default_factory=_zeros)
+    default_page_weight: list[float] = msgspec.field(default_factory=_zeros)
+    default_page_weight_sq: list[float] = msgspec.field(default_factory=_zeros)
 
-    def add(self, bucket: int, reward: float) -> None:
+    def add(self, bucket: int, reward: float, default: calibration.DefaultTerms = NONE) -> None:
         self.decisions[bucket] += 1
         self.reward[bucket] += reward
+        self.default_reward[bucket] += default.reward
+        self.default_weight[bucket] += default.first_weight
+        self.default_page_weight[bucket] += default.page_weight
+        self.default_page_weight_sq[bucket] += default.page_weight**2
 
     def merge(self, other: GroupTally) -> None:
-        if len(other.decisions) != UNIT_BUCKETS or len(other.reward) != UNIT_BUCKETS:
+        sums = ("decisions", "reward", "default_reward", "default_weight", "default_page_weight",
+                "default_page_weight_sq")  # fmt: skip
+        if any(len(getattr(other, name)) != UNIT_BUCKETS for name in sums):
             raise ValueError(f"a tally of {len(other.decisions)} buckets, not {UNIT_BUCKETS}")
-        self.decisions = [a + b for a, b in zip(self.decisions, other.decisions, strict=True)]
-        self.reward = [a + b for a, b in zip(self.reward, other.reward, strict=True)]
+        for name in sums:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            setattr(self, name, [a + b for a, b in zip(mine, theirs, strict=True)])
 
     @property
     def total(self) -> int:
@@ -107,7 +132,10 @@ def tally(events: Iterable[RewardedEvent], into: SlotTallies | None = None) -> S
         group = groups.get(event.group)
         if group is None:
             group = groups[event.group] = GroupTally()
-        group.add(unit_bucket(event), event.reward)
+        default = NONE
+        if event.group == "treatment":
+            default = calibration.default_terms(event, event.rewards)
+        group.add(unit_bucket(event), event.reward, default)
     return tallies
 
 
@@ -148,6 +176,8 @@ class SlotLift:
     control_share: float  # of decisions
     srm_p_value: float
     warnings: list[str] = field(default_factory=list)
+    # the default policy estimated from treatment against control's measured value
+    calibration: list[calibration.Gap] = field(default_factory=list)
 
 
 def srm_p_value(control: np.ndarray, total: np.ndarray, expected_share: float) -> float:
@@ -185,6 +215,14 @@ def slot_lift(
         slot, treatment, control, lift(treatment.rate, control.rate), holdout, holdout_from,
         share, p_value,
     )  # fmt: skip
+    result.calibration.extend(calibration_gaps(groups, control.rate))
+    for gap in result.calibration:
+        if gap.flagged:
+            result.warnings.append(
+                f"off-policy {gap.estimator} of the default policy {gap.estimate:.4f} disagrees "
+                f"with control's {gap.control:.4f} (gap {gap.value:+.4f} [{gap.low:+.4f}, "
+                f"{gap.high:+.4f}]): propensities, assignment or drift; see the runbook"
+            )
     for name, group in (("treatment", treatment), ("control", control)):
         if group.decisions < MIN_DECISIONS:
             result.warnings.append(
@@ -203,6 +241,30 @@ def slot_lift(
             "the treatment changes how many decisions are shown: do not trust the lift"
         )
     return result
+
+
+def calibration_gaps(groups: Mapping[str, GroupTally], control: Rate) -> list[calibration.Gap]:
+    """IPS and SNIPS of the default policy from the treatment tally, each against control's
+    rate, clustered by bucket. SNIPS divides by the mean weight of the first position, whose
+    expectation is 1 (rows too: consistent, as SNIPS is)."""
+    treated = groups.get("treatment")
+    if treated is None or not math.isfinite(control.low):
+        return []
+    decisions = np.asarray(treated.decisions, dtype=float)
+    used = decisions > 0
+    reward = np.asarray(treated.default_reward, dtype=float)[used]
+    weight = np.asarray(treated.default_weight, dtype=float)[used]
+    effective = calibration.effective_rounds(
+        sum(treated.default_page_weight), sum(treated.default_page_weight_sq)
+    )
+    gaps = []
+    for name, denominator in (("ips", decisions[used]), ("snips", weight)):
+        rate = ratio_rate(reward, denominator)
+        if math.isfinite(rate.low):
+            gaps.append(calibration.gap(
+                name, rate.value, rate.std_error, control.value, control.std_error, effective
+            ))  # fmt: skip
+    return gaps
 
 
 def lift_report(tallies: SlotTallies, config: Config) -> list[SlotLift]:
@@ -245,6 +307,12 @@ def table(report: Sequence[SlotLift]) -> str:
             f"{'':<12}{verdict}; control share {s.control_share:.1%}{expected} "
             f"(SRM p = {s.srm_p_value:.2f})"
         )
+        for gap in s.calibration:
+            lines.append(
+                f"{'':<12}calibration {gap.estimator}: default policy off-policy "
+                f"{gap.estimate:.4f} vs control {gap.control:.4f}, gap {gap.value:+.4f} "
+                f"[{gap.low:+.4f}, {gap.high:+.4f}]: {gap.verdict()}"
+            )
         lines += [f"{'':<12}warning: {w}" for w in s.warnings]
     return "\n".join(lines)
 

@@ -134,17 +134,7 @@ class Estimator:
     ) -> Estimate:
         """The point estimate with a normal interval and, with `bootstrap` > 0 replicates, a
         percentile bootstrap interval."""
-        pieces = self._checked(data)
-        value = point(pieces)
-        error = std_error(pieces)
-        z = NormalDist().inv_cdf(0.5 + confidence / 2)
-        boot = None
-        if bootstrap > 0:
-            replicates = bootstrap_values(pieces, bootstrap, seed)
-            tail = (1 - confidence) / 2
-            boot = (float(np.quantile(replicates, tail)), float(np.quantile(replicates, 1 - tail)))
-        return Estimate(self.name, value, error, (value - z * error, value + z * error), boot,
-                        len(data))  # fmt: skip
+        return interval(self.name, self._checked(data), confidence, bootstrap, seed)
 
     def _checked(self, data: OffPolicyData) -> Pieces:
         if len(data) == 0:
@@ -249,6 +239,23 @@ def make_estimators(
     if unknown:
         raise ValueError(f"estimators: unknown {unknown}; choose from {', '.join(NAMES)}")
     return [known[name] for name in names]
+
+
+def interval(
+    name: str, pieces: Pieces, confidence: float = 0.95, bootstrap: int = 0, seed: int = 0
+) -> Estimate:
+    """The estimate that `pieces` make, with its normal and (`bootstrap` > 0) bootstrap
+    intervals; its rounds are the pieces' entries (rounds, or pages for a page value)."""
+    value = point(pieces)
+    error = std_error(pieces)
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    boot = None
+    if bootstrap > 0:
+        replicates = bootstrap_values(pieces, bootstrap, seed)
+        tail = (1 - confidence) / 2
+        boot = (float(np.quantile(replicates, tail)), float(np.quantile(replicates, 1 - tail)))
+    return Estimate(name, value, error, (value - z * error, value + z * error), boot,
+                    len(pieces[0][0]))  # fmt: skip
 
 
 def point(pieces: Pieces) -> float:

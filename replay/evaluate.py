@@ -13,15 +13,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bandit import calibration
 from bandit.config import Config
 from replay import estimators as est
-from replay import reward_model
+from replay import pages, reward_model
 from replay.logs import ReplayLog
 from replay.rejection import rejection_estimate, rejection_kept
 from replay.rounds import Rounds
-from replay.targets import Target
+from replay.targets import Target, parse_target
 
 TOP_SEGMENTS = 8
+CALIBRATION_CAUSES = {  # by whether IPS is among the estimators that disagree
+    True: "IPS is unbiased whatever the target, so the log itself is suspect: propensities "
+    "logged wrong, a broken assignment, or drift between the groups",
+    False: "IPS agrees, so these estimators are biased on this log: heavy-tailed weights "
+    "(self-normalised ones) or a wrong reward model (model-based ones)",
+}
 CURVE_POINTS = 40
 
 
@@ -55,6 +62,17 @@ class TargetResult:
 
 
 @dataclass
+class PageResult:
+    """A ranked slot's whole-page value under one target: each estimator's position values
+    summed (reward-interaction) and slate IPS (standard), with intervals clustered by page."""
+
+    target: str
+    estimates: list[est.Estimate]  # named "<estimator>" or "standard_ips"/"standard_snips"
+    assumptions: dict[str, str]  # estimator -> what it assumes of the page's rewards
+    standard_effective_pages: float  # the ESS of the page weights of slate IPS
+
+
+@dataclass
 class SlotResult:
     slot: str
     events: int
@@ -68,6 +86,9 @@ class SlotResult:
     warnings: list[str] = field(default_factory=list)
     # rows: group -> on-policy mean reward at each position (empty for single-choice slots)
     logging_by_position: dict[str, list[est.Estimate]] = field(default_factory=dict)
+    pages: list[PageResult] = field(default_factory=list)  # ranked slots: per target
+    # each estimator's value of the default policy against control's (empty: no control)
+    calibration: list[calibration.Gap] = field(default_factory=list)
 
 
 @dataclass
@@ -148,7 +169,11 @@ def _evaluate_slot(slot, slot_events, targets, config, settings, quiet) -> SlotR
         ]
         for group, part in logged.items()
     } if ranked else {}  # fmt: skip
-    results = []
+    gaps = []
+    if control:
+        gaps = _calibration(rounds, q, logging_value["control"], estimators, config, settings)
+        warnings += _calibration_warnings(gaps)
+    results, page_results = [], []
     for target in applicable:
         pmf = target.probabilities(train, rounds, quiet)
         index = np.arange(len(rounds))
@@ -167,12 +192,64 @@ def _evaluate_slot(slot, slot_events, targets, config, settings, quiet) -> SlotR
                     rounds.reward[mask & kept], settings.confidence
                 )
             results.append(result)
+        if ranked:
+            page_results.append(_page_result(target.name, rounds, data, estimators, settings))
     return SlotResult(
         slot=slot, events=len(slot_events), treatment_rounds=len(rounds) + (len(train or [])),
         evaluated_rounds=len(rounds), train_events=len(train.events) if train else 0,
         control_events=len(control), logging_value=logging_value, targets=results,
-        warnings=warnings, logging_by_position=logging_by_position,
+        warnings=warnings, logging_by_position=logging_by_position, pages=page_results,
+        calibration=gaps,
     )  # fmt: skip
+
+
+def _calibration(rounds: Rounds, q, control: est.Estimate, estimators, config, settings):
+    """Each estimator's value of the default policy (what control runs) from the treatment
+    rounds, against control's measured value; the page value for rows."""
+    pmf = parse_target("default", config, settings.seed).probabilities(None, rounds, True)
+    index = np.arange(len(rounds))
+    ratio = pmf[index, rounds.chosen] / rounds.propensity
+    data = off_policy_data(rounds, pmf, q, rounds.prefix_product(ratio))
+    effective = min(
+        est.effective_sample_size(data.weights[rounds.position == k])
+        for k in np.unique(rounds.position)
+    )
+    gaps = []
+    for estimator in estimators:
+        value = est.interval(estimator.name, pages.by_page(estimator.pieces(data), rounds))
+        gaps.append(calibration.gap(
+            estimator.name, value.value, value.std_error, control.value, control.std_error,
+            effective, settings.confidence,
+        ))  # fmt: skip
+    return gaps
+
+
+def _calibration_warnings(gaps: list[calibration.Gap]) -> list[str]:
+    flagged = [g for g in gaps if g.flagged]
+    if not flagged:
+        return []
+    names = ", ".join(g.estimator for g in flagged)
+    cause = CALIBRATION_CAUSES[any(g.estimator == "ips" for g in flagged)]
+    return [
+        f"calibration: {names} of the default policy disagree with the control group it runs; "
+        f"{cause}. Do not trust {names} here (docs/operations.md, calibration)"
+    ]
+
+
+def _page_result(name, rounds: Rounds, data: est.OffPolicyData, estimators, settings):
+    def interval(label: str, pieces: est.Pieces) -> est.Estimate:
+        return est.interval(label, pieces, settings.confidence, settings.bootstrap, settings.seed)
+
+    ratio = data.target_chosen / data.propensity
+    estimates = [interval(e.name, pages.by_page(e.pieces(data), rounds)) for e in estimators]
+    estimates += [
+        interval("standard_ips", pages.standard(rounds, ratio)),
+        interval("standard_snips", pages.standard(rounds, ratio, normalised=True)),
+    ]
+    assumptions = {e.name: pages.ASSUMPTIONS["reward-interaction"] for e in estimators}
+    assumptions |= dict.fromkeys(("standard_ips", "standard_snips"), pages.ASSUMPTIONS["standard"])
+    ess = est.effective_sample_size(pages.page_weight(rounds, ratio))
+    return PageResult(name, estimates, assumptions, ess)
 
 
 def _evaluate_target(name, position, rounds, pmf, data, estimators, settings, segment):

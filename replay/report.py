@@ -48,11 +48,50 @@ def table(result: ReplayResult) -> str:
                     f"  {'':<34} {position:>3} {'rejection':<12} {r.value:>8.4f}  "
                     f"{_interval(r.normal):<19} {f'({r.rounds:,} rounds kept)':<19}"
                 )
+        lines += _page_lines(slot)
+        lines += _calibration_lines(slot)
         lines += [f"  ! {w}" for w in slot.warnings]
         for target in slot.targets:
             lines += [f"  ! {target.target}: {w}" for w in target.warnings]
     lines += [f"! {w}" for w in result.warnings]
     return "\n".join(lines)
+
+
+def _page_lines(slot: SlotResult) -> list[str]:
+    """A ranked slot's page values: what the whole page earns under each target."""
+    if not slot.pages:
+        return []
+    lines = [
+        "  page value (the sum over positions; intervals clustered by page):",
+        f"  {'target':<34} {'':>3} {'estimator':<15} {'value':>8}  {'normal interval':<19} "
+        f"{'bootstrap interval':<19} assumes",
+    ]
+    for page in slot.pages:
+        for e in page.estimates:
+            boot = _interval(e.bootstrap) if e.bootstrap else ""
+            lines.append(
+                f"  {_cut(page.target, 34):<34} {'':>3} {e.estimator:<15} {e.value:>8.4f}  "
+                f"{_interval(e.normal):<19} {boot:<19} {page.assumptions[e.estimator]}"
+            )
+        lines.append(
+            f"  {'':<34} {'':>3} slate IPS rests on {page.standard_effective_pages:,.0f} "
+            "effective pages"
+        )
+    return lines
+
+
+def _calibration_lines(slot: SlotResult) -> list[str]:
+    """Each estimator's value of the default policy against control, which runs it."""
+    if not slot.calibration:
+        return []
+    lines = ["  calibration: the default policy estimated from treatment vs the control group:"]
+    for gap in slot.calibration:
+        lines.append(
+            f"  {'':<34} {'':>3} {gap.estimator:<12} {gap.estimate:>8.4f}  vs control "
+            f"{gap.control:.4f}: gap {gap.value:+.4f} [{gap.low:+.4f}, {gap.high:+.4f}], "
+            f"{gap.verdict()}"
+        )
+    return lines
 
 
 def to_json(result: ReplayResult) -> bytes:
@@ -152,6 +191,14 @@ def _html_table(slot: SlotResult) -> str:
                 f"<td>{e.value:.4f}</td><td>{_interval(e.normal)}</td><td>{boot}</td>"
                 f"<td>{target.effective_sample_size:,.0f}</td>"
                 f"<td>{target.weights['max']:.1f}</td></tr>"
+            )
+    for page in slot.pages:
+        for e in page.estimates:
+            boot = _interval(e.bootstrap) if e.bootstrap else ""
+            rows.append(
+                f"<tr><td>{html.escape(page.target)} · page</td><td>{e.estimator}</td>"
+                f"<td>{e.value:.4f}</td><td>{_interval(e.normal)}</td><td>{boot}</td>"
+                f"<td>{page.standard_effective_pages:,.0f}</td><td></td></tr>"
             )
     rows.append("</table>")
     return "\n".join(rows)

@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 import obp
-from obp.ope import SlateRewardInteractionIPS
+from obp.ope import SlateRewardInteractionIPS, SlateStandardIPS
 
 from tests.replay import plackett_luce as pl
 
@@ -26,14 +26,23 @@ def reference(seed: int) -> dict:
     orders = np.asarray([[pl.ROWS.index(row) for row in event.chosen] for event in log])
     logger = np.asarray([event.probabilities for event in log])
     target = np.take_along_axis(pl.conditionals(pl.TARGET, orders), orders[:, :, None], 2)[..., 0]
-    estimate = SlateRewardInteractionIPS(len_list=pl.POSITIONS).estimate_policy_value(
+    common = dict(
         slate_id=np.repeat(np.arange(PAGES), pl.POSITIONS),
         reward=np.asarray([event.rewards for event in log]).ravel(),
         position=np.tile(np.arange(pl.POSITIONS), PAGES),
+    )
+    interaction = SlateRewardInteractionIPS(len_list=pl.POSITIONS).estimate_policy_value(
+        **common,
         pscore_cascade=np.cumprod(logger, axis=1).ravel(),
         evaluation_policy_pscore_cascade=np.cumprod(target, axis=1).ravel(),
     )
-    return {"seed": seed, "pages": PAGES, "slate_reward_interaction_ips": estimate}
+    page = np.repeat(np.prod(logger, axis=1), pl.POSITIONS)
+    standard = SlateStandardIPS(len_list=pl.POSITIONS).estimate_policy_value(
+        **common, pscore=page, evaluation_policy_pscore=np.repeat(np.prod(target, axis=1),
+                                                                  pl.POSITIONS),
+    )
+    return {"seed": seed, "pages": PAGES, "slate_reward_interaction_ips": interaction,
+            "slate_standard_ips": standard}
 
 
 if __name__ == "__main__":

@@ -1,0 +1,101 @@
+"""Off-policy estimates that check themselves against the holdout.
+
+The control group is served the editorial default on-policy, so its reward per decision is
+the default policy's value, measured without a weight or a model. The same value estimated
+off-policy from the treatment group's log must agree with it: a gap whose interval excludes
+0 says that off-policy estimates on this log cannot be trusted, for the default or any other
+target. The usual causes: propensities logged wrong (a logging bug), a difference between
+the groups' traffic or rewards (drift, a broken assignment), position effects the weights do
+not model (rows), or weights so heavy-tailed that a self-normalised estimator is biased.
+
+For the default policy a treatment decision's weight is 1 / p where treatment showed what
+the default would have, 0 elsewhere; for rows, each position's weight is the product over
+it and the positions above it (reward-interaction), and the page's term sums them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import NamedTuple
+
+from bandit.events import DecisionEvent
+
+MIN_EFFECTIVE = 100.0  # effective rounds below which a gap is not judged: weights too few
+
+
+class DefaultTerms(NamedTuple):
+    """A treatment decision's terms for the default policy's value."""
+
+    reward: float  # the sum over positions of weight x reward
+    first_weight: float  # the first position's weight: SNIPS divides by its mean
+    page_weight: float  # its positions' largest weight: what the effective rounds count
+
+
+def default_terms(event: DecisionEvent, rewards: Sequence[float]) -> DefaultTerms:
+    """The default ranks candidates marked default first, then the rest, in the order sent
+    (what the control group is shown)."""
+    marked = [c.id for c in event.candidates if c.default]
+    order = marked + [c.id for c in event.candidates if not c.default]
+    weights: list[float] = []
+    weight = 1.0
+    for k, (chosen, probability) in enumerate(zip(event.chosen, event.probabilities, strict=True)):
+        weight = weight / probability if weight and order[k] == chosen else 0.0
+        weights.append(weight)
+    total = sum(w * r for w, r in zip(weights, rewards, strict=True))
+    return DefaultTerms(total, weights[0], max(weights))
+
+
+@dataclass(frozen=True)
+class Gap:
+    """One estimator's value of the default policy from treatment logs, against control."""
+
+    estimator: str
+    estimate: float
+    control: float
+    value: float  # estimate - control
+    low: float
+    high: float
+    effective_rounds: float  # Kish's effective sample size of the default's weights
+
+    @property
+    def judged(self) -> bool:
+        return self.effective_rounds >= MIN_EFFECTIVE and math.isfinite(self.low)
+
+    @property
+    def flagged(self) -> bool:
+        """The interval of the gap excludes 0, on enough weight to say so."""
+        return self.judged and (self.low > 0 or self.high < 0)
+
+    def verdict(self) -> str:
+        if not self.judged:
+            return (
+                f"not judged: {self.effective_rounds:,.0f} effective rounds "
+                f"(at least {MIN_EFFECTIVE:,.0f} needed)"
+            )
+        if self.flagged:
+            return "DISAGREES with control: do not trust this estimator on this log"
+        return "agrees with control"
+
+
+def gap(
+    estimator: str,
+    estimate: float,
+    estimate_error: float,
+    control: float,
+    control_error: float,
+    effective_rounds: float,
+    confidence: float = 0.95,
+) -> Gap:
+    """The gap of two independent estimates (treatment and control are disjoint groups)."""
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    value = estimate - control
+    error = math.hypot(estimate_error, control_error)
+    return Gap(estimator, estimate, control, value, value - z * error, value + z * error,
+               effective_rounds)  # fmt: skip
+
+
+def effective_rounds(weight_sum: float, weight_squares: float) -> float:
+    return weight_sum**2 / weight_squares if weight_squares > 0 else 0.0
