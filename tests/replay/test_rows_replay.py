@@ -122,3 +122,24 @@ def test_position_estimates_sum_to_obps_reward_interaction_ips():
         (slot,) = evaluate(log, [target], config, settings).slots
         page_value = sum(t.estimates[0].value for t in slot.targets)
         assert page_value == pytest.approx(row["slate_reward_interaction_ips"], abs=1e-9)
+        (page,) = slot.pages
+        by_name = {e.estimator: e for e in page.estimates}
+        assert by_name["ips"].value == pytest.approx(row["slate_reward_interaction_ips"], abs=1e-9)
+        assert by_name["standard_ips"].value == pytest.approx(row["slate_standard_ips"], abs=1e-9)
+
+
+@pytest.mark.slow
+def test_page_values_cover_the_exact_page_truth_in_most_logs():
+    """The page interval is clustered by page: the positions of a page share its draws."""
+    config = load_config(overrides=["slots.rows.select=3"], environ={})
+    target = parse_target("python:tests.replay.plackett_luce:target_pmf", config, 0)
+    settings = Settings(bootstrap=0, reward_model=False, estimators=("ips", "snips"))
+    names = ("ips", "snips", "standard_ips", "standard_snips")
+    covered = dict.fromkeys(names, 0)
+    for seed in range(LOGS):
+        log = ReplayLog(pl.logged_pages(PAGES // 2, 1000 + seed), "plackett-luce")
+        (slot,) = evaluate(log, [target], config, settings).slots
+        for e in slot.pages[0].estimates:
+            covered[e.estimator] += e.normal[0] <= TRUTH.sum() <= e.normal[1]
+    rates = {name: count / LOGS for name, count in covered.items()}
+    assert min(rates.values()) >= 0.9, rates
