@@ -59,15 +59,8 @@ class Gap:
     low: float
     high: float
     effective_rounds: float  # Kish's effective sample size of the default's weights
-
-    @property
-    def judged(self) -> bool:
-        return self.effective_rounds >= MIN_EFFECTIVE and math.isfinite(self.low)
-
-    @property
-    def flagged(self) -> bool:
-        """The interval of the gap excludes 0, on enough weight to say so."""
-        return self.judged and (self.low > 0 or self.high < 0)
+    judged: bool  # enough effective rounds for the interval to mean something
+    flagged: bool  # judged, and the interval of the gap excludes 0
 
     def verdict(self) -> str:
         if not self.judged:
@@ -93,8 +86,10 @@ def gap(
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     value = estimate - control
     error = math.hypot(estimate_error, control_error)
-    return Gap(estimator, estimate, control, value, value - z * error, value + z * error,
-               effective_rounds)  # fmt: skip
+    low, high = value - z * error, value + z * error
+    judged = effective_rounds >= MIN_EFFECTIVE and math.isfinite(error)
+    flagged = judged and (low > 0 or high < 0)
+    return Gap(estimator, estimate, control, value, low, high, effective_rounds, judged, flagged)
 
 
 def effective_rounds(weight_sum: float, weight_squares: float) -> float:

@@ -128,15 +128,19 @@ def tally(events: Iterable[RewardedEvent], into: SlotTallies | None = None) -> S
     `into`)."""
     tallies: SlotTallies = {} if into is None else into
     for event in events:
-        groups = tallies.setdefault(event.slot, {}).setdefault(period_of(event), {})
-        group = groups.get(event.group)
-        if group is None:
-            group = groups[event.group] = GroupTally()
-        default = NONE
-        if event.group == "treatment":
-            default = calibration.default_terms(event, event.rewards)
-        group.add(unit_bucket(event), event.reward, default)
+        add(tallies.setdefault(event.slot, {}).setdefault(period_of(event), {}), event)
     return tallies
+
+
+def add(groups: dict[str, GroupTally], event: RewardedEvent) -> None:
+    """Add one rewarded event to its group's tally in `groups`."""
+    group = groups.get(event.group)
+    if group is None:
+        group = groups[event.group] = GroupTally()
+    default = NONE
+    if event.group == "treatment":
+        default = calibration.default_terms(event, event.rewards)
+    group.add(unit_bucket(event), event.reward, default)
 
 
 def merge(parts: Iterable[SlotTallies]) -> SlotTallies:
@@ -265,6 +269,38 @@ def calibration_gaps(groups: Mapping[str, GroupTally], control: Rate) -> list[ca
                 name, rate.value, rate.std_error, control.value, control.std_error, effective
             ))  # fmt: skip
     return gaps
+
+
+class RecentTallies:
+    """Each slot's tallies over the last `window_s` seconds of decision time, kept as
+    `slices` slices so that old decisions fall out a slice at a time: what the learner's
+    calibration metrics watch (a recent problem is not diluted by a long healthy past)."""
+
+    def __init__(self, window_s: float, slices: int = 12):
+        self.slice_s = window_s / slices
+        self.slices = slices
+        self._by_slot: dict[str, dict[int, dict[str, GroupTally]]] = {}
+        self._newest = -math.inf
+
+    def add(self, event: RewardedEvent) -> None:
+        index = int(event.ts // self.slice_s)
+        if index <= self._newest - self.slices:
+            return  # older than the window
+        self._newest = max(self._newest, index)
+        add(self._by_slot.setdefault(event.slot, {}).setdefault(index, {}), event)
+
+    def groups(self, slot: str) -> dict[str, GroupTally]:
+        """The slot's tallies over the window, merged; slices that fell out are dropped."""
+        slices = self._by_slot.get(slot, {})
+        for index in [i for i in slices if i <= self._newest - self.slices]:
+            del slices[index]
+        merged: SlotTallies = merge({slot: {"": groups}} for groups in slices.values())
+        return merged.get(slot, {}).get("", {})
+
+    def gaps(self, slot: str) -> list[calibration.Gap]:
+        groups = self.groups(slot)
+        control, _ = _group(groups.get("control"))
+        return calibration_gaps(groups, control.rate)
 
 
 def lift_report(tallies: SlotTallies, config: Config) -> list[SlotLift]:

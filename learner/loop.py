@@ -33,7 +33,7 @@ from bandit.checkpoint import Checkpoint, CheckpointError, PartitionState
 from bandit.config import Config
 from bandit.events import RewardedEvent
 from bandit.learner_core import Input, LearnerCore, Record, StepOutput
-from bandit.lift import PartitionTally
+from bandit.lift import PartitionTally, RecentTallies
 from bandit.model_store import ModelStore, ModelStoreError
 from bandit.policies import Policy
 from bandit.tuning import Tuned, recent_window, tuned_slot, warm_start
@@ -116,6 +116,7 @@ class KafkaLearner:
         self._last_publish = float("-inf")
         self._checkpoints_written = 0
         self._tally_progress: dict[tuple[str, int], tuple[int, int]] = {}  # last sums written
+        self._recent = RecentTallies(settings.calibration_window_s)  # calibration metrics
         self._tuning_refused: set[tuple[str, Tuned]] = set()
         self._next_tuning_check = float("-inf")
         self._consumed = 0
@@ -330,6 +331,7 @@ class KafkaLearner:
             self._send(topics.rewarded, event.decision_id, msgspec.json.encode(event), partition)
             decisions[event.slot, event.group] += 1
             rewards[event.slot, event.group] += event.reward
+            self._recent.add(event)
         for (slot, group), count in decisions.items():  # once per step, not per event
             self.metrics.rewarded.labels(slot, group).inc(count)
             self.metrics.reward.labels(slot, group).inc(rewards[slot, group])
@@ -384,6 +386,8 @@ class KafkaLearner:
             return
         self._commit(checkpoint.partitions)
         self._write_tallies(checkpoint)
+        for slot in self.config.learned_slots:
+            self.metrics.calibrated(slot, self._recent.gaps(slot))
         if time.monotonic() - self._last_publish >= self.config.learner.publish_interval_s:
             self._last_publish = time.monotonic()
             self._publish()

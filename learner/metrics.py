@@ -11,6 +11,7 @@ from collections import deque
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from bandit.calibration import Gap
 from bandit.events import GROUPS
 
 CHECKPOINT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -121,6 +122,26 @@ class LearnerMetrics:
             ["slot"],
             registry=registry,
         )
+        self.calibration_gap = Gauge(
+            "artbandit_learner_calibration_gap",
+            "Off-policy estimate of the default policy from treatment minus control's measured "
+            "reward per decision, over the calibration window; `bound` is value, low or high "
+            "(95%).",
+            ["slot", "estimator", "bound"],
+            registry=registry,
+        )
+        self.calibration_flagged = Gauge(
+            "artbandit_learner_calibration_flagged",
+            "1 when the calibration gap's interval excludes 0 on enough weight to judge.",
+            ["slot", "estimator"],
+            registry=registry,
+        )
+        self.calibration_effective_rounds = Gauge(
+            "artbandit_learner_calibration_effective_rounds",
+            "Effective sample size of the default policy's weights over the calibration window.",
+            ["slot"],
+            registry=registry,
+        )
         self.events_per_second = Gauge(
             "artbandit_learner_events_per_second",
             "Messages read per second over the last 10 s.",
@@ -140,6 +161,13 @@ class LearnerMetrics:
             for group in GROUPS:
                 self.rewarded.labels(slot, group)
                 self.reward.labels(slot, group)
+
+    def calibrated(self, slot: str, gaps: list[Gap]) -> None:
+        for gap in gaps:
+            for bound, value in (("value", gap.value), ("low", gap.low), ("high", gap.high)):
+                self.calibration_gap.labels(slot, gap.estimator, bound).set(value)
+            self.calibration_flagged.labels(slot, gap.estimator).set(int(gap.flagged))
+            self.calibration_effective_rounds.labels(slot).set(gap.effective_rounds)
 
     def checkpointed(self, duration_s: float, at: float) -> None:
         self.checkpoint_seconds.observe(duration_s)

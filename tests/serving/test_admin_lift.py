@@ -71,3 +71,4 @@ def test_admin_lift_answers_from_the_learners_sums_as_the_log_would(learner_conf
     assert slot["control"]["decisions"] == 90 and slot["treatment"]["decisions"] == 810
     assert slot["expected_control_share"] == 0.1 and slot["control_share"] == 0.1
     assert slot["lift"]["low"] <= slot["lift"]["value"] <= slot["lift"]["high"]
+    assert [gap["estimator"] for gap in slot["calibration"]] == ["ips", "snips"]
