@@ -50,6 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(replay)
 
+    audit = verbs.add_parser(
+        "audit", help="re-score logged decisions with the versions that logged them"
+    )
+    add_common_arguments(audit)
+    audit.set_defaults(run=_run_audit)
+    from replay.audit import add_arguments as add_audit_arguments
+
+    add_audit_arguments(audit)
+
     train = verbs.add_parser(
         "train", help="warm start: train a slot's policy on a rewarded log and publish it"
     )
@@ -200,6 +209,12 @@ def _kafka(config: Config) -> Iterator[Config]:
 
 def _run_replay(args: argparse.Namespace, config: Config) -> int:
     from replay.command import run
+
+    return run(args, config)
+
+
+def _run_audit(args: argparse.Namespace, config: Config) -> int:
+    from replay.audit import run
 
     return run(args, config)
 

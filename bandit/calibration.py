@@ -31,7 +31,15 @@ class DefaultTerms(NamedTuple):
 
     reward: float  # the sum over positions of weight x reward
     first_weight: float  # the first position's weight: SNIPS divides by its mean
-    page_weight: float  # its positions' largest weight: what the effective rounds count
+    # What the effective rounds count: when the decision logged the probability p the policy
+    # gave the default, the weight's expectation 1 and its expected square 1 / p, so rounds
+    # where the default was nearly impossible count whether or not it was shown; otherwise
+    # (rows, older writers) the realised largest weight of its positions and its square.
+    mass: float
+    mass_square: float
+
+
+MAX_SQUARE = 1e12  # the expected square of a weight the policy gave (almost) no chance
 
 
 def default_terms(event: DecisionEvent, rewards: Sequence[float]) -> DefaultTerms:
@@ -45,7 +53,11 @@ def default_terms(event: DecisionEvent, rewards: Sequence[float]) -> DefaultTerm
         weight = weight / probability if weight and order[k] == chosen else 0.0
         weights.append(weight)
     total = sum(w * r for w, r in zip(weights, rewards, strict=True))
-    return DefaultTerms(total, weights[0], max(weights))
+    p = event.default_probability
+    if p is not None and len(event.chosen) == 1:
+        return DefaultTerms(total, weights[0], 1.0, min(1.0 / p, MAX_SQUARE) if p else MAX_SQUARE)
+    largest = max(weights)
+    return DefaultTerms(total, weights[0], largest, largest**2)
 
 
 @dataclass(frozen=True)

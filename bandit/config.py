@@ -213,9 +213,10 @@ class LearnerConfig(StrictSection, frozen=True):
     max_poll_records: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 5000
     metrics_host: Name = "127.0.0.1"
     metrics_port: Port = 9108
-    # The rolling window of decision time the calibration metrics (off-policy vs holdout)
-    # are computed over: long enough for control to have a few thousand decisions.
-    calibration_window_s: PositiveFloat = 21_600.0
+    # The rolling window of decision time the calibration (off-policy vs holdout) and
+    # guardrail metrics are computed over: long enough for control to have a few thousand
+    # decisions.
+    recent_window_s: PositiveFloat = 21_600.0
 
 
 class TuningConfig(StrictSection, frozen=True):

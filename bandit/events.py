@@ -91,6 +91,10 @@ class DecisionEvent(msgspec.Struct, tag="artbandit.decision/1", **_EVENT):
     # the slot's holdout fraction when this was decided (null from writers before it was
     # logged): what the lift report checks the split against
     holdout_fraction: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
+    # single-choice slots: the probability the deciding policy gave the editorial default,
+    # chosen or not (null when not logged): how much of the default's weight the log can
+    # see, which the check of off-policy estimates against the holdout needs
+    default_probability: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
 
     def __post_init__(self) -> None:
         _check_choice(self.candidates, self.chosen, self.probabilities)
@@ -111,16 +115,33 @@ class FeedbackEvent(msgspec.Struct, tag="artbandit.feedback/1", **_EVENT):
     value: Annotated[float, msgspec.Meta(ge=0.0, le=1e6)] | None = None
 
 
+Count = Annotated[float, msgspec.Meta(ge=0.0, le=1e9)]
+
+
+class Outcomes(_Frozen, frozen=True):
+    """What the person did with a decision, summed over its positions, whatever the reward
+    counts: the lift report's guardrails (a reward that rises while plays fall)."""
+
+    clicks: Count = 0.0
+    plays: Count = 0.0
+    watch_minutes: Count = 0.0
+
+
+OUTCOMES = ("clicks", "plays", "watch_minutes")
+
+
 class RewardedEvent(DecisionEvent, tag="artbandit.rewarded/1", kw_only=True):
     """A decision joined with its feedback: the propensity-stamped training and replay record.
 
-    It carries every field of the decision, plus the rewards per chosen position.
+    It carries every field of the decision, plus the rewards per chosen position and (from
+    writers that log them; null before) its outcomes.
     """
 
     rewards: Annotated[list[Reward], msgspec.Meta(max_length=MAX_CANDIDATES)]
     reward: Reward
     impressed: bool
     joined_at: Timestamp
+    outcomes: Outcomes | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -129,13 +150,19 @@ class RewardedEvent(DecisionEvent, tag="artbandit.rewarded/1", kw_only=True):
 
     @classmethod
     def from_decision(
-        cls, decision: DecisionEvent, rewards: list[float], impressed: bool, joined_at: float
+        cls,
+        decision: DecisionEvent,
+        rewards: list[float],
+        impressed: bool,
+        joined_at: float,
+        outcomes: Outcomes | None = None,
     ) -> RewardedEvent:
         """Join a decision with its per-position rewards; `reward` is their sum."""
         fields = msgspec.structs.asdict(decision)
         return cls(
-            **fields, rewards=rewards, reward=sum(rewards), impressed=impressed, joined_at=joined_at
-        )
+            **fields, rewards=rewards, reward=sum(rewards), impressed=impressed,
+            joined_at=joined_at, outcomes=outcomes,
+        )  # fmt: skip
 
 
 class DeadLetterEvent(msgspec.Struct, tag="artbandit.deadletter/1", **_EVENT):

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from bandit.events import DecisionEvent, FeedbackEvent, RewardedEvent
+from bandit.events import DecisionEvent, FeedbackEvent, Outcomes, RewardedEvent
 from bandit.slots import SlotConfig
 
 _NEVER = -1.0  # event time before any event: timestamps are never negative
@@ -209,10 +209,9 @@ class RewardJoin:
             result.not_impressed.append(decision)
             return
         rewards = rewards_of(self.slots[decision.slot], len(decision.chosen), entry.feedback)
+        outcomes = outcomes_of(entry.feedback)
         result.rewarded.append(
-            RewardedEvent.from_decision(
-                decision, rewards, impressed=True, joined_at=entry.closes_at
-            )
+            RewardedEvent.from_decision(decision, rewards, True, entry.closes_at, outcomes)
         )
 
     def _expire(self, result: JoinResult) -> None:
@@ -305,6 +304,20 @@ def rewards_of(slot: SlotConfig, positions: int, feedback: list[FeedbackEvent]) 
         min(total + mapping.watch_minute * watched, mapping.max)
         for total, watched in zip(totals, minutes, strict=True)
     ]
+
+
+def outcomes_of(feedback: list[FeedbackEvent]) -> Outcomes:
+    """Clicks and plays counted, watch minutes the largest report per position, summed."""
+    minutes: dict[int, float] = {}
+    for event in feedback:
+        if event.type == "watch":
+            position = event.position or 0
+            minutes[position] = max(minutes.get(position, 0.0), event.value or 0.0)
+    return Outcomes(
+        clicks=float(sum(event.type == "click" for event in feedback)),
+        plays=float(sum(event.type == "play" for event in feedback)),
+        watch_minutes=sum(minutes.values()),
+    )
 
 
 def _key(feedback: FeedbackEvent) -> tuple[str, str, int | None, float | None]:

@@ -39,7 +39,7 @@ import numpy as np
 
 from bandit import calibration
 from bandit.config import Config
-from bandit.events import RewardedEvent
+from bandit.events import OUTCOMES, Outcomes, RewardedEvent
 from bandit.stats import Lift, Rate, json_ready, lift, ratio_rate
 
 UNIT_BUCKETS = 512
@@ -54,7 +54,7 @@ def unit_bucket(event: RewardedEvent) -> int:
     return zlib.crc32(unit.encode()) % UNIT_BUCKETS
 
 
-NONE = calibration.DefaultTerms(0.0, 0.0, 0.0)  # a control decision: no default terms
+NONE = calibration.DefaultTerms(0.0, 0.0, 0.0, 0.0)  # a control decision: no default terms
 
 
 def _zeros() -> list[float]:
@@ -63,32 +63,49 @@ def _zeros() -> list[float]:
 
 class GroupTally(msgspec.Struct):
     """One group's decisions and reward, summed per bucket of people; for treatment also the
-    default policy's terms (`calibration.DefaultTerms`, the page weight with its square).
+    default policy's terms (`calibration.DefaultTerms`).
     Tallies written before those fields read them as zeros."""
 
     decisions: list[int] = msgspec.field(default_factory=lambda: [0] * UNIT_BUCKETS)
     reward: list[float] = msgspec.field(default_factory=_zeros)
     default_reward: list[float] = msgspec.field(default_factory=_zeros)
     default_weight: list[float] = msgspec.field(default_factory=_zeros)
-    default_page_weight: list[float] = msgspec.field(default_factory=_zeros)
-    default_page_weight_sq: list[float] = msgspec.field(default_factory=_zeros)
+    default_mass: list[float] = msgspec.field(default_factory=_zeros)
+    default_mass_square: list[float] = msgspec.field(default_factory=_zeros)
+    # outcome -> per bucket: the decisions that logged outcomes, then each outcome's sum
+    outcomes: dict[str, list[float]] = msgspec.field(default_factory=dict)
 
-    def add(self, bucket: int, reward: float, default: calibration.DefaultTerms = NONE) -> None:
+    def add(
+        self,
+        bucket: int,
+        reward: float,
+        default: calibration.DefaultTerms = NONE,
+        outcomes: Outcomes | None = None,
+    ) -> None:
         self.decisions[bucket] += 1
         self.reward[bucket] += reward
         self.default_reward[bucket] += default.reward
         self.default_weight[bucket] += default.first_weight
-        self.default_page_weight[bucket] += default.page_weight
-        self.default_page_weight_sq[bucket] += default.page_weight**2
+        self.default_mass[bucket] += default.mass
+        self.default_mass_square[bucket] += default.mass_square
+        if outcomes is not None:
+            values = zip(OUTCOMES, msgspec.structs.astuple(outcomes), strict=True)
+            for name, value in (("decisions", 1.0), *values):
+                self.outcomes.setdefault(name, _zeros())[bucket] += value
 
     def merge(self, other: GroupTally) -> None:
-        sums = ("decisions", "reward", "default_reward", "default_weight", "default_page_weight",
-                "default_page_weight_sq")  # fmt: skip
+        sums = ("decisions", "reward", "default_reward", "default_weight", "default_mass",
+                "default_mass_square")  # fmt: skip
         if any(len(getattr(other, name)) != UNIT_BUCKETS for name in sums):
             raise ValueError(f"a tally of {len(other.decisions)} buckets, not {UNIT_BUCKETS}")
         for name in sums:
             mine, theirs = getattr(self, name), getattr(other, name)
             setattr(self, name, [a + b for a, b in zip(mine, theirs, strict=True)])
+        for name, theirs in other.outcomes.items():
+            if len(theirs) != UNIT_BUCKETS:
+                raise ValueError(f"a tally of {len(theirs)} buckets, not {UNIT_BUCKETS}")
+            mine = self.outcomes.get(name, _zeros())
+            self.outcomes[name] = [a + b for a, b in zip(mine, theirs, strict=True)]
 
     @property
     def total(self) -> int:
@@ -140,7 +157,7 @@ def add(groups: dict[str, GroupTally], event: RewardedEvent) -> None:
     default = NONE
     if event.group == "treatment":
         default = calibration.default_terms(event, event.rewards)
-    group.add(unit_bucket(event), event.reward, default)
+    group.add(unit_bucket(event), event.reward, default, event.outcomes)
 
 
 def merge(parts: Iterable[SlotTallies]) -> SlotTallies:
@@ -170,6 +187,19 @@ class GroupResult:
 
 
 @dataclass(frozen=True)
+class Guardrail:
+    """One outcome's rate per decision in each group and its lift. `flagged`: it falls
+    significantly while the slot's reward rises significantly (a reward that pays for
+    clicks the person does not follow up, say)."""
+
+    outcome: str
+    treatment: Rate
+    control: Rate
+    lift: Lift
+    flagged: bool
+
+
+@dataclass(frozen=True)
 class SlotLift:
     slot: str
     treatment: GroupResult
@@ -182,6 +212,7 @@ class SlotLift:
     warnings: list[str] = field(default_factory=list)
     # the default policy estimated from treatment against control's measured value
     calibration: list[calibration.Gap] = field(default_factory=list)
+    guardrails: list[Guardrail] = field(default_factory=list)  # per outcome logged
 
 
 def srm_p_value(control: np.ndarray, total: np.ndarray, expected_share: float) -> float:
@@ -220,6 +251,15 @@ def slot_lift(
         share, p_value,
     )  # fmt: skip
     result.calibration.extend(calibration_gaps(groups, control.rate))
+    result.guardrails.extend(guardrails(groups, result.lift))
+    for guard in result.guardrails:
+        if guard.flagged:
+            x = guard.lift
+            result.warnings.append(
+                f"guardrail: {guard.outcome} per decision falls {x.value:+.1%} [{x.low:+.1%}, "
+                f"{x.high:+.1%}] while the reward rises {result.lift.value:+.1%}: the policy "
+                "wins on what the reward counts and loses on this; check the reward weights"
+            )
     for gap in result.calibration:
         if gap.flagged:
             result.warnings.append(
@@ -247,6 +287,27 @@ def slot_lift(
     return result
 
 
+def guardrails(groups: Mapping[str, GroupTally], primary: Lift) -> list[Guardrail]:
+    """Each outcome's lift, over the decisions that logged outcomes, clustered by bucket."""
+    treated, held = groups.get("treatment"), groups.get("control")
+    if treated is None or held is None:
+        return []
+    rails = []
+    for name in OUTCOMES:
+        rates = []
+        for group in (treated, held):
+            logged = np.asarray(group.outcomes.get("decisions", _zeros()))
+            used = logged > 0
+            values = np.asarray(group.outcomes.get(name, _zeros()))
+            rates.append(ratio_rate(values[used], logged[used]))
+        if not all(rate.impressions > 0 for rate in rates):
+            continue
+        change = lift(*rates)
+        flagged = primary.low > 0 and change.high < 0
+        rails.append(Guardrail(name, rates[0], rates[1], change, flagged))
+    return rails
+
+
 def calibration_gaps(groups: Mapping[str, GroupTally], control: Rate) -> list[calibration.Gap]:
     """IPS and SNIPS of the default policy from the treatment tally, each against control's
     rate, clustered by bucket. SNIPS divides by the mean weight of the first position, whose
@@ -259,7 +320,7 @@ def calibration_gaps(groups: Mapping[str, GroupTally], control: Rate) -> list[ca
     reward = np.asarray(treated.default_reward, dtype=float)[used]
     weight = np.asarray(treated.default_weight, dtype=float)[used]
     effective = calibration.effective_rounds(
-        sum(treated.default_page_weight), sum(treated.default_page_weight_sq)
+        sum(treated.default_mass), sum(treated.default_mass_square)
     )
     gaps = []
     for name, denominator in (("ips", decisions[used]), ("snips", weight)):
@@ -274,7 +335,8 @@ def calibration_gaps(groups: Mapping[str, GroupTally], control: Rate) -> list[ca
 class RecentTallies:
     """Each slot's tallies over the last `window_s` seconds of decision time, kept as
     `slices` slices so that old decisions fall out a slice at a time: what the learner's
-    calibration metrics watch (a recent problem is not diluted by a long healthy past)."""
+    calibration and guardrail metrics watch (a recent problem is not diluted by a long
+    healthy past)."""
 
     def __init__(self, window_s: float, slices: int = 12):
         self.slice_s = window_s / slices
@@ -297,10 +359,9 @@ class RecentTallies:
         merged: SlotTallies = merge({slot: {"": groups}} for groups in slices.values())
         return merged.get(slot, {}).get("", {})
 
-    def gaps(self, slot: str) -> list[calibration.Gap]:
-        groups = self.groups(slot)
-        control, _ = _group(groups.get("control"))
-        return calibration_gaps(groups, control.rate)
+    def lift(self, slot: str) -> SlotLift:
+        """The slot's lift over the window, with its calibration and guardrails."""
+        return slot_lift(slot, self.groups(slot), None, "none")
 
 
 def lift_report(tallies: SlotTallies, config: Config) -> list[SlotLift]:
@@ -343,6 +404,15 @@ def table(report: Sequence[SlotLift]) -> str:
             f"{'':<12}{verdict}; control share {s.control_share:.1%}{expected} "
             f"(SRM p = {s.srm_p_value:.2f})"
         )
+        for guard in s.guardrails:
+            x, t, c = guard.lift, guard.treatment, guard.control
+            change = (
+                f"{x.value:+.1%} [{x.low:+.1%}, {x.high:+.1%}]" if math.isfinite(x.low) else "-"
+            )
+            lines.append(
+                f"{'':<12}guardrail {guard.outcome} per decision: treatment {t.value:.4f}, "
+                f"control {c.value:.4f}, lift {change}" + (" FALLS" if guard.flagged else "")
+            )
         for gap in s.calibration:
             lines.append(
                 f"{'':<12}calibration {gap.estimator}: default policy off-policy "

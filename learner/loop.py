@@ -116,7 +116,7 @@ class KafkaLearner:
         self._last_publish = float("-inf")
         self._checkpoints_written = 0
         self._tally_progress: dict[tuple[str, int], tuple[int, int]] = {}  # last sums written
-        self._recent = RecentTallies(settings.calibration_window_s)  # calibration metrics
+        self._recent = RecentTallies(settings.recent_window_s)  # calibration, guardrails
         self._tuning_refused: set[tuple[str, Tuned]] = set()
         self._next_tuning_check = float("-inf")
         self._consumed = 0
@@ -387,7 +387,7 @@ class KafkaLearner:
         self._commit(checkpoint.partitions)
         self._write_tallies(checkpoint)
         for slot in self.config.learned_slots:
-            self.metrics.calibrated(slot, self._recent.gaps(slot))
+            self.metrics.watched(slot, self._recent.lift(slot))
         if time.monotonic() - self._last_publish >= self.config.learner.publish_interval_s:
             self._last_publish = time.monotonic()
             self._publish()

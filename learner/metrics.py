@@ -11,8 +11,8 @@ from collections import deque
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from bandit.calibration import Gap
 from bandit.events import GROUPS
+from bandit.lift import SlotLift
 
 CHECKPOINT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # `not_owned`: a decision of a slot this learner does not own (`learner.slots`), or its feedback.
@@ -136,6 +136,19 @@ class LearnerMetrics:
             ["slot", "estimator"],
             registry=registry,
         )
+        self.guardrail_lift = Gauge(
+            "artbandit_learner_guardrail_lift",
+            "Lift of an outcome per decision (clicks, plays, watch minutes), treatment over "
+            "control, over the calibration window; `bound` is value, low or high (95%).",
+            ["slot", "outcome", "bound"],
+            registry=registry,
+        )
+        self.guardrail_flagged = Gauge(
+            "artbandit_learner_guardrail_flagged",
+            "1 when the outcome falls significantly while the slot's reward rises significantly.",
+            ["slot", "outcome"],
+            registry=registry,
+        )
         self.calibration_effective_rounds = Gauge(
             "artbandit_learner_calibration_effective_rounds",
             "Effective sample size of the default policy's weights over the calibration window.",
@@ -162,8 +175,14 @@ class LearnerMetrics:
                 self.rewarded.labels(slot, group)
                 self.reward.labels(slot, group)
 
-    def calibrated(self, slot: str, gaps: list[Gap]) -> None:
-        for gap in gaps:
+    def watched(self, slot: str, recent: SlotLift) -> None:
+        """Calibration and guardrails of the slot's recent decisions."""
+        for guard in recent.guardrails:
+            for bound, value in (("value", guard.lift.value), ("low", guard.lift.low),
+                                 ("high", guard.lift.high)):  # fmt: skip
+                self.guardrail_lift.labels(slot, guard.outcome, bound).set(value)
+            self.guardrail_flagged.labels(slot, guard.outcome).set(int(guard.flagged))
+        for gap in recent.calibration:
             for bound, value in (("value", gap.value), ("low", gap.low), ("high", gap.high)):
                 self.calibration_gap.labels(slot, gap.estimator, bound).set(value)
             self.calibration_flagged.labels(slot, gap.estimator).set(int(gap.flagged))

@@ -210,9 +210,9 @@ def _calibration(rounds: Rounds, q, control: est.Estimate, estimators, config, s
     index = np.arange(len(rounds))
     ratio = pmf[index, rounds.chosen] / rounds.propensity
     data = off_policy_data(rounds, pmf, q, rounds.prefix_product(ratio))
-    effective = min(
-        est.effective_sample_size(data.weights[rounds.position == k])
-        for k in np.unique(rounds.position)
+    terms = [calibration.default_terms(event, event.rewards) for event in rounds.events]
+    effective = calibration.effective_rounds(
+        sum(t.mass for t in terms), sum(t.mass_square for t in terms)
     )
     gaps = []
     for estimator in estimators:

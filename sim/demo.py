@@ -257,6 +257,8 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> DemoResult:
         finally:
             children.stop_all()
     replay_path = _replay(options, config, log_path, stream) if options.replay else None
+    if options.replay:
+        _report_lift(config, log_path, stream)
     from sim import report
 
     report_path = report.write(out, tally, world, replay_path)
@@ -366,6 +368,17 @@ def _export_log(config: Config, path: Path, quiet: bool) -> int:
         kafka=config.kafka,
     )  # fmt: skip
     return write_log(path, log.events)
+
+
+def _report_lift(config: Config, log_path: Path, stream: TextIO) -> None:
+    """`artbandit report lift` on the demo's log: the lift per slot with its guardrails and
+    the check of off-policy estimation against the holdout."""
+    from bandit.lift import lift_report, table, tally
+    from replay.logs import read_log
+
+    stream.write(f"\n$ artbandit report lift --log {log_path}\n")
+    stream.write(table(lift_report(tally(read_log(str(log_path), quiet=True).events), config)))
+    stream.write("\n")
 
 
 def _replay(options: DemoOptions, config: Config, log_path: Path, stream: TextIO) -> Path | None:

@@ -102,6 +102,17 @@ def _lift(x: Lift) -> str:
     return f"{x.value:+.1%} [{x.low:+.1%}, {x.high:+.1%}], {p}"
 
 
+def _guardrail(clicks: Lift, plays: Lift) -> str:
+    if clicks.low > 0 and plays.high < 0:
+        return (
+            "PLAYS FALL while CTR rises: people click what they do not play (click-bait); "
+            "weigh plays more in the reward"
+        )
+    if plays.low > 0 or not plays.high < 0:
+        return "plays do not fall significantly: the CTR gain is not bought with plays"
+    return "plays fall significantly"
+
+
 def final_summary(tally: Tally, elapsed_s: float) -> str:
     """Treatment and control with 95% intervals (pages are the unit), the lift, the oracle."""
     records = tally.records()
@@ -117,10 +128,9 @@ def final_summary(tally: Tally, elapsed_s: float) -> str:
             f"{group:<11}{clicks.units:>7,}  {_interval(clicks):<25}{_interval(plays):<25}"
         )
     t, c = rates["treatment"], rates["control"]
-    lines.append(
-        f"{'lift':<11}{'':>7}  CTR {_lift(lift(t['clicks'], c['clicks']))}; "
-        f"plays {_lift(lift(t['plays'], c['plays']))}"
-    )
+    clicks, plays = lift(t["clicks"], c["clicks"]), lift(t["plays"], c["plays"])
+    lines.append(f"{'lift':<11}{'':>7}  CTR {_lift(clicks)}; plays {_lift(plays)}")
+    lines.append(f"{'guardrail':<11}{'':>7}  {_guardrail(clicks, plays)}")
     recent = group_rates(tally, since_s=elapsed_s * 2 / 3)
     if recent:
         rt, rc = recent["treatment"]["clicks"], recent["control"]["clicks"]

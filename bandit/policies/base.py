@@ -29,6 +29,9 @@ class Choice:
     chosen: tuple[str, ...]
     probabilities: tuple[float, ...]
     explored: bool
+    # single-choice slots: the probability the policy gave the editorial default, chosen or
+    # not (what calibration needs to know how much of the default's weight a log can see)
+    default_probability: float | None = None
 
     def event(
         self,
@@ -49,6 +52,7 @@ class Choice:
             group=group, policy=policy, context=context, candidates=list(candidates),
             chosen=list(self.chosen), probabilities=list(self.probabilities),
             explored=self.explored, holdout_fraction=holdout_fraction,
+            default_probability=self.default_probability,
         )  # fmt: skip
 
 
@@ -172,6 +176,17 @@ def default_order(candidates: Sequence[Candidate]) -> list[int]:
     """Candidate indices, the ones marked default first, each group in the order given."""
     marked = [i for i, c in enumerate(candidates) if c.default]
     return marked + [i for i, c in enumerate(candidates) if not c.default]
+
+
+def default_share(
+    candidates: Sequence[Candidate], remaining: Sequence[int], pmf: Sequence[float]
+) -> float:
+    """The share of `pmf` (over `remaining`, candidate indices) on the editorial default."""
+    first = default_order(candidates)[0]
+    total = float(sum(pmf))
+    if first not in remaining or total <= 0:
+        return 0.0
+    return min(1.0, float(pmf[list(remaining).index(first)]) / total)
 
 
 def default_first(

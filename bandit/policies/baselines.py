@@ -8,7 +8,15 @@ from collections.abc import Sequence
 import numpy as np
 
 from bandit.events import Candidate, Context, RewardedEvent
-from bandit.policies.base import Choice, Policy, argmax, default_order, make_rng, sample_index
+from bandit.policies.base import (
+    Choice,
+    Policy,
+    argmax,
+    default_order,
+    default_share,
+    make_rng,
+    sample_index,
+)
 from bandit.slots import SlotConfig
 
 
@@ -44,6 +52,7 @@ class UniformPolicy(_Stateless):
             tuple(candidates[i].id for i in order),
             tuple(1.0 / (n - position) for position in range(count)),
             explored=True,
+            default_probability=1.0 / n if count == 1 else None,
         )
 
     def _probabilities(
@@ -69,7 +78,7 @@ class DefaultPolicy(_Stateless):
         self, context: Context, candidates: Sequence[Candidate], count: int, greedy: bool
     ) -> Choice:
         chosen = tuple(candidates[i].id for i in default_order(candidates)[:count])
-        return Choice(chosen, (1.0,) * len(chosen), explored=False)
+        return Choice(chosen, (1.0,) * len(chosen), False, 1.0 if count == 1 else None)
 
     def _probabilities(
         self,
@@ -113,15 +122,18 @@ class ThompsonPolicy(Policy):
         mean = alpha / (alpha + beta)
         remaining = list(range(len(candidates)))
         chosen, probabilities, explored = [], [], False
+        default = None
         for _ in range(count):
             wins = np.bincount(samples[:, remaining].argmax(axis=1), minlength=len(remaining))
             pmf = (wins / self.draws).tolist()
+            if count == 1:
+                default = default_share(candidates, remaining, pmf)
             best = argmax([mean[i] for i in remaining])
             pick, probability = (best, pmf[best]) if greedy else sample_index(pmf, self.rng)
             explored = explored or pick != best
             chosen.append(candidates[remaining.pop(pick)].id)
             probabilities.append(max(probability, 1.0 / self.draws))
-        return Choice(tuple(chosen), tuple(probabilities), explored)
+        return Choice(tuple(chosen), tuple(probabilities), explored, default)
 
     def _probabilities(
         self,

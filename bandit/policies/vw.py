@@ -19,6 +19,7 @@ from bandit.policies.base import (
     Policy,
     argmax,
     default_first,
+    default_share,
     make_rng,
     sample_index,
 )
@@ -108,15 +109,19 @@ class _VWPolicy(Policy):
         placed: list[int] = []
         probabilities: list[float] = []
         explored = False
+        default = None
         for _ in range(count):
             remaining = [i for i in range(len(candidates)) if i not in placed]
             pmf = default_first(candidates, remaining, self.slot.exploration.epsilon)
+            if count == 1:
+                default = default_share(candidates, remaining, pmf)
             best = argmax(pmf)
             index, probability = (best, pmf[best]) if greedy else sample_index(pmf, self.rng)
             explored = explored or index != best
             placed.append(remaining[index])
             probabilities.append(probability)
-        return Choice(tuple(candidates[i].id for i in placed), tuple(probabilities), explored)
+        chosen = tuple(candidates[i].id for i in placed)
+        return Choice(chosen, tuple(probabilities), explored, default)
 
     def _cost(self, reward: float) -> float:
         """VW minimises a cost: here the reward short of the slot's maximum. A candidate or
@@ -181,11 +186,12 @@ class VWChoicePolicy(_VWPolicy):
     ) -> Choice:
         pmf = self._predict_lines(encoding.cb_example(context, candidates))
         best = argmax(pmf)
+        default = default_share(candidates, range(len(candidates)), pmf)
         if greedy:
             index, probability = best, pmf[best] / sum(pmf)
         else:
             index, probability = sample_index(pmf, self.rng)
-        return Choice((candidates[index].id,), (probability,), explored=index != best)
+        return Choice((candidates[index].id,), (probability,), index != best, default)
 
     def _vw_probabilities(
         self,

@@ -47,6 +47,7 @@ def experiment(seed: int, decisions: int = 3000, misstated: float = 1.0) -> list
             TEMPLATE, decision_id=f"{seed}-{i}", user_hash=f"u{seed}-{i}",
             group="control" if held else "treatment", chosen=[f"a{action}"],
             probabilities=[logged], rewards=[reward], reward=reward,
+            default_probability=1.0 if held else float(pmf[0]),
             context=Context(user={"segment": str(segment)}, request={}),
         ))  # fmt: skip
     return events
@@ -100,4 +101,23 @@ def test_rows_weights_multiply_down_the_page_and_stop_at_the_first_difference():
         probabilities=[0.5, 0.25, 0.5], rewards=[1.0, 1.0, 1.0], reward=3.0,
     )  # fmt: skip
     terms = calibration.default_terms(event, event.rewards)
-    assert terms == (2.0 + 8.0, 2.0, 8.0)  # r3 is not the default's third row: weight 0
+    assert terms == (2.0 + 8.0, 2.0, 8.0, 64.0)  # r3 is not the default's third row: weight 0
+
+
+def test_a_logged_default_probability_counts_the_weight_the_log_cannot_see():
+    """A policy that nearly never shows the default: its few realised weights look like
+    plenty, the logged probabilities say how little of the default the log covers."""
+    rare = [msgspec.structs.replace(TEMPLATE, decision_id=str(i), chosen=["a1"],
+                                    probabilities=[0.99], default_probability=0.001)
+            for i in range(2000)]  # fmt: skip
+    shown = msgspec.structs.replace(rare[0], decision_id="shown", chosen=["a0"],
+                                    probabilities=[0.001])  # fmt: skip
+    terms = calibration.default_terms(shown, [1.0])
+    assert terms == (1000.0, 1000.0, 1.0, 1000.0)
+    effective = calibration.effective_rounds(2001.0, 2001 * 1000.0)
+    assert effective == pytest.approx(2.0, abs=0.01)
+    unlogged = [msgspec.structs.replace(e, default_probability=None) for e in [*rare, shown]]
+    realised = [calibration.default_terms(e, [1.0]) for e in unlogged]
+    assert calibration.effective_rounds(
+        sum(t.mass for t in realised), sum(t.mass_square for t in realised)
+    ) == pytest.approx(1.0)

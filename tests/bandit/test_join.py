@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bandit.config import load_config
-from bandit.events import Candidate, Context, DecisionEvent, FeedbackEvent, PolicyRef
-from bandit.join import JoinResult, RewardJoin, rewards_of
+from bandit.events import Candidate, Context, DecisionEvent, FeedbackEvent, Outcomes, PolicyRef
+from bandit.join import JoinResult, RewardJoin, outcomes_of, rewards_of
 
 CONFIG = load_config(
     overrides=["slots.rows.reward.max=1.5", "slots.artwork.reward.watch_minute=0.1"], environ={}
@@ -126,6 +126,15 @@ def test_rows_get_rewards_per_position_capped_at_the_slots_max():
     ])  # fmt: skip
     assert result.rewarded[0].rewards == [0.0, 1.5, 0.5]  # 0.5 + 1.0 capped at 1.5
     assert result.rewarded[0].reward == 2.0
+    # what the person did, uncapped and unweighted: the lift report's guardrails
+    assert result.rewarded[0].outcomes == Outcomes(clicks=2.0, plays=1.0, watch_minutes=30.0)
+
+
+def test_outcomes_count_a_cumulative_watch_report_once_per_position():
+    progress = [feedback("d", "watch", position=0, value=v) for v in (3.0, 9.0, 6.0)]
+    assert outcomes_of([*progress, feedback("d", "watch", position=1, value=2.0)]) == Outcomes(
+        watch_minutes=11.0
+    )
 
 
 def test_watch_minutes_map_to_reward():

@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bandit.config import load_config
-from bandit.lift import UNIT_BUCKETS, lift_report, merge, tally
+from bandit.events import Outcomes
+from bandit.lift import UNIT_BUCKETS, lift_report, merge, table, tally
 from bandit.slots import SlotKind
 from bandit.stats import ratio_rate
 from replay.logs import write_log
@@ -23,7 +24,8 @@ from tests.replay.conftest import uniform_log
 CONFIG = load_config(environ={})  # holdout_fraction 0.05 for every slot
 FIFTH = load_config(environ={}, overrides=["slots.artwork.holdout_fraction=0.2"])
 SRM_FLOOR = 0.001
-TEMPLATE = uniform_log(SlotKind.ARTWORK, 1)[0]
+# one decision copied with made-up groups and rewards: its logging says nothing of a default
+TEMPLATE = msgspec.structs.replace(uniform_log(SlotKind.ARTWORK, 1)[0], default_probability=None)
 
 
 def experiment(rng, people=3000, control_share=0.05, rate_t=0.24, rate_c=0.20, slot="artwork"):
@@ -206,3 +208,31 @@ def test_report_lift_command(tmp_path):
     missing = subprocess.run([artbandit, "report", "lift", "--log", str(tmp_path / "nope.jsonl")],
                              capture_output=True, text=True, timeout=60)  # fmt: skip
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+def _with_outcomes(events, rng, plays_t, plays_c):
+    """The events with outcomes: a click wherever there is reward, plays at a group's rate."""
+    out = []
+    for event in events:
+        rate = plays_t if event.group == "treatment" else plays_c
+        outcomes = Outcomes(clicks=event.reward, plays=float(rng.random() < rate))
+        out.append(msgspec.structs.replace(event, outcomes=outcomes))
+    return out
+
+
+def test_a_guardrail_that_falls_while_the_reward_rises_is_flagged():
+    rng = np.random.default_rng(11)
+    events, _ = experiment(rng, people=4000, control_share=0.2, rate_t=0.30, rate_c=0.20)
+    (result,) = lift_report(tally(_with_outcomes(events, rng, 0.10, 0.15)), FIFTH)
+    by_outcome = {g.outcome: g for g in result.guardrails}
+    assert set(by_outcome) == {"clicks", "plays", "watch_minutes"}
+    assert by_outcome["plays"].flagged and by_outcome["plays"].lift.high < 0
+    assert not by_outcome["clicks"].flagged and by_outcome["clicks"].lift.low > 0
+    assert not by_outcome["watch_minutes"].flagged  # none watched: no lift to judge
+    assert any(w.startswith("guardrail: plays") for w in result.warnings)
+    assert "guardrail plays per decision" in table([result]) and "FALLS" in table([result])
+    # equal plays: nothing flagged; and events without outcomes (older writers): no guardrails
+    (fair,) = lift_report(tally(_with_outcomes(events, rng, 0.15, 0.15)), FIFTH)
+    assert not any(g.flagged for g in fair.guardrails)
+    (old,) = lift_report(tally(events), FIFTH)
+    assert old.guardrails == []

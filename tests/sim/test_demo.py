@@ -63,8 +63,10 @@ def test_the_demo_runs_every_part_reports_and_leaves_no_process(tmp_path):
     assert report.count("<img") == 3
     assert (out / "replay" / "report.html").exists()
     assert "estimator" in result.stdout  # the replay table
-    for words in ("treatment", "control", "lift", "oracle", "published policy versions"):
+    for words in ("treatment", "control", "lift", "oracle", "published policy versions",
+                  "page value", "calibration ips", "guardrail plays per decision", "guardrail "):  # fmt: skip
         assert words in result.stdout
+    assert all(e.outcomes is not None for e in log.events)  # the guardrails' outcomes
     assert _processes_mentioning(str(out), f"127.0.0.1:{port}") == []
 
 
