@@ -11,6 +11,14 @@ not model (rows), or weights so heavy-tailed that a self-normalised estimator is
 For the default policy a treatment decision's weight is 1 / p where treatment showed what
 the default would have, 0 elsewhere; for rows, each position's weight is the product over
 it and the positions above it (reward-interaction), and the page's term sums them.
+
+A policy that has learned gives the default a tiny probability where it is poor, so the
+log can hardly see the default there and the estimate rests on a few huge weights. When
+decisions log the probability the treatment policy gives the default (`default_probability`,
+single-choice slots, control decisions included), the check is made where that
+probability is at least `MIN_SUPPORT`: the same requests in both groups (the region depends
+on the request, not on the group), with weights of at most 1 / MIN_SUPPORT, so it can be
+judged whatever the policy learned.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from typing import NamedTuple
 from bandit.events import DecisionEvent
 
 MIN_EFFECTIVE = 100.0  # effective rounds below which a gap is not judged: weights too few
+MIN_SUPPORT = 0.05  # the default's probability from which a request is in the checked region
 
 
 class DefaultTerms(NamedTuple):
@@ -37,6 +46,7 @@ class DefaultTerms(NamedTuple):
     # (rows, older writers) the realised largest weight of its positions and its square.
     mass: float
     mass_square: float
+    supported: bool  # the decision logged a default probability of at least MIN_SUPPORT
 
 
 MAX_SQUARE = 1e12  # the expected square of a weight the policy gave (almost) no chance
@@ -44,7 +54,8 @@ MAX_SQUARE = 1e12  # the expected square of a weight the policy gave (almost) no
 
 def default_terms(event: DecisionEvent, rewards: Sequence[float]) -> DefaultTerms:
     """The default ranks candidates marked default first, then the rest, in the order sent
-    (what the control group is shown)."""
+    (what the control group is shown). For a control decision, which showed the default
+    with probability 1, the terms are its reward and weight 1."""
     marked = [c.id for c in event.candidates if c.default]
     order = marked + [c.id for c in event.candidates if not c.default]
     weights: list[float] = []
@@ -55,9 +66,10 @@ def default_terms(event: DecisionEvent, rewards: Sequence[float]) -> DefaultTerm
     total = sum(w * r for w, r in zip(weights, rewards, strict=True))
     p = event.default_probability
     if p is not None and len(event.chosen) == 1:
-        return DefaultTerms(total, weights[0], 1.0, min(1.0 / p, MAX_SQUARE) if p else MAX_SQUARE)
+        square = min(1.0 / p, MAX_SQUARE) if p else MAX_SQUARE
+        return DefaultTerms(total, weights[0], 1.0, square, p >= MIN_SUPPORT)
     largest = max(weights)
-    return DefaultTerms(total, weights[0], largest, largest**2)
+    return DefaultTerms(total, weights[0], largest, largest**2, False)
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,7 @@ class Gap:
     low: float
     high: float
     effective_rounds: float  # Kish's effective sample size of the default's weights
+    scope: str  # the decisions compared: all, or those where the log supports the default
     judged: bool  # enough effective rounds for the interval to mean something
     flagged: bool  # judged, and the interval of the gap excludes 0
 
@@ -92,6 +105,7 @@ def gap(
     control: float,
     control_error: float,
     effective_rounds: float,
+    scope: str = "all decisions",
     confidence: float = 0.95,
 ) -> Gap:
     """The gap of two independent estimates (treatment and control are disjoint groups)."""
@@ -101,7 +115,12 @@ def gap(
     low, high = value - z * error, value + z * error
     judged = effective_rounds >= MIN_EFFECTIVE and math.isfinite(error)
     flagged = judged and (low > 0 or high < 0)
-    return Gap(estimator, estimate, control, value, low, high, effective_rounds, judged, flagged)
+    return Gap(estimator, estimate, control, value, low, high, effective_rounds, scope, judged,
+               flagged)  # fmt: skip
+
+
+def supported_scope(share: float) -> str:
+    return f"where the policy gives the default >= {MIN_SUPPORT:.0%} ({share:.0%} of decisions)"
 
 
 def effective_rounds(weight_sum: float, weight_squares: float) -> float:

@@ -91,9 +91,10 @@ class DecisionEvent(msgspec.Struct, tag="artbandit.decision/1", **_EVENT):
     # the slot's holdout fraction when this was decided (null from writers before it was
     # logged): what the lift report checks the split against
     holdout_fraction: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
-    # single-choice slots: the probability the deciding policy gave the editorial default,
-    # chosen or not (null when not logged): how much of the default's weight the log can
-    # see, which the check of off-policy estimates against the holdout needs
+    # single-choice slots: the probability the slot's treatment policy gives the editorial
+    # default for this request, chosen or not, in control too (null when not logged): where
+    # the log supports the default, which the check of off-policy estimates against the
+    # holdout needs (bandit.calibration)
     default_probability: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
 
     def __post_init__(self) -> None:

@@ -54,7 +54,7 @@ def unit_bucket(event: RewardedEvent) -> int:
     return zlib.crc32(unit.encode()) % UNIT_BUCKETS
 
 
-NONE = calibration.DefaultTerms(0.0, 0.0, 0.0, 0.0)  # a control decision: no default terms
+NONE = calibration.DefaultTerms(0.0, 0.0, 0.0, 0.0, False)  # no terms to add
 
 
 def _zeros() -> list[float]:
@@ -72,6 +72,12 @@ class GroupTally(msgspec.Struct):
     default_weight: list[float] = msgspec.field(default_factory=_zeros)
     default_mass: list[float] = msgspec.field(default_factory=_zeros)
     default_mass_square: list[float] = msgspec.field(default_factory=_zeros)
+    # the same over the decisions where the log supports the default (`terms.supported`);
+    # for control, whose weight is 1, its reward there
+    supported_decisions: list[float] = msgspec.field(default_factory=_zeros)
+    supported_reward: list[float] = msgspec.field(default_factory=_zeros)
+    supported_weight: list[float] = msgspec.field(default_factory=_zeros)
+    supported_mass_square: list[float] = msgspec.field(default_factory=_zeros)
     # outcome -> per bucket: the decisions that logged outcomes, then each outcome's sum
     outcomes: dict[str, list[float]] = msgspec.field(default_factory=dict)
 
@@ -88,6 +94,11 @@ class GroupTally(msgspec.Struct):
         self.default_weight[bucket] += default.first_weight
         self.default_mass[bucket] += default.mass
         self.default_mass_square[bucket] += default.mass_square
+        if default.supported:
+            self.supported_decisions[bucket] += 1
+            self.supported_reward[bucket] += default.reward
+            self.supported_weight[bucket] += default.first_weight
+            self.supported_mass_square[bucket] += default.mass_square
         if outcomes is not None:
             values = zip(OUTCOMES, msgspec.structs.astuple(outcomes), strict=True)
             for name, value in (("decisions", 1.0), *values):
@@ -95,7 +106,8 @@ class GroupTally(msgspec.Struct):
 
     def merge(self, other: GroupTally) -> None:
         sums = ("decisions", "reward", "default_reward", "default_weight", "default_mass",
-                "default_mass_square")  # fmt: skip
+                "default_mass_square", "supported_decisions", "supported_reward",
+                "supported_weight", "supported_mass_square")  # fmt: skip
         if any(len(getattr(other, name)) != UNIT_BUCKETS for name in sums):
             raise ValueError(f"a tally of {len(other.decisions)} buckets, not {UNIT_BUCKETS}")
         for name in sums:
@@ -154,9 +166,7 @@ def add(groups: dict[str, GroupTally], event: RewardedEvent) -> None:
     group = groups.get(event.group)
     if group is None:
         group = groups[event.group] = GroupTally()
-    default = NONE
-    if event.group == "treatment":
-        default = calibration.default_terms(event, event.rewards)
+    default = calibration.default_terms(event, event.rewards)
     group.add(unit_bucket(event), event.reward, default, event.outcomes)
 
 
@@ -310,26 +320,49 @@ def guardrails(groups: Mapping[str, GroupTally], primary: Lift) -> list[Guardrai
 
 def calibration_gaps(groups: Mapping[str, GroupTally], control: Rate) -> list[calibration.Gap]:
     """IPS and SNIPS of the default policy from the treatment tally, each against control's
-    rate, clustered by bucket. SNIPS divides by the mean weight of the first position, whose
-    expectation is 1 (rows too: consistent, as SNIPS is)."""
-    treated = groups.get("treatment")
-    if treated is None or not math.isfinite(control.low):
+    rate, clustered by bucket: over the decisions where the log supports the default when
+    both groups logged that, else over all. SNIPS divides by the mean weight of the first
+    position, whose expectation is 1 (rows too: consistent, as SNIPS is)."""
+    treated, held = groups.get("treatment"), groups.get("control")
+    if treated is None or held is None:
         return []
-    decisions = np.asarray(treated.decisions, dtype=float)
-    used = decisions > 0
-    reward = np.asarray(treated.default_reward, dtype=float)[used]
-    weight = np.asarray(treated.default_weight, dtype=float)[used]
-    effective = calibration.effective_rounds(
-        sum(treated.default_mass), sum(treated.default_mass_square)
-    )
+    if sum(treated.supported_decisions) > 0 and sum(held.supported_decisions) > 0:
+        share = sum(treated.supported_decisions) / max(sum(treated.decisions), 1)
+        scope = calibration.supported_scope(share)
+        t_decisions: Sequence[float] = treated.supported_decisions
+        reward = treated.supported_reward
+        weight, square = treated.supported_weight, treated.supported_mass_square
+        control = _rate(held.supported_reward, held.supported_decisions)
+        effective = calibration.effective_rounds(sum(t_decisions), sum(square))
+    else:
+        scope = "all decisions"
+        t_decisions = treated.decisions
+        reward, weight = treated.default_reward, treated.default_weight
+        effective = calibration.effective_rounds(
+            sum(treated.default_mass), sum(treated.default_mass_square)
+        )
+    if not math.isfinite(control.low):
+        return []
     gaps = []
-    for name, denominator in (("ips", decisions[used]), ("snips", weight)):
-        rate = ratio_rate(reward, denominator)
+    for name, denominator in (("ips", t_decisions), ("snips", weight)):
+        rate = _rate(reward, denominator, t_decisions)
         if math.isfinite(rate.low):
             gaps.append(calibration.gap(
-                name, rate.value, rate.std_error, control.value, control.std_error, effective
+                name, rate.value, rate.std_error, control.value, control.std_error, effective,
+                scope,
             ))  # fmt: skip
     return gaps
+
+
+def _rate(
+    numerators: Sequence[float],
+    denominators: Sequence[float],
+    units: Sequence[float] | None = None,
+) -> Rate:
+    """sum / sum over the buckets with decisions (`units`, default the denominators)."""
+    used = np.asarray(units if units is not None else denominators, dtype=float) > 0
+    num, den = np.asarray(numerators, dtype=float), np.asarray(denominators, dtype=float)
+    return ratio_rate(num[used], den[used])
 
 
 class RecentTallies:
@@ -415,7 +448,7 @@ def table(report: Sequence[SlotLift]) -> str:
             )
         for gap in s.calibration:
             lines.append(
-                f"{'':<12}calibration {gap.estimator}: default policy off-policy "
+                f"{'':<12}calibration {gap.estimator}, {gap.scope}: default policy off-policy "
                 f"{gap.estimate:.4f} vs control {gap.control:.4f}, gap {gap.value:+.4f} "
                 f"[{gap.low:+.4f}, {gap.high:+.4f}]: {gap.verdict()}"
             )

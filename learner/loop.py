@@ -17,7 +17,7 @@ import logging
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 
 import msgspec
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_S = 10.0
 TUNING_RETRY_S = 30.0  # after a switch failed on Kafka, so retries never starve the poll
+RECENT_WEIGHTS = 10_000  # sampled importance weights per slot behind the replay gauges
 
 
 class LearnerError(RuntimeError):
@@ -117,6 +118,7 @@ class KafkaLearner:
         self._checkpoints_written = 0
         self._tally_progress: dict[tuple[str, int], tuple[int, int]] = {}  # last sums written
         self._recent = RecentTallies(settings.recent_window_s)  # calibration, guardrails
+        self._weights: dict[str, deque[float]] = {}  # slot -> recent sampled weights
         self._tuning_refused: set[tuple[str, Tuned]] = set()
         self._next_tuning_check = float("-inf")
         self._consumed = 0
@@ -339,6 +341,8 @@ class KafkaLearner:
             self._send(topics.deadletter, dead.key, msgspec.json.encode(dead))
             self.metrics.dead_letters.labels(dead.code).inc()
         self.writer.ship()
+        for slot, weights in out.weights.items():
+            self._weights.setdefault(slot, deque(maxlen=RECENT_WEIGHTS)).extend(weights)
         for outcome, count in out.outcomes.items():
             self.metrics.joins.labels(outcome).inc(count)
         for slot, count in out.learned.items():
@@ -388,6 +392,7 @@ class KafkaLearner:
         self._write_tallies(checkpoint)
         for slot in self.config.learned_slots:
             self.metrics.watched(slot, self._recent.lift(slot))
+            self.metrics.weighed(slot, self._weights.get(slot, ()))
         if time.monotonic() - self._last_publish >= self.config.learner.publish_interval_s:
             self._last_publish = time.monotonic()
             self._publish()

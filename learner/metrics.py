@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Sequence
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from bandit.events import GROUPS
@@ -149,6 +151,21 @@ class LearnerMetrics:
             ["slot", "outcome"],
             registry=registry,
         )
+        self.replay_effective_share = Gauge(
+            "artbandit_learner_replay_effective_share",
+            "Effective sample size over count of the learning policy's importance weights "
+            "(its probability of what was logged over the logged one) on a sample of recent "
+            "treatment decisions: 1 while it decides like what logged them, near 0 when a "
+            "replay of it would rest on a few of them.",
+            ["slot"],
+            registry=registry,
+        )
+        self.replay_max_weight = Gauge(
+            "artbandit_learner_replay_max_weight",
+            "The largest of those importance weights.",
+            ["slot"],
+            registry=registry,
+        )
         self.calibration_effective_rounds = Gauge(
             "artbandit_learner_calibration_effective_rounds",
             "Effective sample size of the default policy's weights over the calibration window.",
@@ -187,6 +204,15 @@ class LearnerMetrics:
                 self.calibration_gap.labels(slot, gap.estimator, bound).set(value)
             self.calibration_flagged.labels(slot, gap.estimator).set(int(gap.flagged))
             self.calibration_effective_rounds.labels(slot).set(gap.effective_rounds)
+
+    def weighed(self, slot: str, weights: Sequence[float]) -> None:
+        """The learning policy's importance weights on the slot's recent sampled decisions."""
+        if weights:
+            values = np.asarray(weights, dtype=float)
+            squares = float(np.dot(values, values))
+            share = float(values.sum()) ** 2 / squares / len(values) if squares > 0 else 0.0
+            self.replay_effective_share.labels(slot).set(share)
+            self.replay_max_weight.labels(slot).set(float(values.max()))
 
     def checkpointed(self, duration_s: float, at: float) -> None:
         self.checkpoint_seconds.observe(duration_s)

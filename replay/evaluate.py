@@ -171,7 +171,7 @@ def _evaluate_slot(slot, slot_events, targets, config, settings, quiet) -> SlotR
     } if ranked else {}  # fmt: skip
     gaps = []
     if control:
-        gaps = _calibration(rounds, q, logging_value["control"], estimators, config, settings)
+        gaps = _calibration(rounds, logged["control"], q, estimators, config, settings)
         warnings += _calibration_warnings(gaps)
     results, page_results = [], []
     for target in applicable:
@@ -203,23 +203,38 @@ def _evaluate_slot(slot, slot_events, targets, config, settings, quiet) -> SlotR
     )  # fmt: skip
 
 
-def _calibration(rounds: Rounds, q, control: est.Estimate, estimators, config, settings):
+def _calibration(rounds: Rounds, control: Rounds, q, estimators, config, settings):
     """Each estimator's value of the default policy (what control runs) from the treatment
-    rounds, against control's measured value; the page value for rows."""
+    rounds, against control's measured value (the page value for rows): over the decisions
+    where the log supports the default when both groups logged that, else over all."""
     pmf = parse_target("default", config, settings.seed).probabilities(None, rounds, True)
     index = np.arange(len(rounds))
     ratio = pmf[index, rounds.chosen] / rounds.propensity
     data = off_policy_data(rounds, pmf, q, rounds.prefix_product(ratio))
     terms = [calibration.default_terms(event, event.rewards) for event in rounds.events]
+    held = [calibration.default_terms(event, event.rewards) for event in control.events]
+    supported = np.asarray([t.supported for t in terms], dtype=bool)
+    if supported.any() and any(t.supported for t in held):  # single-choice: a round an event
+        scope = calibration.supported_scope(float(supported.mean()))
+        terms = [t for t, kept in zip(terms, supported, strict=True) if kept]
+        measured = np.asarray([t.reward for t in held if t.supported])
+        pieces = [e.pieces(data.select(supported[rounds.event_index])) for e in estimators]
+    else:
+        scope = "all decisions"
+        measured = np.bincount(
+            control.event_index, weights=control.reward, minlength=len(control.events)
+        )
+        pieces = [pages.by_page(e.pieces(data), rounds) for e in estimators]
+    reference = est.mean_estimate("control", measured, settings.confidence)
     effective = calibration.effective_rounds(
         sum(t.mass for t in terms), sum(t.mass_square for t in terms)
     )
     gaps = []
-    for estimator in estimators:
-        value = est.interval(estimator.name, pages.by_page(estimator.pieces(data), rounds))
+    for estimator, parts in zip(estimators, pieces, strict=True):
+        value = est.interval(estimator.name, parts)
         gaps.append(calibration.gap(
-            estimator.name, value.value, value.std_error, control.value, control.std_error,
-            effective, settings.confidence,
+            estimator.name, value.value, value.std_error, reference.value, reference.std_error,
+            effective, scope, settings.confidence,
         ))  # fmt: skip
     return gaps
 

@@ -84,7 +84,8 @@ def _calibration_lines(slot: SlotResult) -> list[str]:
     """Each estimator's value of the default policy against control, which runs it."""
     if not slot.calibration:
         return []
-    lines = ["  calibration: the default policy estimated from treatment vs the control group:"]
+    scope = slot.calibration[0].scope
+    lines = [f"  calibration: the default policy estimated from treatment vs control, {scope}:"]
     for gap in slot.calibration:
         lines.append(
             f"  {'':<34} {'':>3} {gap.estimator:<12} {gap.estimate:>8.4f}  vs control "

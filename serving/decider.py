@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from bandit.config import Config
 from bandit.events import Context, DecisionEvent, PolicyRef
 from bandit.policies import Choice, DefaultPolicy
+from bandit.policies.base import default_order
 from serving.api import DecideRequest, Decision, RequestError, SlotRequest
 from serving.holdout import Holdout
 from serving.policy_registry import PolicyRegistry
@@ -44,6 +46,9 @@ class PageDecider:
             if group == "control":
                 policy_ref = CONTROL_POLICY
                 choice = self.control[slot.slot].decide(context, slot.candidates, slot.select)
+                if choice.default_probability is not None:  # a single-choice slot
+                    treated = self._default_probability(slot, context)
+                    choice = dataclasses.replace(choice, default_probability=treated)
             else:
                 policy_ref, choice = self._treatment(index, slot, context)
             decision_id = os.urandom(16).hex()  # 128 random bits, as uuid4, at a third the cost
@@ -75,6 +80,19 @@ class PageDecider:
                 )
             )
         return PageDecision(decisions, events)
+
+    def _default_probability(self, slot: SlotRequest, context: Context) -> float | None:
+        """What the slot's treatment policy would give the editorial default here: logged
+        with control decisions too, so that off-policy estimates can be checked against
+        control where the policy supports the default (see bandit.calibration)."""
+        entry = self.registry.get(slot.slot)
+        if entry is None:
+            return None
+        with entry.lock:
+            if entry.closed:
+                return None
+            pmf = entry.policy.action_probabilities(context, slot.candidates)
+        return min(1.0, float(pmf[default_order(slot.candidates)[0]]))
 
     def _treatment(
         self, index: int, slot: SlotRequest, context: Context

@@ -259,6 +259,7 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> DemoResult:
     replay_path = _replay(options, config, log_path, stream) if options.replay else None
     if options.replay:
         _report_lift(config, log_path, stream)
+        _audit(config, log_path, stream)
     from sim import report
 
     report_path = report.write(out, tally, world, replay_path)
@@ -378,6 +379,19 @@ def _report_lift(config: Config, log_path: Path, stream: TextIO) -> None:
 
     stream.write(f"\n$ artbandit report lift --log {log_path}\n")
     stream.write(table(lift_report(tally(read_log(str(log_path), quiet=True).events), config)))
+    stream.write("\n")
+
+
+def _audit(config: Config, log_path: Path, stream: TextIO) -> None:
+    """`artbandit audit` on the demo's log: every sampled decision re-scored with the stored
+    version that logged it (the demo keeps the last `model_store.keep_versions`)."""
+    from bandit.model_store import ModelStore
+    from replay.audit import audit, table
+    from replay.logs import read_log
+
+    stream.write(f"\n$ artbandit audit --log {log_path}\n")
+    store = ModelStore(config.model_store.path, config.model_store.keep_versions)
+    stream.write(table(audit(read_log(str(log_path), quiet=True).events, config, store)))
     stream.write("\n")
 
 

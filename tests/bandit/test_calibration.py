@@ -28,16 +28,27 @@ TEMPLATE = RewardedEvent(
 )  # fmt: skip
 
 
-def experiment(seed: int, decisions: int = 3000, misstated: float = 1.0) -> list[RewardedEvent]:
-    """A log with 20% control; treatment draws from LOGGER. `misstated` multiplies the logged
-    probability of the default (a logging bug), capped at 1."""
+# a learned logger: it nearly never shows the default to segment 1, where the default is poor
+SKEWED = np.array([[0.6, 0.2, 0.1, 0.1], [0.002, 0.598, 0.2, 0.2], [0.3, 0.1, 0.1, 0.5]])
+
+
+def experiment(
+    seed: int,
+    decisions: int = 3000,
+    misstated: float = 1.0,
+    logger: np.ndarray = LOGGER,
+    log_default: bool = True,
+) -> list[RewardedEvent]:
+    """A log with 20% control; treatment draws from `logger`. `misstated` multiplies the
+    logged probability of the default (a logging bug), capped at 1. With `log_default`, both
+    groups log the probability the treatment policy gives the default."""
     rng = np.random.default_rng(seed)
     segments = rng.integers(3, size=decisions)
     control = rng.random(decisions) < 0.2
     draws = rng.random(decisions)
     events = []
     for i, (segment, held) in enumerate(zip(segments.tolist(), control.tolist(), strict=True)):
-        pmf = LOGGER[segment]
+        pmf = logger[segment]
         action = 0 if held else int(np.searchsorted(np.cumsum(pmf), draws[i]))
         logged = 1.0 if held else float(pmf[action])
         if action == 0 and not held:
@@ -47,7 +58,7 @@ def experiment(seed: int, decisions: int = 3000, misstated: float = 1.0) -> list
             TEMPLATE, decision_id=f"{seed}-{i}", user_hash=f"u{seed}-{i}",
             group="control" if held else "treatment", chosen=[f"a{action}"],
             probabilities=[logged], rewards=[reward], reward=reward,
-            default_probability=1.0 if held else float(pmf[0]),
+            default_probability=float(pmf[0]) if log_default else None,
             context=Context(user={"segment": str(segment)}, request={}),
         ))  # fmt: skip
     return events
@@ -59,15 +70,34 @@ def gaps_of(events) -> dict[str, calibration.Gap]:
 
 
 @pytest.mark.slow
-def test_the_gap_covers_zero_in_at_least_90_percent_of_logs():
+@pytest.mark.parametrize("log_default", [True, False])
+def test_the_gap_covers_zero_in_at_least_90_percent_of_logs(log_default):
     logs, covered = 200, {"ips": 0, "snips": 0}
     for seed in range(logs):
-        gaps = gaps_of(experiment(seed))
+        gaps = gaps_of(experiment(seed, log_default=log_default))
         for name in covered:
             assert gaps[name].judged
             covered[name] += gaps[name].low <= 0 <= gaps[name].high
             assert gaps[name].control == pytest.approx(TRUTH, abs=0.1)
     assert min(covered.values()) / logs >= 0.9, covered
+
+
+@pytest.mark.slow
+def test_where_the_policy_hardly_shows_the_default_the_check_keeps_to_where_it_does():
+    """Segment 1 gets the default 0.2% of the time: over all decisions the estimate rests on
+    a few huge weights (not judged); logged default probabilities let it compare the two
+    other segments in both groups, judged, and right."""
+    logs, covered = 200, 0
+    for seed in range(logs):
+        events = experiment(seed, logger=SKEWED)
+        gaps = gaps_of(events)["ips"]
+        assert gaps.judged and gaps.scope.startswith("where the policy gives the default")
+        assert gaps.control == pytest.approx(RATES[[0, 2], 0].mean(), abs=0.1)
+        covered += gaps.low <= 0 <= gaps.high
+        if seed < 20:
+            unlogged = [msgspec.structs.replace(e, default_probability=None) for e in events]
+            assert gaps_of(unlogged)["ips"].scope == "all decisions"
+    assert covered / logs >= 0.9, covered
 
 
 def test_a_misstated_propensity_is_flagged_in_the_lift_report_and_in_replay():
@@ -101,7 +131,7 @@ def test_rows_weights_multiply_down_the_page_and_stop_at_the_first_difference():
         probabilities=[0.5, 0.25, 0.5], rewards=[1.0, 1.0, 1.0], reward=3.0,
     )  # fmt: skip
     terms = calibration.default_terms(event, event.rewards)
-    assert terms == (2.0 + 8.0, 2.0, 8.0, 64.0)  # r3 is not the default's third row: weight 0
+    assert terms == (2.0 + 8.0, 2.0, 8.0, 64.0, False)  # r3 is not the default's third row
 
 
 def test_a_logged_default_probability_counts_the_weight_the_log_cannot_see():
@@ -113,7 +143,7 @@ def test_a_logged_default_probability_counts_the_weight_the_log_cannot_see():
     shown = msgspec.structs.replace(rare[0], decision_id="shown", chosen=["a0"],
                                     probabilities=[0.001])  # fmt: skip
     terms = calibration.default_terms(shown, [1.0])
-    assert terms == (1000.0, 1000.0, 1.0, 1000.0)
+    assert terms == (1000.0, 1000.0, 1.0, 1000.0, False)  # 0.001: outside the checked region
     effective = calibration.effective_rounds(2001.0, 2001 * 1000.0)
     assert effective == pytest.approx(2.0, abs=0.01)
     unlogged = [msgspec.structs.replace(e, default_probability=None) for e in [*rare, shown]]

@@ -5,9 +5,11 @@ from dataclasses import dataclass
 import msgspec
 import pytest
 
+from bandit.config import load_config
+from bandit.learner_core import weight_of
 from bandit.policies import build_policy
 from bandit.slots import SlotConfig, SlotKind
-from sim.synthetic import SyntheticWorld
+from sim.synthetic import SyntheticWorld, rewarded_log
 
 
 @dataclass(frozen=True)
@@ -69,3 +71,15 @@ def test_uniform_policy_earns_chance(kind):
     # give a standard error of the difference near 0.006: 0.03 is about 5 of them.
     assert result.greedy_reward == pytest.approx(result.uniform_reward, abs=0.03), result
     assert result.learned_reward == pytest.approx(result.uniform_reward, abs=0.03), result
+
+
+def test_the_importance_weight_of_a_policy_on_its_own_log_is_one_and_moves_as_it_learns():
+    slot = load_config(environ={}).slots["artwork"]
+    policy = build_policy(slot)
+    world = SyntheticWorld(SlotKind.ARTWORK, seed=3, candidates_per_round=5, catalogue_size=40)
+    own = rewarded_log(world, policy, "artwork", 200)
+    assert [weight_of(policy, e) for e in own] == pytest.approx([1.0] * 200)
+    for event in own:
+        policy.learn(event)
+    moved = [weight_of(policy, e) for e in own]
+    assert max(moved) > 1.5 and min(moved) < 0.5  # it learned: some choices more, some less

@@ -54,6 +54,10 @@ def test_page_decisions_arrive_on_kafka_with_their_fields(make_config, broker):
         assert event.context.user == {"taste": "romance", "age": 31}
         assert event.context.request == {"device": "tv", "hour": 21}
         assert event.user_hash and event.user_hash != RAW_USER_ID
+        # what the untrained policy gives the editorial default (first, unless marked): 95%
+        # plus its share of the 5% spread; rows log none
+        expected = None if slot["slot"] == "rows" else 0.95 + 0.05 / len(slot["candidates"])
+        assert event.default_probability == pytest.approx(expected)
     rows = decisions[-1]
     assert len(rows["chosen"]) == 4 == len(set(rows["chosen"]))
     # An untrained policy serves the editorial order with 5% spread over the rows left: a
@@ -82,10 +86,14 @@ def test_control_group_gets_the_editorial_default_with_probability_one(make_conf
     config = make_config(*(f"slots.{s}.holdout_fraction=1.0" for s in ("artwork", "hero", "rows")))
     with running_service(config) as service:
         _, answer = service.client().post("/v1/decide", page())
+        logged = read_topic(broker.bootstrap_servers, config.kafka.topics.decisions, 5)
     hero = answer["decisions"][3]
     assert hero["group"] == "control" and hero["chosen"] == ["hero2"]
     assert hero["probabilities"] == [1.0] and hero["policy_version"] == "editorial"
     assert answer["decisions"][4]["chosen"] == ["row0", "row1", "row2", "row3"]
+    # control logs what the treatment policy would give the default: the calibration region
+    (event,) = [e for e in logged if e.decision_id == hero["decision_id"]]
+    assert event.default_probability == pytest.approx(0.95 + 0.05 / 5)
 
 
 def test_holdout_fraction_is_right_over_ten_thousand_users_and_sticky(make_config):

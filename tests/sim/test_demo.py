@@ -64,9 +64,11 @@ def test_the_demo_runs_every_part_reports_and_leaves_no_process(tmp_path):
     assert (out / "replay" / "report.html").exists()
     assert "estimator" in result.stdout  # the replay table
     for words in ("treatment", "control", "lift", "oracle", "published policy versions",
-                  "page value", "calibration ips", "guardrail plays per decision", "guardrail "):  # fmt: skip
+                  "page value", "calibration ips", "guardrail plays per decision", "guardrail ",
+                  "re-scored with the version that logged them"):  # fmt: skip
         assert words in result.stdout
     assert all(e.outcomes is not None for e in log.events)  # the guardrails' outcomes
+    assert "logged a probability their version does not give" not in result.stdout  # audit
     assert _processes_mentioning(str(out), f"127.0.0.1:{port}") == []
 
 
