@@ -36,10 +36,11 @@ MIN_SUPPORT = 0.05  # the default's probability from which a request is in the c
 
 
 class DefaultTerms(NamedTuple):
-    """A treatment decision's terms for the default policy's value."""
+    """A decision's terms for the default policy's value (a control decision's weight is 1)."""
 
     reward: float  # the sum over positions of weight x reward
     first_weight: float  # the first position's weight: SNIPS divides by its mean
+    page_weight: float  # the last position's: its mean must be 1 when the log sees the tail
     # What the effective rounds count: when the decision logged the probability p the policy
     # gave the default, the weight's expectation 1 and its expected square 1 / p, so rounds
     # where the default was nearly impossible count whether or not it was shown; otherwise
@@ -50,12 +51,12 @@ class DefaultTerms(NamedTuple):
 
 
 MAX_SQUARE = 1e12  # the expected square of a weight the policy gave (almost) no chance
+WEIGHT_Z = 3.0  # how many standard errors a mean weight may stray from 1
 
 
 def default_terms(event: DecisionEvent, rewards: Sequence[float]) -> DefaultTerms:
     """The default ranks candidates marked default first, then the rest, in the order sent
-    (what the control group is shown). For a control decision, which showed the default
-    with probability 1, the terms are its reward and weight 1."""
+    (what the control group is shown)."""
     marked = [c.id for c in event.candidates if c.default]
     order = marked + [c.id for c in event.candidates if not c.default]
     weights: list[float] = []
@@ -67,9 +68,9 @@ def default_terms(event: DecisionEvent, rewards: Sequence[float]) -> DefaultTerm
     p = event.default_probability
     if p is not None and len(event.chosen) == 1:
         square = min(1.0 / p, MAX_SQUARE) if p else MAX_SQUARE
-        return DefaultTerms(total, weights[0], 1.0, square, p >= MIN_SUPPORT)
+        return DefaultTerms(total, weights[0], weights[0], 1.0, square, p >= MIN_SUPPORT)
     largest = max(weights)
-    return DefaultTerms(total, weights[0], largest, largest**2, False)
+    return DefaultTerms(total, weights[0], weights[-1], largest, largest**2, False)
 
 
 @dataclass(frozen=True)
@@ -83,19 +84,30 @@ class Gap:
     low: float
     high: float
     effective_rounds: float  # Kish's effective sample size of the default's weights
+    mean_weight: float  # of the default's page weights over treatment: 1 in expectation
+    mean_weight_error: float
     scope: str  # the decisions compared: all, or those where the log supports the default
-    judged: bool  # enough effective rounds for the interval to mean something
-    flagged: bool  # judged, and the interval of the gap excludes 0
+    judged: bool  # enough weight, seen well enough, for the interval to mean something
+    flagged: bool  # judged, and the gap or the mean weight says the log is not right
 
     def verdict(self) -> str:
-        if not self.judged:
+        if self.effective_rounds < MIN_EFFECTIVE:
             return (
                 f"not judged: {self.effective_rounds:,.0f} effective rounds "
                 f"(at least {MIN_EFFECTIVE:,.0f} needed)"
             )
+        weights = f"the default's weights average {self.mean_weight:.3f}, not 1"
+        if not self.judged:
+            return f"not judged: {weights}, so their tail is unseen"
+        if self.flagged and not self._weight_ok:
+            return f"DISAGREES: {weights}: the logged probabilities are not the ones used"
         if self.flagged:
             return "DISAGREES with control: do not trust this estimator on this log"
         return "agrees with control"
+
+    @property
+    def _weight_ok(self) -> bool:
+        return abs(self.mean_weight - 1.0) <= WEIGHT_Z * self.mean_weight_error
 
 
 def gap(
@@ -105,18 +117,30 @@ def gap(
     control: float,
     control_error: float,
     effective_rounds: float,
+    mean_weight: tuple[float, float],
+    bounded: bool,
     scope: str = "all decisions",
     confidence: float = 0.95,
 ) -> Gap:
-    """The gap of two independent estimates (treatment and control are disjoint groups)."""
+    """The gap of two independent estimates (treatment and control are disjoint groups).
+
+    `mean_weight` (value, standard error) must be near 1. Where weights are `bounded` (the
+    supported region) the log sees all of them, so a mean away from 1 means wrong logged
+    probabilities: flagged. Elsewhere a mean below 1 may only mean that the rare huge
+    weights did not turn up yet: not judged; above 1, flagged.
+    """
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     value = estimate - control
     error = math.hypot(estimate_error, control_error)
     low, high = value - z * error, value + z * error
+    mean, mean_error = mean_weight
     judged = effective_rounds >= MIN_EFFECTIVE and math.isfinite(error)
-    flagged = judged and (low > 0 or high < 0)
-    return Gap(estimator, estimate, control, value, low, high, effective_rounds, scope, judged,
-               flagged)  # fmt: skip
+    astray = abs(mean - 1.0) > WEIGHT_Z * mean_error
+    if not bounded and mean < 1.0 and astray:
+        judged = False
+    flagged = judged and (low > 0 or high < 0 or astray)
+    return Gap(estimator, estimate, control, value, low, high, effective_rounds, mean,
+               mean_error, scope, judged, flagged)  # fmt: skip
 
 
 def supported_scope(share: float) -> str:

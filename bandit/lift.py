@@ -54,30 +54,52 @@ def unit_bucket(event: RewardedEvent) -> int:
     return zlib.crc32(unit.encode()) % UNIT_BUCKETS
 
 
-NONE = calibration.DefaultTerms(0.0, 0.0, 0.0, 0.0, False)  # no terms to add
-
-
 def _zeros() -> list[float]:
     return [0.0] * UNIT_BUCKETS
 
 
+def _added(mine: list[float], theirs: list[float]) -> list[float]:
+    if len(theirs) != UNIT_BUCKETS:
+        raise ValueError(f"a tally of {len(theirs)} buckets, not {UNIT_BUCKETS}")
+    return [a + b for a, b in zip(mine, theirs, strict=True)]
+
+
+class DefaultSums(msgspec.Struct):
+    """The default policy's terms (`calibration.DefaultTerms`) summed per bucket, with the
+    decisions they come from and the squares of the page weights."""
+
+    decisions: list[float] = msgspec.field(default_factory=_zeros)
+    reward: list[float] = msgspec.field(default_factory=_zeros)
+    first_weight: list[float] = msgspec.field(default_factory=_zeros)
+    page_weight: list[float] = msgspec.field(default_factory=_zeros)
+    page_weight_square: list[float] = msgspec.field(default_factory=_zeros)
+    mass: list[float] = msgspec.field(default_factory=_zeros)
+    mass_square: list[float] = msgspec.field(default_factory=_zeros)
+
+    def add(self, bucket: int, terms: calibration.DefaultTerms) -> None:
+        self.decisions[bucket] += 1
+        self.reward[bucket] += terms.reward
+        self.first_weight[bucket] += terms.first_weight
+        self.page_weight[bucket] += terms.page_weight
+        self.page_weight_square[bucket] += terms.page_weight**2
+        self.mass[bucket] += terms.mass
+        self.mass_square[bucket] += terms.mass_square
+
+    def merge(self, other: DefaultSums) -> None:
+        for name in self.__struct_fields__:
+            setattr(self, name, _added(getattr(self, name), getattr(other, name)))
+
+
 class GroupTally(msgspec.Struct):
-    """One group's decisions and reward, summed per bucket of people; for treatment also the
-    default policy's terms (`calibration.DefaultTerms`).
-    Tallies written before those fields read them as zeros."""
+    """One group's decisions and reward, summed per bucket of people; the default policy's
+    terms over all its decisions and over those where the log supports the default
+    (`calibration`); the outcomes of the decisions that logged them (guardrails). Tallies
+    written before a field existed read it as empty."""
 
     decisions: list[int] = msgspec.field(default_factory=lambda: [0] * UNIT_BUCKETS)
     reward: list[float] = msgspec.field(default_factory=_zeros)
-    default_reward: list[float] = msgspec.field(default_factory=_zeros)
-    default_weight: list[float] = msgspec.field(default_factory=_zeros)
-    default_mass: list[float] = msgspec.field(default_factory=_zeros)
-    default_mass_square: list[float] = msgspec.field(default_factory=_zeros)
-    # the same over the decisions where the log supports the default (`terms.supported`);
-    # for control, whose weight is 1, its reward there
-    supported_decisions: list[float] = msgspec.field(default_factory=_zeros)
-    supported_reward: list[float] = msgspec.field(default_factory=_zeros)
-    supported_weight: list[float] = msgspec.field(default_factory=_zeros)
-    supported_mass_square: list[float] = msgspec.field(default_factory=_zeros)
+    default: DefaultSums = msgspec.field(default_factory=DefaultSums)
+    supported: DefaultSums = msgspec.field(default_factory=DefaultSums)
     # outcome -> per bucket: the decisions that logged outcomes, then each outcome's sum
     outcomes: dict[str, list[float]] = msgspec.field(default_factory=dict)
 
@@ -85,39 +107,29 @@ class GroupTally(msgspec.Struct):
         self,
         bucket: int,
         reward: float,
-        default: calibration.DefaultTerms = NONE,
+        default: calibration.DefaultTerms | None = None,
         outcomes: Outcomes | None = None,
     ) -> None:
         self.decisions[bucket] += 1
         self.reward[bucket] += reward
-        self.default_reward[bucket] += default.reward
-        self.default_weight[bucket] += default.first_weight
-        self.default_mass[bucket] += default.mass
-        self.default_mass_square[bucket] += default.mass_square
-        if default.supported:
-            self.supported_decisions[bucket] += 1
-            self.supported_reward[bucket] += default.reward
-            self.supported_weight[bucket] += default.first_weight
-            self.supported_mass_square[bucket] += default.mass_square
+        if default is not None:
+            self.default.add(bucket, default)
+            if default.supported:
+                self.supported.add(bucket, default)
         if outcomes is not None:
             values = zip(OUTCOMES, msgspec.structs.astuple(outcomes), strict=True)
             for name, value in (("decisions", 1.0), *values):
                 self.outcomes.setdefault(name, _zeros())[bucket] += value
 
     def merge(self, other: GroupTally) -> None:
-        sums = ("decisions", "reward", "default_reward", "default_weight", "default_mass",
-                "default_mass_square", "supported_decisions", "supported_reward",
-                "supported_weight", "supported_mass_square")  # fmt: skip
-        if any(len(getattr(other, name)) != UNIT_BUCKETS for name in sums):
+        if len(other.decisions) != UNIT_BUCKETS:
             raise ValueError(f"a tally of {len(other.decisions)} buckets, not {UNIT_BUCKETS}")
-        for name in sums:
-            mine, theirs = getattr(self, name), getattr(other, name)
-            setattr(self, name, [a + b for a, b in zip(mine, theirs, strict=True)])
+        self.decisions = [a + b for a, b in zip(self.decisions, other.decisions, strict=True)]
+        self.reward = _added(self.reward, other.reward)
+        self.default.merge(other.default)
+        self.supported.merge(other.supported)
         for name, theirs in other.outcomes.items():
-            if len(theirs) != UNIT_BUCKETS:
-                raise ValueError(f"a tally of {len(theirs)} buckets, not {UNIT_BUCKETS}")
-            mine = self.outcomes.get(name, _zeros())
-            self.outcomes[name] = [a + b for a, b in zip(mine, theirs, strict=True)]
+            self.outcomes[name] = _added(self.outcomes.get(name, _zeros()), theirs)
 
     @property
     def total(self) -> int:
@@ -275,7 +287,8 @@ def slot_lift(
             result.warnings.append(
                 f"off-policy {gap.estimator} of the default policy {gap.estimate:.4f} disagrees "
                 f"with control's {gap.control:.4f} (gap {gap.value:+.4f} [{gap.low:+.4f}, "
-                f"{gap.high:+.4f}]): propensities, assignment or drift; see the runbook"
+                f"{gap.high:+.4f}]): propensities, assignment, drift, or other slots of the page "
+                "changing this one's rewards; see the runbook"
             )
     for name, group in (("treatment", treatment), ("control", control)):
         if group.decisions < MIN_DECISIONS:
@@ -326,30 +339,23 @@ def calibration_gaps(groups: Mapping[str, GroupTally], control: Rate) -> list[ca
     treated, held = groups.get("treatment"), groups.get("control")
     if treated is None or held is None:
         return []
-    if sum(treated.supported_decisions) > 0 and sum(held.supported_decisions) > 0:
-        share = sum(treated.supported_decisions) / max(sum(treated.decisions), 1)
-        scope = calibration.supported_scope(share)
-        t_decisions: Sequence[float] = treated.supported_decisions
-        reward = treated.supported_reward
-        weight, square = treated.supported_weight, treated.supported_mass_square
-        control = _rate(held.supported_reward, held.supported_decisions)
-        effective = calibration.effective_rounds(sum(t_decisions), sum(square))
-    else:
-        scope = "all decisions"
-        t_decisions = treated.decisions
-        reward, weight = treated.default_reward, treated.default_weight
-        effective = calibration.effective_rounds(
-            sum(treated.default_mass), sum(treated.default_mass_square)
-        )
+    bounded = sum(treated.supported.decisions) > 0 and sum(held.supported.decisions) > 0
+    sums = treated.supported if bounded else treated.default
+    scope = "all decisions"
+    if bounded:
+        scope = calibration.supported_scope(sum(sums.decisions) / max(treated.total, 1))
+        control = _rate(held.supported.reward, held.supported.decisions)
     if not math.isfinite(control.low):
         return []
+    effective = calibration.effective_rounds(sum(sums.mass), sum(sums.mass_square))
+    weight = _rate(sums.page_weight, sums.decisions)
     gaps = []
-    for name, denominator in (("ips", t_decisions), ("snips", weight)):
-        rate = _rate(reward, denominator, t_decisions)
+    for name, denominator in (("ips", sums.decisions), ("snips", sums.first_weight)):
+        rate = _rate(sums.reward, denominator, sums.decisions)
         if math.isfinite(rate.low):
             gaps.append(calibration.gap(
                 name, rate.value, rate.std_error, control.value, control.std_error, effective,
-                scope,
+                (weight.value, weight.std_error), bounded, scope,
             ))  # fmt: skip
     return gaps
 

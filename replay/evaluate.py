@@ -25,7 +25,8 @@ from replay.targets import Target, parse_target
 TOP_SEGMENTS = 8
 CALIBRATION_CAUSES = {  # by whether IPS is among the estimators that disagree
     True: "IPS is unbiased whatever the target, so the log itself is suspect: propensities "
-    "logged wrong, a broken assignment, or drift between the groups",
+    "logged wrong, a broken assignment, drift between the groups, or other slots of the page "
+    "that differ between the groups and change this slot's rewards",
     False: "IPS agrees, so these estimators are biased on this log: heavy-tailed weights "
     "(self-normalised ones) or a wrong reward model (model-based ones)",
 }
@@ -214,7 +215,8 @@ def _calibration(rounds: Rounds, control: Rounds, q, estimators, config, setting
     terms = [calibration.default_terms(event, event.rewards) for event in rounds.events]
     held = [calibration.default_terms(event, event.rewards) for event in control.events]
     supported = np.asarray([t.supported for t in terms], dtype=bool)
-    if supported.any() and any(t.supported for t in held):  # single-choice: a round an event
+    bounded = bool(supported.any()) and any(t.supported for t in held)
+    if bounded:  # single-choice slots only: a round an event
         scope = calibration.supported_scope(float(supported.mean()))
         terms = [t for t, kept in zip(terms, supported, strict=True) if kept]
         measured = np.asarray([t.reward for t in held if t.supported])
@@ -229,12 +231,13 @@ def _calibration(rounds: Rounds, control: Rounds, q, estimators, config, setting
     effective = calibration.effective_rounds(
         sum(t.mass for t in terms), sum(t.mass_square for t in terms)
     )
+    weight = est.mean_estimate("weight", np.asarray([t.page_weight for t in terms]))
     gaps = []
     for estimator, parts in zip(estimators, pieces, strict=True):
         value = est.interval(estimator.name, parts)
         gaps.append(calibration.gap(
             estimator.name, value.value, value.std_error, reference.value, reference.std_error,
-            effective, scope, settings.confidence,
+            effective, (weight.value, weight.std_error), bounded, scope, settings.confidence,
         ))  # fmt: skip
     return gaps
 

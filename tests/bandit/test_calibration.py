@@ -104,6 +104,9 @@ def test_a_misstated_propensity_is_flagged_in_the_lift_report_and_in_replay():
     events = experiment(seed=1, decisions=6000, misstated=1.6)
     gaps = gaps_of(events)
     assert gaps["ips"].flagged and gaps["ips"].value < 0
+    # where every weight is bounded, a mean weight away from 1 is the logging's fault
+    assert gaps["ips"].mean_weight == pytest.approx(1 / 1.6, abs=0.1)
+    assert "weights average" in gaps["ips"].verdict()
     (result,) = lift_report(tally(events), CONFIG)
     assert any("disagrees with control" in w for w in result.warnings)
     settings = Settings(bootstrap=0, reward_model=False, estimators=("ips", "snips"))
@@ -131,7 +134,7 @@ def test_rows_weights_multiply_down_the_page_and_stop_at_the_first_difference():
         probabilities=[0.5, 0.25, 0.5], rewards=[1.0, 1.0, 1.0], reward=3.0,
     )  # fmt: skip
     terms = calibration.default_terms(event, event.rewards)
-    assert terms == (2.0 + 8.0, 2.0, 8.0, 64.0, False)  # r3 is not the default's third row
+    assert terms == (2.0 + 8.0, 2.0, 0.0, 8.0, 64.0, False)  # r3 is not the default's third
 
 
 def test_a_logged_default_probability_counts_the_weight_the_log_cannot_see():
@@ -143,7 +146,7 @@ def test_a_logged_default_probability_counts_the_weight_the_log_cannot_see():
     shown = msgspec.structs.replace(rare[0], decision_id="shown", chosen=["a0"],
                                     probabilities=[0.001])  # fmt: skip
     terms = calibration.default_terms(shown, [1.0])
-    assert terms == (1000.0, 1000.0, 1.0, 1000.0, False)  # 0.001: outside the checked region
+    assert terms == (1000.0, 1000.0, 1000.0, 1.0, 1000.0, False)  # outside the checked region
     effective = calibration.effective_rounds(2001.0, 2001 * 1000.0)
     assert effective == pytest.approx(2.0, abs=0.01)
     unlogged = [msgspec.structs.replace(e, default_probability=None) for e in [*rare, shown]]
