@@ -207,7 +207,10 @@ def _evaluate_slot(slot, slot_events, targets, config, settings, quiet) -> SlotR
 def _calibration(rounds: Rounds, control: Rounds, q, estimators, config, settings):
     """Each estimator's value of the default policy (what control runs) from the treatment
     rounds, against control's measured value (the page value for rows): over the decisions
-    where the log supports the default when both groups logged that, else over all."""
+    where the log supports the default when both groups logged that, else over all. IPS is
+    always among them: unbiased whatever the target, it tells the log's faults from the
+    other estimators' biases."""
+    estimators = [est.IPS(), *(e for e in estimators if e.name != "ips")]
     pmf = parse_target("default", config, settings.seed).probabilities(None, rounds, True)
     index = np.arange(len(rounds))
     ratio = pmf[index, rounds.chosen] / rounds.propensity
