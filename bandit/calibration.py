@@ -51,7 +51,7 @@ class DefaultTerms(NamedTuple):
 
 
 MAX_SQUARE = 1e12  # the expected square of a weight the policy gave (almost) no chance
-WEIGHT_Z = 3.0  # how many standard errors a mean weight may stray from 1
+WEIGHT_Z = 4.0  # how many standard errors a mean weight may stray from 1
 
 
 def default_terms(event: DecisionEvent, rewards: Sequence[float]) -> DefaultTerms:

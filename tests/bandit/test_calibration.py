@@ -72,14 +72,17 @@ def gaps_of(events) -> dict[str, calibration.Gap]:
 @pytest.mark.slow
 @pytest.mark.parametrize("log_default", [True, False])
 def test_the_gap_covers_zero_in_at_least_90_percent_of_logs(log_default):
-    logs, covered = 200, {"ips": 0, "snips": 0}
+    logs, covered, judged = 200, {"ips": 0, "snips": 0}, 0
     for seed in range(logs):
         gaps = gaps_of(experiment(seed, log_default=log_default))
+        judged += gaps["ips"].judged
+        assert not any(gap.flagged for gap in gaps.values() if gap.low <= 0 <= gap.high)
         for name in covered:
-            assert gaps[name].judged
             covered[name] += gaps[name].low <= 0 <= gaps[name].high
             assert gaps[name].control == pytest.approx(TRUTH, abs=0.1)
     assert min(covered.values()) / logs >= 0.9, covered
+    # a realised mean weight far below 1 withholds a verdict (the tail may be unseen): rarely
+    assert judged / logs >= 0.95
 
 
 @pytest.mark.slow
