@@ -71,6 +71,7 @@ class PageResult:
     estimates: list[est.Estimate]  # named "<estimator>" or "standard_ips"/"standard_snips"
     assumptions: dict[str, str]  # estimator -> what it assumes of the page's rewards
     standard_effective_pages: float  # the ESS of the page weights of slate IPS
+    mean_page_weight: float  # 1 in expectation: far below, most of the weight is unseen
 
 
 @dataclass
@@ -269,8 +270,10 @@ def _page_result(name, rounds: Rounds, data: est.OffPolicyData, estimators, sett
     ]
     assumptions = {e.name: pages.ASSUMPTIONS["reward-interaction"] for e in estimators}
     assumptions |= dict.fromkeys(("standard_ips", "standard_snips"), pages.ASSUMPTIONS["standard"])
-    ess = est.effective_sample_size(pages.page_weight(rounds, ratio))
-    return PageResult(name, estimates, assumptions, ess)
+    weight = pages.page_weight(rounds, ratio)
+    return PageResult(
+        name, estimates, assumptions, est.effective_sample_size(weight), float(weight.mean())
+    )
 
 
 def _evaluate_target(name, position, rounds, pmf, data, estimators, settings, segment):

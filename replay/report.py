@@ -75,7 +75,8 @@ def _page_lines(slot: SlotResult) -> list[str]:
             )
         lines.append(
             f"  {'':<34} {'':>3} slate IPS rests on {page.standard_effective_pages:,.0f} "
-            "effective pages"
+            f"effective pages; its page weights average {page.mean_page_weight:.3f} (1 when "
+            "the log sees the target's whole ranking)"
         )
     return lines
 

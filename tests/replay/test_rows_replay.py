@@ -126,6 +126,7 @@ def test_position_estimates_sum_to_obps_reward_interaction_ips():
         by_name = {e.estimator: e for e in page.estimates}
         assert by_name["ips"].value == pytest.approx(row["slate_reward_interaction_ips"], abs=1e-9)
         assert by_name["standard_ips"].value == pytest.approx(row["slate_standard_ips"], abs=1e-9)
+        assert page.mean_page_weight == pytest.approx(1.0, abs=0.25)  # PL logger: all supported
 
 
 @pytest.mark.slow
