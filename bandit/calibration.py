@@ -30,6 +30,7 @@ from statistics import NormalDist
 from typing import NamedTuple
 
 from bandit.events import DecisionEvent
+from bandit.policies.base import default_order
 
 MIN_EFFECTIVE = 100.0  # effective rounds below which a gap is not judged: weights too few
 MIN_SUPPORT = 0.05  # the default's probability from which a request is in the checked region
@@ -57,8 +58,7 @@ WEIGHT_Z = 4.0  # how many standard errors a mean weight may stray from 1
 def default_terms(event: DecisionEvent, rewards: Sequence[float]) -> DefaultTerms:
     """The default ranks candidates marked default first, then the rest, in the order sent
     (what the control group is shown)."""
-    marked = [c.id for c in event.candidates if c.default]
-    order = marked + [c.id for c in event.candidates if not c.default]
+    order = [event.candidates[i].id for i in default_order(event.candidates)]
     weights: list[float] = []
     weight = 1.0
     for k, (chosen, probability) in enumerate(zip(event.chosen, event.probabilities, strict=True)):
@@ -141,6 +141,28 @@ def gap(
     flagged = judged and (low > 0 or high < 0 or astray)
     return Gap(estimator, estimate, control, value, low, high, effective_rounds, mean,
                mean_error, scope, judged, flagged)  # fmt: skip
+
+
+CAUSES = {  # by whether IPS is among the estimators that disagree
+    True: "IPS is unbiased whatever the target, so the log itself is suspect: propensities "
+    "logged wrong, a broken assignment, drift between the groups, or other slots of the page "
+    "that differ between the groups and change this slot's rewards",
+    False: "IPS agrees, so these estimators are biased on this log: heavy-tailed weights "
+    "(self-normalised ones) or a wrong reward model (model-based ones)",
+}
+
+
+def warnings(gaps: Sequence[Gap]) -> list[str]:
+    """One warning naming the estimators whose gap is flagged, and what that points to."""
+    flagged = [g for g in gaps if g.flagged]
+    if not flagged:
+        return []
+    names = ", ".join(g.estimator for g in flagged)
+    cause = CAUSES[any(g.estimator == "ips" for g in flagged)]
+    return [
+        f"calibration: the default policy's {names} estimate disagrees with control, which "
+        f"runs it; {cause}. Do not trust {names} here (docs/operations.md, Calibration)"
+    ]
 
 
 def supported_scope(share: float) -> str:

@@ -66,11 +66,11 @@ WEIGHT_SAMPLE = 16  # one treatment decision in this many, by decision id: about
 
 def weight_of(policy: Policy, event: events.RewardedEvent) -> float:
     """The policy's over the logger's probability of the logged choice (all positions)."""
-    placed = event.chosen_indices()
     weight = 1.0
-    for k, (index, logged) in enumerate(zip(placed, event.probabilities, strict=True)):
-        pmf = policy.action_probabilities(event.context, event.candidates, placed[:k])
-        weight *= float(pmf[index]) / logged
+    for mine, logged in zip(
+        policy.logged_choice_probabilities(event), event.probabilities, strict=True
+    ):
+        weight *= mine / logged
     return weight
 
 

@@ -254,9 +254,8 @@ def _group(tally: GroupTally | None) -> tuple[GroupResult, np.ndarray]:
     if tally is None:
         tally = GroupTally()
     decisions = np.asarray(tally.decisions, dtype=float)
-    used = decisions > 0
-    rate = ratio_rate(np.asarray(tally.reward, dtype=float)[used], decisions[used])
-    return GroupResult(int(decisions.sum()), int(used.sum()), rate), decisions
+    rate = _rate(tally.reward, tally.decisions)
+    return GroupResult(int(decisions.sum()), rate.units, rate), decisions
 
 
 def slot_lift(
@@ -282,14 +281,7 @@ def slot_lift(
                 f"{x.high:+.1%}] while the reward rises {result.lift.value:+.1%}: the policy "
                 "wins on what the reward counts and loses on this; check the reward weights"
             )
-    for gap in result.calibration:
-        if gap.flagged:
-            result.warnings.append(
-                f"off-policy {gap.estimator} of the default policy {gap.estimate:.4f} disagrees "
-                f"with control's {gap.control:.4f} (gap {gap.value:+.4f} [{gap.low:+.4f}, "
-                f"{gap.high:+.4f}]): propensities, assignment, drift, or other slots of the page "
-                "changing this one's rewards; see the runbook"
-            )
+    result.warnings.extend(calibration.warnings(result.calibration))
     for name, group in (("treatment", treatment), ("control", control)):
         if group.decisions < MIN_DECISIONS:
             result.warnings.append(
@@ -317,12 +309,10 @@ def guardrails(groups: Mapping[str, GroupTally], primary: Lift) -> list[Guardrai
         return []
     rails = []
     for name in OUTCOMES:
-        rates = []
-        for group in (treated, held):
-            logged = np.asarray(group.outcomes.get("decisions", _zeros()))
-            used = logged > 0
-            values = np.asarray(group.outcomes.get(name, _zeros()))
-            rates.append(ratio_rate(values[used], logged[used]))
+        rates = [
+            _rate(group.outcomes.get(name, _zeros()), group.outcomes.get("decisions", _zeros()))
+            for group in (treated, held)
+        ]
         if not all(rate.impressions > 0 for rate in rates):
             continue
         change = lift(*rates)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from bandit.calibration import effective_rounds
 from bandit.events import GROUPS
 from bandit.lift import SlotLift
 
@@ -209,9 +210,8 @@ class LearnerMetrics:
         """The learning policy's importance weights on the slot's recent sampled decisions."""
         if weights:
             values = np.asarray(weights, dtype=float)
-            squares = float(np.dot(values, values))
-            share = float(values.sum()) ** 2 / squares / len(values) if squares > 0 else 0.0
-            self.replay_effective_share.labels(slot).set(share)
+            effective = effective_rounds(float(values.sum()), float(np.dot(values, values)))
+            self.replay_effective_share.labels(slot).set(effective / len(values))
             self.replay_max_weight.labels(slot).set(float(values.max()))
 
     def checkpointed(self, duration_s: float, at: float) -> None:

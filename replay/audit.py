@@ -160,10 +160,8 @@ def _policy(slot: str, version: str, config: Config, store: ModelStore) -> Polic
 
 
 def _compare(result: SlotAudit, event: RewardedEvent, policy: Policy, tolerance: float) -> None:
-    placed = event.chosen_indices()
-    for k, (index, logged) in enumerate(zip(placed, event.probabilities, strict=True)):
-        pmf = policy.action_probabilities(event.context, event.candidates, placed[:k])
-        rescored = float(pmf[index])
+    rescored_all = policy.logged_choice_probabilities(event)
+    for k, (rescored, logged) in enumerate(zip(rescored_all, event.probabilities, strict=True)):
         result.rescored_rounds += 1
         difference = abs(rescored - logged)
         result.largest_difference = max(result.largest_difference, difference)

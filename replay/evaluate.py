@@ -23,13 +23,6 @@ from replay.rounds import Rounds
 from replay.targets import Target, parse_target
 
 TOP_SEGMENTS = 8
-CALIBRATION_CAUSES = {  # by whether IPS is among the estimators that disagree
-    True: "IPS is unbiased whatever the target, so the log itself is suspect: propensities "
-    "logged wrong, a broken assignment, drift between the groups, or other slots of the page "
-    "that differ between the groups and change this slot's rewards",
-    False: "IPS agrees, so these estimators are biased on this log: heavy-tailed weights "
-    "(self-normalised ones) or a wrong reward model (model-based ones)",
-}
 CURVE_POINTS = 40
 
 
@@ -174,13 +167,11 @@ def _evaluate_slot(slot, slot_events, targets, config, settings, quiet) -> SlotR
     gaps = []
     if control:
         gaps = _calibration(rounds, logged["control"], q, estimators, config, settings)
-        warnings += _calibration_warnings(gaps)
+        warnings += calibration.warnings(gaps)
     results, page_results = [], []
     for target in applicable:
         pmf = target.probabilities(train, rounds, quiet)
-        index = np.arange(len(rounds))
-        prefix = rounds.prefix_product(pmf[index, rounds.chosen] / rounds.propensity)
-        data = off_policy_data(rounds, pmf, q, prefix)
+        data = off_policy_data(rounds, pmf, q)
         kept = rejection_kept(rounds, pmf, settings.seed) if settings.rejection else None
         for position in sorted(set(rounds.position.tolist())):
             mask = rounds.position == position
@@ -213,9 +204,7 @@ def _calibration(rounds: Rounds, control: Rounds, q, estimators, config, setting
     other estimators' biases."""
     estimators = [est.IPS(), *(e for e in estimators if e.name != "ips")]
     pmf = parse_target("default", config, settings.seed).probabilities(None, rounds, True)
-    index = np.arange(len(rounds))
-    ratio = pmf[index, rounds.chosen] / rounds.propensity
-    data = off_policy_data(rounds, pmf, q, rounds.prefix_product(ratio))
+    data = off_policy_data(rounds, pmf, q)
     terms = [calibration.default_terms(event, event.rewards) for event in rounds.events]
     held = [calibration.default_terms(event, event.rewards) for event in control.events]
     supported = np.asarray([t.supported for t in terms], dtype=bool)
@@ -227,9 +216,7 @@ def _calibration(rounds: Rounds, control: Rounds, q, estimators, config, setting
         pieces = [e.pieces(data.select(supported[rounds.event_index])) for e in estimators]
     else:
         scope = "all decisions"
-        measured = np.bincount(
-            control.event_index, weights=control.reward, minlength=len(control.events)
-        )
+        measured = _page_rewards(control)
         pieces = [pages.by_page(e.pieces(data), rounds) for e in estimators]
     reference = est.mean_estimate("control", measured, settings.confidence)
     effective = calibration.effective_rounds(
@@ -246,31 +233,18 @@ def _calibration(rounds: Rounds, control: Rounds, q, estimators, config, setting
     return gaps
 
 
-def _calibration_warnings(gaps: list[calibration.Gap]) -> list[str]:
-    flagged = [g for g in gaps if g.flagged]
-    if not flagged:
-        return []
-    names = ", ".join(g.estimator for g in flagged)
-    cause = CALIBRATION_CAUSES[any(g.estimator == "ips" for g in flagged)]
-    return [
-        f"calibration: {names} of the default policy disagree with the control group it runs; "
-        f"{cause}. Do not trust {names} here (docs/operations.md, calibration)"
-    ]
-
-
 def _page_result(name, rounds: Rounds, data: est.OffPolicyData, estimators, settings):
     def interval(label: str, pieces: est.Pieces) -> est.Estimate:
         return est.interval(label, pieces, settings.confidence, settings.bootstrap, settings.seed)
 
-    ratio = data.target_chosen / data.propensity
+    weight = pages.page_weight(rounds, data.target_chosen / data.propensity)
     estimates = [interval(e.name, pages.by_page(e.pieces(data), rounds)) for e in estimators]
     estimates += [
-        interval("standard_ips", pages.standard(rounds, ratio)),
-        interval("standard_snips", pages.standard(rounds, ratio, normalised=True)),
+        interval("standard_ips", pages.standard(rounds, weight)),
+        interval("standard_snips", pages.standard(rounds, weight, normalised=True)),
     ]
     assumptions = {e.name: pages.ASSUMPTIONS["reward-interaction"] for e in estimators}
     assumptions |= dict.fromkeys(("standard_ips", "standard_snips"), pages.ASSUMPTIONS["standard"])
-    weight = pages.page_weight(rounds, ratio)
     return PageResult(
         name, estimates, assumptions, est.effective_sample_size(weight), float(weight.mean())
     )
@@ -306,16 +280,14 @@ def _evaluate_target(name, position, rounds, pmf, data, estimators, settings, se
     return result
 
 
-def off_policy_data(
-    rounds: Rounds, pmf: np.ndarray, q: np.ndarray | None, prefix: np.ndarray | None = None
-) -> est.OffPolicyData:
-    """The estimators' arrays for `rounds`; `prefix` is each round's weight for the rows
-    above it (`Rounds.prefix_product`), so `rounds` are whole events: select afterwards."""
-    index = np.arange(len(rounds))
+def off_policy_data(rounds: Rounds, pmf: np.ndarray, q: np.ndarray | None) -> est.OffPolicyData:
+    """The estimators' arrays for `rounds`, each round weighted for the rows above it too
+    (`Rounds.prefix_product`), so `rounds` are whole events: select afterwards."""
+    target_chosen = pmf[np.arange(len(rounds)), rounds.chosen]
     return est.OffPolicyData(
-        reward=rounds.reward, propensity=rounds.propensity,
-        target_chosen=pmf[index, rounds.chosen], chosen=rounds.chosen, target=pmf, q=q,
-        prefix_weight=prefix,
+        reward=rounds.reward, propensity=rounds.propensity, target_chosen=target_chosen,
+        chosen=rounds.chosen, target=pmf, q=q,
+        prefix_weight=rounds.prefix_product(target_chosen / rounds.propensity),
     )  # fmt: skip
 
 

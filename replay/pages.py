@@ -54,9 +54,8 @@ def page_weight(rounds: Rounds, ratio: np.ndarray) -> np.ndarray:
     return weight
 
 
-def standard(rounds: Rounds, ratio: np.ndarray, normalised: bool = False) -> Pieces:
-    """Slate IPS: each page's total reward times its page weight (SNIPS-style divided by the
-    mean page weight when `normalised`)."""
-    weight = page_weight(rounds, ratio)
+def standard(rounds: Rounds, weight: np.ndarray, normalised: bool = False) -> Pieces:
+    """Slate IPS: each page's total reward times its `page_weight` (SNIPS-style divided by
+    the mean page weight when `normalised`)."""
     total = np.bincount(rounds.event_index, weights=rounds.reward, minlength=len(rounds.events))
     return [(weight * total, weight if normalised else None)]

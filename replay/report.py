@@ -187,23 +187,22 @@ def _html_table(slot: SlotResult) -> str:
     ]
     for target in slot.targets:
         for e in target.estimates:
-            boot = _interval(e.bootstrap) if e.bootstrap else ""
-            rows.append(
-                f"<tr><td>{html.escape(_label(target))}</td><td>{e.estimator}</td>"
-                f"<td>{e.value:.4f}</td><td>{_interval(e.normal)}</td><td>{boot}</td>"
-                f"<td>{target.effective_sample_size:,.0f}</td>"
-                f"<td>{target.weights['max']:.1f}</td></tr>"
-            )
+            rows.append(_html_row(_label(target), e, target.effective_sample_size,
+                                  f"{target.weights['max']:.1f}"))  # fmt: skip
     for page in slot.pages:
         for e in page.estimates:
-            boot = _interval(e.bootstrap) if e.bootstrap else ""
-            rows.append(
-                f"<tr><td>{html.escape(page.target)} · page</td><td>{e.estimator}</td>"
-                f"<td>{e.value:.4f}</td><td>{_interval(e.normal)}</td><td>{boot}</td>"
-                f"<td>{page.standard_effective_pages:,.0f}</td><td></td></tr>"
-            )
+            rows.append(_html_row(f"{page.target} · page", e, page.standard_effective_pages, ""))
     rows.append("</table>")
     return "\n".join(rows)
+
+
+def _html_row(label: str, e, ess: float, max_weight: str) -> str:
+    boot = _interval(e.bootstrap) if e.bootstrap else ""
+    return (
+        f"<tr><td>{html.escape(label)}</td><td>{e.estimator}</td><td>{e.value:.4f}</td>"
+        f"<td>{_interval(e.normal)}</td><td>{boot}</td><td>{ess:,.0f}</td>"
+        f"<td>{max_weight}</td></tr>"
+    )
 
 
 def _estimates_figure(slot: SlotResult):

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bandit.config import Config, ConfigError, load_config
+from bandit.events import RewardedEvent
 from bandit.stats import json_ready
 from kafkaio.embedded_broker import EmbeddedBroker, die_with_parent, free_port
 from serving.client import Client
@@ -252,14 +253,15 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> DemoResult:
                     f"the learner exited with code {code}; see {children.log('learner')}"
                 )
             log_path = out / "rewarded.jsonl.gz"
-            rewarded = _export_log(config, log_path, options.quiet)
+            logged = _export_log(config, log_path, options.quiet)
+            rewarded = len(logged)
             children.stop("server")
         finally:
             children.stop_all()
     replay_path = _replay(options, config, log_path, stream) if options.replay else None
     if options.replay:
-        _report_lift(config, log_path, stream)
-        _audit(config, log_path, stream)
+        _report_lift(config, log_path, logged, stream)
+        _audit(config, log_path, logged, stream)
     from sim import report
 
     report_path = report.write(out, tally, world, replay_path)
@@ -361,38 +363,38 @@ def _drain(
     )
 
 
-def _export_log(config: Config, path: Path, quiet: bool) -> int:
+def _export_log(config: Config, path: Path, quiet: bool) -> list[RewardedEvent]:
+    """The rewarded topic, read to its end, written to `path`; its events, each once."""
     from replay.logs import read_log, write_log
 
     log = read_log(
         f"kafka://{config.kafka.topics.rewarded}", config.kafka.bootstrap_servers, quiet=quiet,
         kafka=config.kafka,
     )  # fmt: skip
-    return write_log(path, log.events)
+    write_log(path, log.events)
+    return log.events
 
 
-def _report_lift(config: Config, log_path: Path, stream: TextIO) -> None:
+def _report_lift(
+    config: Config, log_path: Path, logged: list[RewardedEvent], stream: TextIO
+) -> None:
     """`artbandit report lift` on the demo's log: the lift per slot with its guardrails and
     the check of off-policy estimation against the holdout."""
     from bandit.lift import lift_report, table, tally
-    from replay.logs import read_log
 
     stream.write(f"\n$ artbandit report lift --log {log_path}\n")
-    stream.write(table(lift_report(tally(read_log(str(log_path), quiet=True).events), config)))
-    stream.write("\n")
+    stream.write(table(lift_report(tally(logged), config)) + "\n")
 
 
-def _audit(config: Config, log_path: Path, stream: TextIO) -> None:
+def _audit(config: Config, log_path: Path, logged: list[RewardedEvent], stream: TextIO) -> None:
     """`artbandit audit` on the demo's log: every sampled decision re-scored with the stored
     version that logged it (the demo keeps the last `model_store.keep_versions`)."""
     from bandit.model_store import ModelStore
     from replay.audit import audit, table
-    from replay.logs import read_log
 
     stream.write(f"\n$ artbandit audit --log {log_path}\n")
     store = ModelStore(config.model_store.path, config.model_store.keep_versions)
-    stream.write(table(audit(read_log(str(log_path), quiet=True).events, config, store)))
-    stream.write("\n")
+    stream.write(table(audit(logged, config, store)) + "\n")
 
 
 def _replay(options: DemoOptions, config: Config, log_path: Path, stream: TextIO) -> Path | None:

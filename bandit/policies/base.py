@@ -119,6 +119,15 @@ class Policy(abc.ABC):
             full[remaining] = pmf / pmf.sum()
         return full
 
+    def logged_choice_probabilities(self, event: DecisionEvent) -> list[float]:
+        """What this policy gives each of `event`'s logged choices, position by position,
+        given the ones logged above it: to compare with the probabilities the event logged."""
+        placed = event.chosen_indices()
+        return [
+            float(self.action_probabilities(event.context, event.candidates, placed[:k])[index])
+            for k, index in enumerate(placed)
+        ]
+
     @abc.abstractmethod
     def _probabilities(
         self,
