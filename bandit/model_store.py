@@ -31,6 +31,7 @@ from bandit.slots import SlotConfig
 from bandit.tuning import TuningState, tuned_slot
 
 MAGIC = b"artbandit-policy/1\n"
+UNTRAINED = "untrained"  # the version serving reports before a slot has a stored one
 _VERSION_RE = re.compile(r"^v(\d{8})\.policy$")
 _TALLY_RE = re.compile(r"^lift-p(\d+)\.tally$")
 

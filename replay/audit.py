@@ -31,14 +31,13 @@ import numpy as np
 
 from bandit.config import Config, resolve_bootstrap
 from bandit.events import RewardedEvent
-from bandit.model_store import ModelStore, ModelStoreError
-from bandit.policies import Policy, build_policy
+from bandit.model_store import ModelStore
+from bandit.policies import Policy
 from bandit.policies.base import default_order
 from replay.logs import LogError, read_log
 from replay.rounds import Rounds
-from replay.targets import TargetError, parse_target
+from replay.targets import TargetError, parse_target, stored_policy
 
-UNTRAINED = "untrained"  # what serving reports before a slot has a stored version
 CONTROL = "editorial"  # the control group's policy version
 EXAMPLES = 5
 
@@ -136,7 +135,7 @@ def _rescore(result: SlotAudit, events, config: Config, store: ModelStore, toler
             )
     missing: Counter[str] = Counter()
     for version, logged in sorted(by_version.items()):
-        policy = _policy(result.slot, version, config, store)
+        policy = stored_policy(result.slot, version, config, store)
         if policy is None:
             missing[version] += len(logged)
             continue
@@ -146,17 +145,6 @@ def _rescore(result: SlotAudit, events, config: Config, store: ModelStore, toler
         finally:
             policy.close()
     result.missing_versions = dict(missing)
-
-
-def _policy(slot: str, version: str, config: Config, store: ModelStore) -> Policy | None:
-    """The policy `version` served, as serving loads it; None when the store lacks it."""
-    slot_config = config.slots[slot]
-    if version == UNTRAINED:
-        return build_policy(slot_config)
-    try:
-        return store.load(slot, version, slot_config).policy
-    except (ModelStoreError, FileNotFoundError):
-        return None
 
 
 def _compare(result: SlotAudit, event: RewardedEvent, policy: Policy, tolerance: float) -> None:

@@ -33,9 +33,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="SPEC",
-        help="target policy (repeatable): uniform, default, thompson, store:SLOT[@vN][:greedy], "
+        help="target policy (repeatable): uniform, default, thompson, logged, "
+        "store:SLOT[@vN][:greedy], "
         "'train:KEY=VALUE ...', 'learn:KEY=VALUE ...', python:MODULE:FUNCTION "
         f"(default: {', '.join(DEFAULT_TARGETS)})",
+    )
+    parser.add_argument(
+        "--logger",
+        default="logged",
+        metavar="SPEC",
+        help="ranked slots: the policy that logged, as a target spec, for the independent and "
+        "pseudo-inverse page values (default: logged, the versions in the model store)",
+    )
+    parser.add_argument(
+        "--max-rankings",
+        type=int,
+        default=1000,
+        help="ranked slots: the most orderings of a page to enumerate for those (default 1000)",
     )
     parser.add_argument(
         "--search", action="store_true", help="also replay a grid of learning configs and rank them"
@@ -158,6 +172,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         raise ConfigError("--confidence", "must be between 0 and 1")
     if args.bootstrap < 0:
         raise ConfigError("--bootstrap", "must be 0 or more")
+    if args.max_rankings < 1:
+        raise ConfigError("--max-rankings", "must be 1 or more")
     if args.clip <= 0 or args.switch_tau <= 0:
         raise ConfigError("--clip/--switch-tau", "must be positive")
     return Settings(
@@ -172,4 +188,6 @@ def _settings(args: argparse.Namespace) -> Settings:
         segment=args.segment,
         rejection=args.rejection,
         slots=tuple(args.slot),
+        logger=args.logger,
+        max_rankings=args.max_rankings,
     )

@@ -16,13 +16,14 @@ import numpy as np
 from bandit import calibration
 from bandit.config import Config
 from replay import estimators as est
-from replay import pages, reward_model
+from replay import pages, reward_model, slates
 from replay.logs import ReplayLog
 from replay.rejection import rejection_estimate, rejection_kept
 from replay.rounds import Rounds
-from replay.targets import Target, parse_target
+from replay.targets import Target, TargetError, parse_target
 
 TOP_SEGMENTS = 8
+LOGGER_TOLERANCE = 1e-6  # |logged - the logger's probability| beyond which it is not the logger
 CURVE_POINTS = 40
 
 
@@ -39,6 +40,8 @@ class Settings:
     segment: str | None = None
     rejection: bool = False
     slots: tuple[str, ...] = ()  # empty: every slot in the log
+    logger: str = "logged"  # ranked slots: the target spec that reproduces the logger
+    max_rankings: int = 1000  # ranked slots: the most orderings a page may have to enumerate
 
 
 @dataclass
@@ -168,9 +171,14 @@ def _evaluate_slot(slot, slot_events, targets, config, settings, quiet) -> SlotR
     if control:
         gaps = _calibration(rounds, logged["control"], q, estimators, config, settings)
         warnings += calibration.warnings(gaps)
+    logger = None
+    if ranked and applicable:
+        logger, note = _logger_rankings(rounds, config, settings, quiet)
+        warnings += [note] if note else []
     results, page_results = [], []
     for target in applicable:
-        pmf = target.probabilities(train, rounds, quiet)
+        orderings, hook = slates.collector(rounds) if logger is not None else (None, None)
+        pmf = target.probabilities(train, rounds, quiet, hook)
         data = off_policy_data(rounds, pmf, q)
         kept = rejection_kept(rounds, pmf, settings.seed) if settings.rejection else None
         for position in sorted(set(rounds.position.tolist())):
@@ -186,7 +194,10 @@ def _evaluate_slot(slot, slot_events, targets, config, settings, quiet) -> SlotR
                 )
             results.append(result)
         if ranked:
-            page_results.append(_page_result(target.name, rounds, data, estimators, settings))
+            slate = None if logger is None or orderings is None else (logger, orderings)
+            page_results.append(
+                _page_result(target.name, rounds, data, estimators, settings, slate)
+            )
     return SlotResult(
         slot=slot, events=len(slot_events), treatment_rounds=len(rounds) + (len(train or [])),
         evaluated_rounds=len(rounds), train_events=len(train.events) if train else 0,
@@ -233,7 +244,47 @@ def _calibration(rounds: Rounds, control: Rounds, q, estimators, config, setting
     return gaps
 
 
-def _page_result(name, rounds: Rounds, data: est.OffPolicyData, estimators, settings):
+def _logger_rankings(
+    rounds: Rounds, config: Config, settings: Settings, quiet: bool
+) -> tuple[list[slates.Rankings] | None, str | None]:
+    """Every page's orderings under the logger (`settings.logger`), once it reproduces the
+    logged propensities; else None and why the slate estimators that need it are left out."""
+    left_out = "independent and pseudo-inverse page values left out"
+    count = max(slates.ranking_count(len(e.candidates), len(e.chosen)) for e in rounds.events)
+    if count > settings.max_rankings:
+        return None, (
+            f"{left_out}: a page has {count:,} orderings, more than --max-rankings "
+            f"{settings.max_rankings:,} to enumerate"
+        )
+    rankings, hook = slates.collector(rounds)
+    try:
+        logger = parse_target(settings.logger, config, settings.seed)
+        if logger.trains or not logger.applies_to(rounds.slot):
+            raise TargetError(f"{settings.logger}: not a fixed policy of slot {rounds.slot}")
+        pmf = logger.probabilities(None, rounds, quiet, hook)
+    except TargetError as exc:
+        return None, f"{left_out}: the logger is unknown ({exc}); name it with --logger SPEC"
+    given = pmf[np.arange(len(rounds)), rounds.chosen]
+    wrong = np.flatnonzero(np.abs(given - rounds.propensity) > LOGGER_TOLERANCE)
+    if len(wrong):
+        i = int(wrong[0])
+        return None, (
+            f"{left_out}: --logger {settings.logger} is not the logger: it gives "
+            f"{len(wrong):,} of {len(rounds):,} rounds another probability (decision "
+            f"{rounds.events[rounds.event_index[i]].decision_id} at position "
+            f"{rounds.position[i]}: logged {rounds.propensity[i]:.6g}, it gives {given[i]:.6g})"
+        )
+    return slates.complete(rankings), None
+
+
+def _page_result(
+    name,
+    rounds: Rounds,
+    data: est.OffPolicyData,
+    estimators,
+    settings,
+    slate: tuple[list[slates.Rankings], list[slates.Rankings | None]] | None,
+):
     def interval(label: str, pieces: est.Pieces) -> est.Estimate:
         return est.interval(label, pieces, settings.confidence, settings.bootstrap, settings.seed)
 
@@ -245,6 +296,18 @@ def _page_result(name, rounds: Rounds, data: est.OffPolicyData, estimators, sett
     ]
     assumptions = {e.name: pages.ASSUMPTIONS["reward-interaction"] for e in estimators}
     assumptions |= dict.fromkeys(("standard_ips", "standard_snips"), pages.ASSUMPTIONS["standard"])
+    if slate is not None:
+        logger, target = slate[0], slates.complete(slate[1])
+        for normalised, suffix in ((False, "ips"), (True, "snips")):
+            estimates.append(interval(
+                f"independent_{suffix}", slates.independent(rounds, logger, target, normalised)
+            ))  # fmt: skip
+            assumptions[f"independent_{suffix}"] = slates.ASSUMPTIONS["independent"]
+        for normalised, label in ((False, "pseudo_inverse"), (True, "pseudo_inverse_snips")):
+            estimates.append(
+                interval(label, slates.pseudo_inverse(rounds, logger, target, normalised))
+            )
+            assumptions[label] = slates.ASSUMPTIONS["pseudo-inverse"]
     return PageResult(
         name, estimates, assumptions, est.effective_sample_size(weight), float(weight.mean())
     )

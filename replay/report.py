@@ -70,7 +70,7 @@ def _page_lines(slot: SlotResult) -> list[str]:
         for e in page.estimates:
             boot = _interval(e.bootstrap) if e.bootstrap else ""
             lines.append(
-                f"  {_cut(page.target, 34):<34} {'':>3} {e.estimator:<15} {e.value:>8.4f}  "
+                f"  {_cut(page.target, 34):<34} {'':>3} {e.estimator:<20} {e.value:>8.4f}  "
                 f"{_interval(e.normal):<19} {boot:<19} {page.assumptions[e.estimator]}"
             )
         lines.append(

@@ -11,11 +11,15 @@
   learn:KEY=VALUE ...        the same config replayed as if deployed: progressive
                              validation over the evaluated part, each event first scored,
                              then learned (after learning the training part, if any)
+  logged                     the versions that logged each decision, from the model
+                             store: the logger itself (rows: what `--logger` defaults to)
   python:MODULE:FUNCTION     a callable pi(context, candidates) -> probabilities, one
   python:FILE.py:FUNCTION    per candidate (rows: called per position with the rows left)
 
 Every target yields the same thing: an (n, width) matrix of its probabilities over each
-round's candidates, zero where a candidate was not available.
+round's candidates, zero where a candidate was not available. Asked with `each_page`, it
+also hands over, per event, its pmf after any prefix of rows (`PmfOf`), before it learns
+that event: what the slate estimators enumerate orderings with.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import importlib.util
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import msgspec
@@ -32,13 +37,15 @@ import numpy as np
 
 from bandit.config import Config, override_slot
 from bandit.events import Candidate, Context, RewardedEvent
-from bandit.model_store import ModelStore, ModelStoreError
+from bandit.model_store import UNTRAINED, ModelStore, ModelStoreError
 from bandit.policies import Policy, build_policy
 from bandit.slots import SlotConfig
 from replay.progress import Progress
 from replay.rounds import Rounds
+from replay.slates import PmfOf
 
 PMF_TOLERANCE = 1e-6
+PageHook = Callable[[int, PmfOf], None]  # (event index in rounds.events, its pmf after a prefix)
 
 
 class TargetError(ValueError):
@@ -56,7 +63,9 @@ class Target:
     def applies_to(self, slot: str) -> bool:
         return self.only_slot in (None, slot)
 
-    def probabilities(self, train: Rounds | None, rounds: Rounds, quiet: bool) -> np.ndarray:
+    def probabilities(
+        self, train: Rounds | None, rounds: Rounds, quiet: bool, each_page: PageHook | None = None
+    ) -> np.ndarray:
         raise NotImplementedError
 
 
@@ -69,16 +78,56 @@ class PolicyTarget(Target):
     greedy: bool = False
     mode: str = "static"  # static | trained | learning
 
-    def probabilities(self, train, rounds, quiet):
+    def probabilities(self, train, rounds, quiet, each_page=None):
         policy = self.make(rounds.slot, self.slot_config(rounds.slot))
         try:
             if self.mode != "static" and train is not None:
                 for event in _progress(train.events, f"{self.name}: training", quiet):
                     policy.learn(event)
-            return score(policy, rounds, self.greedy, learn=self.mode == "learning",
-                         label=self.name, quiet=quiet)  # fmt: skip
+            return score(lambda event: policy, rounds, self.greedy, self.mode == "learning",
+                         self.name, quiet, each_page)  # fmt: skip
         finally:
             policy.close()
+
+
+@dataclass(kw_only=True)
+class LoggedTarget(Target):
+    """Each decision's own logging version, loaded from the model store as serving loads it."""
+
+    config: Config
+
+    def probabilities(self, train, rounds, quiet, each_page=None):
+        store = ModelStore(self.config.model_store.path, self.config.model_store.keep_versions)
+        policies: dict[str, Policy] = {}
+
+        def policy_of(event: RewardedEvent) -> Policy:
+            version = event.policy.version
+            if version not in policies:
+                policy = stored_policy(rounds.slot, version, self.config, store)
+                if policy is None:
+                    raise TargetError(
+                        f"logged: version {version} of slot {rounds.slot} is not in the model "
+                        f"store {self.config.model_store.path}"
+                    )
+                policies[version] = policy
+            return policies[version]
+
+        try:
+            return score(policy_of, rounds, False, False, self.name, quiet, each_page)
+        finally:
+            for policy in policies.values():
+                policy.close()
+
+
+def stored_policy(slot: str, version: str, config: Config, store: ModelStore) -> Policy | None:
+    """The policy `version` served, as serving loads it; None when the store lacks it."""
+    slot_config = config.slots[slot]
+    if version == UNTRAINED:
+        return build_policy(slot_config)
+    try:
+        return store.load(slot, version, slot_config).policy
+    except (ModelStoreError, FileNotFoundError):
+        return None
 
 
 @dataclass(kw_only=True)
@@ -87,38 +136,55 @@ class CallableTarget(Target):
 
     function: Callable[[Context, list[Candidate]], Sequence[float]]
 
-    def probabilities(self, train, rounds, quiet):
+    def probabilities(self, train, rounds, quiet, each_page=None):
         out = np.zeros((len(rounds), rounds.width))
         for i in range(len(rounds)):
             event = rounds.events[rounds.event_index[i]]
-            taken = set(rounds.placed(i))
-            remaining = [j for j in range(len(event.candidates)) if j not in taken]
-            pmf = np.asarray(
-                self.function(event.context, [event.candidates[j] for j in remaining]), float
+            pmf = self._pmf(event, rounds.placed(i))
+            out[i, : len(pmf)] = pmf
+            last = i + 1 == len(rounds) or rounds.event_index[i + 1] != rounds.event_index[i]
+            if each_page is not None and last:
+                each_page(int(rounds.event_index[i]), lambda placed, e=event: self._pmf(e, placed))
+        return out
+
+    def _pmf(self, event: RewardedEvent, placed: Sequence[int]) -> np.ndarray:
+        """The function's pmf over the rows left after `placed`, as one over all candidates."""
+        taken = set(placed)
+        remaining = [j for j in range(len(event.candidates)) if j not in taken]
+        pmf = np.asarray(
+            self.function(event.context, [event.candidates[j] for j in remaining]), float
+        )
+        if (
+            pmf.shape != (len(remaining),)
+            or np.any(~(pmf >= 0))
+            or abs(pmf.sum() - 1) > PMF_TOLERANCE
+        ):
+            raise TargetError(
+                f"{self.name}: for decision {event.decision_id} it returned {pmf.tolist()!r}"
+                f", not {len(remaining)} probabilities summing to 1"
             )
-            if (
-                pmf.shape != (len(remaining),)
-                or np.any(~(pmf >= 0))
-                or (abs(pmf.sum() - 1) > PMF_TOLERANCE)
-            ):
-                raise TargetError(
-                    f"{self.name}: for decision {event.decision_id} it returned {pmf.tolist()!r}"
-                    f", not {len(remaining)} probabilities summing to 1"
-                )
-            out[i, remaining] = pmf
+        out = np.zeros(len(event.candidates))
+        out[remaining] = pmf
         return out
 
 
 def score(
-    policy: Policy, rounds: Rounds, greedy: bool, learn: bool, label: str, quiet: bool
+    policy_of: Callable[[RewardedEvent], Policy],
+    rounds: Rounds,
+    greedy: bool,
+    learn: bool,
+    label: str,
+    quiet: bool,
+    each_page: PageHook | None = None,
 ) -> np.ndarray:
-    """The policy's probabilities for each round; with `learn`, it learns each event right
-    after scoring all of that event's rounds (progressive validation)."""
+    """The probabilities of each event's policy for each round; with `learn`, it learns each
+    event right after scoring all of that event's rounds (progressive validation)."""
     out = np.zeros((len(rounds), rounds.width))
     progress = Progress(len(rounds), label, quiet=quiet)
     i, n = 0, len(rounds)
     while i < n:
         event = rounds.events[rounds.event_index[i]]
+        policy = policy_of(event)
         start = i
         while i < n and rounds.event_index[i] == rounds.event_index[start]:
             pmf = policy.action_probabilities(
@@ -126,6 +192,10 @@ def score(
             )
             out[i, : len(pmf)] = pmf
             i += 1
+        if each_page is not None:
+            each_page(int(rounds.event_index[start]), partial(
+                policy.action_probabilities, event.context, event.candidates, greedy=greedy
+            ))  # fmt: skip
         if learn:
             policy.learn(event)
         if i % 2048 < i - start or i == n:
@@ -167,11 +237,14 @@ def parse_target(spec: str, config: Config, seed: int | None) -> Target:
                             slot_config=configured, mode=mode)  # fmt: skip
     if kind == "store":
         return _store_target(spec, rest, config)
+    if kind == "logged" and not rest:
+        return LoggedTarget(name=spec, config=config)
     if kind == "python":
         return CallableTarget(name=spec, function=_load_callable(spec, rest))
     raise TargetError(
-        f"{spec}: unknown target; use uniform, default, thompson, store:SLOT[@vN][:greedy], "
-        "train:KEY=VALUE..., learn:KEY=VALUE... or python:MODULE:FUNCTION"
+        f"{spec}: unknown target; use uniform, default, thompson, logged, "
+        "store:SLOT[@vN][:greedy], train:KEY=VALUE..., learn:KEY=VALUE... or "
+        "python:MODULE:FUNCTION"
     )
 
 

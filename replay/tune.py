@@ -157,7 +157,7 @@ def _replay(
     settings = tuned_slot(slot, configured, overrides)
     policy = build_policy(msgspec.structs.replace(settings, policy="vw", seed=seed))
     try:
-        return score(policy, rounds, greedy=False, learn=True, label=slot, quiet=True)
+        return score(lambda event: policy, rounds, greedy=False, learn=True, label=slot, quiet=True)
     finally:
         policy.close()
 

@@ -11,10 +11,9 @@ from flask import Blueprint, current_app, request
 
 from bandit.config import Config, ConfigError
 from bandit.lift import decisions, lift_report, merge, to_dict
-from bandit.model_store import ModelStore, ModelStoreError
+from bandit.model_store import UNTRAINED, ModelStore, ModelStoreError
 from bandit.tuning import TuningError, TuningState
 from serving import api
-from serving.policy_registry import UNTRAINED
 from serving.state import ServiceState, apply_config, json_response, request_body, service_state
 
 admin = Blueprint("admin", __name__, url_prefix="/v1/admin")

@@ -16,14 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bandit.config import Config
-from bandit.model_store import CorruptVersion, ModelStore, ModelStoreError
+from bandit.model_store import UNTRAINED, CorruptVersion, ModelStore, ModelStoreError
 from bandit.policies import Policy, build_policy
 from bandit.policies.probe import probe_scoring
 from bandit.slots import SlotConfig
 
 log = logging.getLogger(__name__)
-
-UNTRAINED = "untrained"
 
 
 @dataclass

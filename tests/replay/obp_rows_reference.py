@@ -9,6 +9,7 @@ old releases the project's lock does not allow) and msgspec:
         > tests/replay/obp_rows_reference.json
 """
 
+import itertools
 import json
 import sys
 
@@ -32,11 +33,26 @@ torch = _Stand_in("torch", (), {})
 sys.modules.update({"torch": torch, "torch.nn": torch.nn, "torch.optim": torch.optim})
 
 import obp  # noqa: E402
-from obp.ope import SlateRewardInteractionIPS, SlateStandardIPS  # noqa: E402
+from obp.ope import (  # noqa: E402
+    SlateIndependentIPS,
+    SlateRewardInteractionIPS,
+    SlateStandardIPS,
+)
 
 from tests.replay import plackett_luce as pl  # noqa: E402
 
 SEEDS, PAGES = range(5), 2000
+
+
+def marginals(weights: np.ndarray) -> np.ndarray:
+    """(positions, rows) a Plackett-Luce ranking's probability of each row at each position,
+    summed over all orderings."""
+    out = np.zeros((pl.POSITIONS, len(weights)))
+    for order in itertools.permutations(range(len(weights)), pl.POSITIONS):
+        chance = np.prod([pl.conditional(weights, list(order[:k]))[order[k]]
+                          for k in range(pl.POSITIONS)])  # fmt: skip
+        out[np.arange(pl.POSITIONS), list(order)] += chance
+    return out
 
 
 def reference(seed: int) -> dict:
@@ -60,11 +76,18 @@ def reference(seed: int) -> dict:
         pscore=page,
         evaluation_policy_pscore=np.repeat(np.prod(target, axis=1), pl.POSITIONS),
     )
+    positions = np.arange(pl.POSITIONS)
+    independent = SlateIndependentIPS(len_list=pl.POSITIONS).estimate_policy_value(
+        **common,
+        pscore_item_position=marginals(pl.LOGGER)[positions, orders].ravel(),
+        evaluation_policy_pscore_item_position=marginals(pl.TARGET)[positions, orders].ravel(),
+    )
     return {
         "seed": seed,
         "pages": PAGES,
         "slate_reward_interaction_ips": interaction,
         "slate_standard_ips": standard,
+        "slate_independent_ips": independent,
     }
 
 

@@ -44,6 +44,12 @@ def target_pmf(context: Context, candidates: list[Candidate]) -> list[float]:
     return (weights / weights.sum()).tolist()
 
 
+def logger_pmf(context: Context, candidates: list[Candidate]) -> list[float]:
+    """The logger as a `python:` spec (`--logger`): its Plackett-Luce pmf over the rows left."""
+    weights = np.array([LOGGER[ROWS.index(c.id)] for c in candidates])
+    return (weights / weights.sum()).tolist()
+
+
 def rankings(pages: int, weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """(pages, positions) Plackett-Luce draws: the top rows of log-weight plus Gumbel noise."""
     noisy = np.log(weights) + rng.gumbel(size=(pages, len(weights)))
