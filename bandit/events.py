@@ -57,12 +57,15 @@ class Context(_Frozen, frozen=True):
 class Candidate(_Frozen, frozen=True, omit_defaults=True):
     """One action a slot can take: an artwork, a hero title or a row.
 
-    `default` marks the editorial default, what the control group sees.
+    `default` marks the editorial default, what the control group sees. `floor` asks for
+    the slot's exposure floor (a new or long-tail title; serving also sets it on candidates
+    it has shown too rarely), so a logged event says which candidates had it.
     """
 
     id: Id
     features: Features = msgspec.field(default_factory=dict)
     default: bool = False
+    floor: bool = False
 
 
 class PolicyRef(_Frozen, frozen=True):

@@ -96,6 +96,27 @@ class RewardMapping(StrictSection, frozen=True):
     max: PositiveFloat = 1.0
 
 
+class Exposure(StrictSection, frozen=True):
+    """What a single-choice slot shows beyond what its policy prefers (bandit.exposure).
+
+    `floor`: the least probability of a candidate flagged `floor` in the request (a new or
+    long-tail title), or served below `below_share` of the decisions it was offered in (by
+    this replica, over its last `share_window` offers of the slot); serving then flags it
+    in the logged event, so replay and the audit reproduce the pmf. `consistent_period_s`:
+    a person's choice for a key is drawn with a uniform fixed for that period, so the same
+    person sees the same artwork for a title on every visit in it (while the policy does
+    not change); anonymous and unconsenting requests draw afresh."""
+
+    floor: Probability = 0.0
+    below_share: Probability = 0.0
+    share_window: Annotated[int, msgspec.Meta(ge=100, le=10_000_000)] = 100_000
+    consistent_period_s: PositiveFloat | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.floor > 0 or self.consistent_period_s is not None
+
+
 class SlotConfig(StrictSection, frozen=True):
     """One slot of the page: what it decides, with which policy, and how it is rewarded."""
 
@@ -115,6 +136,11 @@ class SlotConfig(StrictSection, frozen=True):
     attribution_window_s: PositiveFloat = 1800.0
     reward: RewardMapping = msgspec.field(default_factory=RewardMapping)
     learn_control: bool = False
+    exposure: Exposure = msgspec.field(default_factory=Exposure)
+    # a request whose person does not consent to personalization gets the editorial default,
+    # not logged ("default"), or this slot's policy with no user features and no user hash,
+    # logged as an anonymous visitor's ("context")
+    unconsented: Literal["default", "context"] = "default"
     seed: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] | None = None
 
     def __post_init__(self) -> None:
@@ -127,3 +153,7 @@ class SlotConfig(StrictSection, frozen=True):
             raise ValueError(f"vw_args is not a valid argument string: {exc}") from None
         if any(_LEARNING_RATE.match(token) for token in tokens):
             raise ValueError("vw_args sets VW's learning rate: set learning_rate instead")
+        if self.kind.ranked and self.exposure.active:
+            raise ValueError("exposure: floors and consistent draws are for single-choice slots")
+        if self.exposure.below_share > 0 and self.exposure.floor <= 0:
+            raise ValueError("exposure.below_share needs exposure.floor, the probability it gives")

@@ -8,6 +8,8 @@ no Kafka); feedback arrives --delay pages late. Prints, per arm: click-through o
 impressions and over the last 10% (sampled clicks, and the world's expected clicks for the
 pages served, which has no sampling noise), play rate, cumulative regret against the
 oracle, and the lift over control. Targets: treatment >= +20% over control, >= 90% of oracle.
+The arms `consistent` and `floor` are treatment with consistent artwork draws or exposure
+floors on (OPTION_ARMS): what those product options cost.
 
     python benchmarks/quality_bench.py [--impressions 200000] [--seed 7] [--world configs/world.toml]
 """
@@ -48,12 +50,24 @@ class Tally:
         return self.tail_expected / self.tail_impressions
 
 
+# Treatment with a product option on: what the option costs in learning (sim seconds: a
+# page is 0.05 s, so 200,000 impressions last about 1,000 s and a period of 100 s is a
+# tenth of the run, a person's visits in it all showing the same artwork per title).
+OPTION_ARMS = {
+    "consistent": ["slots.artwork.exposure.consistent_period_s=100.0"],
+    "floor": [f"slots.{slot}.exposure.{name}=0.05"
+              for slot in ("hero", "artwork") for name in ("floor", "below_share")],
+}  # fmt: skip
+
+
 def run_arm(world: World, arm: str, impressions: int, seed: int, delay: int) -> Tally:
     """Serve pages until `impressions`; the last 10% of impressions form the tail."""
-    config = load_config(None, slot_settings())  # the policies as the demo runs them
+    # the policies as the demo runs them
+    config = load_config(None, [*slot_settings(), *OPTION_ARMS.get(arm, [])])
     pages = PageMaker(world, seeded(seed, 1))
     outcomes, clicks_rng = seeded(seed, 2), seeded(seed, 3)
-    policy = None if arm in ("treatment", "oracle") else {"control": "default"}.get(arm, arm)
+    treated = ("treatment", "oracle", *OPTION_ARMS)
+    policy = None if arm in treated else {"control": "default"}.get(arm, arm)
     player = None if arm == "oracle" else PolicyArm(world, config, policy, seed, delay)
     tally = Tally()
     tail_from = impressions - impressions // 10
@@ -96,7 +110,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--delay", type=int, default=50, help="pages before feedback is learned")
     parser.add_argument("--world", help="world TOML (default: built-in, as configs/world.toml)")
-    parser.add_argument("--arms", default="treatment,control,uniform,thompson,oracle")
+    parser.add_argument("--arms", default="treatment,control,uniform,thompson,oracle",
+                        help=f"also {', '.join(OPTION_ARMS)}: treatment with that option")  # fmt: skip
     args = parser.parse_args()
     world = World(load_world(args.world))
     print(

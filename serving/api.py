@@ -59,21 +59,34 @@ class SlotRequest(_Strict, kw_only=True):
     select: Annotated[int, msgspec.Meta(ge=1, le=MAX_CANDIDATES)] | None = None
 
 
+class Consent(_Strict):
+    """What the person agreed to. Without `personalization`, nothing about them is used or
+    logged: each slot serves its `unconsented` choice (config), the editorial default
+    unlogged or its policy on the request context alone, logged without user features and
+    without a user hash."""
+
+    personalization: bool = True
+
+
 class DecideRequest(_Strict, kw_only=True):
     """Every slot of one page view, decided in one call."""
 
     user: User | None = None
+    consent: Consent = msgspec.field(default_factory=Consent)
     context: Features = msgspec.field(default_factory=dict)
     slots: Annotated[list[SlotRequest], msgspec.Meta(min_length=1, max_length=ABSOLUTE_MAX_SLOTS)]
 
 
 class Decision(msgspec.Struct, frozen=True):
-    decision_id: str
+    """One slot's answer. `decision_id` is null, and `group` "unpersonalized", for a decision
+    that is not logged (no consent, editorial default): it takes no feedback."""
+
+    decision_id: str | None
     slot: str
     key: str
     chosen: list[str]
     probabilities: list[float]
-    group: Literal["treatment", "control"]
+    group: Literal["treatment", "control", "unpersonalized"]
     policy_version: str
     explored: bool
 

@@ -87,7 +87,12 @@ def create_app(
         config=config,
         store=store,
         registry=policies,
-        decider=PageDecider(config, policies, holdout),
+        decider=PageDecider(
+            config,
+            policies,
+            holdout,
+            lambda slot, served: metrics.unconsented.labels(slot, served).inc(),
+        ),
         producer=producer,
         model_feed=model_feed,
         metrics=metrics,
@@ -140,8 +145,9 @@ def _register_routes(app: Flask, state: ServiceState) -> None:
         body = api.parse_decide(request_body(), state.config)
         page = state.decider.decide(body)
         topic = state.config.kafka.topics.decisions
-        for event, decision in zip(page.events, page.decisions, strict=True):
+        for event in page.events:
             state.producer.send(topic, event.decision_id, event)
+        for decision in page.decisions:
             state.metrics.decisions.labels(
                 decision.slot, decision.group, "true" if decision.explored else "false"
             ).inc()

@@ -5,13 +5,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bandit.config import Config
-from bandit.events import Context, DecisionEvent, PolicyRef
+from bandit.events import Candidate, Context, DecisionEvent, PolicyRef
 from bandit.policies import Choice, DefaultPolicy
 from bandit.policies.base import default_order
 from serving.api import DecideRequest, Decision, RequestError, SlotRequest
+from serving.exposure_shares import ExposureShares
 from serving.holdout import Holdout
 from serving.policy_registry import PolicyRegistry
 
@@ -25,46 +27,68 @@ class PageDecision:
 
 
 class PageDecider:
-    def __init__(self, config: Config, registry: PolicyRegistry, holdout: Holdout):
+    def __init__(
+        self,
+        config: Config,
+        registry: PolicyRegistry,
+        holdout: Holdout,
+        on_unconsented: Callable[[str, str], None] = lambda slot, served: None,
+    ):
         self.config = config
         self.registry = registry
         self.holdout = holdout
         self.control = {name: DefaultPolicy(slot) for name, slot in config.slots.items()}
+        self.shares = ExposureShares()
+        self.on_unconsented = on_unconsented  # (slot, "default" | "context"): a metric
+
+    def reconfigured(self, config: Config) -> PageDecider:
+        """This decider for `config`: the same exposure shares and metric hook, and the same
+        holdout unless the config rotated a salt (docs/operations.md, Privacy)."""
+        holdout = self.holdout
+        if not holdout.salted_with(config.serving.holdout_salt, config.serving.user_hash_salt):
+            holdout = Holdout(config.serving.holdout_salt, config.serving.user_hash_salt)
+        decider = PageDecider(config, self.registry, holdout, self.on_unconsented)
+        decider.shares = self.shares
+        return decider
 
     def decide(self, request: DecideRequest) -> PageDecision:
-        user_id = request.user.id if request.user else None
+        consented = request.consent.personalization
+        # without consent the person is an anonymous visitor: no id, no features, no hash
+        user = request.user if consented else None
+        user_id = user.id if user else None
         bucket = self.holdout.bucket(user_id)
         user_hash = self.holdout.user_hash(user_id)
-        context = Context(
-            user=request.user.features if request.user else {}, request=request.context
-        )
+        context = Context(user=user.features if user else {}, request=request.context)
         now = time.time()
         decisions, events = [], []
         for index, slot in enumerate(request.slots):
-            fraction = self.config.slots[slot.slot].holdout_fraction
+            slot_config = self.config.slots[slot.slot]
+            if not consented:
+                self.on_unconsented(slot.slot, slot_config.unconsented)
+                if slot_config.unconsented == "default":
+                    decisions.append(self._unlogged_default(slot, context))
+                    continue
+            fraction = slot_config.holdout_fraction
             group = self.holdout.group(bucket, fraction)
+            candidates = slot.candidates
             if group == "control":
                 policy_ref = CONTROL_POLICY
-                choice = self.control[slot.slot].decide(context, slot.candidates, slot.select)
+                choice = self.control[slot.slot].decide(context, candidates, slot.select)
                 if choice.default_probability is not None:  # a single-choice slot
                     treated = self._default_probability(slot, context)
                     choice = dataclasses.replace(choice, default_probability=treated)
             else:
-                policy_ref, choice = self._treatment(index, slot, context)
+                exposure = slot_config.exposure
+                candidates = self.shares.flag(slot.slot, exposure, candidates)
+                draw = None
+                if exposure.consistent_period_s is not None and user_id is not None:
+                    draw = self.holdout.draw(
+                        user_id, slot.slot, slot.key, now, exposure.consistent_period_s
+                    )
+                policy_ref, choice = self._treatment(index, slot, candidates, context, draw)
+                self.shares.record(slot.slot, exposure, candidates, choice.chosen[0])
             decision_id = os.urandom(16).hex()  # 128 random bits, as uuid4, at a third the cost
-            chosen, probabilities = list(choice.chosen), list(choice.probabilities)
-            decisions.append(
-                Decision(
-                    decision_id=decision_id,
-                    slot=slot.slot,
-                    key=slot.key,
-                    chosen=chosen,
-                    probabilities=probabilities,
-                    group=group,
-                    policy_version=policy_ref.version,
-                    explored=choice.explored,
-                )
-            )
+            decisions.append(_answer(decision_id, slot, choice, group, policy_ref.version))
             events.append(
                 choice.event(
                     decision_id,
@@ -72,7 +96,7 @@ class PageDecider:
                     slot.slot,
                     slot.key,
                     context,
-                    slot.candidates,
+                    candidates,
                     policy_ref,
                     group=group,
                     user_hash=user_hash,
@@ -80,6 +104,10 @@ class PageDecider:
                 )
             )
         return PageDecision(decisions, events)
+
+    def _unlogged_default(self, slot: SlotRequest, context: Context) -> Decision:
+        choice = self.control[slot.slot].decide(context, slot.candidates, slot.select)
+        return _answer(None, slot, choice, "unpersonalized", CONTROL_POLICY.version)
 
     def _default_probability(self, slot: SlotRequest, context: Context) -> float | None:
         """What the slot's treatment policy would give the editorial default here: logged
@@ -95,7 +123,12 @@ class PageDecider:
         return min(1.0, float(pmf[default_order(slot.candidates)[0]]))
 
     def _treatment(
-        self, index: int, slot: SlotRequest, context: Context
+        self,
+        index: int,
+        slot: SlotRequest,
+        candidates: Sequence[Candidate],
+        context: Context,
+        draw: float | None,
     ) -> tuple[PolicyRef, Choice]:
         for _ in range(3):  # an entry closed by a hot swap is retried with its successor
             entry = self.registry.get(slot.slot)
@@ -109,6 +142,21 @@ class PageDecider:
             with entry.lock:
                 if entry.closed:
                     continue
-                choice = entry.policy.decide(context, slot.candidates, slot.select)
+                choice = entry.policy.decide(context, candidates, slot.select, draw=draw)
                 return PolicyRef(name=entry.policy.type_name, version=entry.version), choice
         raise AssertionError(f"slot {slot.slot}: policy swapped three times during one request")
+
+
+def _answer(
+    decision_id: str | None, slot: SlotRequest, choice: Choice, group: str, version: str
+) -> Decision:
+    return Decision(
+        decision_id=decision_id,
+        slot=slot.slot,
+        key=slot.key,
+        chosen=list(choice.chosen),
+        probabilities=list(choice.probabilities),
+        group=group,  # type: ignore[arg-type]
+        policy_version=version,
+        explored=choice.explored,
+    )

@@ -26,6 +26,14 @@ class ServingMetrics:
             ["slot", "group", "explored"],
             registry=registry,
         )
+        self.unconsented = Counter(
+            "artbandit_unconsented_decisions_total",
+            "Slot decisions for people who do not consent to personalization, by what they got "
+            "(default: the editorial default, not logged; context: the policy without user "
+            "features or hash).",
+            ["slot", "served"],
+            registry=registry,
+        )
         self.request_seconds = Histogram(
             "artbandit_request_duration_seconds",
             "Time to answer a request, by endpoint.",
@@ -96,6 +104,8 @@ class ServingMetrics:
         zero instead of no data until the first increment."""
         for slot in slots:
             self.policy_reload_failures.labels(slot)
+            for served in ("default", "context"):
+                self.unconsented.labels(slot, served)
             for group in GROUPS:
                 for explored in ("true", "false"):
                     self.decisions.labels(slot, group, explored)

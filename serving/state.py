@@ -69,5 +69,5 @@ def _body_problem(exc: Exception) -> str:
 def apply_config(state: ServiceState, config: Config) -> None:
     """Serve `config` from now on: the decider and every slot's policy follow it."""
     state.config = config
-    state.decider = PageDecider(config, state.registry, state.decider.holdout)
+    state.decider = state.decider.reconfigured(config)
     state.registry.replace_config(config)

@@ -14,9 +14,11 @@ import numpy as np
 
 from bandit.config import Config
 from bandit.events import Candidate, DecisionEvent, FeedbackEvent, PolicyRef, RewardedEvent
+from bandit.exposure import consistent_draw
 from bandit.join import rewards_of
 from bandit.policies import build_policy
 from bandit.slots import PolicyType
+from serving.exposure_shares import ExposureShares
 from sim.page import (
     ARTWORK,
     HERO,
@@ -52,6 +54,7 @@ class PolicyArm:
             if name not in self.slots:
                 raise ValueError(f"the config has no {name!r} slot")
         self.policies = {name: build_policy(slot) for name, slot in self.slots.items()}
+        self.shares = ExposureShares()  # as serving keeps them, for `exposure.below_share`
         self.delay_pages = delay_pages
         self._pending: list[tuple[list[DecisionEvent], list[FeedbackEvent]]] = []
         self._count = 0
@@ -62,7 +65,14 @@ class PolicyArm:
         decisions: list[DecisionEvent] = []
 
         def decide(slot: str, key: str, candidates: list[Candidate], select: int | None):
-            choice = self.policies[slot].decide(context, candidates, select)
+            exposure = self.slots[slot].exposure
+            candidates = self.shares.flag(slot, exposure, candidates)
+            draw = None
+            if exposure.consistent_period_s is not None:
+                period = exposure.consistent_period_s
+                draw = consistent_draw(b"sim", page.person.id, slot, key, ts, period)
+            choice = self.policies[slot].decide(context, candidates, select, draw=draw)
+            self.shares.record(slot, exposure, candidates, choice.chosen[0])
             self._count += 1
             policy = PolicyRef(name=slot, version="sim")
             decisions.append(choice.event(f"d{self._count}", ts, slot, key, context, candidates,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bandit import exposure
 from bandit.events import Candidate, Context, DecisionEvent, Group, PolicyRef, RewardedEvent
 from bandit.slots import SlotConfig
 
@@ -61,10 +62,14 @@ class Policy(abc.ABC):
 
     #: The policy type name as it appears in config (`vw`, `uniform`, ...).
     type_name: str
+    #: Whether the slot's exposure floor applies (not to the editorial default: control
+    #: must see exactly what it claims to).
+    floored = True
 
     def __init__(self, slot: SlotConfig):
         self.slot = slot
         self.examples_learned = 0
+        self.rng = make_rng(slot.seed)
 
     def decide(
         self,
@@ -72,10 +77,13 @@ class Policy(abc.ABC):
         candidates: Sequence[Candidate],
         select: int | None = None,
         greedy: bool = False,
+        draw: float | None = None,
     ) -> Choice:
         """Choose for one slot; `select` positions for ranked slots (default: the slot's
         `select`, capped at the number of candidates), always 1 otherwise. `greedy` returns
-        the exploit choice (with the probabilities the exploring policy gives it)."""
+        the exploit choice (with the probabilities the exploring policy gives it). `draw`
+        (single choice only), a uniform number in [0, 1), replaces the random one the choice
+        is drawn with (a consistent draw, bandit.exposure)."""
         if not candidates:
             raise ValueError("candidates: at least one is required")
         if select is not None and select < 1:
@@ -86,7 +94,27 @@ class Policy(abc.ABC):
             if select not in (None, 1):
                 raise ValueError(f"select: a slot of kind {self.slot.kind} chooses exactly one")
             count = 1
+            if not greedy and (draw is not None or self._floor(candidates) > 0):
+                return self._drawn(context, candidates, draw)
         return self._decide(context, candidates, count, greedy)
+
+    def _floor(self, candidates: Sequence[Candidate]) -> float:
+        """The exposure floor that applies to these candidates (0: none)."""
+        floor = self.slot.exposure.floor if self.floored else 0.0
+        return floor if floor > 0 and any(c.floor for c in candidates) else 0.0
+
+    def _drawn(
+        self, context: Context, candidates: Sequence[Candidate], draw: float | None
+    ) -> Choice:
+        """One choice drawn from the pmf `action_probabilities` gives (floored), with `draw`
+        or a fresh uniform: the path of the exposure options, which need the whole pmf."""
+        pmf = self.action_probabilities(context, candidates)
+        index, probability = sample_index(pmf.tolist(), self.rng, draw)
+        first = default_order(candidates)[0]
+        return Choice(
+            (candidates[index].id,), (probability,), index != argmax(pmf.tolist()),
+            min(1.0, float(pmf[first])),
+        )  # fmt: skip
 
     def learn(self, event: RewardedEvent) -> bool:
         """Update from one rewarded event; returns False when the event is not for learning
@@ -115,8 +143,11 @@ class Policy(abc.ABC):
         full = np.zeros(len(candidates))
         if greedy:
             full[remaining[int(np.argmax(pmf))]] = 1.0
-        else:
-            full[remaining] = pmf / pmf.sum()
+            return full
+        full[remaining] = pmf / pmf.sum()
+        floor = self._floor(candidates)
+        if floor > 0 and not placed:  # single-choice slots only (SlotConfig checks)
+            full = exposure.floored(full, [c.floor for c in candidates], floor)
         return full
 
     def logged_choice_probabilities(self, event: DecisionEvent) -> list[float]:
@@ -165,12 +196,15 @@ def make_rng(seed: int | None) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def sample_index(pmf: Sequence[float], rng: np.random.Generator) -> tuple[int, float]:
-    """Draw an index from `pmf` (renormalised) and return it with its exact probability."""
+def sample_index(
+    pmf: Sequence[float], rng: np.random.Generator, draw: float | None = None
+) -> tuple[int, float]:
+    """Draw an index from `pmf` (renormalised) by its inverse CDF at `draw` (default: a
+    fresh uniform from `rng`) and return it with its exact probability."""
     cumulative = list(itertools.accumulate(pmf))
     total = cumulative[-1]
     assert total > 0, "a pmf must have positive mass"
-    index = bisect.bisect_right(cumulative, rng.random() * total)
+    index = bisect.bisect_right(cumulative, (rng.random() if draw is None else draw) * total)
     index = min(index, len(cumulative) - 1)
     while pmf[index] <= 0:  # float edge: never return a zero-probability index
         index -= 1

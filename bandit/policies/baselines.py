@@ -14,7 +14,6 @@ from bandit.policies.base import (
     argmax,
     default_order,
     default_share,
-    make_rng,
     sample_index,
 )
 from bandit.slots import SlotConfig
@@ -38,10 +37,6 @@ class UniformPolicy(_Stateless):
     """Every remaining candidate equally likely at each position: the chance baseline."""
 
     type_name = "uniform"
-
-    def __init__(self, slot: SlotConfig):
-        super().__init__(slot)
-        self.rng = make_rng(slot.seed)
 
     def _decide(
         self, context: Context, candidates: Sequence[Candidate], count: int, greedy: bool
@@ -73,6 +68,7 @@ class DefaultPolicy(_Stateless):
     """
 
     type_name = "default"
+    floored = False
 
     def _decide(
         self, context: Context, candidates: Sequence[Candidate], count: int, greedy: bool
@@ -105,7 +101,6 @@ class ThompsonPolicy(Policy):
 
     def __init__(self, slot: SlotConfig):
         super().__init__(slot)
-        self.rng = make_rng(slot.seed)
         self.successes: dict[str, float] = {}
         self.failures: dict[str, float] = {}
 

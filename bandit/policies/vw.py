@@ -20,7 +20,6 @@ from bandit.policies.base import (
     argmax,
     default_first,
     default_share,
-    make_rng,
     sample_index,
 )
 from bandit.slots import SlotConfig
@@ -60,7 +59,6 @@ class _VWPolicy(Policy):
             self.workspace = vowpalwabbit.Workspace(arg_list=args)
         except RuntimeError as exc:
             raise VWError(f"VW refused {shlex.join(args)!r}: {exc}") from None
-        self.rng = make_rng(slot.seed)
         self._loaded = model_path is not None
 
     @property
