@@ -87,6 +87,9 @@ class SlotResult:
     pages: list[PageResult] = field(default_factory=list)  # ranked slots: per target
     # each estimator's value of the default policy against control's (empty: no control)
     calibration: list[calibration.Gap] = field(default_factory=list)
+    # when the log has candidates flagged `floor`: "shown" (the log) and each target -> the
+    # share of decisions' probability on them (the exposure floor's effect, README)
+    flagged_exposure: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -176,9 +179,12 @@ def _evaluate_slot(slot, slot_events, targets, config, settings, quiet) -> SlotR
         logger, note = _logger_rankings(rounds, config, settings, quiet)
         warnings += [note] if note else []
     results, page_results = [], []
+    flagged = _flagged(rounds)
+    exposure = {"shown": float(flagged[np.arange(len(rounds)), rounds.chosen].mean())}
     for target in applicable:
         orderings, hook = slates.collector(rounds) if logger is not None else (None, None)
         pmf = target.probabilities(train, rounds, quiet, hook)
+        exposure[target.name] = float((pmf * flagged).sum(axis=1).mean())
         data = off_policy_data(rounds, pmf, q)
         kept = rejection_kept(rounds, pmf, settings.seed) if settings.rejection else None
         for position in sorted(set(rounds.position.tolist())):
@@ -203,7 +209,7 @@ def _evaluate_slot(slot, slot_events, targets, config, settings, quiet) -> SlotR
         evaluated_rounds=len(rounds), train_events=len(train.events) if train else 0,
         control_events=len(control), logging_value=logging_value, targets=results,
         warnings=warnings, logging_by_position=logging_by_position, pages=page_results,
-        calibration=gaps,
+        calibration=gaps, flagged_exposure=exposure if flagged.any() else {},
     )  # fmt: skip
 
 
@@ -352,6 +358,15 @@ def off_policy_data(rounds: Rounds, pmf: np.ndarray, q: np.ndarray | None) -> es
         chosen=rounds.chosen, target=pmf, q=q,
         prefix_weight=rounds.prefix_product(target_chosen / rounds.propensity),
     )  # fmt: skip
+
+
+def _flagged(rounds: Rounds) -> np.ndarray:
+    """(n, width) True where a round's candidate was flagged `floor` (the exposure floor)."""
+    out = np.zeros((len(rounds), rounds.width), dtype=bool)
+    for i, event_index in enumerate(rounds.event_index.tolist()):
+        candidates = rounds.events[event_index].candidates
+        out[i, : len(candidates)] = [c.floor for c in candidates]
+    return out
 
 
 def _control_rounds(slot: str, control, rounds: Rounds) -> Rounds:

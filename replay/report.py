@@ -48,6 +48,14 @@ def table(result: ReplayResult) -> str:
                     f"  {'':<34} {position:>3} {'rejection':<12} {r.value:>8.4f}  "
                     f"{_interval(r.normal):<19} {f'({r.rounds:,} rounds kept)':<19}"
                 )
+        if slot.flagged_exposure:
+            shares = ", ".join(
+                f"{name} {share:.1%}" for name, share in slot.flagged_exposure.items()
+            )
+            lines.append(
+                "  exposure of candidates flagged for the floor (their share of each policy's "
+                f"probability per decision): {shares}"
+            )
         lines += _page_lines(slot)
         lines += _calibration_lines(slot)
         lines += [f"  ! {w}" for w in slot.warnings]
