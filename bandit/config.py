@@ -309,6 +309,8 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
             raise ConfigError(f"slots.{name}", "slot names are 1-100 characters")
         slots[name] = validated(slot_raw, SlotConfig, prefix=f"slots.{name}")
         _check_vw(name, slots[name])
+        if shadow_slot(name, slots[name]) is not None and shadow_key(name) in slots_raw:
+            raise ConfigError(f"slots.{name}.shadow", f"{shadow_key(name)} is a slot already")
     rest = validated(raw, Config, prefix="")
     unknown = [name for name in rest.learner.slots if name not in slots]
     if unknown:
@@ -359,6 +361,39 @@ def override_slot(name: str, slot: SlotConfig, overrides: Iterable[str]) -> Slot
     updated = validated(raw, SlotConfig, prefix=f"slots.{name}")
     _check_vw(name, updated)
     return updated
+
+
+SHADOW = "shadow"  # the pin that serves a slot's shadow, and the prefix of its versions
+
+
+def shadow_key(slot: str) -> str:
+    """Where a slot's shadow lives beside it (model store, learner, serving registry)."""
+    return f"{slot}.{SHADOW}"
+
+
+def shadow_slot(name: str, slot: SlotConfig) -> SlotConfig | None:
+    """The settings of `slot`'s shadow policy (None without one); errors name the key."""
+    if slot.shadow is None:
+        return None
+    for override in slot.shadow.settings:
+        try:
+            tunable_key(override)
+        except ValueError as exc:
+            raise ConfigError(f"slots.{name}.shadow.settings", str(exc)) from None
+    base = msgspec.structs.replace(slot, policy=slot.shadow.policy or slot.policy, shadow=None)
+    return override_slot(name, base, slot.shadow.settings)
+
+
+def policy_slots(config: Config, names: Iterable[str] | None = None) -> dict[str, SlotConfig]:
+    """Every policy a set of slots runs (default: all), by key: each slot's own, then its
+    shadow's under `shadow_key`."""
+    out: dict[str, SlotConfig] = {}
+    for name in config.slots if names is None else names:
+        out[name] = config.slots[name]
+        shadow = shadow_slot(name, config.slots[name])
+        if shadow is not None:
+            out[shadow_key(name)] = shadow
+    return out
 
 
 def _check_vw(name: str, slot: SlotConfig) -> None:

@@ -73,6 +73,18 @@ class PolicyRef(_Frozen, frozen=True):
     version: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
+class ShadowScore(_Frozen, frozen=True):
+    """What a slot's shadow policy would have done (`slots.<slot>.shadow`): its pmf over the
+    candidates at each chosen position, given the rows the live policy placed above."""
+
+    policy: PolicyRef
+    probabilities: Annotated[
+        list[Annotated[list[Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]],
+                       msgspec.Meta(max_length=MAX_CANDIDATES)]],
+        msgspec.Meta(max_length=MAX_CANDIDATES),
+    ]  # fmt: skip
+
+
 _EVENT = dict(tag_field="schema", frozen=True, kw_only=True)
 
 
@@ -99,9 +111,26 @@ class DecisionEvent(msgspec.Struct, tag="artbandit.decision/1", **_EVENT):
     # the log supports the default, which the check of off-policy estimates against the
     # holdout needs (bandit.calibration)
     default_probability: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
+    # slots with a shadow policy: its pmfs here (null otherwise), so replay values it exactly
+    shadow: ShadowScore | None = None
 
     def __post_init__(self) -> None:
         _check_choice(self.candidates, self.chosen, self.probabilities)
+        if self.shadow is not None and (
+            len(self.shadow.probabilities) != len(self.chosen)
+            or any(len(pmf) != len(self.candidates) for pmf in self.shadow.probabilities)
+        ):
+            raise ValueError("shadow.probabilities: one pmf over the candidates per chosen")
+
+    def shadow_weight(self) -> float | None:
+        """The shadow's probability of the logged choices over the live policy's: a page's
+        product over its positions (None without a shadow)."""
+        if self.shadow is None:
+            return None
+        weight = 1.0
+        for k, index in enumerate(self.chosen_indices()):
+            weight *= self.shadow.probabilities[k][index] / self.probabilities[k]
+        return weight
 
     def chosen_indices(self) -> list[int]:
         """Positions of the chosen ids in `candidates`, in chosen order."""

@@ -36,7 +36,11 @@ def floored(pmf: np.ndarray, flagged: Sequence[bool], floor: float) -> np.ndarra
         free = ~pinned
         left = 1.0 - level * int(pinned.sum())
         mass = float(pmf[free].sum())
-        out = np.where(pinned, level, pmf * (left / mass) if mass > 0 else left / free.sum())
+        if mass > 0:
+            rest = pmf * (left / mass)
+        else:  # the others had nothing: what is left is shared evenly (none left if all pinned)
+            rest = np.full(len(pmf), left / max(int(free.sum()), 1))
+        out = np.where(pinned, level, rest)
     return out
 
 

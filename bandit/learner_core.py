@@ -20,7 +20,7 @@ import msgspec
 
 from bandit import events
 from bandit.checkpoint import Checkpoint, CheckpointError, PartitionState, SlotState
-from bandit.config import Config
+from bandit.config import Config, policy_slots, shadow_key
 from bandit.join import DeadLetter, JoinResult, RewardJoin
 from bandit.lift import SlotTallies, merge, tally
 from bandit.policies import Policy, build_policy, policy_class
@@ -90,13 +90,16 @@ class LearnerCore:
         owned = config.learned_slots
         # The tuned settings each slot's policy learns under (none: the configured ones).
         self.tuning = {slot: t for slot, t in (tuning or {}).items() if slot in owned}
-        self.policies = {slot: p for slot, p in (policies or {}).items() if slot in owned}
-        for slot in owned:
-            if slot not in self.policies:
-                self.tuning.pop(slot, None)  # a fresh policy learns under the configured ones
-                self.policies[slot] = build_policy(config.slots[slot])
-        self.learned_here = Counter({slot: 0 for slot in owned})
-        self.learned_here.update({s: n for s, n in (learned_here or {}).items() if s in owned})
+        # Keyed by slot, and by `shadow_key(slot)` for a slot's shadow policy, which learns
+        # from the same events (its versions are published beside the slot's).
+        keys = policy_slots(config, owned)
+        self.policies = {key: p for key, p in (policies or {}).items() if key in keys}
+        for key, slot_config in keys.items():
+            if key not in self.policies:
+                self.tuning.pop(key, None)  # a fresh policy learns under the configured ones
+                self.policies[key] = build_policy(slot_config)
+        self.learned_here = Counter(dict.fromkeys(keys, 0))
+        self.learned_here.update({s: n for s, n in (learned_here or {}).items() if s in keys})
         self.joins: dict[int, RewardJoin] = {}
         # Per partition, the next offset to read from (decisions, feedback).
         self.offsets: dict[int, list[int]] = {}
@@ -234,6 +237,14 @@ class LearnerCore:
             if learned:
                 out.learned[event.slot] += 1
                 self.learned_here[event.slot] += 1
+            shadow = self.policies.get(shadow_key(event.slot))
+            try:
+                if shadow is not None and shadow.learn(event):
+                    out.learned[shadow_key(event.slot)] += 1
+                    self.learned_here[shadow_key(event.slot)] += 1
+            except Exception as exc:  # the shadow's failure must not cost the live policy
+                log.warning("slot %s: the shadow could not learn %s: %s", event.slot,
+                            event.decision_id, exc)  # fmt: skip
 
     def _dead_letter(self, record: Record, code: str, reason: str) -> events.DeadLetterEvent:
         return events.DeadLetterEvent(
@@ -301,12 +312,12 @@ class LearnerCore:
         (learned under `fallback_tuning`)."""
         policies: dict[str, Policy] = {}
         tuning = dict(fallback_tuning or {})
-        for slot in config.learned_slots:
+        for slot, configured in policy_slots(config, config.learned_slots).items():
             state = checkpoint.slots.get(slot)
-            if state is None or state.policy_type != config.slots[slot].policy:
+            if state is None or state.policy_type != configured.policy:
                 continue
             try:
-                slot_config = tuned_slot(slot, config.slots[slot], state.tuned)
+                slot_config = tuned_slot(slot, configured, state.tuned)
             except ValueError as exc:  # the config changed under the tuned settings
                 log.warning(
                     "slot %s: tuned settings no longer apply (%s); starting over", slot, exc

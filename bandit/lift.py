@@ -90,6 +90,49 @@ class DefaultSums(msgspec.Struct):
             setattr(self, name, _added(getattr(self, name), getattr(other, name)))
 
 
+class ShadowSums(msgspec.Struct):
+    """The decisions that logged a shadow's pmfs, per bucket: their reward, and the reward
+    weighted by the shadow's probability over the live one's (a page's product). The
+    shadow's gain over the live policy is the mean of reward * (weight - 1)."""
+
+    decisions: list[float] = msgspec.field(default_factory=_zeros)
+    reward: list[float] = msgspec.field(default_factory=_zeros)
+    weighted: list[float] = msgspec.field(default_factory=_zeros)
+
+    def add(self, bucket: int, reward: float, weight: float) -> None:
+        self.decisions[bucket] += 1
+        self.reward[bucket] += reward
+        self.weighted[bucket] += reward * weight
+
+    def merge(self, other: ShadowSums) -> None:
+        for name in self.__struct_fields__:
+            setattr(self, name, _added(getattr(self, name), getattr(other, name)))
+
+
+@dataclass(frozen=True)
+class ShadowGain:
+    """A shadow policy's value off-policy (IPS) against the live policy's on the decisions
+    that logged it, and the difference, with 95% intervals clustered by bucket of people."""
+
+    live: Rate
+    shadow: Rate
+    gain: Rate  # shadow - live
+
+    @property
+    def significant(self) -> bool:
+        return math.isfinite(self.gain.low) and self.gain.low > 0
+
+
+def shadow_gain(tally: GroupTally) -> ShadowGain:
+    sums = tally.shadow
+    gain = np.asarray(sums.weighted) - np.asarray(sums.reward)
+    return ShadowGain(
+        live=_rate(sums.reward, sums.decisions),
+        shadow=_rate(sums.weighted, sums.decisions),
+        gain=_rate(gain.tolist(), sums.decisions),
+    )
+
+
 class GroupTally(msgspec.Struct):
     """One group's decisions and reward, summed per bucket of people; the default policy's
     terms over all its decisions and over those where the log supports the default
@@ -102,6 +145,7 @@ class GroupTally(msgspec.Struct):
     supported: DefaultSums = msgspec.field(default_factory=DefaultSums)
     # outcome -> per bucket: the decisions that logged outcomes, then each outcome's sum
     outcomes: dict[str, list[float]] = msgspec.field(default_factory=dict)
+    shadow: ShadowSums = msgspec.field(default_factory=ShadowSums)
 
     def add(
         self,
@@ -130,6 +174,7 @@ class GroupTally(msgspec.Struct):
         self.supported.merge(other.supported)
         for name, theirs in other.outcomes.items():
             self.outcomes[name] = _added(self.outcomes.get(name, _zeros()), theirs)
+        self.shadow.merge(other.shadow)
 
     @property
     def total(self) -> int:
@@ -179,7 +224,11 @@ def add(groups: dict[str, GroupTally], event: RewardedEvent) -> None:
     if group is None:
         group = groups[event.group] = GroupTally()
     default = calibration.default_terms(event, event.rewards)
-    group.add(unit_bucket(event), event.reward, default, event.outcomes)
+    bucket = unit_bucket(event)
+    group.add(bucket, event.reward, default, event.outcomes)
+    weight = event.shadow_weight()
+    if weight is not None:
+        group.shadow.add(bucket, event.reward, weight)
 
 
 def merge(parts: Iterable[SlotTallies]) -> SlotTallies:
@@ -235,6 +284,8 @@ class SlotLift:
     # the default policy estimated from treatment against control's measured value
     calibration: list[calibration.Gap] = field(default_factory=list)
     guardrails: list[Guardrail] = field(default_factory=list)  # per outcome logged
+    # the shadow policy against the live one, on the treatment decisions that logged it
+    shadow: ShadowGain | None = None
 
 
 def srm_p_value(control: np.ndarray, total: np.ndarray, expected_share: float) -> float:
@@ -267,9 +318,13 @@ def slot_lift(
     share = control.decisions / decisions if decisions else math.nan
     used = (treated + held) > 0
     p_value = srm_p_value(held[used], (treated + held)[used], holdout) if holdout else 1.0
+    treated_tally = groups.get("treatment")
+    shadow = None
+    if treated_tally is not None and sum(treated_tally.shadow.decisions) > 0:
+        shadow = shadow_gain(treated_tally)
     result = SlotLift(
         slot, treatment, control, lift(treatment.rate, control.rate), holdout, holdout_from,
-        share, p_value,
+        share, p_value, shadow=shadow,
     )  # fmt: skip
     result.calibration.extend(calibration_gaps(groups, control.rate))
     result.guardrails.extend(guardrails(groups, result.lift))
@@ -447,6 +502,14 @@ def table(report: Sequence[SlotLift]) -> str:
                 f"{'':<12}calibration {gap.estimator}, {gap.scope}: default policy off-policy "
                 f"{gap.estimate:.4f} vs control {gap.control:.4f}, gap {gap.value:+.4f} "
                 f"[{gap.low:+.4f}, {gap.high:+.4f}]: {gap.verdict()}"
+            )
+        if s.shadow is not None:
+            g = s.shadow
+            lines.append(
+                f"{'':<12}shadow: {g.shadow.value:.4f} (IPS) vs live {g.live.value:.4f} over "
+                f"{g.live.impressions:,.0f} decisions, gain {g.gain.value:+.4f} "
+                f"[{g.gain.low:+.4f}, {g.gain.high:+.4f}]"
+                + (": significant, /v1/admin/promote can make it live" if g.significant else "")
             )
         lines += [f"{'':<12}warning: {w}" for w in s.warnings]
     return "\n".join(lines)

@@ -117,6 +117,21 @@ class Exposure(StrictSection, frozen=True):
         return self.floor > 0 or self.consistent_period_s is not None
 
 
+class Shadow(StrictSection, frozen=True):
+    """A candidate policy run in shadow (apprentice mode): it scores every treatment request
+    beside the live policy, its pmfs are logged with the decision, and the learner teaches
+    it from the same stream, but nobody is shown its choice until `/v1/admin/promote` makes
+    it live. `policy` (default: the slot's) and `settings`, overrides of the learning
+    settings as self-tuning takes them (`learning_rate=0.3`, `exploration.epsilon=0.1`).
+    A slot whose `policy` is "default" with a VW shadow serves the editorial default while
+    the bandit learns: no exposure risk."""
+
+    policy: PolicyType | None = None
+    settings: list[Annotated[str, msgspec.Meta(max_length=2000)]] = msgspec.field(
+        default_factory=list
+    )
+
+
 class SlotConfig(StrictSection, frozen=True):
     """One slot of the page: what it decides, with which policy, and how it is rewarded."""
 
@@ -141,6 +156,7 @@ class SlotConfig(StrictSection, frozen=True):
     # not logged ("default"), or this slot's policy with no user features and no user hash,
     # logged as an anonymous visitor's ("context")
     unconsented: Literal["default", "context"] = "default"
+    shadow: Shadow | None = None
     seed: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] | None = None
 
     def __post_init__(self) -> None:

@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry
 
 from bandit import events
 from bandit.checkpoint import Checkpoint, CheckpointError, PartitionState
-from bandit.config import Config
+from bandit.config import Config, policy_slots
 from bandit.events import RewardedEvent
 from bandit.learner_core import Input, LearnerCore, Record, StepOutput
 from bandit.lift import PartitionTally, RecentTallies
@@ -261,9 +261,9 @@ class KafkaLearner:
         """Slots without a checkpointed model start from the newest published version (under
         the tuned settings it learned under)."""
         policies, tuning = {}, {}
-        for slot in self.config.learned_slots:
+        for slot, slot_config in policy_slots(self.config, self.config.learned_slots).items():
             try:
-                stored = self.store.load_latest(slot, self.config.slots[slot])
+                stored = self.store.load_latest(slot, slot_config)
             except ModelStoreError:
                 continue
             policies[slot] = stored.policy
@@ -459,7 +459,7 @@ class KafkaLearner:
         if not self.core.joins:
             return  # no partitions yet: the group has not assigned this member any
         for slot, policy in list(self.core.policies.items()):
-            if policy.slot.policy != "vw":
+            if policy.slot.policy != "vw" or slot not in self.config.slots:  # shadows: fixed
                 continue
             try:
                 state = self.store.tuning(slot)

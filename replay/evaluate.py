@@ -182,7 +182,8 @@ def _evaluate_slot(slot, slot_events, targets, config, settings, quiet) -> SlotR
     flagged = _flagged(rounds)
     exposure = {"shown": float(flagged[np.arange(len(rounds)), rounds.chosen].mean())}
     for target in applicable:
-        orderings, hook = slates.collector(rounds) if logger is not None else (None, None)
+        enumerable = logger is not None and target.enumerates
+        orderings, hook = slates.collector(rounds) if enumerable else (None, None)
         pmf = target.probabilities(train, rounds, quiet, hook)
         exposure[target.name] = float((pmf * flagged).sum(axis=1).mean())
         data = off_policy_data(rounds, pmf, q)

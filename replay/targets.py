@@ -13,6 +13,8 @@
                              then learned (after learning the training part, if any)
   logged                     the versions that logged each decision, from the model
                              store: the logger itself (rows: what `--logger` defaults to)
+  shadow                     the slot's shadow policy, from the pmfs logged with each
+                             decision (`slots.<slot>.shadow`)
   python:MODULE:FUNCTION     a callable pi(context, candidates) -> probabilities, one
   python:FILE.py:FUNCTION    per candidate (rows: called per position with the rows left)
 
@@ -35,7 +37,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from bandit.config import Config, override_slot
+from bandit.config import SHADOW, Config, override_slot, policy_slots, shadow_key
 from bandit.events import Candidate, Context, RewardedEvent
 from bandit.model_store import UNTRAINED, ModelStore, ModelStoreError
 from bandit.policies import Policy, build_policy
@@ -59,6 +61,8 @@ class Target:
     name: str
     trains: bool = False  # needs the training part of the log
     only_slot: str | None = None  # a saved version replays its own slot only
+
+    enumerates: bool = True  # can give its pmf after any prefix (`each_page`)
 
     def applies_to(self, slot: str) -> bool:
         return self.only_slot in (None, slot)
@@ -120,14 +124,46 @@ class LoggedTarget(Target):
 
 
 def stored_policy(slot: str, version: str, config: Config, store: ModelStore) -> Policy | None:
-    """The policy `version` served, as serving loads it; None when the store lacks it."""
-    slot_config = config.slots[slot]
-    if version == UNTRAINED:
+    """The policy `version` served, as serving loads it (a promoted shadow's `shadow:vN`
+    from the shadow's versions); None when the store or the config lacks it."""
+    promoted, _, own = version.rpartition(":")
+    key = shadow_key(slot) if promoted == SHADOW else slot
+    slot_config = policy_slots(config, [slot]).get(key)
+    if slot_config is None:
+        return None
+    if own == UNTRAINED:
         return build_policy(slot_config)
     try:
-        return store.load(slot, version, slot_config).policy
+        return store.load(key, own, slot_config).policy
     except (ModelStoreError, FileNotFoundError):
         return None
+
+
+@dataclass(kw_only=True)
+class ShadowTarget(Target):
+    """The slot's shadow policy, from the pmfs logged with each decision (rows: at the logged
+    rows above only, so it cannot enumerate a page's orderings)."""
+
+    enumerates: bool = False
+
+    def probabilities(self, train, rounds, quiet, each_page=None):
+        out = np.zeros((len(rounds), rounds.width))
+        missing = 0
+        for i, (event_index, position) in enumerate(
+            zip(rounds.event_index.tolist(), rounds.position.tolist(), strict=True)
+        ):
+            shadow = rounds.events[event_index].shadow
+            if shadow is None:
+                missing += 1
+                continue
+            pmf = shadow.probabilities[position]
+            out[i, : len(pmf)] = pmf
+        if missing:
+            raise TargetError(
+                f"shadow: {missing:,} of {len(rounds):,} rounds of slot {rounds.slot} logged no "
+                "shadow pmf (no shadow configured, or logged before it was)"
+            )
+        return out
 
 
 @dataclass(kw_only=True)
@@ -239,10 +275,12 @@ def parse_target(spec: str, config: Config, seed: int | None) -> Target:
         return _store_target(spec, rest, config)
     if kind == "logged" and not rest:
         return LoggedTarget(name=spec, config=config)
+    if kind == "shadow" and not rest:
+        return ShadowTarget(name=spec)
     if kind == "python":
         return CallableTarget(name=spec, function=_load_callable(spec, rest))
     raise TargetError(
-        f"{spec}: unknown target; use uniform, default, thompson, logged, "
+        f"{spec}: unknown target; use uniform, default, thompson, logged, shadow, "
         "store:SLOT[@vN][:greedy], train:KEY=VALUE..., learn:KEY=VALUE... or "
         "python:MODULE:FUNCTION"
     )

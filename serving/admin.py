@@ -9,7 +9,7 @@ import hmac
 import msgspec
 from flask import Blueprint, current_app, request
 
-from bandit.config import Config, ConfigError
+from bandit.config import SHADOW, Config, ConfigError, shadow_key
 from bandit.lift import decisions, lift_report, merge, to_dict
 from bandit.model_store import UNTRAINED, ModelStore, ModelStoreError
 from bandit.tuning import TuningError, TuningState
@@ -42,6 +42,9 @@ def promote():
     _known_slot(state, body.slot)
     if body.version == "latest":
         state.store.pin(body.slot, None)
+    elif body.version == SHADOW:
+        _check_shadow_gain(state, body.slot, body.force)
+        state.store.pin(body.slot, SHADOW)
     else:
         _check_loadable(state, body.slot, body.version)
         state.store.pin(body.slot, body.version)
@@ -161,6 +164,29 @@ def _tuning(state: ServiceState, slot: str) -> dict:
 def _known_slot(state: ServiceState, slot: str) -> None:
     if slot not in state.config.slots:
         raise api.RequestError("slot", f"unknown slot {slot!r}", reason="unknown_slot")
+
+
+def _check_shadow_gain(state: ServiceState, slot: str, force: bool) -> None:
+    """Refuse to promote a shadow that is not configured, or whose gain over the live policy
+    (from the learners' lift sums) is not significant, unless forced."""
+    if shadow_key(slot) not in state.registry.configs:
+        raise api.RequestError("version", f"slot {slot!r} has no shadow (slots.{slot}.shadow)",
+                               status=409, reason="no_shadow")  # fmt: skip
+    report = lift_answer(state.store, state.config)
+    found = next((s for s in report["slots"] if s["slot"] == slot), None)
+    gain = found and found.get("shadow") and found["shadow"]["gain"]
+    if force or (gain and gain["low"] is not None and gain["low"] > 0):
+        return
+    figures = (
+        f"gain {gain['value']:+.4f} [{gain['low']:+.4f}, {gain['high']:+.4f}] over "
+        f"{gain['impressions']:,.0f} decisions"
+        if gain and gain["low"] is not None
+        else "no measured gain yet"
+    )
+    raise api.RequestError(
+        "version", f"the shadow's gain over the live policy is not significant ({figures}); "
+        "wait for more decisions, or pass force", status=409, reason="not_significant",
+    )  # fmt: skip
 
 
 def _check_loadable(state: ServiceState, slot: str, version: str) -> None:

@@ -110,10 +110,13 @@ class ErrorResponse(msgspec.Struct, frozen=True):
 
 
 class PromoteRequest(_Strict):
-    """Pin `slot` to `version`; the version `"latest"` follows the newest again."""
+    """Pin `slot` to `version`; the version `"latest"` follows the newest again, and
+    `"shadow"` serves the slot's shadow policy (its newest versions, as they come), once its
+    estimated gain over the live policy is significant, or with `force`."""
 
     slot: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
     version: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    force: bool = False
 
 
 class RollbackRequest(_Strict):

@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bandit.config import Config
-from bandit.events import Candidate, Context, DecisionEvent, PolicyRef
+from bandit.config import SHADOW, Config, shadow_key
+from bandit.events import Candidate, Context, DecisionEvent, PolicyRef, ShadowScore
 from bandit.policies import Choice, DefaultPolicy
 from bandit.policies.base import default_order
 from serving.api import DecideRequest, Decision, RequestError, SlotRequest
@@ -71,6 +71,7 @@ class PageDecider:
             fraction = slot_config.holdout_fraction
             group = self.holdout.group(bucket, fraction)
             candidates = slot.candidates
+            shadow = None
             if group == "control":
                 policy_ref = CONTROL_POLICY
                 choice = self.control[slot.slot].decide(context, candidates, slot.select)
@@ -87,6 +88,8 @@ class PageDecider:
                     )
                 policy_ref, choice = self._treatment(index, slot, candidates, context, draw)
                 self.shares.record(slot.slot, exposure, candidates, choice.chosen[0])
+                if not policy_ref.version.startswith(f"{SHADOW}:"):  # not promoted
+                    shadow = self._shadow(slot, candidates, context, choice)
             decision_id = os.urandom(16).hex()  # 128 random bits, as uuid4, at a third the cost
             decisions.append(_answer(decision_id, slot, choice, group, policy_ref.version))
             events.append(
@@ -101,9 +104,29 @@ class PageDecider:
                     group=group,
                     user_hash=user_hash,
                     holdout_fraction=fraction,
+                    shadow=shadow,
                 )
             )
         return PageDecision(decisions, events)
+
+    def _shadow(
+        self, slot: SlotRequest, candidates: Sequence[Candidate], context: Context, choice: Choice
+    ) -> ShadowScore | None:
+        """The slot's shadow policy's pmfs at the live choice's positions (None without one)."""
+        entry = self.registry.get(shadow_key(slot.slot))
+        if entry is None:
+            return None
+        index = {c.id: i for i, c in enumerate(candidates)}
+        placed = [index[chosen] for chosen in choice.chosen]
+        with entry.lock:
+            if entry.closed:
+                return None
+            pmfs = [
+                entry.policy.action_probabilities(context, candidates, placed[:k]).tolist()
+                for k in range(len(placed))
+            ]
+        return ShadowScore(policy=PolicyRef(name=entry.policy.type_name, version=entry.version),
+                           probabilities=pmfs)  # fmt: skip
 
     def _unlogged_default(self, slot: SlotRequest, context: Context) -> Decision:
         choice = self.control[slot.slot].decide(context, slot.candidates, slot.select)

@@ -26,10 +26,10 @@ class ExposureShares:
 
     def flag(
         self, slot: str, exposure: Exposure, candidates: Sequence[Candidate]
-    ) -> list[Candidate]:
+    ) -> Sequence[Candidate]:
         """`candidates` with `floor` set on those shown below the slot's share."""
         if exposure.below_share <= 0:
-            return list(candidates)
+            return candidates
         with self._lock:
             counts = self._counts.get(slot, {})
             rare = {
@@ -41,7 +41,7 @@ class ExposureShares:
                 and seen[1] < exposure.below_share * seen[0]
             }
         if not rare:
-            return list(candidates)
+            return candidates
         return [msgspec.structs.replace(c, floor=True) if c.id in rare else c for c in candidates]
 
     def record(

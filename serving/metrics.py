@@ -124,6 +124,8 @@ class ServingMetrics:
 
 
 def version_number(version: str) -> int:
-    """`v00000012` -> 12; anything else (e.g. `untrained`) -> 0."""
+    """`v00000012` (or a promoted shadow's `shadow:v00000012`) -> 12; anything else (e.g.
+    `untrained`) -> 0."""
+    version = version.rpartition(":")[2]
     digits = version[1:] if version.startswith("v") else ""
     return int(digits) if digits.isdigit() else 0

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bandit.config import Config
+from bandit.config import SHADOW, Config, policy_slots, shadow_key
 from bandit.model_store import UNTRAINED, CorruptVersion, ModelStore, ModelStoreError
 from bandit.policies import Policy, build_policy
 from bandit.policies.probe import probe_scoring
@@ -49,6 +49,7 @@ class PolicyRegistry:
         on_reload: Callable[[ReloadEvent, PolicyEntry | None], None] = lambda event, entry: None,
     ):
         self.config = config
+        self.configs = policy_slots(config)  # each slot's policy, and its shadow's
         self.store = store
         self.on_reload = on_reload
         self._entries: dict[str, PolicyEntry] = {}
@@ -80,16 +81,17 @@ class PolicyRegistry:
     def refresh(self) -> list[ReloadEvent]:
         """Bring every slot to the version the store wants; returns what changed or failed."""
         with self._refresh_lock:
-            return [event for slot in self.config.slots if (event := self._refresh_slot(slot))]
+            return [event for slot in self.configs if (event := self._refresh_slot(slot))]
 
     def replace_config(self, config: Config) -> list[ReloadEvent]:
         """Adopt a new config: every slot reloads its version under its new slot config."""
         with self._refresh_lock:
             self.config = config
+            self.configs = policy_slots(config)
             self._refused.clear()
-            for slot in [s for s in self._entries if s not in config.slots]:
+            for slot in [s for s in self._entries if s not in self.configs]:
                 self._publish(slot, None)
-            return [e for s in config.slots if (e := self._refresh_slot(s, force=True))]
+            return [e for s in self.configs if (e := self._refresh_slot(s, force=True))]
 
     def start(self, interval_s: float, on_tick: Callable[[], None] = lambda: None) -> None:
         """Refresh every `interval_s` in a background thread (started lazily per process);
@@ -112,43 +114,56 @@ class PolicyRegistry:
             except Exception:  # the loop must outlive any one bad refresh
                 log.exception("policy refresh failed")
 
+    def promoted(self, slot: str) -> bool:
+        """Whether `slot` serves its shadow (pinned by `/v1/admin/promote`)."""
+        return shadow_key(slot) in self.configs and self.store.pinned(slot) == SHADOW
+
     def _refresh_slot(self, slot: str, force: bool = False) -> ReloadEvent | None:
-        slot_config = self.config.slots[slot]
+        # A promoted slot serves its shadow's versions, named "shadow:<version>".
+        source, prefix = (shadow_key(slot), f"{SHADOW}:") if self.promoted(slot) else (slot, "")
+        slot_config = self.configs[source]
         current = self._entries.get(slot)
+        if current is not None and current.version.startswith(f"{SHADOW}:") != bool(prefix):
+            force = True  # promoted or unpromoted since: the other source, whatever it holds
         try:
-            wanted = self.store.wanted_version(slot)
+            wanted = self.store.wanted_version(source)
         except OSError as exc:
             return self._refuse(slot, "?", f"model store unreadable: {exc}")
         if wanted is None:
             if (current is None or force) and not self.config.serving.require_trained_policy:
-                self._publish(slot, PolicyEntry(build_policy(slot_config), UNTRAINED, time.time()))
-                return ReloadEvent(slot, UNTRAINED, ok=True, detail="no stored version")
+                untrained = prefix + UNTRAINED
+                self._publish(slot, PolicyEntry(build_policy(slot_config), untrained, time.time()))
+                return ReloadEvent(slot, untrained, ok=True, detail="no stored version")
             return None
         # A pin is served or nothing; else the newest version that loads, so a spoilt file
         # (truncated, corrupt) with a high number never blocks the good ones after it.
-        pinned = self.store.pinned(slot) is not None
+        pinned = self.store.pinned(source) is not None
         refusal = None
-        for version in [wanted] if pinned else reversed(self.store.versions(slot)):
-            if current is not None and current.version == version and not force:
+        for version in [wanted] if pinned else reversed(self.store.versions(source)):
+            if current is not None and current.version == prefix + version and not force:
                 break  # nothing newer loads: keep serving the current one
-            if (slot, version) in self._refused:
+            if (slot, prefix + version) in self._refused:
                 continue
-            event = self._load(slot, version, slot_config)
+            event = self._load(slot, version, slot_config, source, prefix)
             if event.ok:
                 return event
             refusal = event
         return refusal
 
-    def _load(self, slot: str, version: str, slot_config: SlotConfig) -> ReloadEvent:
+    def _load(
+        self, slot: str, version: str, slot_config: SlotConfig, source: str, prefix: str
+    ) -> ReloadEvent:
+        named = prefix + version
         try:
-            stored = self.store.load(slot, version, slot_config)
+            stored = self.store.load(source, version, slot_config)
         except ModelStoreError as exc:  # a corrupt file stays refused; anything else retries
-            return self._refuse(slot, version, str(exc), remember=isinstance(exc, CorruptVersion))
+            return self._refuse(slot, named, str(exc), remember=isinstance(exc, CorruptVersion))
         try:  # a version that loads but cannot decide (another kind of learner) never serves
             probe_scoring(stored.policy)
         except Exception as exc:
             stored.policy.close()
-            return self._refuse(slot, version, f"it loads but cannot decide: {exc}")
+            return self._refuse(slot, named, f"it loads but cannot decide: {exc}")
+        version = named
         self._publish(slot, PolicyEntry(stored.policy, version, stored.info.created_at))
         log.info("slot %s now serves %s", slot, version)
         return ReloadEvent(slot, version, ok=True)

@@ -15,7 +15,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from bandit import exposure
-from bandit.events import Candidate, Context, DecisionEvent, Group, PolicyRef, RewardedEvent
+from bandit.events import (
+    Candidate,
+    Context,
+    DecisionEvent,
+    Group,
+    PolicyRef,
+    RewardedEvent,
+    ShadowScore,
+)
 from bandit.slots import SlotConfig
 
 
@@ -46,6 +54,7 @@ class Choice:
         group: Group = "treatment",
         user_hash: str | None = None,
         holdout_fraction: float | None = None,
+        shadow: ShadowScore | None = None,
     ) -> DecisionEvent:
         """The decision event that logs this choice (the one place a choice becomes one)."""
         return DecisionEvent(
@@ -53,7 +62,7 @@ class Choice:
             group=group, policy=policy, context=context, candidates=list(candidates),
             chosen=list(self.chosen), probabilities=list(self.probabilities),
             explored=self.explored, holdout_fraction=holdout_fraction,
-            default_probability=self.default_probability,
+            default_probability=self.default_probability, shadow=shadow,
         )  # fmt: skip
 
 

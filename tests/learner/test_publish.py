@@ -70,3 +70,24 @@ def test_serving_picks_up_a_published_version_from_the_models_topic(learner_conf
         assert status == 200 and body["decisions"][0]["policy_version"] in published
         metrics = client.get("/metrics")[1]
         assert 'artbandit_models_received_total{result="installed"}' in metrics
+
+
+def test_the_learner_teaches_and_publishes_a_slots_shadow_through_the_stream(learner_config):
+    """Through the embedded broker: the shadow learns every event the slot learns, and its
+    versions land beside the slot's, under the shadow's own settings."""
+    from bandit.config import shadow_key, shadow_slot
+
+    config = learner_config('slots.artwork.shadow.settings=["learning_rate=0.4"]')
+    world = SyntheticWorld(SlotKind.ARTWORK, seed=6)
+    logging_policy = build_policy(SlotConfig(kind=SlotKind.ARTWORK, policy="uniform", seed=6))
+    stream = logged_stream(world, logging_policy, "artwork", 1_500, time.time() - 7200, 0.05)
+    produce_stream(config, stream.events)
+    key = shadow_key("artwork")
+    with running_learner(config) as learner:
+        wait_for(lambda: learner.status().learned.get(key, 0) == stream.learnable, 120)
+        assert learner.status().learned.get("artwork", 0) == stream.learnable
+    store = ModelStore(config.model_store.path)
+    wait_for(lambda: bool(store.versions(key)), 30)
+    shadow = store.load_latest(key, shadow_slot("artwork", config.slots["artwork"]))
+    assert shadow.policy.examples_learned == stream.learnable
+    assert shadow.info.slot_config["learning_rate"] == 0.4
