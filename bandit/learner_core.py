@@ -22,7 +22,7 @@ from bandit import events
 from bandit.checkpoint import Checkpoint, CheckpointError, PartitionState, SlotState
 from bandit.config import Config, policy_slots, shadow_key
 from bandit.join import DeadLetter, JoinResult, RewardJoin
-from bandit.lift import SlotTallies, merge, tally
+from bandit.lift import RecentTallies, SlotTallies, merge, tally
 from bandit.policies import Policy, build_policy, policy_class
 from bandit.slots import SlotConfig
 from bandit.tuning import Tuned, tuned_slot
@@ -110,6 +110,9 @@ class LearnerCore:
         # ride along in every checkpoint until an owner takes them, so a crash before the
         # group assigns them cannot lose their open joins.
         self.pending: dict[int, PartitionState] = {}
+        # The recent window of the lift sums that the learner's metrics watch, if any: fed
+        # here so that each event's calibration terms are computed once.
+        self.recent: RecentTallies | None = None
 
     # -------------------------------------------------------------------- partitions
     def assign(self, partition: int, state: PartitionState | None) -> None:
@@ -216,7 +219,7 @@ class LearnerCore:
         for dead in result.dead_letters:
             out.outcomes["late" if dead.code == "late" else "deadletter"] += 1
             out.dead_letters.append(self._join_dead_letter(partition, dead))
-        tally(result.rewarded, into=self.tallies[partition])
+        tally(result.rewarded, into=self.tallies[partition], recent=self.recent)
         for event in result.rewarded:
             out.outcomes["rewarded"] += 1
             out.rewarded.append((partition, event))

@@ -209,21 +209,34 @@ class PartitionTally(msgspec.Struct, frozen=True):
         return self.progress, decisions({self.slot: self.periods})
 
 
-def tally(events: Iterable[RewardedEvent], into: SlotTallies | None = None) -> SlotTallies:
+def tally(
+    events: Iterable[RewardedEvent],
+    into: SlotTallies | None = None,
+    recent: RecentTallies | None = None,
+) -> SlotTallies:
     """Add rewarded events to per-slot, per-period, per-group tallies (a new set unless
-    `into`)."""
+    `into`), and to `recent` too, with each event's default terms computed once."""
     tallies: SlotTallies = {} if into is None else into
     for event in events:
-        add(tallies.setdefault(event.slot, {}).setdefault(period_of(event), {}), event)
+        terms = calibration.default_terms(event, event.rewards)
+        add(tallies.setdefault(event.slot, {}).setdefault(period_of(event), {}), event, terms)
+        if recent is not None:
+            recent.add(event, terms)
     return tallies
 
 
-def add(groups: dict[str, GroupTally], event: RewardedEvent) -> None:
-    """Add one rewarded event to its group's tally in `groups`."""
+def add(
+    groups: dict[str, GroupTally],
+    event: RewardedEvent,
+    default: calibration.DefaultTerms | None = None,
+) -> None:
+    """Add one rewarded event to its group's tally in `groups` (`default`: its default
+    terms, when the caller has them already)."""
     group = groups.get(event.group)
     if group is None:
         group = groups[event.group] = GroupTally()
-    default = calibration.default_terms(event, event.rewards)
+    if default is None:
+        default = calibration.default_terms(event, event.rewards)
     bucket = unit_bucket(event)
     group.add(bucket, event.reward, default, event.outcomes)
     weight = event.shadow_weight()
@@ -428,12 +441,12 @@ class RecentTallies:
         self._by_slot: dict[str, dict[int, dict[str, GroupTally]]] = {}
         self._newest = -math.inf
 
-    def add(self, event: RewardedEvent) -> None:
+    def add(self, event: RewardedEvent, default: calibration.DefaultTerms | None = None) -> None:
         index = int(event.ts // self.slice_s)
         if index <= self._newest - self.slices:
             return  # older than the window
         self._newest = max(self._newest, index)
-        add(self._by_slot.setdefault(event.slot, {}).setdefault(index, {}), event)
+        add(self._by_slot.setdefault(event.slot, {}).setdefault(index, {}), event, default)
 
     def groups(self, slot: str) -> dict[str, GroupTally]:
         """The slot's tallies over the window, merged; slices that fell out are dropped."""

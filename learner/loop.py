@@ -209,6 +209,7 @@ class KafkaLearner:
             self._seq = self.checkpoints.next_seq()
             policies, tuning = self._warm_start()
             core = LearnerCore(self.config, policies, None, tuning)
+        core.recent = self._recent
         for slot in core.policies:
             self.metrics.tuning_revision.labels(slot).set(core.tuned(slot).revision)
         for slot, count in core.learned_here.items():
@@ -333,7 +334,6 @@ class KafkaLearner:
             self._send(topics.rewarded, event.decision_id, msgspec.json.encode(event), partition)
             decisions[event.slot, event.group] += 1
             rewards[event.slot, event.group] += event.reward
-            self._recent.add(event)
         for (slot, group), count in decisions.items():  # once per step, not per event
             self.metrics.rewarded.labels(slot, group).inc(count)
             self.metrics.reward.labels(slot, group).inc(rewards[slot, group])
