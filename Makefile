@@ -30,7 +30,7 @@ demo: $(VENV)/.installed-runtime
 	$(BIN)/artbandit demo
 
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 # The fault suite alone (it also runs in `make test`); prints the table of faults at the end.
 test-faults: $(VENV)/.installed-dev
