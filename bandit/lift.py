@@ -64,7 +64,15 @@ def _added(mine: list[float], theirs: list[float]) -> list[float]:
     return [a + b for a, b in zip(mine, theirs, strict=True)]
 
 
-class DefaultSums(msgspec.Struct):
+class _BucketSums(msgspec.Struct):
+    """Per-bucket sums, every field a list of UNIT_BUCKETS floats, merged field by field."""
+
+    def merge(self, other: _BucketSums) -> None:
+        for name in self.__struct_fields__:
+            setattr(self, name, _added(getattr(self, name), getattr(other, name)))
+
+
+class DefaultSums(_BucketSums):
     """The default policy's terms (`calibration.DefaultTerms`) summed per bucket, with the
     decisions they come from and the squares of the page weights."""
 
@@ -85,12 +93,8 @@ class DefaultSums(msgspec.Struct):
         self.mass[bucket] += terms.mass
         self.mass_square[bucket] += terms.mass_square
 
-    def merge(self, other: DefaultSums) -> None:
-        for name in self.__struct_fields__:
-            setattr(self, name, _added(getattr(self, name), getattr(other, name)))
 
-
-class ShadowSums(msgspec.Struct):
+class ShadowSums(_BucketSums):
     """The decisions that logged a shadow's pmfs, per bucket: their reward, and the reward
     weighted by the shadow's probability over the live one's (a page's product). The
     shadow's gain over the live policy is the mean of reward * (weight - 1)."""
@@ -103,10 +107,6 @@ class ShadowSums(msgspec.Struct):
         self.decisions[bucket] += 1
         self.reward[bucket] += reward
         self.weighted[bucket] += reward * weight
-
-    def merge(self, other: ShadowSums) -> None:
-        for name in self.__struct_fields__:
-            setattr(self, name, _added(getattr(self, name), getattr(other, name)))
 
 
 @dataclass(frozen=True)
