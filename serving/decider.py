@@ -121,12 +121,9 @@ class PageDecider:
         with entry.lock:
             if entry.closed:
                 return None
-            pmfs = [
-                entry.policy.action_probabilities(context, candidates, placed[:k]).tolist()
-                for k in range(len(placed))
-            ]
+            pmfs = entry.policy.pmfs_along(context, candidates, placed)
         return ShadowScore(policy=PolicyRef(name=entry.policy.type_name, version=entry.version),
-                           probabilities=pmfs)  # fmt: skip
+                           probabilities=[pmf.tolist() for pmf in pmfs])  # fmt: skip
 
     def _unlogged_default(self, slot: SlotRequest, context: Context) -> Decision:
         choice = self.control[slot.slot].decide(context, slot.candidates, slot.select)

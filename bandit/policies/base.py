@@ -117,13 +117,10 @@ class Policy(abc.ABC):
     ) -> Choice:
         """One choice drawn from the pmf `action_probabilities` gives (floored), with `draw`
         or a fresh uniform: the path of the exposure options, which need the whole pmf."""
-        pmf = self.action_probabilities(context, candidates)
-        index, probability = sample_index(pmf.tolist(), self.rng, draw)
-        first = default_order(candidates)[0]
-        return Choice(
-            (candidates[index].id,), (probability,), index != argmax(pmf.tolist()),
-            min(1.0, float(pmf[first])),
-        )  # fmt: skip
+        pmf = self.action_probabilities(context, candidates).tolist()
+        index, probability = sample_index(pmf, self.rng, draw)
+        default = default_share(candidates, range(len(candidates)), pmf)
+        return Choice((candidates[index].id,), (probability,), index != argmax(pmf), default)
 
     def learn(self, event: RewardedEvent) -> bool:
         """Update from one rewarded event; returns False when the event is not for learning
@@ -159,14 +156,20 @@ class Policy(abc.ABC):
             full = exposure.floored(full, [c.floor for c in candidates], floor)
         return full
 
+    def pmfs_along(
+        self, context: Context, candidates: Sequence[Candidate], placed: Sequence[int]
+    ) -> list[np.ndarray]:
+        """Its pmf at each position of `placed` (candidate indices), given the ones above."""
+        return [
+            self.action_probabilities(context, candidates, placed[:k]) for k in range(len(placed))
+        ]
+
     def logged_choice_probabilities(self, event: DecisionEvent) -> list[float]:
         """What this policy gives each of `event`'s logged choices, position by position,
         given the ones logged above it: to compare with the probabilities the event logged."""
         placed = event.chosen_indices()
-        return [
-            float(self.action_probabilities(event.context, event.candidates, placed[:k])[index])
-            for k, index in enumerate(placed)
-        ]
+        pmfs = self.pmfs_along(event.context, event.candidates, placed)
+        return [float(pmf[index]) for pmf, index in zip(pmfs, placed, strict=True)]
 
     @abc.abstractmethod
     def _probabilities(
