@@ -27,7 +27,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import msgspec
-import numpy as np
 
 from bandit.config import Config, resolve_bootstrap
 from bandit.events import RewardedEvent
@@ -173,13 +172,7 @@ def _unsupported(spec: str, slot: str, treatment, config: Config, seed: int) -> 
     if not target.applies_to(slot):
         return 0.0
     rounds = Rounds.from_events(slot, treatment)
-    pmf = target.probabilities(None, rounds, True)
-    chosen = {event.candidates[i].id for event in treatment for i in event.chosen_indices()}
-    never = np.zeros_like(pmf, dtype=bool)
-    for i, event_index in enumerate(rounds.event_index.tolist()):
-        candidates = treatment[event_index].candidates
-        never[i, : len(candidates)] = [c.id not in chosen for c in candidates]
-    return float(pmf[never].sum() / max(pmf.sum(), 1e-12))
+    return rounds.unsupported_share(target.probabilities(None, rounds, True))
 
 
 def table(audits: list[SlotAudit]) -> str:

@@ -179,7 +179,7 @@ def _evaluate_slot(slot, slot_events, targets, config, settings, quiet) -> SlotR
         logger, note = _logger_rankings(rounds, config, settings, quiet)
         warnings += [note] if note else []
     results, page_results = [], []
-    flagged = _flagged(rounds)
+    flagged = rounds.candidate_mask(lambda c: c.floor)  # the exposure floor's candidates
     exposure = {"shown": float(flagged[np.arange(len(rounds)), rounds.chosen].mean())}
     for target in applicable:
         enumerable = logger is not None and target.enumerates
@@ -361,15 +361,6 @@ def off_policy_data(rounds: Rounds, pmf: np.ndarray, q: np.ndarray | None) -> es
     )  # fmt: skip
 
 
-def _flagged(rounds: Rounds) -> np.ndarray:
-    """(n, width) True where a round's candidate was flagged `floor` (the exposure floor)."""
-    out = np.zeros((len(rounds), rounds.width), dtype=bool)
-    for i, event_index in enumerate(rounds.event_index.tolist()):
-        candidates = rounds.events[event_index].candidates
-        out[i, : len(candidates)] = [c.floor for c in candidates]
-    return out
-
-
 def _control_rounds(slot: str, control, rounds: Rounds) -> Rounds:
     """The control group's rounds over the same span of time as the evaluation."""
     start = min(e.ts for e in rounds.events) if rounds.events else 0.0
@@ -400,13 +391,7 @@ def _propensity_warnings(rounds: Rounds) -> list[str]:
 def _support_warnings(rounds: Rounds, pmf: np.ndarray, ess: float) -> list[str]:
     """Mass on actions the log never chose, and estimates resting on few rounds."""
     warnings = []
-    logged = np.zeros_like(pmf, dtype=bool)
-    pairs = zip(rounds.event_index.tolist(), rounds.chosen.tolist(), strict=True)
-    logged_ids = {rounds.events[e].candidates[c].id for e, c in pairs}
-    for i, event_index in enumerate(rounds.event_index.tolist()):
-        candidates = rounds.events[event_index].candidates
-        logged[i, : len(candidates)] = [c.id in logged_ids for c in candidates]
-    unsupported = float(pmf[~logged].sum() / max(pmf.sum(), 1e-12))
+    unsupported = rounds.unsupported_share(pmf)
     if unsupported > 0.01:
         warnings.append(
             f"{unsupported:.1%} of the target's probability is on candidates the log never "

@@ -10,11 +10,12 @@ Rounds of one event are consecutive, in position order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from bandit.events import RewardedEvent
+from bandit.events import Candidate, RewardedEvent
 
 
 @dataclass
@@ -71,6 +72,22 @@ class Rounds:
             at = later[self.position[later] == position]
             prefix[at] = prefix[at - 1] * ratio[at - 1]
         return prefix
+
+    def candidate_mask(self, keep: Callable[[Candidate], bool]) -> np.ndarray:
+        """(n, width) `keep` of each round's candidates (False past an event's last one)."""
+        out = np.zeros((len(self), self.width), dtype=bool)
+        for i, event_index in enumerate(self.event_index.tolist()):
+            candidates = self.events[event_index].candidates
+            out[i, : len(candidates)] = [keep(c) for c in candidates]
+        return out
+
+    def unsupported_share(self, pmf: np.ndarray) -> float:
+        """The share of `pmf`'s mass (n, width) on candidates that no round here chose: what
+        no estimator can value from this log."""
+        pairs = zip(self.event_index.tolist(), self.chosen.tolist(), strict=True)
+        chosen = {self.events[e].candidates[c].id for e, c in pairs}
+        never = self.candidate_mask(lambda c: c.id not in chosen)
+        return float(pmf[never].sum() / max(pmf.sum(), 1e-12))
 
     def choices_left(self) -> np.ndarray:
         """(n,) how many candidates round i could choose from (those not placed before it)."""

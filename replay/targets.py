@@ -37,7 +37,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from bandit.config import SHADOW, Config, override_slot, policy_slots, shadow_key
+from bandit.config import SHADOW, Config, override_slot, shadow_key, shadow_slot
 from bandit.events import Candidate, Context, RewardedEvent
 from bandit.model_store import UNTRAINED, ModelStore, ModelStoreError
 from bandit.policies import Policy, build_policy
@@ -127,10 +127,12 @@ def stored_policy(slot: str, version: str, config: Config, store: ModelStore) ->
     """The policy `version` served, as serving loads it (a promoted shadow's `shadow:vN`
     from the shadow's versions); None when the store or the config lacks it."""
     promoted, _, own = version.rpartition(":")
-    key = shadow_key(slot) if promoted == SHADOW else slot
-    slot_config = policy_slots(config, [slot]).get(key)
-    if slot_config is None:
-        return None
+    key, slot_config = slot, config.slots[slot]
+    if promoted == SHADOW:  # only then build (and probe) the shadow's settings
+        key, shadow = shadow_key(slot), shadow_slot(slot, slot_config)
+        if shadow is None:
+            return None
+        slot_config = shadow
     if own == UNTRAINED:
         return build_policy(slot_config)
     try:
