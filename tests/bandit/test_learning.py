@@ -74,12 +74,14 @@ def test_uniform_policy_earns_chance(kind):
 
 
 def test_the_importance_weight_of_a_policy_on_its_own_log_is_one_and_moves_as_it_learns():
-    slot = load_config(environ={}).slots["artwork"]
-    policy = build_policy(slot)
+    slot = msgspec.structs.replace(load_config(environ={}).slots["artwork"], seed=3)
+    policy = build_policy(slot)  # seeded: an unseeded one explores differently on every run
     world = SyntheticWorld(SlotKind.ARTWORK, seed=3, candidates_per_round=5, catalogue_size=40)
     own = rewarded_log(world, policy, "artwork", 200)
     assert [weight_of(policy, e) for e in own] == pytest.approx([1.0] * 200)
     for event in own:
         policy.learn(event)
     moved = [weight_of(policy, e) for e in own]
-    assert max(moved) > 1.5 and min(moved) < 0.5  # it learned: some choices more, some less
+    # It learned: some logged choices are now likelier, most far less likely. (Over 40 seeds
+    # of the policy the largest weight is 1.04 to 99.9, the smallest under 0.001.)
+    assert max(moved) > 1.0 and min(moved) < 0.5
