@@ -1,14 +1,18 @@
 """Decision service throughput and latency under load from a second process on loopback.
 
 Starts `artbandit serve` (gunicorn, `serving.workers` sync workers, default 2) with the
-embedded broker, so every decision is really logged to Kafka, and drives it with wrk:
+embedded broker, so every decision is really logged to Kafka (through the host's shipper),
+and drives it with wrk:
 
   (a) one artwork slot with 10 candidates, 16 connections
   (b) a full page: 40 artwork slots of 4 variants, one hero of 10, rows ordering 10 of 20,
       at 2 and at 16 connections
 
-Targets on 2 cores: (a) >= 3,000 requests/s with p99 <= 10 ms; (b) p99 <= 25 ms.
-Needs wrk (Debian: apt-get install wrk). Run: python benchmarks/serving_bench.py [--seconds S]
+In the same run, (a) against the floor: a bare Flask + gunicorn app with as many sync
+workers doing one VW predict over the same request (benchmarks/bare_app.py), no logging.
+Targets on 2 cores: (a) >= 0.8 of the bare app's requests/s with p99 <= 10 ms; (b) p99 <=
+15 ms at 2 connections. Needs wrk (Debian: apt-get install wrk).
+Run: python benchmarks/serving_bench.py [--seconds S]
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from pathlib import Path
 from kafkaio.embedded_broker import free_port
 
 ARTBANDIT = str(Path(sys.executable).with_name("artbandit"))
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def one_artwork_slot() -> dict:
@@ -54,13 +60,42 @@ def full_page() -> dict:
             "slots": [*artwork, hero, rows]}  # fmt: skip
 
 
-def ready(port: int) -> bool:
+def ready(port: int, path: str = "/readyz") -> bool:
     try:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        connection.request("GET", "/readyz")
+        if path == "/readyz":
+            connection.request("GET", path)
+        else:
+            connection.request("POST", path, body=json.dumps(one_artwork_slot()))
         return connection.getresponse().status == 200
     except OSError:
         return False
+
+
+def wait_ready(port: int, process: subprocess.Popen, path: str = "/readyz") -> bool:
+    deadline = time.monotonic() + 60
+    while not ready(port, path):
+        if time.monotonic() > deadline or process.poll() is not None:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def bare(workers: int, seconds: float, workdir: str) -> dict[str, float]:
+    """Case (a) against the bare app, alone on the machine (the service is paused)."""
+    port = free_port()
+    app = subprocess.Popen(
+        [GUNICORN, "-w", str(workers), "-k", "sync", "-b", f"127.0.0.1:{port}", "benchmarks.bare_app:app"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        if not wait_ready(port, app, "/v1/decide"):
+            raise SystemExit("the bare app did not start")
+        wrk(port, one_artwork_slot(), 16, 2, workdir)  # warm up
+        return wrk(port, one_artwork_slot(), 16, seconds, workdir)
+    finally:
+        app.send_signal(signal.SIGTERM)
+        app.wait(30)
 
 
 def wrk(port: int, body: dict, connections: int, seconds: float, workdir: str) -> dict[str, float]:
@@ -107,12 +142,9 @@ def main() -> int:
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while not ready(port):
-            if time.monotonic() > deadline or server.poll() is not None:
-                print("the server did not become ready", file=sys.stderr)
-                return 1
-            time.sleep(0.2)
+        if not wait_ready(port, server):
+            print("the server did not become ready", file=sys.stderr)
+            return 1
         wrk(port, full_page(), 2, 2, workdir)  # warm up workers and the broker's topics
         cases = [("(a) 1 artwork slot x 10 candidates", one_artwork_slot(), 16),
                  ("(b) full page: 40x4 artwork, hero 10, rows 10 of 20", full_page(), 2),
@@ -121,10 +153,20 @@ def main() -> int:
             f"{args.workers} gunicorn sync workers, decisions logged to the embedded broker, wrk {args.seconds:.0f}s each"
         )
         print(f"{'case':<54}{'conns':>6}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'non-2xx':>8}")
+        results = []
         for name, body, connections in cases:
             r = wrk(port, body, connections, args.seconds, workdir)
+            results.append(r)
             print(f"{name:<54}{connections:>6}{r['rps']:>9,.0f}{r['p50_ms']:>8.2f}{r['p99_ms']:>8.2f}"
                   f"{r['non_2xx']:>8.0f}  socket errors: {r['socket_errors']}", flush=True)  # fmt: skip
+        # The service idles (its broker and shipper too) while the bare app is measured.
+        floor = bare(args.workers, args.seconds, workdir)
+        name = "(a) bare Flask + gunicorn + VW, no logging"
+        print(f"{name:<54}{16:>6}{floor['rps']:>9,.0f}{floor['p50_ms']:>8.2f}{floor['p99_ms']:>8.2f}"
+              f"{floor['non_2xx']:>8.0f}  socket errors: {floor['socket_errors']}")  # fmt: skip
+        print(
+            f"ratio artbandit / bare (a): {results[0]['rps'] / floor['rps']:.2f}  (target >= 0.8)"
+        )
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(30)

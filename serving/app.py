@@ -27,6 +27,7 @@ from serving.metrics import ServingMetrics, version_number
 from serving.model_feed import ModelFeed
 from serving.openapi import openapi_document
 from serving.policy_registry import PolicyEntry, PolicyRegistry, ReloadEvent
+from serving.shipper import ShipperClient
 from serving.state import (
     ServiceState,
     apply_config,
@@ -55,8 +56,11 @@ def create_app(
     registry: CollectorRegistry | None = None,
     environ: Mapping[str, str] = os.environ,
     holdout_seed: int | None = None,
+    shipper_path: str | None = None,
 ) -> Flask:
-    """Build the service. `config_loader` re-reads the config for /v1/admin/reload."""
+    """Build the service. `config_loader` re-reads the config for /v1/admin/reload. With
+    `shipper_path` (under `artbandit serve`), events go to the host's shipper process;
+    without, this process owns a Kafka producer."""
     metrics = ServingMetrics(registry or CollectorRegistry())
     topics = config.kafka.topics
     metrics.start_at_zero(list(config.slots), [topics.decisions, topics.feedback], DROP_REASONS)
@@ -65,15 +69,22 @@ def create_app(
         config, store, on_reload=lambda e, entry: _on_reload(metrics, e, entry)
     )
     policies.refresh()
-    producer = EventProducer(
-        config.kafka,
-        resolve_bootstrap(config),
-        config.kafka.client_id,
-        config.serving.log_buffer_events,
-        config.serving.log_outage_s,
-        on_drop=lambda topic, reason: metrics.events_dropped.labels(topic, reason).inc(),
-        on_sent=lambda topic: metrics.events_sent.labels(topic).inc(),
-    )
+    on_drop = lambda topic, reason: metrics.events_dropped.labels(topic, reason).inc()  # noqa: E731
+    producer: EventProducer | ShipperClient
+    if shipper_path is not None:
+        producer = ShipperClient(
+            shipper_path, config.serving.log_buffer_events, config.serving.log_outage_s, on_drop
+        )
+    else:
+        producer = EventProducer(
+            config.kafka,
+            resolve_bootstrap(config),
+            config.kafka.client_id,
+            config.serving.log_buffer_events,
+            config.serving.log_outage_s,
+            on_drop=on_drop,
+            on_sent=lambda topic: metrics.events_sent.labels(topic).inc(),
+        )
     model_feed = ModelFeed(
         config.kafka,
         resolve_bootstrap(config),

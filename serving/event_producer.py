@@ -51,13 +51,21 @@ _REFUSED_FOR_GOOD = (
 class _Item:
     topic: str
     key: str
-    event: events.Event
+    event: events.Event | None  # None when it came encoded
     since: float  # monotonic time it was accepted
     value: bytes | None = None  # encoded, once
 
 
 # Why an event was not delivered (the `reason` label of artbandit_events_dropped_total).
-DROP_REASONS = ("buffer_full", "broker_unavailable", "send_failed")
+# shipper_unavailable: a gunicorn worker could not hand it to the host's shipper in time;
+# invalid: it broke its own contract (a bug, logged).
+DROP_REASONS = (
+    "buffer_full",
+    "broker_unavailable",
+    "send_failed",
+    "shipper_unavailable",
+    "invalid",
+)
 
 
 class EventProducer:
@@ -92,6 +100,14 @@ class EventProducer:
 
     def send(self, topic: str, key: str, event: events.Event) -> bool:
         """Enqueue `event` for `topic`; False (and counted) when the buffer is full."""
+        return self._accept(_Item(topic, key, event, time.monotonic()))
+
+    def send_encoded(self, topic: str, key: str, value: bytes) -> bool:
+        """`send` for an event already encoded and checked against its contract."""
+        return self._accept(_Item(topic, key, None, time.monotonic(), value))
+
+    def _accept(self, item: _Item) -> bool:
+        topic = item.topic
         with self._lock:
             if self._closed or self._outstanding >= self.max_outstanding:
                 full = True
@@ -102,7 +118,7 @@ class EventProducer:
             self.on_drop(topic, "buffer_full")
             return False
         self._ensure_thread()
-        self._queue.put(_Item(topic, key, event, time.monotonic()))
+        self._queue.put(item)
         return True
 
     def flush(self, timeout_s: float = 10.0) -> bool:
@@ -172,6 +188,7 @@ class EventProducer:
     def _ship(self, item: _Item) -> bool:
         """False when Kafka cannot take it now; True when it is sent, or dropped for good."""
         if item.value is None:
+            assert item.event is not None
             try:
                 item.value = events.encode(item.event)
             except events.EventError as exc:

@@ -14,14 +14,18 @@ from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 
 from bandit.config import Config
+from serving.shipper_process import ShipperProcess
 
 
 class DecisionService(BaseApplication):
     """Each worker builds its own app after the fork (VW workspaces, Kafka producer, threads)."""
 
-    def __init__(self, config: Config, config_loader: Callable[[], Config]):
+    def __init__(
+        self, config: Config, config_loader: Callable[[], Config], shipper_path: str | None
+    ):
         self.config = config
         self.config_loader = config_loader
+        self.shipper_path = shipper_path
         super().__init__()
 
     def load_config(self) -> None:
@@ -53,7 +57,9 @@ class DecisionService(BaseApplication):
         # The Kafka threads of a worker work in bursts; a request arriving meanwhile should
         # get the GIL within 0.5 ms, not the default 5 ms, or the burst shows up in p99.
         sys.setswitchinterval(0.0005)
-        app = create_app(self.config, config_loader=self.config_loader)
+        app = create_app(
+            self.config, config_loader=self.config_loader, shipper_path=self.shipper_path
+        )
         # A full page allocates thousands of short-lived objects; with the default gen-0
         # threshold (700) the collector runs several times per request and its older
         # generations scan the whole heap. Startup objects are frozen out of those scans.
@@ -82,14 +88,18 @@ def _worker_exit(server, worker) -> None:
 
 
 def serve(config: Config, config_loader: Callable[[], Config]) -> int:
-    """Run until SIGINT/SIGTERM. Metrics of all workers are aggregated in a private directory."""
+    """Run until SIGINT/SIGTERM. Metrics of all workers are aggregated in a private directory;
+    the workers log events through the host's shipper process (`serving.shipper`)."""
     own_dir = None
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         own_dir = tempfile.mkdtemp(prefix="artbandit-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
+    socket_dir = tempfile.mkdtemp(prefix="artbandit-shipper-")
     try:
-        DecisionService(config, config_loader).run()
+        with ShipperProcess(config, os.path.join(socket_dir, "events.sock")) as shipper:
+            DecisionService(config, config_loader, shipper.path).run()
     finally:
+        shutil.rmtree(socket_dir, ignore_errors=True)
         if own_dir:
             shutil.rmtree(own_dir, ignore_errors=True)
     return 0

@@ -20,6 +20,7 @@ from serving.event_producer import EventProducer
 from serving.metrics import ServingMetrics
 from serving.model_feed import ModelFeed
 from serving.policy_registry import PolicyRegistry
+from serving.shipper import ShipperClient
 
 _json = msgspec.json.Encoder()
 
@@ -30,7 +31,7 @@ class ServiceState:
     store: ModelStore
     registry: PolicyRegistry
     decider: PageDecider
-    producer: EventProducer
+    producer: EventProducer | ShipperClient
     model_feed: ModelFeed
     metrics: ServingMetrics
     admin_token: str | None

@@ -50,6 +50,20 @@ GUNICORN_PARSE_ERRORS = [
 ]
 
 
+def shippers_of(parent: int) -> list[int]:
+    """Pids of the shipper processes `parent` runs."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and b"serving.shipper" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
 def test_serve_runs_gunicorn_workers_on_the_embedded_broker(tmp_path):
     port, broker_port = free_port(), free_port()
     env = {
@@ -78,7 +92,9 @@ def test_serve_runs_gunicorn_workers_on_the_embedded_broker(tmp_path):
             assert status == 200
             assert metric_value(exposition, "artbandit_decisions_total", slot="hero") == 40
         logged = read_topic(f"127.0.0.1:{broker_port}", "artbandit.decisions", 40)
-        assert len(logged) == 40
+        assert len(logged) == 40  # logged through the host's one shipper
+        shippers = shippers_of(process.pid)
+        assert len(shippers) == 1
         wait_for(
             lambda: (
                 metric_value(call(port, "GET", "/metrics")[1], "artbandit_events_sent_total") == 40
@@ -94,6 +110,10 @@ def test_serve_runs_gunicorn_workers_on_the_embedded_broker(tmp_path):
     assert code == 0, stderr[-3000:]
     assert "Traceback" not in stderr, stderr[-3000:]
     deadline = time.monotonic() + 10
-    while call(broker_port, "GET", "/")[0] != 0 or call(port, "GET", "/healthz")[0] != 0:
-        assert time.monotonic() < deadline, "server or broker outlived serve"
+    while (
+        call(broker_port, "GET", "/")[0] != 0
+        or call(port, "GET", "/healthz")[0] != 0
+        or Path(f"/proc/{shippers[0]}").exists()
+    ):
+        assert time.monotonic() < deadline, "server, shipper or broker outlived serve"
         time.sleep(0.2)
