@@ -46,6 +46,10 @@ def learner_settings(root: Path, bootstrap_servers: str, *extra: str) -> list[st
         "learner.publish_interval_s=0",
         *(f"slots.{s}.attribution_window_s=60" for s in ("artwork", "hero", "rows")),
         "learner.allowed_lateness_s=10",
+        # The group drops a killed member after 2 s (6 s by default): tests that restart
+        # learners wait less for the rejoin.
+        "kafka.consumer.session_timeout_ms=2000",
+        "kafka.consumer.heartbeat_interval_ms=400",
         *extra,
     ]
 

@@ -1,4 +1,4 @@
-"""Exactly once under SIGKILL: a learner killed at 10 random points of a 20,000-decision
+"""Exactly once under SIGKILL: a learner killed at 10 random points of a 10,000-decision
 stream ends with the same examples learned and the same rewarded events as a run without
 faults; the rewarded topic may repeat events after a crash but never misses one, and the lift
 endpoint's running sums are those of the run without faults."""
@@ -9,7 +9,7 @@ import time
 from tests.faults.harness import ROWS, FaultRow, LearnerRun, artwork_backlog
 from tests.helpers import wait_for
 
-DECISIONS = 20_000
+DECISIONS = 10_000
 KILLS = 10
 
 
