@@ -81,6 +81,29 @@ def wait_ready(port: int, process: subprocess.Popen, path: str = "/readyz") -> b
     return True
 
 
+def metric(exposition: str, name: str) -> float:
+    return sum(
+        float(line.rpartition(" ")[2])
+        for line in exposition.splitlines()
+        if line.startswith((name + "{", name + " "))
+    )
+
+
+def logged_line(port: int) -> str:
+    """Every decision served, and what became of its event, once the shipper has drained."""
+    deadline = time.monotonic() + 30
+    while True:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        connection.request("GET", "/metrics")
+        exposition = connection.getresponse().read().decode()
+        served = metric(exposition, "artbandit_decisions_total")
+        sent = metric(exposition, "artbandit_events_sent_total")
+        dropped = metric(exposition, "artbandit_events_dropped_total")
+        if sent + dropped >= served or time.monotonic() > deadline:
+            return f"decisions served {served:,.0f}: logged to Kafka {sent:,.0f}, dropped {dropped:,.0f}"
+        time.sleep(0.5)
+
+
 def bare(workers: int, seconds: float, workdir: str) -> dict[str, float]:
     """Case (a) against the bare app, alone on the machine (the service is paused)."""
     port = free_port()
@@ -159,6 +182,7 @@ def main() -> int:
             results.append(r)
             print(f"{name:<54}{connections:>6}{r['rps']:>9,.0f}{r['p50_ms']:>8.2f}{r['p99_ms']:>8.2f}"
                   f"{r['non_2xx']:>8.0f}  socket errors: {r['socket_errors']}", flush=True)  # fmt: skip
+        print(logged_line(port), flush=True)
         # The service idles (its broker and shipper too) while the bare app is measured.
         floor = bare(args.workers, args.seconds, workdir)
         name = "(a) bare Flask + gunicorn + VW, no logging"
