@@ -69,22 +69,16 @@ def create_app(
         config, store, on_reload=lambda e, entry: _on_reload(metrics, e, entry)
     )
     policies.refresh()
-    on_drop = lambda topic, reason: metrics.events_dropped.labels(topic, reason).inc()  # noqa: E731
     producer: EventProducer | ShipperClient
     if shipper_path is not None:
         producer = ShipperClient(
-            shipper_path, config.serving.log_buffer_events, config.serving.log_outage_s, on_drop
-        )
-    else:
-        producer = EventProducer(
-            config.kafka,
-            resolve_bootstrap(config),
-            config.kafka.client_id,
+            shipper_path,
             config.serving.log_buffer_events,
             config.serving.log_outage_s,
-            on_drop=on_drop,
-            on_sent=lambda topic: metrics.events_sent.labels(topic).inc(),
+            lambda topic, reason: metrics.events_dropped.labels(topic, reason).inc(),
         )
+    else:
+        producer = EventProducer.for_service(config, metrics)
     model_feed = ModelFeed(
         config.kafka,
         resolve_bootstrap(config),

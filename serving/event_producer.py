@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kafka import KafkaProducer
 from kafka.errors import (
@@ -29,8 +30,11 @@ from kafka.errors import (
 )
 
 from bandit import events
-from bandit.config import KafkaConfig
+from bandit.config import Config, KafkaConfig, resolve_bootstrap
 from kafkaio import clients
+
+if TYPE_CHECKING:  # imported for types only: prometheus_client must load after the fork setup
+    from serving.metrics import ServingMetrics
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +97,20 @@ class EventProducer:
         self._thread: threading.Thread | None = None
         self._closed = False
 
+    @classmethod
+    def for_service(cls, config: Config, metrics: ServingMetrics) -> EventProducer:
+        """The service's producer (a worker's own, or the host shipper's), counted in
+        `metrics`."""
+        return cls(
+            config.kafka,
+            resolve_bootstrap(config),
+            config.kafka.client_id,
+            config.serving.log_buffer_events,
+            config.serving.log_outage_s,
+            on_drop=lambda topic, reason: metrics.events_dropped.labels(topic, reason).inc(),
+            on_sent=lambda topic: metrics.events_sent.labels(topic).inc(),
+        )
+
     @property
     def outstanding(self) -> int:
         """Events queued or in flight, not yet acknowledged by Kafka."""
@@ -141,14 +159,7 @@ class EventProducer:
                 log.warning("Kafka producer did not close cleanly: %s", exc)
 
     def _ensure_thread(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            with self._lock:
-                if self._thread is None or not self._thread.is_alive():
-                    # Started lazily: after a gunicorn fork, each worker gets its own thread.
-                    self._thread = threading.Thread(
-                        target=self._run, name="event-producer", daemon=True
-                    )
-                    self._thread.start()
+        self._thread = running_thread(self._thread, self._lock, self._run, "event-producer")
 
     def _run(self) -> None:
         held: list[_Item] = []  # waiting for Kafka to be reachable, oldest first
@@ -242,3 +253,17 @@ class EventProducer:
             self.on_sent(topic)
         else:
             self.on_drop(topic, reason)
+
+
+def running_thread(
+    thread: threading.Thread | None, lock: threading.Lock, target: Callable[[], None], name: str
+) -> threading.Thread:
+    """`thread` if it runs, else a new daemon thread of `target`, started. Threads are
+    started lazily because a gunicorn fork does not carry them over: each worker gets its own."""
+    if thread is not None and thread.is_alive():
+        return thread
+    with lock:
+        if thread is None or not thread.is_alive():
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+        return thread

@@ -24,14 +24,25 @@ import selectors
 import signal
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import msgspec
+from prometheus_client import CollectorRegistry
+
 from bandit import events
-from bandit.config import Config, resolve_bootstrap
-from serving.event_producer import BATCH_INTERVAL_S, RETRY_S, EventProducer
+from bandit.config import Config
+from serving.event_producer import (
+    BATCH_INTERVAL_S,
+    DROP_REASONS,
+    RETRY_S,
+    EventProducer,
+    running_thread,
+)
+from serving.metrics import ServingMetrics
 
 log = logging.getLogger(__name__)
 
@@ -120,19 +131,12 @@ class ShipperClient:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
-        for item in self._take(len(self._queue)):
-            self.on_drop(item.topic, "shipper_unavailable")
+        while self._queue:  # what the shipper never took
+            self.on_drop(self._queue.popleft().topic, "shipper_unavailable")
         self._disconnect()
 
     def _ensure_thread(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            with self._lock:
-                if self._thread is None or not self._thread.is_alive():
-                    # Started lazily: after a gunicorn fork, each worker gets its own thread.
-                    self._thread = threading.Thread(
-                        target=self._run, name="shipper-client", daemon=True
-                    )
-                    self._thread.start()
+        self._thread = running_thread(self._thread, self._lock, self._run, "shipper-client")
 
     def _run(self) -> None:
         while not self._closed:
@@ -143,15 +147,6 @@ class ShipperClient:
             if self._queue and not self._hand_over():
                 self._drop_stale()
                 self._wake.wait(RETRY_S)
-
-    def _take(self, count: int) -> list[_Frame]:
-        taken = []
-        for _ in range(count):
-            try:
-                taken.append(self._queue.popleft())
-            except IndexError:
-                break
-        return taken
 
     def _hand_over(self) -> bool:
         """Write queued frames to the shipper; False when it cannot take them now."""
@@ -298,24 +293,11 @@ class Shipper:
 def run_shipper(config: Config, path: str, parent: int) -> None:
     """The shipper process's main: ships until SIGTERM or until `parent` is gone, then
     drains its workers' connections and closes the producer (which flushes)."""
-    from prometheus_client import CollectorRegistry
-
-    from serving.event_producer import DROP_REASONS
-    from serving.metrics import ServingMetrics
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C: the master decides
     metrics = ServingMetrics(CollectorRegistry())
     topics = [config.kafka.topics.decisions, config.kafka.topics.feedback]
     metrics.start_at_zero([], topics, DROP_REASONS)
-    producer = EventProducer(
-        config.kafka,
-        resolve_bootstrap(config),
-        config.kafka.client_id,
-        config.serving.log_buffer_events,
-        config.serving.log_outage_s,
-        on_drop=lambda topic, reason: metrics.events_dropped.labels(topic, reason).inc(),
-        on_sent=lambda topic: metrics.events_sent.labels(topic).inc(),
-    )
+    producer = EventProducer.for_service(config, metrics)
     shipper = Shipper(
         path, producer, lambda topic: metrics.events_dropped.labels(topic, "invalid").inc()
     )
@@ -335,10 +317,6 @@ def run_shipper(config: Config, path: str, parent: int) -> None:
 
 def main(argv: list[str]) -> int:
     """`python -m serving.shipper PATH PARENT_PID`, the config as JSON on stdin."""
-    import sys
-
-    import msgspec
-
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s shipper %(levelname)s %(name)s: %(message)s"
     )
@@ -348,6 +326,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(main(sys.argv[1:]))

@@ -35,6 +35,11 @@ class ShipperProcess:
         self._watchdog = threading.Thread(target=self._watch, name="shipper-watchdog", daemon=True)
         self.restarts = 0
 
+    @property
+    def pid(self) -> int | None:
+        """The running shipper's process id (a new one after each restart)."""
+        return None if self._process is None else self._process.pid
+
     def __enter__(self) -> ShipperProcess:
         self._start()
         self._watchdog.start()

@@ -72,7 +72,7 @@ def test_a_killed_shipper_is_restarted_and_what_workers_hand_over_after_is_deliv
             client.send(topic, e.decision_id, e)
         assert client.flush(10)
         wait_for(lambda: len(read_topic(broker.bootstrap_servers, topic, 300, 5)) == 300)
-        os.kill(shipper._process.pid, signal.SIGKILL)
+        os.kill(shipper.pid, signal.SIGKILL)
         wait_for(lambda: shipper.restarts == 1, timeout_s=10)
         for e in second:
             client.send(topic, e.decision_id, e)
