@@ -213,10 +213,18 @@ class Shipper:
     """The host's side: accepts workers on `path`, checks what they hand over and sends it
     to Kafka with `producer`, until `stop` and every worker has hung up (or `drain_s`)."""
 
-    def __init__(self, path: str, producer: EventProducer, on_invalid: Callable[[str], None]):
+    def __init__(
+        self,
+        path: str,
+        producer: EventProducer,
+        on_invalid: Callable[[str], None],
+        on_taken: Callable[[], None] = lambda: None,
+    ):
+        """`on_taken` runs after each read that handed events to `producer`."""
         self.path = path
         self.producer = producer
         self.on_invalid = on_invalid
+        self.on_taken = on_taken
         self._stopping = threading.Event()
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         if os.path.exists(path):
@@ -288,6 +296,8 @@ class Shipper:
                 self.on_invalid(topic)
                 continue
             self.producer.send_encoded(topic, key, value)
+        if found:
+            self.on_taken()
 
 
 def run_shipper(config: Config, path: str, parent: int) -> None:
@@ -298,8 +308,13 @@ def run_shipper(config: Config, path: str, parent: int) -> None:
     topics = [config.kafka.topics.decisions, config.kafka.topics.feedback]
     metrics.start_at_zero([], topics, DROP_REASONS)
     producer = EventProducer.for_service(config, metrics)
+    # The buffered gauge rises as events are taken, never later: a scrape that reads 0
+    # means nothing taken is still waiting for Kafka (acknowledgements lower it each tick).
     shipper = Shipper(
-        path, producer, lambda topic: metrics.events_dropped.labels(topic, "invalid").inc()
+        path,
+        producer,
+        lambda topic: metrics.events_dropped.labels(topic, "invalid").inc(),
+        lambda: metrics.events_buffered.set(producer.outstanding),
     )
     signal.signal(signal.SIGTERM, lambda *_: shipper.stop())
 
