@@ -21,11 +21,11 @@ Without W, position k would value the logger's rows above k followed by the targ
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from statistics import NormalDist
 
 import numpy as np
+
+from replay import moments
 
 Pieces = list[tuple[np.ndarray, np.ndarray | None]]  # (numerator, denominator or None = 1)
 
@@ -246,62 +246,27 @@ def interval(
 ) -> Estimate:
     """The estimate that `pieces` make, with its normal and (`bootstrap` > 0) bootstrap
     intervals; its rounds are the pieces' entries (rounds, or pages for a page value)."""
-    value = point(pieces)
-    error = std_error(pieces)
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    boot = None
-    if bootstrap > 0:
-        replicates = bootstrap_values(pieces, bootstrap, seed)
-        tail = (1 - confidence) / 2
-        boot = (float(np.quantile(replicates, tail)), float(np.quantile(replicates, 1 - tail)))
-    return Estimate(name, value, error, (value - z * error, value + z * error), boot,
-                    len(pieces[0][0]))  # fmt: skip
+    columns, layout = moments.stack(pieces)
+    sums = moments.Moments.of(columns, bootstrap, np.random.default_rng(seed))
+    return estimate(name, sums, layout, confidence)
 
 
 def point(pieces: Pieces) -> float:
     return float(sum(num.mean() / (1.0 if den is None else den.mean()) for num, den in pieces))
 
 
-def std_error(pieces: Pieces) -> float:
-    """The delta-method standard error: the std of each round's linearised contribution."""
-    n = len(pieces[0][0])
-    if n < 2:
-        return math.inf
-    influence = np.zeros(n)
-    for num, den in pieces:
-        if den is None:
-            influence += num
-        else:
-            scale = den.mean()
-            if scale == 0:
-                return math.inf
-            ratio = num.mean() / scale
-            influence += ratio + (num - ratio * den) / scale
-    return float(influence.std(ddof=1) / math.sqrt(n))
-
-
-def bootstrap_values(pieces: Pieces, replicates: int, seed: int) -> np.ndarray:
-    """The estimate on `replicates` resamples of the rounds with replacement (seeded).
-
-    A resample is a count per round (a bincount of n uniform draws), and every numerator and
-    denominator of the estimate is that count vector times one column of a matrix: one pass
-    over the data per replicate, whatever the estimator, and no gather of n random rows.
-    """
-    rng = np.random.default_rng(seed)
-    n = len(pieces[0][0])
-    columns = [array for num, den in pieces for array in (num, den) if array is not None]
-    matrix = np.stack(columns, axis=1)
-    values = np.empty(replicates)
-    for replicate in range(replicates):
-        counts = np.bincount(rng.integers(0, n, size=n), minlength=n).astype(float)
-        sums = iter(counts @ matrix)
-        value = 0.0
-        for _, den in pieces:
-            top = next(sums)
-            bottom = float(n) if den is None else next(sums)
-            value += top / bottom if bottom != 0 else math.nan
-        values[replicate] = value
-    return values
+def estimate(
+    name: str, sums: moments.Moments, layout: moments.Layout, confidence: float
+) -> Estimate:
+    """The estimate, intervals included, that the columns of `layout` make from their sums."""
+    value = sums.point(layout)
+    error = sums.std_error(layout)
+    boot = None
+    if len(sums.resampled):
+        boot = moments.percentile_bounds(sums.replicates(layout), confidence)
+    return Estimate(
+        name, value, error, moments.normal_bounds(value, error, confidence), boot, sums.rounds
+    )
 
 
 def mean_estimate(name: str, values: np.ndarray, confidence: float = 0.95) -> Estimate:
