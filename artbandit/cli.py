@@ -50,6 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(replay)
 
+    export = verbs.add_parser(
+        "export", help="write a rewarded log as partitioned Parquet for a distributed replay"
+    )
+    add_common_arguments(export)
+    export.set_defaults(run=_run_export)
+    from replay.command import add_export_arguments
+
+    add_export_arguments(export)
+
     audit = verbs.add_parser(
         "audit", help="re-score logged decisions with the versions that logged them"
     )
@@ -211,6 +220,12 @@ def _run_replay(args: argparse.Namespace, config: Config) -> int:
     from replay.command import run
 
     return run(args, config)
+
+
+def _run_export(args: argparse.Namespace, config: Config) -> int:
+    from replay.command import run_export
+
+    return run_export(args, config)
 
 
 def _run_audit(args: argparse.Namespace, config: Config) -> int:

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from bandit.config import Config, ConfigError, resolve_bootstrap
 from replay import estimators as est
+from replay.columnar import ColumnarError, write_partitions
 from replay.evaluate import ReplayResult, Settings, evaluate
 from replay.logs import LogError, read_log
+from replay.partitioned import replay_partitioned
 from replay.rejection import NotUniformError
 from replay.report import table, to_html, to_json
 from replay.targets import TargetError, parse_target
@@ -26,7 +28,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--log",
         required=True,
         metavar="SOURCE",
-        help="rewarded log: .jsonl, .jsonl.gz, .parquet or kafka://TOPIC",
+        help="rewarded log: .jsonl, .jsonl.gz, .parquet, kafka://TOPIC, or a directory of "
+        ".parquet partitions (artbandit export) replayed partition by partition",
+    )
+    parser.add_argument(
+        "--engine",
+        default="local",
+        metavar="ENGINE",
+        help="where a partitioned log's partitions are computed: local (this process), dask "
+        "(a local Dask cluster of --workers processes) or tcp://HOST:PORT (a running Dask "
+        "scheduler); the estimates are the same on every engine (default local)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="--engine dask: worker processes (default 2)"
     )
     parser.add_argument(
         "--policy",
@@ -107,15 +121,26 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if args.search:
         specs += search_specs()
     try:
+        if Path(args.log).is_dir():
+            result = replay_partitioned(
+                args.log, specs, config, settings, args.engine, args.workers, args.quiet
+            )
+            return _write(result, args)
+        if args.engine != "local":
+            raise LogError(f"--engine {args.engine}: only a directory of partitions is distributed")
         targets = [parse_target(spec, config, args.seed) for spec in specs]
         log = read_log(
             args.log, resolve_bootstrap(config), skip_bad=args.skip_bad, quiet=args.quiet,
             kafka=config.kafka,
         )  # fmt: skip
         result = evaluate(log, targets, config, settings, quiet=args.quiet)
-    except (LogError, TargetError, NotUniformError, est.EstimatorError) as exc:
+    except (LogError, ColumnarError, TargetError, NotUniformError, est.EstimatorError) as exc:
         print(f"artbandit replay: {exc}", file=sys.stderr)
         return 2
+    return _write(result, args)
+
+
+def _write(result: ReplayResult, args: argparse.Namespace) -> int:
     print(table(result))
     if args.search:
         print(ranking(result))
@@ -172,6 +197,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         raise ConfigError("--confidence", "must be between 0 and 1")
     if args.bootstrap < 0:
         raise ConfigError("--bootstrap", "must be 0 or more")
+    if args.workers < 1:
+        raise ConfigError("--workers", "must be 1 or more")
     if args.max_rankings < 1:
         raise ConfigError("--max-rankings", "must be 1 or more")
     if args.clip <= 0 or args.switch_tau <= 0:
@@ -191,3 +218,34 @@ def _settings(args: argparse.Namespace) -> Settings:
         logger=args.logger,
         max_rankings=args.max_rankings,
     )
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log",
+        required=True,
+        metavar="SOURCE",
+        help=".jsonl, .jsonl.gz, .parquet or kafka://TOPIC",
+    )
+    parser.add_argument("--out", required=True, metavar="DIR", help="directory of partitions")
+    parser.add_argument(
+        "--rows-per-file", type=int, default=1_000_000, help="events per partition (1,000,000)"
+    )
+    parser.add_argument("--skip-bad", action="store_true", help="as for replay")
+
+
+def run_export(args: argparse.Namespace, config: Config) -> int:
+    """A log as a partitioned Parquet log: each decision once, in time order."""
+    if args.rows_per_file < 1:
+        raise ConfigError("--rows-per-file", "must be 1 or more")
+    try:
+        log = read_log(
+            args.log, resolve_bootstrap(config), skip_bad=args.skip_bad, quiet=args.quiet,
+            kafka=config.kafka,
+        )  # fmt: skip
+    except LogError as exc:
+        print(f"artbandit export: {exc}", file=sys.stderr)
+        return 2
+    paths = write_partitions(log.events, args.out, args.rows_per_file)
+    print(f"{len(log.events):,} events in {len(paths)} partitions under {args.out}")
+    return 0

@@ -6,9 +6,11 @@ so every reader keeps the first event of each decision_id and counts the repeats
 that breaks the contract stops the read with its line number, unless `skip_bad` is set, in
 which case it is counted and reported: never silently dropped.
 
-Parquet layout: one row per event; the column `event` holds the event's JSON (nested
-features do not fit a fixed columnar schema), beside flat columns (`decision_id`, `ts`,
-`slot`, `group`, `reward`) for query engines.
+Parquet layout (`replay.columnar`): one row per event; the column `event` holds the event's
+JSON (nested features do not fit a fixed columnar schema), beside flat columns for query
+engines and the columns a round needs (chosen indices, probabilities, rewards, candidate
+counts), which a directory of Parquet files, a partitioned log, is replayed from without
+decoding events (`replay.partitioned`). Read here, a file's events are decoded from `event`.
 """
 
 from __future__ import annotations
@@ -91,21 +93,12 @@ def write_log(path: str | Path, rewarded: Iterable[events.RewardedEvent]) -> int
     path.parent.mkdir(parents=True, exist_ok=True)
     encoded = [events.encode(event) for event in rewarded]
     if path.suffix == ".parquet":
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
+        from replay.columnar import table
+
         decoded = [events.decode(data, events.RewardedEvent) for data in encoded]
-        table = pa.table(
-            {
-                "decision_id": [e.decision_id for e in decoded],
-                "ts": [e.ts for e in decoded],
-                "slot": [e.slot for e in decoded],
-                "group": [e.group for e in decoded],
-                "reward": [e.reward for e in decoded],
-                "event": [data.decode() for data in encoded],
-            }
-        )
-        pq.write_table(table, path, compression="zstd")
+        pq.write_table(table(encoded, decoded), path, compression="zstd")
     else:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "wb") as fh:

@@ -10,8 +10,8 @@ Rounds of one event are consecutive, in position order.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,13 +21,17 @@ from bandit.events import Candidate, RewardedEvent
 @dataclass
 class Rounds:
     slot: str
-    events: list[RewardedEvent]
+    events: Sequence[RewardedEvent]  # a Parquet log's are decoded only when asked for
     event_index: np.ndarray  # (n,) the round's event in `events`
     position: np.ndarray  # (n,) 0 for single-choice slots
     chosen: np.ndarray  # (n,) the logged candidate's index in its event's candidates
     propensity: np.ndarray  # (n,) the logged (conditional) probability of that choice
     reward: np.ndarray  # (n,) the reward of that position
     width: int  # the most candidates of any event: the columns of per-action arrays
+    # per event, so that the baselines' probabilities need no decoded event:
+    sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # candidates
+    defaults: list[np.ndarray] = field(default_factory=list)  # indices marked default
+    floored: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # any `floor`
 
     @classmethod
     def from_events(cls, slot: str, rewarded: list[RewardedEvent]) -> Rounds:
@@ -50,6 +54,12 @@ class Rounds:
             propensity=np.asarray(propensity, dtype=float),
             reward=np.asarray(reward, dtype=float),
             width=max((len(e.candidates) for e in rewarded), default=0),
+            sizes=np.asarray([len(e.candidates) for e in rewarded], dtype=np.int64),
+            defaults=[
+                np.asarray([i for i, c in enumerate(e.candidates) if c.default], dtype=np.int64)
+                for e in rewarded
+            ],
+            floored=np.asarray([any(c.floor for c in e.candidates) for e in rewarded], bool),
         )
 
     def __len__(self) -> int:
@@ -91,8 +101,7 @@ class Rounds:
 
     def choices_left(self) -> np.ndarray:
         """(n,) how many candidates round i could choose from (those not placed before it)."""
-        sizes = np.asarray([len(e.candidates) for e in self.events])
-        return sizes[self.event_index] - self.position
+        return self.sizes[self.event_index] - self.position
 
     def split(self, fraction: float) -> tuple[Rounds, Rounds]:
         """The first `fraction` of events (time order) and the rest, rounds kept whole."""
@@ -110,10 +119,13 @@ class Rounds:
             propensity=self.propensity[mask],
             reward=self.reward[mask],
             width=self.width,
+            sizes=self.sizes,
+            defaults=self.defaults,
+            floored=self.floored,
         )
 
     def _events_slice(self, start: int, stop: int) -> Rounds:
-        part = Rounds.from_events(self.slot, self.events[start:stop])
+        part = Rounds.from_events(self.slot, list(self.events[start:stop]))
         part.width = self.width
         return part
 

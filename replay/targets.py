@@ -67,6 +67,12 @@ class Target:
     def applies_to(self, slot: str) -> bool:
         return self.only_slot in (None, slot)
 
+    @property
+    def sequential(self) -> bool:
+        """It reads the log in order (trains on its first part, or learns as it scores), so
+        a partitioned log cannot be scored one partition at a time."""
+        return self.trains
+
     def probabilities(
         self, train: Rounds | None, rounds: Rounds, quiet: bool, each_page: PageHook | None = None
     ) -> np.ndarray:
@@ -82,6 +88,10 @@ class PolicyTarget(Target):
     greedy: bool = False
     mode: str = "static"  # static | trained | learning
 
+    @property
+    def sequential(self) -> bool:
+        return self.trains or self.mode == "learning"
+
     def probabilities(self, train, rounds, quiet, each_page=None):
         policy = self.make(rounds.slot, self.slot_config(rounds.slot))
         try:
@@ -92,6 +102,49 @@ class PolicyTarget(Target):
                          self.name, quiet, each_page)  # fmt: skip
         finally:
             policy.close()
+
+
+@dataclass(kw_only=True)
+class BaselineTarget(PolicyTarget):
+    """uniform or default (its `name`), computed from the rounds' arrays, so that a Parquet
+    log's events are never decoded for them; through the policy itself where the exposure
+    floor may change uniform's pmf, or when a page's orderings are asked for."""
+
+    def probabilities(self, train, rounds, quiet, each_page=None):
+        floor = self.slot_config(rounds.slot).exposure.floor
+        if each_page is not None or (
+            self.name == "uniform" and floor > 0 and bool(rounds.floored.any())
+        ):
+            return super().probabilities(train, rounds, quiet, each_page)
+        return baseline_probabilities(self.name, rounds)
+
+
+def baseline_probabilities(kind: str, rounds: Rounds) -> np.ndarray:
+    """uniform: each candidate not placed above equally likely; default: the first of
+    `default_order` not placed above, with probability 1. Rounds are whole events."""
+    n = len(rounds)
+    sizes = rounds.sizes[rounds.event_index]
+    placed = [
+        np.flatnonzero(rounds.position >= above)
+        for above in range(1, int(rounds.position.max(initial=0)) + 1)
+    ]
+    out = np.zeros((n, rounds.width))
+    if kind == "uniform":
+        out[np.arange(rounds.width)[None, :] < sizes[:, None]] = 1.0
+        for above, rows in enumerate(placed, start=1):
+            assert np.all(rounds.event_index[rows - above] == rounds.event_index[rows])
+            out[rows, rounds.chosen[rows - above]] = 0.0
+        out /= rounds.choices_left()[:, None]
+        return out
+    marked = np.asarray([d[0] if len(d) else 0 for d in rounds.defaults], dtype=np.int64)
+    first = marked[rounds.event_index]
+    for i in np.flatnonzero(rounds.position > 0).tolist():
+        taken = set(rounds.chosen[i - int(rounds.position[i]) : i].tolist())
+        event = int(rounds.event_index[i])
+        order = [*rounds.defaults[event].tolist(), *range(int(rounds.sizes[event]))]
+        first[i] = next(j for j in order if j not in taken)
+    out[np.arange(n), first] = 1.0
+    return out
 
 
 @dataclass(kw_only=True)
@@ -254,7 +307,12 @@ def parse_target(spec: str, config: Config, seed: int | None) -> Target:
     def seeded(slot_config: SlotConfig) -> SlotConfig:
         return msgspec.structs.replace(slot_config, seed=seed) if seed is not None else slot_config
 
-    if kind in ("uniform", "default", "thompson") and not rest:
+    if kind in ("uniform", "default") and not rest:
+        return BaselineTarget(
+            name=spec, slot_config=configured,
+            make=lambda slot, c: build_policy(seeded(msgspec.structs.replace(c, policy=kind))),
+        )  # fmt: skip
+    if kind == "thompson" and not rest:
         return PolicyTarget(
             name=spec, trains=kind == "thompson",
             make=lambda slot, c: build_policy(seeded(msgspec.structs.replace(c, policy=kind))),

@@ -1,6 +1,7 @@
 """Targets: every policy's distribution is a distribution; saved, trained, learning and
 user-callable targets score a log; bad specs and bad callables are named."""
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -9,7 +10,7 @@ from bandit.model_store import ModelStore
 from bandit.policies import build_policy
 from bandit.slots import SlotKind
 from replay.rounds import Rounds
-from replay.targets import TargetError, parse_target
+from replay.targets import TargetError, baseline_probabilities, parse_target
 from tests.replay.conftest import uniform_log
 
 
@@ -101,3 +102,34 @@ def test_a_bad_override_in_a_training_spec_names_the_key(artwork_log):
     rounds = Rounds.from_events("artwork", artwork_log[:20])
     with pytest.raises(TargetError, match=r"slots\.artwork\.exploration\.epsilon"):
         target.probabilities(rounds, rounds, quiet=True)
+
+
+@pytest.mark.parametrize("kind", ["uniform", "default"])
+@pytest.mark.parametrize("slot", ["artwork", "rows"])
+def test_baselines_from_the_rounds_arrays_equal_their_policies(kind, slot):
+    """uniform and default never decode a Parquet log's events: their pmfs come from the
+    rounds' arrays, and must be what the policies themselves give (marked defaults, rows
+    placed above, candidate counts that differ by event)."""
+    config = load_config(environ={})
+    rng = np.random.default_rng(3)
+    log = []
+    for event in uniform_log(SlotKind(slot), 60, slot=slot):
+        keep = max(len(event.chosen), int(rng.integers(1, len(event.candidates) + 1)))
+        candidates = [
+            msgspec.structs.replace(c, default=bool(rng.random() < 0.3))
+            for c in event.candidates[:keep]
+        ]
+        chosen = [c for c in event.chosen if c in {x.id for x in candidates}]
+        if len(chosen) == len(event.chosen):
+            log.append(msgspec.structs.replace(event, candidates=candidates))
+    rounds = Rounds.from_events(slot, log)
+    policy = build_policy(msgspec.structs.replace(config.slots[slot], policy=kind))
+    expected = np.zeros((len(rounds), rounds.width))
+    for i in range(len(rounds)):
+        event = rounds.events[rounds.event_index[i]]
+        pmf = policy.action_probabilities(event.context, event.candidates, rounds.placed(i))
+        expected[i, : len(pmf)] = pmf
+    assert any(len(d) for d in rounds.defaults) and len(set(rounds.sizes.tolist())) > 1
+    np.testing.assert_allclose(baseline_probabilities(kind, rounds), expected, atol=1e-15)
+    target = parse_target(kind, config, 1)
+    np.testing.assert_allclose(target.probabilities(None, rounds, True), expected, atol=1e-15)

@@ -1,0 +1,228 @@
+"""The Parquet replay log: one row per rewarded event, columnar where a round needs it.
+
+A round (a logged choice) needs the event's slot, group, chosen candidates, their logged
+probabilities and rewards, how many candidates it had and which are marked default: those
+are columns, read into numpy arrays without decoding any event's JSON. The event itself,
+as the JSON Schema contract defines it, stays in the `event` column: it is what the columns
+are derived from when the file is written (`table`), and it is decoded (and checked) only
+when something needs the features (a target that scores them, a reward model), by
+`LazyEvents`. A directory of such files is a partitioned log (`write_partitions`), which
+`replay.partitioned` estimates one partition at a time, on one machine or a cluster.
+
+Files written before these columns existed (only `event` and the flat ones) are read by
+decoding `event`, as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import overload
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from bandit import events
+from replay.rounds import Rounds
+
+ROUND_COLUMNS = ("chosen_index", "probabilities", "rewards", "candidates", "defaults", "floored")
+PART_NAME = "part-{:05d}.parquet"
+
+
+class ColumnarError(ValueError):
+    """A Parquet log that cannot be read as a replay log (its message says which file)."""
+
+
+def table(encoded: Sequence[bytes], decoded: Sequence[events.RewardedEvent]) -> pa.Table:
+    """The Parquet rows of events already checked against the contract (`decoded`) and
+    their JSON (`encoded`): the flat columns for query engines, the round columns, `event`."""
+    return pa.table({
+        "decision_id": [e.decision_id for e in decoded],
+        "ts": [e.ts for e in decoded],
+        "slot": [e.slot for e in decoded],
+        "group": [e.group for e in decoded],
+        "reward": [e.reward for e in decoded],
+        "chosen_index": pa.array([e.chosen_indices() for e in decoded], pa.list_(pa.int32())),
+        "probabilities": pa.array([e.probabilities for e in decoded], pa.list_(pa.float64())),
+        "rewards": pa.array([e.rewards for e in decoded], pa.list_(pa.float64())),
+        "candidates": pa.array([len(e.candidates) for e in decoded], pa.int32()),
+        "defaults": pa.array(
+            [[i for i, c in enumerate(e.candidates) if c.default] for e in decoded],
+            pa.list_(pa.int32()),
+        ),
+        "floored": [any(c.floor for c in e.candidates) for e in decoded],
+        "event": [data.decode() for data in encoded],
+    })  # fmt: skip
+
+
+def write_partitions(
+    rewarded: Iterable[events.RewardedEvent], directory: str | Path, rows_per_file: int
+) -> list[Path]:
+    """Write events as a partitioned log: `rows_per_file` events per file, in the order
+    given (read_log's: time order, each decision once)."""
+    if rows_per_file < 1:
+        raise ValueError("rows_per_file must be 1 or more")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("part-*.parquet"):
+        stale.unlink()
+    paths: list[Path] = []
+    batch: list[events.RewardedEvent] = []
+
+    def flush() -> None:
+        path = directory / PART_NAME.format(len(paths))
+        pq.write_table(table([events.encode(e) for e in batch], batch), path, compression="zstd")
+        paths.append(path)
+        batch.clear()
+
+    for event in rewarded:
+        batch.append(event)
+        if len(batch) == rows_per_file:
+            flush()
+    if batch or not paths:
+        flush()
+    return paths
+
+
+def partition_paths(directory: str | Path) -> list[Path]:
+    """A partitioned log's files, in name order (the order their estimates merge in)."""
+    paths = sorted(Path(directory).rglob("*.parquet"))
+    if not paths:
+        raise ColumnarError(f"{directory}: no .parquet files")
+    return paths
+
+
+class LazyEvents(Sequence[events.RewardedEvent]):
+    """A partition's events, decoded from their JSON (and checked against the contract) the
+    first time any is asked for, all at once."""
+
+    def __init__(self, encoded: list[str], source: str) -> None:
+        self._encoded = encoded
+        self._source = source
+        self._decoded: list[events.RewardedEvent] | None = None
+
+    def __len__(self) -> int:
+        return len(self._encoded)
+
+    @overload
+    def __getitem__(self, index: int) -> events.RewardedEvent: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[events.RewardedEvent]: ...
+    def __getitem__(self, index: int | slice) -> events.RewardedEvent | list[events.RewardedEvent]:
+        return self.decoded()[index]
+
+    def __iter__(self) -> Iterator[events.RewardedEvent]:
+        return iter(self.decoded())
+
+    @property
+    def is_decoded(self) -> bool:
+        return self._decoded is not None
+
+    def decoded(self) -> list[events.RewardedEvent]:
+        if self._decoded is None:
+            out = []
+            for number, data in enumerate(self._encoded, start=1):
+                try:
+                    out.append(events.decode(data, events.RewardedEvent))
+                except events.EventError as exc:
+                    raise ColumnarError(f"{self._source}: row {number}: {exc}") from None
+            self._decoded = out
+        return self._decoded
+
+
+@dataclass
+class Partition:
+    """One Parquet file of a log, its rows once each (the first of a repeated decision)."""
+
+    source: str
+    table: pa.Table
+    duplicates: int
+
+    @property
+    def slots(self) -> list[str]:
+        return sorted(pc.unique(self.table.column("slot")).to_pylist())
+
+    def events(self, slot: str, group: str) -> int:
+        return int(pc.sum(self._mask(slot, group)).as_py() or 0)
+
+    def rounds(self, slot: str, group: str) -> Rounds:
+        """The rounds of `slot`'s events of `group`, from the columns (events decoded only
+        when asked for)."""
+        part = self.table.filter(self._mask(slot, group))
+        chosen = part.column("chosen_index").combine_chunks()
+        lengths = pc.list_value_length(chosen).to_numpy(zero_copy_only=False).astype(np.int64)
+        event_index = np.repeat(np.arange(len(part), dtype=np.int64), lengths)
+        starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
+        sizes = part.column("candidates").to_numpy().astype(np.int64)
+        return Rounds(
+            slot=slot,
+            events=LazyEvents(part.column("event").to_pylist(), self.source),
+            event_index=event_index,
+            position=np.arange(int(lengths.sum()), dtype=np.int64) - starts[event_index],
+            chosen=_flat(chosen, np.int64),
+            propensity=_flat(part.column("probabilities"), float),
+            reward=_flat(part.column("rewards"), float),
+            width=int(sizes.max(initial=0)),
+            sizes=sizes,
+            defaults=[np.asarray(d, dtype=np.int64) for d in part.column("defaults").to_pylist()],
+            floored=part.column("floored").to_numpy(zero_copy_only=False).astype(bool),
+        )
+
+    def _mask(self, slot: str, group: str) -> pa.Array:
+        return pc.and_(
+            pc.equal(self.table.column("slot"), slot), pc.equal(self.table.column("group"), group)
+        )
+
+
+def read_partition(path: str | Path) -> Partition:
+    """A Parquet log file, its round columns checked (a file without them is decoded from
+    `event` and checked against the contract instead)."""
+    source = str(path)
+    try:
+        found = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for a bad file
+        raise ColumnarError(f"{source}: not a replay Parquet file: {exc}") from None
+    if "event" not in found.column_names:
+        raise ColumnarError(f"{source}: not a replay Parquet file: no `event` column")
+    if not set(ROUND_COLUMNS) <= set(found.column_names):
+        decoded = LazyEvents(found.column("event").to_pylist(), source).decoded()
+        found = table([events.encode(e) for e in decoded], decoded)
+    _check(found, source)
+    ids = found.column("decision_id").to_numpy(zero_copy_only=False)
+    _, first = np.unique(ids, return_index=True)
+    keep = np.zeros(len(ids), dtype=bool)
+    keep[first] = True
+    return Partition(source, found.filter(pa.array(keep)), int(len(ids) - len(first)))
+
+
+def _check(found: pa.Table, source: str) -> None:
+    """The contract's rules on the round columns, over whole columns at once."""
+    chosen = found.column("chosen_index").combine_chunks()
+    lengths = pc.list_value_length(chosen).to_numpy(zero_copy_only=False)
+    for name in ("probabilities", "rewards"):
+        other = pc.list_value_length(found.column(name).combine_chunks())
+        if not np.array_equal(other.to_numpy(zero_copy_only=False), lengths):
+            raise ColumnarError(f"{source}: {name}: not one entry per chosen candidate")
+    if np.any(lengths < 1):
+        raise ColumnarError(f"{source}: chosen_index: an event chose nothing")
+    sizes = np.repeat(found.column("candidates").to_numpy(), lengths)
+    index = _flat(chosen, np.int64)
+    if np.any(index < 0) or np.any(index >= sizes):
+        raise ColumnarError(f"{source}: chosen_index: outside the event's candidates")
+    probability = _flat(found.column("probabilities"), float)
+    if np.any(~(probability > 0)) or np.any(probability > 1):
+        raise ColumnarError(f"{source}: probabilities: every entry must be in (0, 1]")
+    if not np.all(np.isfinite(_flat(found.column("rewards"), float))):
+        raise ColumnarError(f"{source}: rewards: every entry must be finite")
+    groups = set(pc.unique(found.column("group")).to_pylist())
+    if not groups <= {"treatment", "control"}:
+        raise ColumnarError(f"{source}: group: {sorted(groups - {'treatment', 'control'})}")
+
+
+def _flat(column: pa.ChunkedArray | pa.Array, dtype: type) -> np.ndarray:
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    return pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(dtype)

@@ -1,0 +1,414 @@
+"""Replay of a partitioned Parquet log, one partition at a time, here or on a Dask cluster.
+
+Every estimate is a ratio of sums of per-round columns (`replay.moments`), so each
+partition's sums are computed where the partition is (`partition_sums`: read its columns,
+score the targets, take the sums) and merged by addition, in partition order, where the run
+was started. The engine only decides where partitions are computed; the numbers do not
+depend on it: `--engine local` (this process, one partition after another) and `--engine
+dask` (a local cluster) or `--engine tcp://scheduler:8786` (a running one) give the same
+estimates, to the last bit.
+
+Dask distributed is the engine because it is plain Python (pip-installable, no JVM, no
+object store to run), it starts a local cluster of worker processes in under a second for
+tests and laptops, and the same code runs on any cluster a `dask-scheduler` fronts (Kubernetes,
+YARN, SLURM, cloud VMs through dask's deployers).
+
+What a partitioned replay leaves out, because it needs the whole log at once: targets that
+read the log in order (thompson, train:, learn:), segments, rejection sampling,
+the check against the holdout, the independent and pseudo-inverse page values, weight
+quantiles and the learning curve. The bootstrap resamples within each partition, and the
+reward model of DM and the DR family is cross-fitted within each partition.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bandit.config import Config
+from replay import estimators as est
+from replay import moments, pages, reward_model
+from replay.columnar import ColumnarError, partition_paths, read_partition
+from replay.evaluate import (
+    PageResult,
+    ReplayResult,
+    Settings,
+    SlotResult,
+    TargetResult,
+    off_policy_data,
+)
+from replay.moments import Layout, Moments
+from replay.progress import Progress
+from replay.targets import TargetError, parse_target
+
+LEFT_OUT = (
+    "a partitioned replay leaves out segments, rejection sampling, the check against the "
+    "holdout, the independent and pseudo-inverse page values and weight quantiles; its "
+    "bootstrap resamples within each partition"
+)
+
+
+@dataclass
+class Columns:
+    """Where each (target, estimator)'s pieces and each target's weights are in a matrix."""
+
+    layouts: dict[tuple[str, str], Layout] = field(default_factory=dict)
+    weights: dict[str, int] = field(default_factory=dict)
+    parts: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, key: tuple[str, str], pieces: est.Pieces) -> None:
+        matrix, layout = moments.stack(pieces)
+        self.layouts[key] = moments.shifted(layout, self.width)
+        self.parts.append(matrix)
+
+    def add_weights(self, target: str, weights: np.ndarray) -> None:
+        self.weights[target] = self.width
+        self.parts.append(weights[:, None])
+
+    @property
+    def width(self) -> int:
+        return sum(part.shape[1] for part in self.parts)
+
+    def moments(self, bootstrap: int, seed: np.random.SeedSequence) -> Moments:
+        return Moments.of(np.hstack(self.parts), bootstrap, np.random.default_rng(seed))
+
+
+@dataclass
+class Summed:
+    """Moments and where their columns are, with the largest weight per target."""
+
+    sums: Moments
+    layouts: dict[tuple[str, str], Layout]
+    weights: dict[str, int]
+    max_weight: dict[str, float]
+
+    def __add__(self, other: Summed) -> Summed:
+        if self.layouts != other.layouts or self.weights != other.weights:
+            raise ValueError("partitions estimated different targets or estimators")
+        return Summed(
+            self.sums + other.sums, self.layouts, self.weights,
+            {k: max(v, other.max_weight[k]) for k, v in self.max_weight.items()},
+        )  # fmt: skip
+
+
+@dataclass
+class SlotSums:
+    """One slot's sums over some partitions."""
+
+    events: int = 0
+    control_events: int = 0
+    treatment_rounds: int = 0
+    positions: dict[int, Summed] = field(default_factory=dict)
+    pages: Summed | None = None  # ranked slots
+    logged: dict[str, Moments] = field(default_factory=dict)  # group -> page rewards
+    logged_positions: dict[tuple[str, int], Moments] = field(default_factory=dict)
+    model_estimators: bool = True  # False: no reward model, DM and the DR family left out
+
+    def __add__(self, other: SlotSums) -> SlotSums:
+        return SlotSums(
+            self.events + other.events,
+            self.control_events + other.control_events,
+            self.treatment_rounds + other.treatment_rounds,
+            _merged(self.positions, other.positions),
+            other.pages if self.pages is None else
+            self.pages if other.pages is None else self.pages + other.pages,
+            _merged(self.logged, other.logged),
+            _merged(self.logged_positions, other.logged_positions),
+            self.model_estimators and other.model_estimators,
+        )  # fmt: skip
+
+
+@dataclass
+class PartitionSums:
+    """Per slot, the sums of one or more partitions."""
+
+    slots: dict[str, SlotSums]
+    events: int
+    duplicates: int
+
+    def __add__(self, other: PartitionSums) -> PartitionSums:
+        return PartitionSums(
+            _merged(self.slots, other.slots),
+            self.events + other.events,
+            self.duplicates + other.duplicates,
+        )
+
+
+def check_settings(specs: list[str], config: Config, settings: Settings) -> None:
+    """What a partitioned replay cannot do, refused before any partition is read."""
+    if settings.segment or settings.rejection:
+        raise est.EstimatorError(
+            "--segment and --rejection need the whole log: replay a single file for them"
+        )
+    for spec in specs:
+        if parse_target(spec, config, settings.seed).sequential:
+            raise TargetError(
+                f"{spec}: trains on the log's first part or learns as it goes, which a "
+                "partitioned replay cannot do one partition at a time; use a single file"
+            )
+
+
+def partition_sums(
+    path: str, index: int, specs: list[str], config: Config, settings: Settings
+) -> PartitionSums:
+    """One partition's sums: its columns read, each slot's targets scored, the estimators'
+    columns summed (bootstrap and reward model seeded by the run's seed and `index`)."""
+    part = read_partition(path)
+    slots = {}
+    for slot in part.slots:
+        if (settings.slots and slot not in settings.slots) or slot not in config.slots:
+            continue
+        slots[slot] = _slot_sums(part, slot, specs, config, settings, index)
+    return PartitionSums(slots, len(part.table), part.duplicates)
+
+
+def _slot_sums(part, slot, specs, config, settings, index) -> SlotSums:
+    seed = np.random.SeedSequence([settings.seed, index])
+    treatment = part.rounds(slot, "treatment")
+    control = part.rounds(slot, "control")
+    out = SlotSums(
+        events=len(treatment.events) + len(control.events),
+        control_events=len(control.events),
+        treatment_rounds=len(treatment),
+    )
+    for group, rounds in (("treatment", treatment), ("control", control)):
+        if len(rounds):
+            page = np.bincount(rounds.event_index, weights=rounds.reward,
+                               minlength=len(rounds.events))  # fmt: skip
+            out.logged[group] = _plain(page)
+            for position in np.unique(rounds.position).tolist():
+                at = rounds.reward[rounds.position == position]
+                out.logged_positions[(group, position)] = _plain(at)
+    targets = [t for t in (parse_target(s, config, settings.seed) for s in specs)
+               if t.applies_to(slot)]  # fmt: skip
+    if not len(treatment) or not targets:
+        return out
+    q = None
+    if settings.reward_model:
+        model_seed = int(np.random.SeedSequence([settings.seed, index, 1]).generate_state(1)[0])
+        q = reward_model.fit_predict(treatment, config.slots[slot], model_seed)
+    names = [n for n in settings.estimators if q is not None or not _needs_model(n)]
+    out.model_estimators = q is not None
+    estimators = est.make_estimators(names, settings.max_weight, settings.switch_tau)
+    ranked = config.slots[slot].kind.ranked
+    positions = np.unique(treatment.position).tolist()
+    by_position = {position: Columns() for position in positions}
+    by_page, max_weight = Columns(), {position: {} for position in positions}
+    for target in targets:
+        pmf = target.probabilities(None, treatment, True)
+        data = off_policy_data(treatment, pmf, q)
+        for position in positions:
+            mask = treatment.position == position
+            chosen = data.select(mask)
+            columns = by_position[position]
+            columns.add_weights(target.name, chosen.weights)
+            max_weight[position][target.name] = float(chosen.weights.max())
+            for estimator in estimators:
+                columns.add((target.name, estimator.name), estimator.pieces(chosen))
+        if ranked:
+            weight = pages.page_weight(treatment, data.target_chosen / data.propensity)
+            by_page.add_weights(target.name, weight)
+            for estimator in estimators:
+                by_page.add((target.name, estimator.name),
+                            pages.by_page(estimator.pieces(data), treatment))  # fmt: skip
+            by_page.add((target.name, "standard_ips"), pages.standard(treatment, weight))
+            by_page.add((target.name, "standard_snips"), pages.standard(treatment, weight, True))
+    for position, columns in by_position.items():
+        out.positions[position] = Summed(
+            columns.moments(settings.bootstrap, seed), columns.layouts, columns.weights,
+            max_weight[position],
+        )  # fmt: skip
+    if ranked:
+        pages_max = dict.fromkeys(by_page.weights, 0.0)
+        out.pages = Summed(
+            by_page.moments(settings.bootstrap, seed), by_page.layouts, by_page.weights, pages_max
+        )
+    return out
+
+
+def result(source: str, merged: PartitionSums, config: Config, settings: Settings) -> ReplayResult:
+    """The merged sums as a replay result, for the same report as a single file's."""
+    out = ReplayResult(source, merged.events, merged.duplicates, [], settings, [], [LEFT_OUT])
+    if merged.duplicates:
+        out.warnings.append(f"{merged.duplicates} repeated decision ids were read once")
+    for slot in settings.slots:
+        if slot not in merged.slots:
+            out.warnings.append(f"slot {slot}: not in the log")
+    for slot, sums in sorted(merged.slots.items()):
+        if not sums.treatment_rounds:
+            raise est.EstimatorError(f"slot {slot}: no treatment events to evaluate targets on")
+        out.slots.append(_slot_result(slot, sums, config, settings))
+    if not out.slots:
+        raise est.EstimatorError("no slot of the log could be evaluated")
+    return out
+
+
+def _slot_result(slot: str, sums: SlotSums, config: Config, settings: Settings) -> SlotResult:
+    confidence = settings.confidence
+    ranked = config.slots[slot].kind.ranked
+    logging_value = {
+        group: est.estimate("on_policy", m, [(0, None)], confidence)
+        for group, m in sums.logged.items()
+    }
+    by_position = {
+        group: [est.estimate("on_policy", m, [(0, None)], confidence)
+                for (g, _), m in sorted(sums.logged_positions.items()) if g == group]
+        for group in sums.logged
+    } if ranked else {}  # fmt: skip
+    warnings = [] if sums.model_estimators else ["no reward model: DM and the DR family left out"]
+    targets = []
+    for position, summed in sorted(sums.positions.items()):
+        for target, column in summed.weights.items():
+            estimates = [
+                est.estimate(name, summed.sums, layout, confidence)
+                for (owner, name), layout in summed.layouts.items()
+                if owner == target
+            ]
+            weights = summed.sums
+            total, squares = weights.sums[column], weights.products[column, column]
+            ess = float(total**2 / squares) if squares > 0 else 0.0
+            result_ = TargetResult(
+                target=target, position=position if ranked else None, estimates=estimates,
+                effective_sample_size=ess,
+                weights={"mean": float(total / weights.rounds),
+                         "max": summed.max_weight[target]},
+                weight_sample=[], curve=[],
+            )  # fmt: skip
+            if ess < min(100.0, 0.01 * weights.rounds):
+                result_.warnings.append(
+                    f"effective sample size {ess:.0f}: the estimates rest on few rounds"
+                )
+            targets.append(result_)
+    page_results = []
+    if sums.pages is not None:
+        summed = sums.pages
+        for target, column in summed.weights.items():
+            estimates = [
+                est.estimate(name, summed.sums, layout, confidence)
+                for (owner, name), layout in summed.layouts.items()
+                if owner == target
+            ]
+            total, squares = summed.sums.sums[column], summed.sums.products[column, column]
+            assumptions = {
+                e.estimator: pages.ASSUMPTIONS[
+                    "standard" if e.estimator.startswith("standard") else "reward-interaction"
+                ]
+                for e in estimates
+            }
+            page_results.append(PageResult(
+                target, estimates, assumptions,
+                float(total**2 / squares) if squares > 0 else 0.0,
+                float(total / summed.sums.rounds),
+            ))  # fmt: skip
+    return SlotResult(
+        slot=slot, events=sums.events, treatment_rounds=sums.treatment_rounds,
+        evaluated_rounds=sums.treatment_rounds, train_events=0,
+        control_events=sums.control_events, logging_value=logging_value, targets=targets,
+        warnings=warnings, logging_by_position=by_position, pages=page_results,
+    )  # fmt: skip
+
+
+def replay_partitioned(
+    directory: str,
+    specs: list[str],
+    config: Config,
+    settings: Settings,
+    engine: str = "local",
+    workers: int = 2,
+    quiet: bool = True,
+) -> ReplayResult:
+    """Estimate `specs` over every partition of `directory` on `engine` (see the module
+    docstring) and merge the partitions' sums in partition order."""
+    check_settings(specs, config, settings)
+    paths = [str(p) for p in partition_paths(directory)]
+    progress = Progress(len(paths), f"replaying {len(paths)} partitions", quiet=quiet)
+    with _mapper(engine, workers) as map_:
+        parts = map_(paths, specs, config, settings, progress.update)
+    progress.close()
+    merged = parts[0]
+    for part in parts[1:]:
+        merged = merged + part
+    return result(directory, merged, config, settings)
+
+
+Mapper = Callable[[list[str], list[str], Config, Settings, Callable[[int], None]],
+                  list[PartitionSums]]  # fmt: skip
+
+
+@contextmanager
+def _mapper(engine: str, workers: int) -> Iterator[Mapper]:
+    """`partition_sums` over every path, in path order, computed where `engine` says."""
+    if engine == "local":
+
+        def local(paths, specs, config, settings, done):
+            out = []
+            for index, path in enumerate(paths):
+                out.append(partition_sums(path, index, specs, config, settings))
+                done(index + 1)
+            return out
+
+        yield local
+        return
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:  # pragma: no cover - a dependency of the package
+        raise ColumnarError("--engine dask needs the `distributed` package") from None
+    if engine == "dask":
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=None,
+        )  # fmt: skip
+    elif "://" in engine:
+        cluster = None
+    else:
+        raise ColumnarError(f"--engine {engine}: use local, dask or a scheduler's tcp://HOST:PORT")
+    client = Client(cluster if cluster is not None else engine, timeout="30s")
+
+    def distributed(paths, specs, config, settings, done):
+        futures = [
+            client.submit(partition_sums, path, index, specs, config, settings, pure=False)
+            for index, path in enumerate(paths)
+        ]
+        for finished, future in enumerate(as_completed(futures), start=1):
+            future.result()  # raises a partition's error here, with its traceback
+            done(finished)
+        return client.gather(futures)
+
+    try:
+        yield distributed
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _merged(mine: dict, theirs: dict) -> dict:
+    out = dict(mine)
+    for key, value in theirs.items():
+        out[key] = out[key] + value if key in out else value
+    return out
+
+
+def _plain(values: np.ndarray) -> Moments:
+    """Moments of one column, no bootstrap: an on-policy mean."""
+    return Moments.of(np.asarray(values, dtype=float)[:, None], 0, np.random.default_rng(0))
+
+
+def _needs_model(name: str) -> bool:
+    return any(e.needs_model for e in est.make_estimators([name]))
+
+
+def load_rate(directory: str) -> tuple[int, float]:
+    """(rounds, seconds) to read every partition's round columns in this process: the load
+    throughput of one core, with no event decoded."""
+    started, rounds = time.perf_counter(), 0
+    for path in partition_paths(directory):
+        part = read_partition(path)
+        for slot in part.slots:
+            for group in ("treatment", "control"):
+                rounds += len(part.rounds(slot, group))
+    return rounds, time.perf_counter() - started
