@@ -15,7 +15,7 @@ decoding `event`, as before.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import overload
@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bandit import events
-from replay.rounds import Rounds
+from replay.rounds import Ragged, Rounds
 
 ROUND_COLUMNS = ("chosen_index", "probabilities", "rewards", "candidates", "defaults", "floored")
 PART_NAME = "part-{:05d}.parquet"
@@ -96,16 +96,17 @@ def partition_paths(directory: str | Path) -> list[Path]:
 
 
 class LazyEvents(Sequence[events.RewardedEvent]):
-    """A partition's events, decoded from their JSON (and checked against the contract) the
-    first time any is asked for, all at once."""
+    """Some events of a partition, read from its `event` column, decoded and checked against
+    the contract the first time any is asked for, all at once."""
 
-    def __init__(self, encoded: list[str], source: str) -> None:
-        self._encoded = encoded
+    def __init__(self, load: Callable[[], list[str]], count: int, source: str) -> None:
+        self._load = load
+        self._count = count
         self._source = source
         self._decoded: list[events.RewardedEvent] | None = None
 
     def __len__(self) -> int:
-        return len(self._encoded)
+        return self._count
 
     @overload
     def __getitem__(self, index: int) -> events.RewardedEvent: ...
@@ -124,34 +125,37 @@ class LazyEvents(Sequence[events.RewardedEvent]):
     def decoded(self) -> list[events.RewardedEvent]:
         if self._decoded is None:
             out = []
-            for number, data in enumerate(self._encoded, start=1):
+            for number, data in enumerate(self._load(), start=1):
                 try:
                     out.append(events.decode(data, events.RewardedEvent))
                 except events.EventError as exc:
-                    raise ColumnarError(f"{self._source}: row {number}: {exc}") from None
+                    raise ColumnarError(f"{self._source}: event {number}: {exc}") from None
             self._decoded = out
         return self._decoded
 
 
 @dataclass
 class Partition:
-    """One Parquet file of a log, its rows once each (the first of a repeated decision)."""
+    """One Parquet file of a log, its rows once each (the first of a repeated decision),
+    without the `event` column, which `event_column` reads when an event is asked for."""
 
     source: str
     table: pa.Table
     duplicates: int
+    event_column: Callable[[], pa.ChunkedArray]
 
     @property
     def slots(self) -> list[str]:
         return sorted(pc.unique(self.table.column("slot")).to_pylist())
 
-    def events(self, slot: str, group: str) -> int:
-        return int(pc.sum(self._mask(slot, group)).as_py() or 0)
-
     def rounds(self, slot: str, group: str) -> Rounds:
-        """The rounds of `slot`'s events of `group`, from the columns (events decoded only
-        when asked for)."""
-        part = self.table.filter(self._mask(slot, group))
+        """The rounds of `slot`'s events of `group`, from the columns (events read and
+        decoded only when asked for)."""
+        mask = pc.and_(
+            pc.equal(self.table.column("slot"), slot), pc.equal(self.table.column("group"), group)
+        )
+        part = self.table.filter(mask)
+        rows = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
         chosen = part.column("chosen_index").combine_chunks()
         lengths = pc.list_value_length(chosen).to_numpy(zero_copy_only=False).astype(np.int64)
         event_index = np.repeat(np.arange(len(part), dtype=np.int64), lengths)
@@ -159,7 +163,9 @@ class Partition:
         sizes = part.column("candidates").to_numpy().astype(np.int64)
         return Rounds(
             slot=slot,
-            events=LazyEvents(part.column("event").to_pylist(), self.source),
+            events=LazyEvents(
+                lambda: self.event_column().take(rows).to_pylist(), len(part), self.source
+            ),
             event_index=event_index,
             position=np.arange(int(lengths.sum()), dtype=np.int64) - starts[event_index],
             chosen=_flat(chosen, np.int64),
@@ -167,35 +173,48 @@ class Partition:
             reward=_flat(part.column("rewards"), float),
             width=int(sizes.max(initial=0)),
             sizes=sizes,
-            defaults=[np.asarray(d, dtype=np.int64) for d in part.column("defaults").to_pylist()],
+            defaults=_ragged(part.column("defaults")),
             floored=part.column("floored").to_numpy(zero_copy_only=False).astype(bool),
-        )
-
-    def _mask(self, slot: str, group: str) -> pa.Array:
-        return pc.and_(
-            pc.equal(self.table.column("slot"), slot), pc.equal(self.table.column("group"), group)
         )
 
 
 def read_partition(path: str | Path) -> Partition:
-    """A Parquet log file, its round columns checked (a file without them is decoded from
+    """A Parquet log file's round columns, checked (a file without them is decoded from
     `event` and checked against the contract instead)."""
     source = str(path)
     try:
-        found = pq.read_table(path)
+        names = pq.read_schema(path).names
+        if "event" not in names:
+            raise ValueError("no `event` column")
+        if set(ROUND_COLUMNS) <= set(names):
+            found = pq.read_table(path, columns=[n for n in names if n != "event"])
+
+            def event_column() -> pa.ChunkedArray:
+                return pq.read_table(path, columns=["event"]).column("event")
+        else:
+            encoded = pq.read_table(path, columns=["event"]).column("event").to_pylist()
+            decoded = LazyEvents(lambda: encoded, len(encoded), source).decoded()
+            whole = table([events.encode(e) for e in decoded], decoded)
+            found = whole.drop_columns(["event"])
+
+            def event_column() -> pa.ChunkedArray:
+                return whole.column("event")
+    except ColumnarError:
+        raise
     except Exception as exc:  # pyarrow raises several types for a bad file
         raise ColumnarError(f"{source}: not a replay Parquet file: {exc}") from None
-    if "event" not in found.column_names:
-        raise ColumnarError(f"{source}: not a replay Parquet file: no `event` column")
-    if not set(ROUND_COLUMNS) <= set(found.column_names):
-        decoded = LazyEvents(found.column("event").to_pylist(), source).decoded()
-        found = table([events.encode(e) for e in decoded], decoded)
     _check(found, source)
     ids = found.column("decision_id").to_numpy(zero_copy_only=False)
     _, first = np.unique(ids, return_index=True)
     keep = np.zeros(len(ids), dtype=bool)
     keep[first] = True
-    return Partition(source, found.filter(pa.array(keep)), int(len(ids) - len(first)))
+    if len(first) == len(ids):
+        return Partition(source, found, 0, event_column)
+    kept = pa.array(keep)
+    return Partition(
+        source, found.filter(kept), int(len(ids) - len(first)),
+        lambda: event_column().filter(kept),
+    )  # fmt: skip
 
 
 def _check(found: pa.Table, source: str) -> None:
@@ -220,6 +239,12 @@ def _check(found: pa.Table, source: str) -> None:
     groups = set(pc.unique(found.column("group")).to_pylist())
     if not groups <= {"treatment", "control"}:
         raise ColumnarError(f"{source}: group: {sorted(groups - {'treatment', 'control'})}")
+
+
+def _ragged(column: pa.ChunkedArray) -> Ragged:
+    lists = column.combine_chunks()
+    offsets = lists.offsets.to_numpy().astype(np.int64)
+    return Ragged(offsets - offsets[0], _flat(lists, np.int64))
 
 
 def _flat(column: pa.ChunkedArray | pa.Array, dtype: type) -> np.ndarray:

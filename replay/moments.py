@@ -37,13 +37,15 @@ class Moments:
     @classmethod
     def of(cls, columns: np.ndarray, replicates: int, rng: np.random.Generator) -> Moments:
         """`columns` (rows, m). A resample is a count per row (a bincount of `rows` uniform
-        draws): one matrix product per replicate, whatever the estimators."""
+        draws): one product with the columns per replicate, whatever the estimators. The
+        products are numpy's own loops (einsum), not BLAS, whose sums depend on how many
+        threads it runs: the same partition gives the same bits on any machine's worker."""
         rows = len(columns)
         resampled = np.empty((replicates, columns.shape[1]))
         for replicate in range(replicates):
             counts = np.bincount(rng.integers(0, rows, size=rows), minlength=rows)
-            resampled[replicate] = counts.astype(float) @ columns
-        return cls(rows, columns.sum(axis=0), columns.T @ columns, resampled)
+            resampled[replicate] = np.einsum("i,ij->j", counts.astype(float), columns)
+        return cls(rows, columns.sum(axis=0), np.einsum("ij,ik->jk", columns, columns), resampled)
 
     def __add__(self, other: Moments) -> Moments:
         if self.resampled.shape != other.resampled.shape:
@@ -77,8 +79,8 @@ class Moments:
                 return math.inf
             a[num] += 1.0 / scale
             a[den] -= self.sums[num] / n / scale**2
-        total = float(a @ self.sums)
-        squares = float(a @ self.products @ a)
+        total = float(np.einsum("i,i->", a, self.sums))
+        squares = float(np.einsum("i,ij,j->", a, self.products, a))
         return math.sqrt(max(squares - total * total / n, 0.0) / (n - 1) / n)
 
     def replicates(self, layout: Layout) -> np.ndarray:

@@ -18,6 +18,32 @@ import numpy as np
 from bandit.events import Candidate, RewardedEvent
 
 
+@dataclass(frozen=True)
+class Ragged:
+    """A list of ints per event, as one array and each event's offsets into it (how Arrow
+    stores a list column), so a million events are two arrays, not a million lists."""
+
+    offsets: np.ndarray  # (events + 1,)
+    values: np.ndarray
+
+    @classmethod
+    def of(cls, lists: list[list[int]]) -> Ragged:
+        lengths = np.asarray([len(x) for x in lists], dtype=np.int64)
+        flat = [value for x in lists for value in x]
+        return cls(np.concatenate(([0], np.cumsum(lengths))), np.asarray(flat, dtype=np.int64))
+
+    def __getitem__(self, event: int) -> np.ndarray:
+        return self.values[self.offsets[event] : self.offsets[event + 1]]
+
+    def first(self, missing: int) -> np.ndarray:
+        """Each event's first value, `missing` for an empty list."""
+        empty = self.offsets[1:] == self.offsets[:-1]
+        picked = self.values[np.minimum(self.offsets[:-1], max(len(self.values) - 1, 0))]
+        return (
+            np.where(empty, missing, picked) if len(self.values) else np.full(len(empty), missing)
+        )
+
+
 @dataclass
 class Rounds:
     slot: str
@@ -30,7 +56,7 @@ class Rounds:
     width: int  # the most candidates of any event: the columns of per-action arrays
     # per event, so that the baselines' probabilities need no decoded event:
     sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # candidates
-    defaults: list[np.ndarray] = field(default_factory=list)  # indices marked default
+    defaults: Ragged = field(default_factory=lambda: Ragged.of([]))  # indices marked default
     floored: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # any `floor`
 
     @classmethod
@@ -55,10 +81,9 @@ class Rounds:
             reward=np.asarray(reward, dtype=float),
             width=max((len(e.candidates) for e in rewarded), default=0),
             sizes=np.asarray([len(e.candidates) for e in rewarded], dtype=np.int64),
-            defaults=[
-                np.asarray([i for i, c in enumerate(e.candidates) if c.default], dtype=np.int64)
-                for e in rewarded
-            ],
+            defaults=Ragged.of(
+                [[i for i, c in enumerate(e.candidates) if c.default] for e in rewarded]
+            ),
             floored=np.asarray([any(c.floor for c in e.candidates) for e in rewarded], bool),
         )
 

@@ -136,8 +136,7 @@ def baseline_probabilities(kind: str, rounds: Rounds) -> np.ndarray:
             out[rows, rounds.chosen[rows - above]] = 0.0
         out /= rounds.choices_left()[:, None]
         return out
-    marked = np.asarray([d[0] if len(d) else 0 for d in rounds.defaults], dtype=np.int64)
-    first = marked[rounds.event_index]
+    first = rounds.defaults.first(missing=0)[rounds.event_index]
     for i in np.flatnonzero(rounds.position > 0).tolist():
         taken = set(rounds.chosen[i - int(rounds.position[i]) : i].tolist())
         event = int(rounds.event_index[i])

@@ -129,7 +129,7 @@ def test_baselines_from_the_rounds_arrays_equal_their_policies(kind, slot):
         event = rounds.events[rounds.event_index[i]]
         pmf = policy.action_probabilities(event.context, event.candidates, rounds.placed(i))
         expected[i, : len(pmf)] = pmf
-    assert any(len(d) for d in rounds.defaults) and len(set(rounds.sizes.tolist())) > 1
+    assert len(rounds.defaults.values) and len(set(rounds.sizes.tolist())) > 1
     np.testing.assert_allclose(baseline_probabilities(kind, rounds), expected, atol=1e-15)
     target = parse_target(kind, config, 1)
     np.testing.assert_allclose(target.probabilities(None, rounds, True), expected, atol=1e-15)
