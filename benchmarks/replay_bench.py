@@ -35,8 +35,8 @@ from bandit.policies import build_policy
 from bandit.slots import SlotConfig, SlotKind
 from replay import estimators as est
 from replay.evaluate import Settings
-from replay.partitioned import load_rate, replay_partitioned
 from replay.logs import read_log, write_log
+from replay.partitioned import load_rate, replay_partitioned
 from replay.rounds import Rounds
 from replay.targets import parse_target
 from sim.synthetic import SyntheticWorld, rewarded_log
@@ -199,10 +199,10 @@ def write_synthetic_partitions(directory: Path, rounds: int, partitions: int) ->
     for p in range(partitions):
         chosen = rng.choice(10, size=size, p=pmf).astype(np.int32)
         reward = (rng.random(size) < np.where(chosen == 0, 0.2, 0.1)).astype(float)
-        one = np.arange(size + 1, dtype=np.int32)
+        one = pa.array(np.arange(size + 1, dtype=np.int32))  # one entry per list
 
-        def listed(values: np.ndarray, type_: pa.DataType) -> pa.ListArray:
-            return pa.ListArray.from_arrays(pa.array(one), pa.array(values, type_))
+        def listed(values: np.ndarray, type_: pa.DataType, offsets=one) -> pa.ListArray:
+            return pa.ListArray.from_arrays(offsets, pa.array(values, type_))
 
         table = pa.table({
             "decision_id": [f"{p}-{i}" for i in range(size)],

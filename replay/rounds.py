@@ -38,10 +38,10 @@ class Ragged:
     def first(self, missing: int) -> np.ndarray:
         """Each event's first value, `missing` for an empty list."""
         empty = self.offsets[1:] == self.offsets[:-1]
-        picked = self.values[np.minimum(self.offsets[:-1], max(len(self.values) - 1, 0))]
-        return (
-            np.where(empty, missing, picked) if len(self.values) else np.full(len(empty), missing)
-        )
+        if not len(self.values):
+            return np.full(len(empty), missing, dtype=np.int64)
+        picked = self.values[np.minimum(self.offsets[:-1], len(self.values) - 1)]
+        return np.where(empty, missing, picked)
 
 
 @dataclass

@@ -153,3 +153,13 @@ def test_export_then_replay_on_a_local_dask_cluster_from_the_command_line(tmp_pa
          "--quiet"], capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert refused.returncode == 2 and "learns as it goes" in refused.stderr
+
+
+def test_ragged_lists_index_and_first_like_lists():
+    from replay.rounds import Ragged
+
+    lists = [[], [3, 1], [], [0], []]
+    ragged = Ragged.of(lists)
+    assert [ragged[i].tolist() for i in range(5)] == lists
+    assert ragged.first(missing=-1).tolist() == [-1, 3, -1, 0, -1]
+    assert Ragged.of([[], []]).first(missing=0).tolist() == [0, 0]
