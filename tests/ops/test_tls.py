@@ -118,6 +118,8 @@ def test_serve_learn_and_replay_run_over_tls_and_a_wrong_ca_fails_fast(certifica
             # every decision was logged over TLS, joined, and its reward written back over TLS
             wait_for(lambda: learner.status().consumed >= len(decided) + len(feedback), 60)
             wait_for(lambda: sum(learner.status().learned.values()) > 0, 60)
+            # and every window closed (2 s after the last feedback), so all were rewarded
+            wait_for(lambda: learner.status().open_decisions == 0, 60)
         log = read_log(f"kafka://{topics.rewarded}", bootstrap, quiet=True, kafka=config.kafka)
         assert {e.decision_id for e in log.events} == {d["decision_id"] for d in decided}
 
