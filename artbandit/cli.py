@@ -41,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     learn = verbs.add_parser("learn", help="run a streaming learner (a consumer-group member)")
     add_common_arguments(learn)
+    learn.add_argument(
+        "--from-rewarded",
+        action="store_true",
+        help="learn the owned slots from every partition of the rewarded topic, behind "
+        "join-only members (learner.learns=false); one per set of slots, its own member",
+    )
     learn.set_defaults(run=_run_learn)
 
     replay = verbs.add_parser("replay", help="estimate candidate policies' value on a rewarded log")
@@ -177,6 +183,7 @@ def _run_learn(args: argparse.Namespace, config: Config) -> int:
     import logging
 
     from learner.loop import KafkaLearner
+    from learner.rewarded_loop import RewardedLearner
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")  # fmt: skip
@@ -184,7 +191,8 @@ def _run_learn(args: argparse.Namespace, config: Config) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     with _kafka(config) as resolved:
-        learner = KafkaLearner(resolved, resolved.kafka.bootstrap_servers, progress=not args.quiet)
+        kind = RewardedLearner if args.from_rewarded else KafkaLearner
+        learner = kind(resolved, resolved.kafka.bootstrap_servers, progress=not args.quiet)
         learner.run(stop)
     return 0
 

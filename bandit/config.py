@@ -200,6 +200,11 @@ class LearnerConfig(StrictSection, frozen=True):
     # VW model per slot, one owner: see docs/operations.md).
     slots: list[str] = msgspec.field(default_factory=list)
     checkpoint_dir: Name = "var/learner"
+    # false: a join-only member. It joins and writes rewarded events and the lift sums but
+    # learns no model; a rewarded learner per slot (`artbandit learn --from-rewarded`) learns
+    # from all members' rewarded events, so the join scales out over k members while each
+    # slot's model still sees all the traffic (docs/operations.md, "Scaling the learner").
+    learns: bool = True
     checkpoint_interval_s: PositiveFloat = 10.0
     checkpoint_every_events: PositiveInt = 200_000
     keep_checkpoints: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 3

@@ -92,7 +92,7 @@ class LearnerCore:
         self.tuning = {slot: t for slot, t in (tuning or {}).items() if slot in owned}
         # Keyed by slot, and by `shadow_key(slot)` for a slot's shadow policy, which learns
         # from the same events (its versions are published beside the slot's).
-        keys = policy_slots(config, owned)
+        keys = learned_keys(config)
         self.policies = {key: p for key, p in (policies or {}).items() if key in keys}
         for key, slot_config in keys.items():
             if key not in self.policies:
@@ -223,7 +223,9 @@ class LearnerCore:
         for event in result.rewarded:
             out.outcomes["rewarded"] += 1
             out.rewarded.append((partition, event))
-            policy = self.policies[event.slot]
+            policy = self.policies.get(event.slot)
+            if policy is None:
+                continue  # a join-only member: a rewarded learner learns it
             try:
                 if (
                     event.group == "treatment"
@@ -315,7 +317,7 @@ class LearnerCore:
         (learned under `fallback_tuning`)."""
         policies: dict[str, Policy] = {}
         tuning = dict(fallback_tuning or {})
-        for slot, configured in policy_slots(config, config.learned_slots).items():
+        for slot, configured in learned_keys(config).items():
             state = checkpoint.slots.get(slot)
             if state is None or state.policy_type != configured.policy:
                 continue
@@ -353,6 +355,11 @@ class LearnerCore:
     def close(self) -> None:
         for policy in self.policies.values():
             policy.close()
+
+
+def learned_keys(config: Config) -> dict[str, SlotConfig]:
+    """The policies a member learns, by key: none for a join-only member."""
+    return policy_slots(config, config.learned_slots) if config.learner.learns else {}
 
 
 def _why_malformed(record: Record, exc: events.EventError) -> tuple[str, str]:

@@ -30,9 +30,9 @@ from prometheus_client import CollectorRegistry
 
 from bandit import events
 from bandit.checkpoint import Checkpoint, CheckpointError, PartitionState
-from bandit.config import Config, policy_slots
+from bandit.config import Config
 from bandit.events import RewardedEvent
-from bandit.learner_core import Input, LearnerCore, Record, StepOutput
+from bandit.learner_core import Input, LearnerCore, Record, StepOutput, learned_keys
 from bandit.lift import PartitionTally, RecentTallies
 from bandit.model_store import ModelStore, ModelStoreError
 from bandit.policies import Policy
@@ -262,7 +262,7 @@ class KafkaLearner:
         """Slots without a checkpointed model start from the newest published version (under
         the tuned settings it learned under)."""
         policies, tuning = {}, {}
-        for slot, slot_config in policy_slots(self.config, self.config.learned_slots).items():
+        for slot, slot_config in learned_keys(self.config).items():
             try:
                 stored = self.store.load_latest(slot, slot_config)
             except ModelStoreError:

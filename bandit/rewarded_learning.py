@@ -1,0 +1,153 @@
+"""Learning one model per slot from the joined stream (`artbandit.rewarded`), every partition.
+
+The join scales out: k members of a group, each joining its share of the partitions and
+learning nothing (`learner.learns = false`), write rewarded events. One rewarded learner per
+slot then learns from all of them, so the slot's model has seen all the traffic, as one
+learner of every partition would, at the rate of decoding and learning alone.
+
+The rewarded topic is at least once: a join member restarted from its checkpoint writes
+again what it wrote after it. It writes a partition's events in the order their windows
+close, `(joined_at, decision_id)` strictly increasing (the join's heap order; `joined_at` is
+the window's closing time, the same however the inputs interleaved), and a rewrite repeats
+that order. So this core remembers, per partition, the key of the last event it learned and
+passes over anything at or below it: each decision is learned once, with one key per
+partition to checkpoint. That needs the rewarded topic to have as many partitions as the
+inputs (each input partition's events in the same partition), which the loop checks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import msgspec
+
+from bandit import events
+from bandit.checkpoint import Checkpoint, PartitionState, SlotState
+from bandit.config import Config, policy_slots, shadow_key
+from bandit.policies import Policy, build_policy, policy_class
+
+Key = tuple[float, str]  # (joined_at, decision_id): a partition's order of rewarded events
+_BEFORE_ANY: Key = (-1.0, "")
+
+
+@dataclass
+class Position:
+    """How far one partition was read, and the last event learned from it."""
+
+    offset: int = -1  # the next offset to read (-1: not read yet)
+    last: Key = _BEFORE_ANY
+
+
+class RewardedLearnerCore:
+    """The policies of the owned slots (and their shadows), learning rewarded events once."""
+
+    def __init__(
+        self,
+        config: Config,
+        topic: str,
+        policies: Mapping[str, Policy] | None = None,
+        learned_here: Mapping[str, int] | None = None,
+    ):
+        self.config = config
+        self.topic = topic
+        keys = policy_slots(config, config.learned_slots)
+        self.policies = {key: p for key, p in (policies or {}).items() if key in keys}
+        for key, slot_config in keys.items():
+            if key not in self.policies:
+                self.policies[key] = build_policy(slot_config)
+        self.learned_here: Counter[str] = Counter(dict.fromkeys(keys, 0))
+        self.learned_here.update({s: n for s, n in (learned_here or {}).items() if s in keys})
+        self.positions: dict[int, Position] = {}
+
+    def process(
+        self, records: Iterable[tuple[int, int, bytes | None]], outcomes: Counter[str]
+    ) -> None:
+        """Learn each (partition, offset, value) not learned before; `outcomes` counts
+        learned, duplicate, not_owned, unlearnable and malformed."""
+        for partition, offset, value in records:
+            position = self.positions.setdefault(partition, Position())
+            if offset < position.offset:
+                continue  # read before the checkpoint this state came from
+            position.offset = offset + 1
+            try:
+                event = events.decode(value, events.RewardedEvent)
+            except events.EventError:
+                outcomes["malformed"] += 1  # the join wrote it checked: not ours to judge
+                continue
+            policy = self.policies.get(event.slot)
+            if policy is None:
+                outcomes["not_owned"] += 1
+                continue
+            key = (event.joined_at, event.decision_id)
+            if key <= position.last:
+                outcomes["duplicate"] += 1
+                continue
+            position.last = key
+            self._learn(event.slot, policy, event, outcomes)
+            shadow = self.policies.get(shadow_key(event.slot))
+            if shadow is not None:
+                self._learn(shadow_key(event.slot), shadow, event, outcomes, counted=False)
+
+    def _learn(
+        self,
+        key: str,
+        policy: Policy,
+        event: events.RewardedEvent,
+        outcomes: Counter[str],
+        counted: bool = True,
+    ) -> None:
+        try:
+            learned = policy.learn(event)
+        except Exception:  # VW's errors vary; one bad example must not stop learning
+            outcomes["unlearnable"] += counted
+            return
+        if learned:
+            self.learned_here[key] += 1
+            outcomes["learned"] += counted
+
+    def checkpoint(self, seq: int, member: str) -> Checkpoint:
+        """The models and, per partition, the next offset and the last key learned (in a
+        `PartitionState`: `decisions_offset` is the rewarded offset, `join` the key)."""
+        slots = {
+            key: SlotState(
+                policy.type_name, policy.to_bytes(), policy.examples_learned, self.learned_here[key]
+            )
+            for key, policy in self.policies.items()
+        }
+        partitions = {
+            partition: PartitionState(position.offset, -1, msgspec.msgpack.encode(position.last))
+            for partition, position in sorted(self.positions.items())
+        }
+        return Checkpoint(
+            seq=seq, created_at=time.time(), member=member,
+            group_id=self.config.learner.group_id, topics=(self.topic, ""), slots=slots,
+            partitions=partitions, owned=list(self.config.learner.slots),
+        )  # fmt: skip
+
+    @classmethod
+    def from_checkpoint(
+        cls, config: Config, topic: str, checkpoint: Checkpoint
+    ) -> RewardedLearnerCore:
+        """The core as it was at `checkpoint`; a model the config no longer loads starts
+        afresh (logged by the caller through `restarted`)."""
+        policies: dict[str, Policy] = {}
+        for key, slot_config in policy_slots(config, config.learned_slots).items():
+            state = checkpoint.slots.get(key)
+            if state is None or state.policy_type != slot_config.policy:
+                continue
+            policy = policy_class(slot_config).from_bytes(slot_config, state.model)
+            policy.examples_learned = state.examples_learned
+            policies[key] = policy
+        learned = {key: state.learned_here for key, state in checkpoint.slots.items()}
+        core = cls(config, topic, policies, learned)
+        for partition, read in checkpoint.partitions.items():
+            joined_at, decision_id = msgspec.msgpack.decode(read.join, type=tuple[float, str])
+            core.positions[partition] = Position(read.decisions_offset, (joined_at, decision_id))
+        return core
+
+    def close(self) -> None:
+        for policy in self.policies.values():
+            policy.close()
