@@ -10,17 +10,29 @@ and plays per a synthetic world) to the embedded broker, then measures:
 and prints decisions/s for both and their ratio. Targets: learner >= 10,000 decisions/s,
 ratio >= 0.4. The group join before the first message is excluded from both.
 
+Then the scaled design (docs/operations.md, "Scaling the learner"), on fresh topics with the
+same backlog:
+
+  join k=1, k=2  k join-only members (`learner.learns=false`, one process each) from the
+                 first rewarded event written until every impressed decision is written
+  rewarded       one rewarded learner (`artbandit learn --from-rewarded`) learning the
+                 artwork slot from every partition of what they wrote
+
 Run: python benchmarks/learner_bench.py [--decisions N]   (or: make bench)
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+import msgspec
 from kafka import KafkaConsumer
 
 from bandit.config import load_config
@@ -29,6 +41,7 @@ from bandit.slots import SlotConfig, SlotKind
 from kafkaio.embedded_broker import EmbeddedBroker
 from kafkaio.produce import produce_stream
 from learner.loop import KafkaLearner
+from learner.rewarded_loop import RewardedLearner
 from sim.synthetic import SyntheticWorld, logged_stream
 
 
@@ -71,6 +84,15 @@ def main() -> None:
               f"({learner_s:.2f} s)")  # fmt: skip
         print(f"ratio learner / bare: {learner_rate / bare_rate:.2f}   "
               f"(targets: >= 10,000 decisions/s, ratio >= 0.4)")  # fmt: skip
+        print("\nscaled: join-only members, then one rewarded learner of every partition")
+        for members in (1, 2):
+            scaled = fresh_topics(config, f"k{members}")
+            join_s = join_only(scaled, members, stream.impressed)
+            print(f"join, k={members}: {decisions / join_s:,.0f} decisions/s ({join_s:.2f} s)")
+        learned, learn_s = learn_rewarded(scaled, stream.learnable)
+        print(f"rewarded learner (one process, every partition): {learned / learn_s:,.0f} "
+              f"rewarded events learned/s = {decisions / learn_s:,.0f} decisions/s "
+              f"({learned:,} learned once each in {learn_s:.2f} s; target >= 10,000)")  # fmt: skip
 
 
 def bare_consume(config, total: int) -> float:
@@ -104,6 +126,90 @@ def learn(config, learnable: int) -> float:
     stop.set()
     thread.join(60)
     return elapsed
+
+
+def fresh_topics(config, name: str):
+    """`config` with its own group, output topics, checkpoints and store, over the same
+    inputs: a run that shares only the backlog."""
+    topics = ("rewarded", "models", "deadletter")
+    root = Path(config.learner.checkpoint_dir).parent / name
+    return load_config(overrides=[
+        f'kafka.bootstrap_servers="{config.kafka.bootstrap_servers}"',
+        f'kafka.topics.decisions="{config.kafka.topics.decisions}"',
+        f'kafka.topics.feedback="{config.kafka.topics.feedback}"',
+        *(f'kafka.topics.{t}="{t}-{name}"' for t in topics),
+        f'model_store.path="{root / "models"}"', f'learner.checkpoint_dir="{root / "ckpt"}"',
+        f'learner.group_id="bench-{name}"', "learner.metrics_port=0",
+        "slots.artwork.attribution_window_s=60", "learner.allowed_lateness_s=10",
+        "learner.learns=false", "kafka.consumer.session_timeout_ms=2000",
+        "kafka.consumer.heartbeat_interval_ms=400",
+    ], environ={})  # fmt: skip
+
+
+def join_only(config, members: int, impressed: int) -> float:
+    """Seconds from the first rewarded event written by `members` join-only processes until
+    all `impressed` are (read from the topic's end offsets)."""
+    settings = [
+        f"--set={key}={value}" for key, value in (
+            ("kafka.bootstrap_servers", f'"{config.kafka.bootstrap_servers}"'),
+            *((f"kafka.topics.{t}", f'"{getattr(config.kafka.topics, t)}"')
+              for t in ("decisions", "feedback", "rewarded", "models", "deadletter")),
+            ("model_store.path", f'"{config.model_store.path}"'),
+            ("learner.checkpoint_dir", f'"{config.learner.checkpoint_dir}"'),
+            ("learner.group_id", f'"{config.learner.group_id}"'), ("learner.metrics_port", "0"),
+            ("slots.artwork.attribution_window_s", "60"), ("learner.allowed_lateness_s", "10"),
+            ("learner.learns", "false"), ("learner.max_poll_records", "5000"),
+        )
+    ]  # fmt: skip
+    command = [sys.executable, "-m", "artbandit", "learn", "--quiet", *settings]
+    processes = [
+        subprocess.Popen(
+            [*command, f'--set=learner.member="join-{i}"'],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for i in range(members)
+    ]
+    consumer = KafkaConsumer(
+        config.kafka.topics.rewarded, bootstrap_servers=config.kafka.bootstrap_servers,
+        auto_offset_reset="earliest", enable_auto_commit=False,
+    )  # fmt: skip
+    try:  # counted as read: the embedded broker's end offsets can lag what it serves
+        read, first, deadline = 0, None, time.monotonic() + 600
+        while read < impressed and time.monotonic() < deadline:
+            for messages in consumer.poll(timeout_ms=100).values():
+                first = first or time.perf_counter()
+                read += len(messages)
+        if read < impressed:
+            raise RuntimeError(f"{read:,} of {impressed:,} rewarded events written in 600 s")
+        return time.perf_counter() - first
+    finally:
+        consumer.close()
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.wait(60)
+
+
+def learn_rewarded(config, learnable: int) -> tuple[int, float]:
+    """The rewarded learner of artwork over what the join members wrote, in this process."""
+    slot = load_config(overrides=['learner.member="rewarded"', 'learner.slots=["artwork"]'],
+                       environ={})  # fmt: skip
+    config = msgspec.structs.replace(config, learner=msgspec.structs.replace(
+        config.learner, member=slot.learner.member, slots=slot.learner.slots))  # fmt: skip
+    learner = RewardedLearner(config, config.kafka.bootstrap_servers, serve_metrics=False)
+    stop = threading.Event()
+    thread = threading.Thread(target=learner.run, args=(stop,), daemon=True)
+    thread.start()
+    while learner.consumed == 0:
+        time.sleep(0.002)
+    first = time.perf_counter()
+    while learner.outcomes["learned"] < learnable:
+        time.sleep(0.002)
+    elapsed = time.perf_counter() - first
+    stop.set()
+    thread.join(60)
+    return learner.outcomes["learned"], elapsed
 
 
 if __name__ == "__main__":

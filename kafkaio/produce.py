@@ -19,15 +19,25 @@ def produce(
     """Send (key, value) pairs to `topic` and wait for every acknowledgement (a str key is sent
     as UTF-8; a None value is a tombstone). `kafka`: the connection settings (default plain)."""
     producer = clients.producer(kafka or KafkaConfig(), "tool_producer", bootstrap)
-    count = 0
+    sent = []
     try:
         for key, value in messages:
-            producer.send(topic, value=value, key=key.encode() if isinstance(key, str) else key)
-            count += 1
-        producer.flush(60)
+            key_bytes = key.encode() if isinstance(key, str) else key
+            sent.append(producer.send(topic, value=value, key=key_bytes))
+        producer.flush(120)
     finally:
         producer.close(10)
-    return count
+    failed = [future for future in sent if not future.succeeded()]
+    if failed:
+        raise ProduceError(
+            f"{topic}: {len(failed):,} of {len(sent):,} messages not acknowledged "
+            f"(first: {failed[0].exception!r})"
+        )
+    return len(sent)
+
+
+class ProduceError(RuntimeError):
+    """Some messages were not acknowledged: the caller must not assume they are on Kafka."""
 
 
 def produce_stream(
