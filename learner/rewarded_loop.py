@@ -70,32 +70,31 @@ class RewardedLearner:
         self._last_publish = float("-inf")
         self._counted: dict[str, int] = {}  # examples_learned as the metric has it
 
-    def learned(self) -> dict[str, int]:
-        return dict(self.core.learned_here)
-
     def run(self, stop: threading.Event) -> None:
         """Learn until `stop` is set, then checkpoint and publish."""
         self.checkpoints.lock()
-        server = None
         try:
             self.core = self._restore()
-            self.writer = OutputWriter(clients.client_settings(
-                self.config.kafka, "output_producer", self.bootstrap_servers,
-                client_id=f"{self.config.kafka.client_id}-rewarded-learner",
-            ))  # fmt: skip
             try:
-                self._learn_until(stop, server)
+                self.writer = OutputWriter(clients.client_settings(
+                    self.config.kafka, "output_producer", self.bootstrap_servers,
+                    client_id=f"{self.config.kafka.client_id}-rewarded-learner",
+                ))  # fmt: skip
+                try:
+                    self._learn_until(stop)
+                finally:
+                    self.writer.close(timeout_s=10)
             finally:
-                self.writer.close(timeout_s=10)
                 self.core.close()
         except OutputError as exc:
             raise RewardedLearnerError(f"{exc}; restart from the last checkpoint") from exc
         finally:
             self.checkpoints.unlock()
 
-    def _learn_until(self, stop: threading.Event, server: MetricsServer | None) -> None:
+    def _learn_until(self, stop: threading.Event) -> None:
         consumer = self._consumer()
         publisher = ModelPublisher(self.store, self._send_model)
+        server = None
         if self.serve_metrics:
             server = MetricsServer(
                 self.metrics.registry, self.config.learner.metrics_host,
