@@ -9,7 +9,10 @@ impressions and over the last 10% (sampled clicks, and the world's expected clic
 pages served, which has no sampling noise), play rate, cumulative regret against the
 oracle, and the lift over control. Targets: treatment >= +20% over control, >= 90% of oracle.
 The arms `consistent` and `floor` are treatment with consistent artwork draws or exposure
-floors on (OPTION_ARMS): what those product options cost.
+floors on (OPTION_ARMS): what those product options cost. The arms `split2` and `joined2`
+are treatment learned the two ways two learner members can (MEMBER_ARMS): `split2`, each
+member its own model of half the traffic, serving following the newest published version;
+`joined2`, join-only members and one rewarded learner, one model of all the traffic.
 
     python benchmarks/quality_bench.py [--impressions 200000] [--seed 7] [--world configs/world.toml]
 """
@@ -60,15 +63,22 @@ OPTION_ARMS = {
 }  # fmt: skip
 
 
+# arm -> (members, split): the learner's ways to scale out (sim.arms.PolicyArm)
+MEMBER_ARMS = {"split2": (2, True), "joined2": (2, False)}
+
+
 def run_arm(world: World, arm: str, impressions: int, seed: int, delay: int) -> Tally:
     """Serve pages until `impressions`; the last 10% of impressions form the tail."""
     # the policies as the demo runs them
     config = load_config(None, [*slot_settings(), *OPTION_ARMS.get(arm, [])])
     pages = PageMaker(world, seeded(seed, 1))
     outcomes, clicks_rng = seeded(seed, 2), seeded(seed, 3)
-    treated = ("treatment", "oracle", *OPTION_ARMS)
+    treated = ("treatment", "oracle", *OPTION_ARMS, *MEMBER_ARMS)
     policy = None if arm in treated else {"control": "default"}.get(arm, arm)
-    player = None if arm == "oracle" else PolicyArm(world, config, policy, seed, delay)
+    members, split = MEMBER_ARMS.get(arm, (1, False))
+    player = (
+        None if arm == "oracle" else PolicyArm(world, config, policy, seed, delay, members, split)
+    )
     tally = Tally()
     tail_from = impressions - impressions // 10
     progress = Progress(impressions, f"{arm:<10}")
@@ -111,7 +121,8 @@ def main() -> int:
     parser.add_argument("--delay", type=int, default=50, help="pages before feedback is learned")
     parser.add_argument("--world", help="world TOML (default: built-in, as configs/world.toml)")
     parser.add_argument("--arms", default="treatment,control,uniform,thompson,oracle",
-                        help=f"also {', '.join(OPTION_ARMS)}: treatment with that option")  # fmt: skip
+                        help=f"also {', '.join([*OPTION_ARMS, *MEMBER_ARMS])}: treatment with that "
+                        "option, or learned by two members")  # fmt: skip
     args = parser.parse_args()
     world = World(load_world(args.world))
     print(

@@ -7,6 +7,7 @@ window and the publish interval of the real pipeline.
 
 from __future__ import annotations
 
+import zlib
 from collections import defaultdict
 
 import msgspec
@@ -31,9 +32,18 @@ from sim.page import (
 )
 from sim.world import World
 
+PUBLISH_PAGES = 600  # pages between published versions: 30 s of pages 0.05 s apart
+
 
 class PolicyArm:
-    """One policy per slot (`policy` overrides the configured type of every slot)."""
+    """One policy per slot (`policy` overrides the configured type of every slot).
+
+    With `members` > 1, the learner's ways to scale out (docs/operations.md): decisions are
+    partitioned by a hash of their id over `members`; `split`, each member learns its own
+    partitions into its own models and serving follows the newest published version (the
+    members' in turn, every PUBLISH_PAGES pages); otherwise one model per slot learns every
+    member's events as a rewarded learner reads them, a partition's at a time.
+    """
 
     def __init__(
         self,
@@ -42,6 +52,8 @@ class PolicyArm:
         policy: PolicyType | None = None,
         seed: int = 0,
         delay_pages: int = 200,
+        members: int = 1,
+        split: bool = False,
     ):
         self.world = world
         self.slots = {
@@ -53,7 +65,14 @@ class PolicyArm:
         for name in (HERO, ROWS, ARTWORK):
             if name not in self.slots:
                 raise ValueError(f"the config has no {name!r} slot")
-        self.policies = {name: build_policy(slot) for name, slot in self.slots.items()}
+        self.members = members
+        self.models = [
+            {name: build_policy(msgspec.structs.replace(slot, seed=slot.seed + 1000 * m))
+             for name, slot in self.slots.items()}
+            for m in range(members if split else 1)
+        ]  # fmt: skip
+        self.policies = self.models[0]  # what serving follows now
+        self._pages = 0
         self.shares = ExposureShares()  # as serving keeps them, for `exposure.below_share`
         self.delay_pages = delay_pages
         self._pending: list[tuple[list[DecisionEvent], list[FeedbackEvent]]] = []
@@ -63,6 +82,8 @@ class PolicyArm:
         """The page's choices and the decision events serving would log for it."""
         world, context = self.world, page.context
         decisions: list[DecisionEvent] = []
+        self.policies = self.models[(self._pages // PUBLISH_PAGES) % len(self.models)]
+        self._pages += 1
 
         def decide(slot: str, key: str, candidates: list[Candidate], select: int | None):
             exposure = self.slots[slot].exposure
@@ -97,6 +118,7 @@ class PolicyArm:
             self.flush()
 
     def flush(self) -> None:
+        rewarded: list[RewardedEvent] = []
         for decisions, feedback in self._pending:
             by_decision: dict[str, list[FeedbackEvent]] = defaultdict(list)
             for event in feedback:
@@ -107,13 +129,17 @@ class PolicyArm:
                     continue  # never impressed: not a training example
                 slot = self.slots[decision.slot]
                 rewards = rewards_of(slot, len(decision.chosen), seen)
-                event = RewardedEvent.from_decision(decision, rewards, True, decision.ts)
-                self.policies[decision.slot].learn(event)
+                rewarded.append(RewardedEvent.from_decision(decision, rewards, True, decision.ts))
+        member = [zlib.crc32(e.decision_id.encode()) % self.members for e in rewarded]
+        for index in sorted(range(len(rewarded)), key=member.__getitem__):  # stable
+            event = rewarded[index]
+            self.models[member[index] % len(self.models)][event.slot].learn(event)
         self._pending.clear()
 
     def close(self) -> None:
-        for policy in self.policies.values():
-            policy.close()
+        for models in self.models:
+            for policy in models.values():
+                policy.close()
 
 
 def decision_ids(decisions: list[DecisionEvent]) -> dict[tuple[str, str], str]:
