@@ -194,7 +194,15 @@ class RewardedLearner:
         )
 
     def _checkpoint(self, publisher: ModelPublisher, final: bool = False) -> None:
-        """Publish when due, make the announcements durable, then write the checkpoint."""
+        """Make the announcements sent so far durable, write the checkpoint, then publish
+        when due. Never the other way round: a version published before its checkpoint,
+        by a learner killed in between, would be the warm start of a successor with no
+        checkpoint, which would learn its events a second time."""
+        self.writer.flush(timeout_s=60)
+        self.checkpoints.write(self.core.checkpoint(self._seq, self.config.learner.member))
+        self._seq += 1
+        self._since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
         if final or time.monotonic() - self._last_publish >= self.config.learner.publish_interval_s:
             self._last_publish = time.monotonic()
             try:
@@ -202,11 +210,8 @@ class RewardedLearner:
                     self.metrics.published_version.labels(info.slot).set(int(info.version[1:]))
             except (OSError, ModelStoreError) as exc:
                 log.error("publishing a policy version failed, will retry: %s", exc)
-        self.writer.flush(timeout_s=60)
-        self.checkpoints.write(self.core.checkpoint(self._seq, self.config.learner.member))
-        self._seq += 1
-        self._since_checkpoint = 0
-        self._last_checkpoint = time.monotonic()
+            if final:
+                self.writer.flush(timeout_s=60)
 
     def _send_model(self, slot: str, version_file: bytes) -> None:
         self.writer.send(self.config.kafka.topics.models, slot.encode(), version_file, None)
