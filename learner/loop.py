@@ -56,6 +56,10 @@ class LearnerError(RuntimeError):
     """The learner cannot go on safely (e.g. Kafka refused an output); restart it."""
 
 
+FLUSH_S = 60.0  # how long a checkpoint waits for Kafka to acknowledge the outputs
+FINAL_FLUSH_S = 10.0  # the same, for the checkpoint on the way out
+
+
 @dataclass
 class LearnerStatus:
     """A snapshot for progress lines and tests."""
@@ -152,7 +156,7 @@ class KafkaLearner:
                 if self.progress and time.monotonic() - last_progress > PROGRESS_INTERVAL_S:
                     last_progress = time.monotonic()
                     print(_progress_line(self.status()), file=sys.stderr, flush=True)
-            self.checkpoint()
+            self.checkpoint(final=True)
         except BaseException:
             self._failed = True  # before `_close`, whose leaving the group revokes partitions
             raise
@@ -364,14 +368,16 @@ class KafkaLearner:
             time.monotonic() - self._last_checkpoint >= settings.checkpoint_interval_s
         )
 
-    def checkpoint(self, in_rebalance: bool = False) -> None:
+    def checkpoint(self, in_rebalance: bool = False, final: bool = False) -> None:
         """Make every output durable, then write the checkpoint, then commit and publish.
 
         In a rebalance callback (kafka-python's IO thread, which must not block on the
         consumer) it neither commits nor publishes; the next regular checkpoint does.
         """
         started = time.perf_counter()
-        self._flush_outputs()
+        # On the way out, a broker that is gone (a demo killed with its broker) must not hold
+        # the exit for a minute: the previous checkpoint stays, and a restart continues there.
+        self._flush_outputs(FINAL_FLUSH_S if final else FLUSH_S)
         try:  # VW saves through a temp file, so a full disk can fail either step
             checkpoint = self.core.checkpoint(self._seq, self.config.learner.member)
             self.checkpoints.write(checkpoint)
@@ -397,9 +403,9 @@ class KafkaLearner:
             self._last_publish = time.monotonic()
             self._publish()
 
-    def _flush_outputs(self) -> None:
+    def _flush_outputs(self, timeout_s: float) -> None:
         try:
-            self.writer.flush(timeout_s=60)
+            self.writer.flush(timeout_s=timeout_s)
         except OutputError as exc:
             raise LearnerError(f"{exc}; restart from the last checkpoint") from exc
 

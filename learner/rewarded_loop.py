@@ -27,6 +27,7 @@ from bandit.rewarded_learning import RewardedLearnerCore
 from kafkaio import clients
 from kafkaio.topics import ensure_topics
 from learner.checkpoint_store import CheckpointStore
+from learner.loop import FINAL_FLUSH_S, FLUSH_S
 from learner.metrics import LearnerMetrics, MetricsServer
 from learner.publisher import ModelPublisher
 from learner.writer import OutputError, OutputWriter
@@ -198,7 +199,7 @@ class RewardedLearner:
         when due. Never the other way round: a version published before its checkpoint,
         by a learner killed in between, would be the warm start of a successor with no
         checkpoint, which would learn its events a second time."""
-        self.writer.flush(timeout_s=60)
+        self.writer.flush(timeout_s=FINAL_FLUSH_S if final else FLUSH_S)
         self.checkpoints.write(self.core.checkpoint(self._seq, self.config.learner.member))
         self._seq += 1
         self._since_checkpoint = 0
