@@ -244,14 +244,11 @@ def _run_audit(args: argparse.Namespace, config: Config) -> int:
 
 def _run_train(args: argparse.Namespace, config: Config) -> int:
     from bandit.model_store import ModelStoreError
-    from replay.logs import LogError, read_log
+    from replay.logs import LogError, read_log_argument
     from replay.train import TrainError, announce, train
 
     try:
-        log = read_log(
-            args.log, resolve_bootstrap(config), skip_bad=args.skip_bad, quiet=args.quiet,
-            kafka=config.kafka,
-        )  # fmt: skip
+        log = read_log_argument(args, config)
         trained = train(config, args.slot, log.events, quiet=args.quiet)
     except (LogError, TrainError) as exc:
         print(f"artbandit train: {exc}", file=sys.stderr)
@@ -288,13 +285,10 @@ def _run_report_lift(args: argparse.Namespace, config: Config) -> int:
     import json
 
     from bandit.lift import lift_report, table, tally, to_dict
-    from replay.logs import LogError, read_log
+    from replay.logs import LogError, read_log_argument
 
     try:
-        log = read_log(
-            args.log, resolve_bootstrap(config), skip_bad=args.skip_bad, quiet=args.quiet,
-            kafka=config.kafka,
-        )  # fmt: skip
+        log = read_log_argument(args, config)
     except LogError as exc:
         print(f"artbandit report lift: {exc}", file=sys.stderr)
         return 2

@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from bandit.config import Config, resolve_bootstrap
+from bandit.config import Config
 from bandit.events import RewardedEvent
 from bandit.model_store import ModelStore
 from bandit.policies import Policy
 from bandit.policies.base import default_order
-from replay.logs import LogError, read_log
+from replay.logs import LogError, read_log_argument
 from replay.rounds import Rounds
 from replay.targets import TargetError, parse_target, stored_policy
 
@@ -216,10 +216,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         print("artbandit audit: --sample must be >= 1 and --tolerance >= 0", file=sys.stderr)
         return 2
     try:
-        log = read_log(
-            args.log, resolve_bootstrap(config), skip_bad=args.skip_bad, quiet=args.quiet,
-            kafka=config.kafka,
-        )  # fmt: skip
+        log = read_log_argument(args, config)
         store = ModelStore(config.model_store.path, config.model_store.keep_versions)
         audits = audit(log.events, config, store, args.sample, args.seed, args.tolerance,
                        args.target)  # fmt: skip

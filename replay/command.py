@@ -7,11 +7,11 @@ import itertools
 import sys
 from pathlib import Path
 
-from bandit.config import Config, ConfigError, resolve_bootstrap
+from bandit.config import Config, ConfigError
 from replay import estimators as est
 from replay.columnar import ColumnarError, write_partitions
 from replay.evaluate import ReplayResult, Settings, evaluate
-from replay.logs import LogError, read_log
+from replay.logs import LogError, read_log_argument
 from replay.partitioned import replay_partitioned
 from replay.rejection import NotUniformError
 from replay.report import table, to_html, to_json
@@ -129,10 +129,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         if args.engine != "local":
             raise LogError(f"--engine {args.engine}: only a directory of partitions is distributed")
         targets = [parse_target(spec, config, args.seed) for spec in specs]
-        log = read_log(
-            args.log, resolve_bootstrap(config), skip_bad=args.skip_bad, quiet=args.quiet,
-            kafka=config.kafka,
-        )  # fmt: skip
+        log = read_log_argument(args, config)
         result = evaluate(log, targets, config, settings, quiet=args.quiet)
     except (LogError, ColumnarError, TargetError, NotUniformError, est.EstimatorError) as exc:
         print(f"artbandit replay: {exc}", file=sys.stderr)
@@ -239,10 +236,7 @@ def run_export(args: argparse.Namespace, config: Config) -> int:
     if args.rows_per_file < 1:
         raise ConfigError("--rows-per-file", "must be 1 or more")
     try:
-        log = read_log(
-            args.log, resolve_bootstrap(config), skip_bad=args.skip_bad, quiet=args.quiet,
-            kafka=config.kafka,
-        )  # fmt: skip
+        log = read_log_argument(args, config)
     except LogError as exc:
         print(f"artbandit export: {exc}", file=sys.stderr)
         return 2

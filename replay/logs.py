@@ -15,13 +15,14 @@ decoding events (`replay.partitioned`). Read here, a file's events are decoded f
 
 from __future__ import annotations
 
+import argparse
 import gzip
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bandit import events
-from bandit.config import KafkaConfig
+from bandit.config import Config, KafkaConfig, resolve_bootstrap
 from kafkaio.clients import check_tls
 from kafkaio.read import TopicMissing, read_topic
 from replay.progress import Progress
@@ -85,6 +86,15 @@ def read_log(
     progress.close()
     log.events.sort(key=lambda e: e.ts)
     return log
+
+
+def read_log_argument(args: argparse.Namespace, config: Config) -> ReplayLog:
+    """The log a command's `--log` names, read with its `--skip-bad` and `--quiet` over the
+    config's Kafka (every command that reads a log reads it so)."""
+    return read_log(
+        args.log, resolve_bootstrap(config), skip_bad=args.skip_bad, quiet=args.quiet,
+        kafka=config.kafka,
+    )  # fmt: skip
 
 
 def write_log(path: str | Path, rewarded: Iterable[events.RewardedEvent]) -> int:
