@@ -28,6 +28,7 @@ from bandit import events
 from bandit.checkpoint import Checkpoint, PartitionState, SlotState
 from bandit.config import Config, policy_slots, shadow_key
 from bandit.policies import Policy, build_policy, policy_class
+from bandit.tuning import Tuned, tuned_slot
 
 Key = tuple[float, str]  # (joined_at, decision_id): a partition's order of rewarded events
 _BEFORE_ANY: Key = (-1.0, "")
@@ -50,11 +51,15 @@ class RewardedLearnerCore:
         topic: str,
         policies: Mapping[str, Policy] | None = None,
         learned_here: Mapping[str, int] | None = None,
+        tuning: Mapping[str, Tuned] | None = None,
     ):
         self.config = config
         self.topic = topic
         keys = policy_slots(config, config.learned_slots)
         self.policies = {key: p for key, p in (policies or {}).items() if key in keys}
+        # the tuned settings each policy learned under (a warm start's), kept with its
+        # versions and checkpoints; none: the configured ones
+        self.tuning = {key: t for key, t in (tuning or {}).items() if key in self.policies}
         for key, slot_config in keys.items():
             if key not in self.policies:
                 self.policies[key] = build_policy(slot_config)
@@ -113,7 +118,12 @@ class RewardedLearnerCore:
         `PartitionState`: `decisions_offset` is the rewarded offset, `join` the key)."""
         slots = {
             key: SlotState(
-                policy.type_name, policy.to_bytes(), policy.examples_learned, self.learned_here[key]
+                policy.type_name,
+                policy.to_bytes(),
+                policy.examples_learned,
+                self.learned_here[key],
+                self.tuned(key).revision,
+                list(self.tuned(key).overrides),
             )
             for key, policy in self.policies.items()
         }
@@ -127,6 +137,9 @@ class RewardedLearnerCore:
             partitions=partitions, owned=list(self.config.learner.slots),
         )  # fmt: skip
 
+    def tuned(self, key: str) -> Tuned:
+        return self.tuning.get(key, Tuned())
+
     @classmethod
     def from_checkpoint(
         cls, config: Config, topic: str, checkpoint: Checkpoint
@@ -134,15 +147,18 @@ class RewardedLearnerCore:
         """The core as it was at `checkpoint`; a model the config no longer loads starts
         afresh (logged by the caller through `restarted`)."""
         policies: dict[str, Policy] = {}
-        for key, slot_config in policy_slots(config, config.learned_slots).items():
+        tuning: dict[str, Tuned] = {}
+        for key, configured in policy_slots(config, config.learned_slots).items():
             state = checkpoint.slots.get(key)
-            if state is None or state.policy_type != slot_config.policy:
+            if state is None or state.policy_type != configured.policy:
                 continue
+            slot_config = tuned_slot(key, configured, state.tuned)
             policy = policy_class(slot_config).from_bytes(slot_config, state.model)
             policy.examples_learned = state.examples_learned
             policies[key] = policy
+            tuning[key] = Tuned(state.tuning_revision, tuple(state.tuned))
         learned = {key: state.learned_here for key, state in checkpoint.slots.items()}
-        core = cls(config, topic, policies, learned)
+        core = cls(config, topic, policies, learned, tuning)
         for partition, read in checkpoint.partitions.items():
             joined_at, decision_id = msgspec.msgpack.decode(read.join, type=tuple[float, str])
             core.positions[partition] = Position(read.decisions_offset, (joined_at, decision_id))

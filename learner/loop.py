@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import msgspec
@@ -36,6 +37,7 @@ from bandit.learner_core import Input, LearnerCore, Record, StepOutput, learned_
 from bandit.lift import PartitionTally, RecentTallies
 from bandit.model_store import ModelStore, ModelStoreError
 from bandit.policies import Policy
+from bandit.slots import SlotConfig
 from bandit.tuning import Tuned, recent_window, tuned_slot, warm_start
 from kafkaio import clients
 from kafkaio.read import TopicMissing, read_topic
@@ -263,17 +265,7 @@ class KafkaLearner:
             )
 
     def _warm_start(self) -> tuple[dict[str, Policy], dict[str, Tuned]]:
-        """Slots without a checkpointed model start from the newest published version (under
-        the tuned settings it learned under)."""
-        policies, tuning = {}, {}
-        for slot, slot_config in learned_keys(self.config).items():
-            try:
-                stored = self.store.load_latest(slot, slot_config)
-            except ModelStoreError:
-                continue
-            policies[slot] = stored.policy
-            tuning[slot] = Tuned(stored.info.tuning_revision, tuple(stored.info.tuned))
-        return policies, tuning
+        return warm_start_policies(self.store, learned_keys(self.config))
 
     def _close(self) -> None:
         if self._parts is not None:
@@ -609,6 +601,23 @@ class _Rebalance(ConsumerRebalanceListener):
 
     def on_partitions_assigned(self, assigned):
         self.learner.on_assigned(set(assigned))
+
+
+def warm_start_policies(
+    store: ModelStore, keys: Mapping[str, SlotConfig]
+) -> tuple[dict[str, Policy], dict[str, Tuned]]:
+    """The policies of `keys` (slots, shadows) that have a published version: the newest,
+    and the tuned settings it learned under. A slot without a checkpointed model starts
+    from it."""
+    policies, tuning = {}, {}
+    for slot, slot_config in keys.items():
+        try:
+            stored = store.load_latest(slot, slot_config)
+        except ModelStoreError:
+            continue
+        policies[slot] = stored.policy
+        tuning[slot] = Tuned(stored.info.tuning_revision, tuple(stored.info.tuned))
+    return policies, tuning
 
 
 def _offsets(state: PartitionState | None) -> tuple[int, int]:

@@ -22,12 +22,11 @@ from prometheus_client import CollectorRegistry
 from bandit.checkpoint import CheckpointError
 from bandit.config import Config, policy_slots
 from bandit.model_store import ModelStore, ModelStoreError
-from bandit.policies import Policy
 from bandit.rewarded_learning import RewardedLearnerCore
 from kafkaio import clients
 from kafkaio.topics import ensure_topics
 from learner.checkpoint_store import CheckpointStore
-from learner.loop import FINAL_FLUSH_S, FLUSH_S
+from learner.loop import FINAL_FLUSH_S, FLUSH_S, warm_start_policies
 from learner.metrics import LearnerMetrics, MetricsServer
 from learner.publisher import ModelPublisher
 from learner.writer import OutputError, OutputWriter
@@ -123,7 +122,9 @@ class RewardedLearner:
         checkpoint = self.checkpoints.latest()
         if checkpoint is None:
             self._seq = self.checkpoints.next_seq()
-            return RewardedLearnerCore(self.config, self.topic, self._warm_start())
+            keys = policy_slots(self.config, self.config.learned_slots)
+            policies, tuning = warm_start_policies(self.store, keys)
+            return RewardedLearnerCore(self.config, self.topic, policies, None, tuning)
         if checkpoint.topics != (self.topic, ""):
             raise CheckpointError(
                 f"the checkpoints in {self.checkpoints.directory} are not a rewarded learner's "
@@ -132,16 +133,6 @@ class RewardedLearner:
         self._seq = checkpoint.seq + 1
         log.info("restored checkpoint %d", checkpoint.seq)
         return RewardedLearnerCore.from_checkpoint(self.config, self.topic, checkpoint)
-
-    def _warm_start(self) -> dict[str, Policy]:
-        """Slots start from their newest published version, when there is one."""
-        policies = {}
-        for key, slot_config in policy_slots(self.config, self.config.learned_slots).items():
-            try:
-                policies[key] = self.store.load_latest(key, slot_config).policy
-            except ModelStoreError:
-                continue
-        return policies
 
     def _consumer(self) -> KafkaConsumer:
         """Every partition of the rewarded topic, each from its checkpointed offset."""
@@ -207,7 +198,7 @@ class RewardedLearner:
         if final or time.monotonic() - self._last_publish >= self.config.learner.publish_interval_s:
             self._last_publish = time.monotonic()
             try:
-                for info in publisher.publish(self.core.policies):
+                for info in publisher.publish(self.core.policies, self.core.tuning):
                     self.metrics.published_version.labels(info.slot).set(int(info.version[1:]))
             except (OSError, ModelStoreError) as exc:
                 log.error("publishing a policy version failed, will retry: %s", exc)
