@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -170,3 +171,17 @@ def read_all(
         return values
     finally:
         consumer.close()
+
+
+def shippers_of(parent: int) -> list[int]:
+    """Pids of the shipper processes `parent` runs."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and b"serving.shipper" in cmdline:
+            found.append(int(entry.name))
+    return found

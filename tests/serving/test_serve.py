@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from kafkaio.embedded_broker import free_port
-from tests.helpers import metric_value, read_topic, wait_for
+from tests.helpers import metric_value, read_topic, shippers_of, wait_for
 
 ARTBANDIT = str(Path(sys.executable).with_name("artbandit"))
 HERO = {"user": {"id": "u"}, "slots": [{"slot": "hero", "candidates": [{"id": "a"}, {"id": "b"}]}]}
@@ -48,20 +48,6 @@ GUNICORN_PARSE_ERRORS = [
     (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
     (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),
 ]
-
-
-def shippers_of(parent: int) -> list[int]:
-    """Pids of the shipper processes `parent` runs."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == parent and b"serving.shipper" in cmdline:
-            found.append(int(entry.name))
-    return found
 
 
 def test_serve_runs_gunicorn_workers_on_the_embedded_broker(tmp_path):
