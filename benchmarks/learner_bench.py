@@ -89,7 +89,8 @@ def main() -> None:
             scaled = fresh_topics(config, f"k{members}")
             join_s = join_only(scaled, members, stream.impressed)
             print(f"join, k={members}: {decisions / join_s:,.0f} decisions/s ({join_s:.2f} s)")
-        learned, learn_s = learn_rewarded(scaled, stream.learnable)
+        scaled_config = load_config(overrides=scaled, environ={})
+        learned, learn_s = learn_rewarded(scaled_config, stream.learnable)
         print(f"rewarded learner (one process, every partition): {learned / learn_s:,.0f} "
               f"rewarded events learned/s = {decisions / learn_s:,.0f} decisions/s "
               f"({learned:,} learned once each in {learn_s:.2f} s; target >= 10,000)")  # fmt: skip
@@ -128,12 +129,12 @@ def learn(config, learnable: int) -> float:
     return elapsed
 
 
-def fresh_topics(config, name: str):
-    """`config` with its own group, output topics, checkpoints and store, over the same
-    inputs: a run that shares only the backlog."""
+def fresh_topics(config, name: str) -> list[str]:
+    """Settings of join-only members over `config`'s inputs, with their own group, output
+    topics, checkpoints and store: a run that shares only the backlog."""
     topics = ("rewarded", "models", "deadletter")
     root = Path(config.learner.checkpoint_dir).parent / name
-    return load_config(overrides=[
+    return [
         f'kafka.bootstrap_servers="{config.kafka.bootstrap_servers}"',
         f'kafka.topics.decisions="{config.kafka.topics.decisions}"',
         f'kafka.topics.feedback="{config.kafka.topics.feedback}"',
@@ -141,26 +142,16 @@ def fresh_topics(config, name: str):
         f'model_store.path="{root / "models"}"', f'learner.checkpoint_dir="{root / "ckpt"}"',
         f'learner.group_id="bench-{name}"', "learner.metrics_port=0",
         "slots.artwork.attribution_window_s=60", "learner.allowed_lateness_s=10",
-        "learner.learns=false", "kafka.consumer.session_timeout_ms=2000",
-        "kafka.consumer.heartbeat_interval_ms=400",
-    ], environ={})  # fmt: skip
-
-
-def join_only(config, members: int, impressed: int) -> float:
-    """Seconds from the first rewarded event written by `members` join-only processes until
-    all `impressed` are (read from the topic's end offsets)."""
-    settings = [
-        f"--set={key}={value}" for key, value in (
-            ("kafka.bootstrap_servers", f'"{config.kafka.bootstrap_servers}"'),
-            *((f"kafka.topics.{t}", f'"{getattr(config.kafka.topics, t)}"')
-              for t in ("decisions", "feedback", "rewarded", "models", "deadletter")),
-            ("model_store.path", f'"{config.model_store.path}"'),
-            ("learner.checkpoint_dir", f'"{config.learner.checkpoint_dir}"'),
-            ("learner.group_id", f'"{config.learner.group_id}"'), ("learner.metrics_port", "0"),
-            ("slots.artwork.attribution_window_s", "60"), ("learner.allowed_lateness_s", "10"),
-            ("learner.learns", "false"), ("learner.max_poll_records", "5000"),
-        )
+        "learner.learns=false", "learner.max_poll_records=5000",
+        "kafka.consumer.session_timeout_ms=2000", "kafka.consumer.heartbeat_interval_ms=400",
     ]  # fmt: skip
+
+
+def join_only(overrides: list[str], members: int, impressed: int) -> float:
+    """Seconds from the first rewarded event written by `members` join-only processes run
+    with `overrides` until all `impressed` are."""
+    config = load_config(overrides=overrides, environ={})
+    settings = [f"--set={override}" for override in overrides]
     command = [sys.executable, "-m", "artbandit", "learn", "--quiet", *settings]
     processes = [
         subprocess.Popen(

@@ -79,12 +79,25 @@ class Columns:
 
 @dataclass
 class Summed:
-    """Moments and where their columns are, with the largest weight per target."""
+    """Moments and where their columns are, with the largest weight per target (positions;
+    the page sums leave it empty)."""
 
     sums: Moments
     layouts: dict[tuple[str, str], Layout]
     weights: dict[str, int]
     max_weight: dict[str, float]
+
+    def target(self, target: str, confidence: float) -> tuple[list[est.Estimate], float, float]:
+        """`target`'s estimates, the effective sample size of its weights and their mean."""
+        estimates = [
+            est.estimate(name, self.sums, layout, confidence)
+            for (owner, name), layout in self.layouts.items()
+            if owner == target
+        ]
+        column = self.weights[target]
+        total, squares = self.sums.sums[column], self.sums.products[column, column]
+        ess = float(total**2 / squares) if squares > 0 else 0.0
+        return estimates, ess, float(total / self.sums.rounds)
 
     def __add__(self, other: Summed) -> Summed:
         if self.layouts != other.layouts or self.weights != other.weights:
@@ -223,9 +236,8 @@ def _slot_sums(part, slot, specs, config, settings, index) -> SlotSums:
             max_weight[position],
         )  # fmt: skip
     if ranked:
-        pages_max = dict.fromkeys(by_page.weights, 0.0)
         out.pages = Summed(
-            by_page.moments(settings.bootstrap, seed), by_page.layouts, by_page.weights, pages_max
+            by_page.moments(settings.bootstrap, seed), by_page.layouts, by_page.weights, {}
         )
     return out
 
@@ -262,48 +274,30 @@ def _slot_result(slot: str, sums: SlotSums, config: Config, settings: Settings) 
     warnings = [] if sums.model_estimators else ["no reward model: DM and the DR family left out"]
     targets = []
     for position, summed in sorted(sums.positions.items()):
-        for target, column in summed.weights.items():
-            estimates = [
-                est.estimate(name, summed.sums, layout, confidence)
-                for (owner, name), layout in summed.layouts.items()
-                if owner == target
-            ]
-            weights = summed.sums
-            total, squares = weights.sums[column], weights.products[column, column]
-            ess = float(total**2 / squares) if squares > 0 else 0.0
+        for target in summed.weights:
+            estimates, ess, mean_weight = summed.target(target, confidence)
             result_ = TargetResult(
                 target=target, position=position if ranked else None, estimates=estimates,
                 effective_sample_size=ess,
-                weights={"mean": float(total / weights.rounds),
-                         "max": summed.max_weight[target]},
+                weights={"mean": mean_weight, "max": summed.max_weight[target]},
                 weight_sample=[], curve=[],
             )  # fmt: skip
-            if ess < min(100.0, 0.01 * weights.rounds):
+            if ess < min(100.0, 0.01 * summed.sums.rounds):
                 result_.warnings.append(
                     f"effective sample size {ess:.0f}: the estimates rest on few rounds"
                 )
             targets.append(result_)
     page_results = []
     if sums.pages is not None:
-        summed = sums.pages
-        for target, column in summed.weights.items():
-            estimates = [
-                est.estimate(name, summed.sums, layout, confidence)
-                for (owner, name), layout in summed.layouts.items()
-                if owner == target
-            ]
-            total, squares = summed.sums.sums[column], summed.sums.products[column, column]
+        for target in sums.pages.weights:
+            estimates, ess, mean_weight = sums.pages.target(target, confidence)
             assumptions = {
                 e.estimator: pages.ASSUMPTIONS[
                     "standard" if e.estimator.startswith("standard") else "reward-interaction"
                 ]
                 for e in estimates
             }
-            page_results.append(PageResult(
-                target, estimates, assumptions,
-                float(total**2 / squares) if squares > 0 else 0.0,
-                float(total / summed.sums.rounds),
-            ))  # fmt: skip
+            page_results.append(PageResult(target, estimates, assumptions, ess, mean_weight))
     return SlotResult(
         slot=slot, events=sums.events, treatment_rounds=sums.treatment_rounds,
         evaluated_rounds=sums.treatment_rounds, train_events=0,
