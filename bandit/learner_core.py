@@ -25,7 +25,7 @@ from bandit.join import DeadLetter, JoinResult, RewardJoin
 from bandit.lift import RecentTallies, SlotTallies, merge, tally
 from bandit.policies import Policy, build_policy, policy_class
 from bandit.slots import SlotConfig
-from bandit.tuning import Tuned, tuned_slot
+from bandit.tuning import Tuned, TunedPolicies, tuned_slot
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,13 @@ class StepOutput:
 WEIGHT_SAMPLE = 16  # one treatment decision in this many, by decision id: about 1 µs/event
 
 
+def weight_sampled(event: events.RewardedEvent) -> bool:
+    """Whether the event is in the sample behind the importance-weight gauges: treatment
+    decisions, one in WEIGHT_SAMPLE by decision id (every learner samples the same ones)."""
+    sampled = zlib.crc32(event.decision_id.encode()) % WEIGHT_SAMPLE == 0
+    return sampled and event.group == "treatment"
+
+
 def weight_of(policy: Policy, event: events.RewardedEvent) -> float:
     """The policy's over the logger's probability of the logged choice (all positions)."""
     weight = 1.0
@@ -74,7 +81,7 @@ def weight_of(policy: Policy, event: events.RewardedEvent) -> float:
     return weight
 
 
-class LearnerCore:
+class LearnerCore(TunedPolicies):
     """Joins and learns for the partitions assigned to this member."""
 
     def __init__(
@@ -144,19 +151,9 @@ class LearnerCore:
             decisions_offset, feedback_offset, join, merge([self.tallies[partition]])
         )
 
-    def tuned(self, slot: str) -> Tuned:
-        return self.tuning.get(slot, Tuned())
-
     def slot_config(self, slot: str) -> SlotConfig:
         """What `slot`'s policy runs: its configured settings with the tuned ones over them."""
         return tuned_slot(slot, self.config.slots[slot], self.tuned(slot).overrides)
-
-    def switch(self, slot: str, tuned: Tuned, policy: Policy) -> None:
-        """From now on `slot` learns with `policy`, under the tuned settings `tuned`."""
-        old = self.policies[slot]
-        self.policies[slot] = policy
-        self.tuning[slot] = tuned
-        old.close()
 
     def is_open(self, decision_id: str) -> bool:
         """Whether some assigned partition still waits to close this decision's window."""
@@ -227,10 +224,7 @@ class LearnerCore:
             if policy is None:
                 continue  # a join-only member: a rewarded learner learns it
             try:
-                if (
-                    event.group == "treatment"
-                    and zlib.crc32(event.decision_id.encode()) % (WEIGHT_SAMPLE) == 0
-                ):
+                if weight_sampled(event):
                     out.weights.setdefault(event.slot, []).append(weight_of(policy, event))
                 learned = policy.learn(event)
             except Exception as exc:  # VW's errors vary; one bad example must not stop learning

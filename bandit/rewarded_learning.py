@@ -17,6 +17,7 @@ inputs (each input partition's events in the same partition), which the loop che
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -27,8 +28,9 @@ import msgspec
 from bandit import events
 from bandit.checkpoint import Checkpoint, PartitionState, SlotState
 from bandit.config import Config, policy_slots, shadow_key
+from bandit.learner_core import weight_of, weight_sampled
 from bandit.policies import Policy, build_policy, policy_class
-from bandit.tuning import Tuned, tuned_slot
+from bandit.tuning import Tuned, TunedPolicies, tuned_slot
 
 Key = tuple[float, str]  # (joined_at, decision_id): a partition's order of rewarded events
 _BEFORE_ANY: Key = (-1.0, "")
@@ -42,7 +44,7 @@ class Position:
     last: Key = _BEFORE_ANY
 
 
-class RewardedLearnerCore:
+class RewardedLearnerCore(TunedPolicies):
     """The policies of the owned slots (and their shadows), learning rewarded events once."""
 
     def __init__(
@@ -68,10 +70,14 @@ class RewardedLearnerCore:
         self.positions: dict[int, Position] = {}
 
     def process(
-        self, records: Iterable[tuple[int, int, bytes | None]], outcomes: Counter[str]
+        self,
+        records: Iterable[tuple[int, int, bytes | None]],
+        outcomes: Counter[str],
+        weights: dict[str, list[float]] | None = None,
     ) -> None:
         """Learn each (partition, offset, value) not learned before; `outcomes` counts
-        learned, duplicate, not_owned, unlearnable and malformed."""
+        learned, duplicate, not_owned, unlearnable and malformed, and `weights` gets the
+        policy's importance weights of the sampled events (`weight_sampled`) by slot."""
         for partition, offset, value in records:
             position = self.positions.setdefault(partition, Position())
             if offset < position.offset:
@@ -91,6 +97,9 @@ class RewardedLearnerCore:
                 outcomes["duplicate"] += 1
                 continue
             position.last = key
+            if weights is not None and weight_sampled(event):
+                with contextlib.suppress(Exception):  # then it is unlearnable too, counted so
+                    weights.setdefault(event.slot, []).append(weight_of(policy, event))
             self._learn(event.slot, policy, event, outcomes)
             shadow = self.policies.get(shadow_key(event.slot))
             if shadow is not None:
@@ -136,9 +145,6 @@ class RewardedLearnerCore:
             group_id=self.config.learner.group_id, topics=(self.topic, ""), slots=slots,
             partitions=partitions, owned=list(self.config.learner.slots),
         )  # fmt: skip
-
-    def tuned(self, key: str) -> Tuned:
-        return self.tuning.get(key, Tuned())
 
     @classmethod
     def from_checkpoint(

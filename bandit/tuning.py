@@ -129,6 +129,24 @@ class TuningState(msgspec.Struct, frozen=True, kw_only=True):
         raise TuningError(f"slot {self.slot}: no revision {revision} (kept: {known})")
 
 
+class TunedPolicies:
+    """A learner's policies by key, with the tuned settings each learns under (a key not in
+    `tuning` learns under the configured ones)."""
+
+    policies: dict[str, Policy]
+    tuning: dict[str, Tuned]
+
+    def tuned(self, key: str) -> Tuned:
+        return self.tuning.get(key, Tuned())
+
+    def switch(self, key: str, tuned: Tuned, policy: Policy) -> None:
+        """From now on `key` learns with `policy`, under the tuned settings `tuned`."""
+        old = self.policies[key]
+        self.policies[key] = policy
+        self.tuning[key] = tuned
+        old.close()
+
+
 def tuned_slot(name: str, slot: SlotConfig, overrides: Iterable[str]) -> SlotConfig:
     """`slot` with tuned `overrides` laid over it (validated; errors name the key)."""
     overrides = list(overrides)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 
 from kafka import TopicPartition
 
@@ -20,9 +20,11 @@ def read_topic(
     topic: str,
     partitions: Collection[int] | None = None,
     progress: Callable[[int, int], None] = lambda read, total: None,
+    before: Mapping[int, int] | None = None,
 ) -> Iterator[bytes]:
     """Every message value of `topic` (of `partitions`, default all) until each partition is
     read to its high watermark; `progress(read, total)` follows once the ends are known.
+    `before`: only the messages below these offsets, by partition (none of another one).
 
     The high watermark comes from the fetch responses: some Kafka-protocol brokers (the
     embedded Tansu) answer ListOffsets with the last batch's start, not the log's end.
@@ -42,7 +44,8 @@ def read_topic(
             for messages in batch.values():
                 for message in messages:
                     read += 1
-                    yield message.value
+                    if before is None or message.offset < before.get(message.partition, 0):
+                        yield message.value
             highwaters = [consumer.highwater(tp) for tp in assigned]
             done = all(
                 h is not None and consumer.position(tp) >= h

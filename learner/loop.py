@@ -38,7 +38,7 @@ from bandit.lift import PartitionTally, RecentTallies
 from bandit.model_store import ModelStore, ModelStoreError
 from bandit.policies import Policy
 from bandit.slots import SlotConfig
-from bandit.tuning import Tuned, recent_window, tuned_slot, warm_start
+from bandit.tuning import Tuned, TunedPolicies, recent_window, tuned_slot, warm_start
 from kafkaio import clients
 from kafkaio.read import TopicMissing, read_topic
 from kafkaio.topics import ensure_topics
@@ -89,9 +89,10 @@ class _Parts:
         self.core.close()
 
 
-class KafkaLearner:
-    """One member of the learner group. `run(stop)` until `stop` is set, then checkpoint,
-    leave the group and return."""
+class LearnerProcess:
+    """What every learner process keeps (its settings, metrics, model store, checkpoint
+    directory, when it last checkpointed and published) and how it follows its slots'
+    tuning history. `ready` is set once it runs."""
 
     def __init__(
         self,
@@ -104,7 +105,6 @@ class KafkaLearner:
         self.config = config
         self.bootstrap_servers = bootstrap_servers
         self.metrics = LearnerMetrics(registry or CollectorRegistry())
-        self.metrics.start_at_zero(list(config.slots))
         self.serve_metrics = serve_metrics
         self.progress = progress
         self.metrics_port: int | None = None
@@ -113,20 +113,157 @@ class KafkaLearner:
         self.checkpoints = CheckpointStore(
             settings.checkpoint_dir, settings.member, settings.keep_checkpoints
         )
-        topics = config.kafka.topics
-        self._topic_input = {topics.decisions: Input.DECISIONS, topics.feedback: Input.FEEDBACK}
-        self._parts: _Parts | None = None  # what `run` opens, built whole by `_open`
         self.ready = threading.Event()
-        self._seq = 1
+        self._seq = 1  # of the next checkpoint
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
         self._last_publish = float("-inf")
-        self._checkpoints_written = 0
-        self._tally_progress: dict[tuple[str, int], tuple[int, int]] = {}  # last sums written
-        self._recent = RecentTallies(settings.recent_window_s)  # calibration, guardrails
         self._weights: dict[str, deque[float]] = {}  # slot -> recent sampled weights
         self._tuning_refused: set[tuple[str, Tuned]] = set()
         self._next_tuning_check = float("-inf")
+
+    def _checkpoint_due(self) -> bool:
+        settings = self.config.learner
+        if self._since_checkpoint == 0:
+            return False  # nothing read or closed since the last one
+        return self._since_checkpoint >= settings.checkpoint_every_events or (
+            time.monotonic() - self._last_checkpoint >= settings.checkpoint_interval_s
+        )
+
+    def _weighed(self, weights: Mapping[str, list[float]]) -> None:
+        """Keep the newest RECENT_WEIGHTS sampled importance weights per slot."""
+        for slot, sampled in weights.items():
+            self._weights.setdefault(slot, deque(maxlen=RECENT_WEIGHTS)).extend(sampled)
+
+    def _tuning_due(self) -> bool:
+        return time.monotonic() >= self._next_tuning_check
+
+    def _follow_tuning(self) -> None:
+        """Switch each slot whose tuning history (the tuner's or an operator's) asks for
+        other settings than its policy learns under.
+
+        Right after a checkpoint every output is acknowledged, so the rewarded topic holds
+        every event the policy has learned: the new policy learns the slot's most recent
+        `tuning.window_events` of them once each (`_tuning_window`) and takes over before the
+        next record. The next checkpoint, forced at once, makes it durable; a crash before it
+        restarts from the old policy, which switches again the same way.
+        """
+        self._next_tuning_check = time.monotonic() + self.config.learner.checkpoint_interval_s
+        if not self._tuning_possible():
+            return
+        core = self._tuned_policies()
+        for slot, policy in list(core.policies.items()):
+            if policy.slot.policy != "vw" or slot not in self.config.slots:  # shadows: fixed
+                continue
+            try:
+                state = self.store.tuning(slot)
+            except (OSError, ModelStoreError) as exc:
+                log.error("slot %s: cannot read its tuning history: %s", slot, exc)
+                continue
+            self.metrics.tuning_wanted_revision.labels(slot).set(state.revision)
+            running = core.tuned(slot)
+            wanted = Tuned(state.revision, tuple(state.overrides))
+            if wanted.revision == running.revision or (slot, wanted) in self._tuning_refused:
+                continue
+            if wanted.overrides == running.overrides:  # e.g. a pin of what runs: relabel
+                core.tuning[slot] = wanted
+            elif not self._caught_up():
+                log.info("slot %s: switching to tuning revision %d once the inputs are read "
+                         "to their end", slot, wanted.revision)  # fmt: skip
+                continue
+            else:
+                try:
+                    self._switch(slot, wanted)
+                except ValueError as exc:  # settings the config refuses: not retried
+                    self._tuning_refused.add((slot, wanted))
+                    self.metrics.tuning_failures.labels(slot).inc()
+                    log.error("slot %s: tuning revision %d refused: %s", slot, wanted.revision, exc)
+                    continue
+                except (KafkaError, TopicMissing, OSError) as exc:
+                    self.metrics.tuning_failures.labels(slot).inc()
+                    log.error("slot %s: switch to tuning revision %d failed, will retry in "
+                              "%.0f s: %s", slot, wanted.revision, TUNING_RETRY_S, exc)  # fmt: skip
+                    self._next_tuning_check = time.monotonic() + TUNING_RETRY_S
+                    continue
+            self.metrics.tuning_revision.labels(slot).set(wanted.revision)
+            self._since_checkpoint += 1
+            self._last_checkpoint = float("-inf")  # checkpoint the switch at once
+            self._last_publish = float("-inf")  # and publish it
+            self._publisher().forget(slot)
+
+    def _switch(self, slot: str, wanted: Tuned) -> None:
+        started = time.perf_counter()
+        slot_config = tuned_slot(slot, self.config.slots[slot], wanted.overrides)
+        window = recent_window(slot, self._tuning_window(slot), self.config.tuning.window_events)
+        policy = warm_start(slot_config, window)
+        self._tuned_policies().switch(slot, wanted, policy)
+        self.metrics.tuning_switches.labels(slot).inc()
+        log.info(
+            "slot %s: switched to tuning revision %d (%s), warm-started on %d events in %.1f s",
+            slot, wanted.revision, " ".join(wanted.overrides) or "configured settings",
+            policy.examples_learned, time.perf_counter() - started,
+        )  # fmt: skip
+
+    def _rewarded_treatment(
+        self,
+        slot: str,
+        partitions: set[int] | None = None,
+        before: Mapping[int, int] | None = None,
+    ) -> list[RewardedEvent]:
+        """The slot's treatment events on the rewarded topic (see `read_topic`), each
+        decision once."""
+        found: dict[str, RewardedEvent] = {}
+        kafka, topic = self.config.kafka, self.config.kafka.topics.rewarded
+        for value in read_topic(kafka, self.bootstrap_servers, topic, partitions, before=before):
+            try:
+                event = events.decode(value, RewardedEvent)
+            except events.EventError:
+                continue  # not a learner's output; the replay reports such lines
+            if event.slot == slot and event.group == "treatment":
+                found.setdefault(event.decision_id, event)
+        return list(found.values())
+
+    # What a learner gives the tuning switch
+    def _tuned_policies(self) -> TunedPolicies:
+        raise NotImplementedError
+
+    def _publisher(self) -> ModelPublisher:
+        raise NotImplementedError
+
+    def _tuning_possible(self) -> bool:
+        """Whether it can switch at all now (e.g. it has partitions)."""
+        return True
+
+    def _caught_up(self) -> bool:
+        """Whether a switch's warm start may read the rewarded topic now."""
+        return True
+
+    def _tuning_window(self, slot: str) -> list[RewardedEvent]:
+        """The slot's treatment events it has learned, each decision once."""
+        raise NotImplementedError
+
+
+class KafkaLearner(LearnerProcess):
+    """One member of the learner group. `run(stop)` until `stop` is set, then checkpoint,
+    leave the group and return."""
+
+    def __init__(
+        self,
+        config: Config,
+        bootstrap_servers: str,
+        registry: CollectorRegistry | None = None,
+        serve_metrics: bool = True,
+        progress: bool = False,
+    ):
+        super().__init__(config, bootstrap_servers, registry, serve_metrics, progress)
+        self.metrics.start_at_zero(list(config.slots))
+        settings = config.learner
+        topics = config.kafka.topics
+        self._topic_input = {topics.decisions: Input.DECISIONS, topics.feedback: Input.FEEDBACK}
+        self._parts: _Parts | None = None  # what `run` opens, built whole by `_open`
+        self._checkpoints_written = 0
+        self._tally_progress: dict[tuple[str, int], tuple[int, int]] = {}  # last sums written
+        self._recent = RecentTallies(settings.recent_window_s)  # calibration, guardrails
         self._consumed = 0
         self._status = LearnerStatus(0, {}, 0, 0, 0, 0)
         self._fatal: Exception | None = None  # a rebalance that could not hand over
@@ -337,8 +474,7 @@ class KafkaLearner:
             self._send(topics.deadletter, dead.key, msgspec.json.encode(dead))
             self.metrics.dead_letters.labels(dead.code).inc()
         self.writer.ship()
-        for slot, weights in out.weights.items():
-            self._weights.setdefault(slot, deque(maxlen=RECENT_WEIGHTS)).extend(weights)
+        self._weighed(out.weights)
         for outcome, count in out.outcomes.items():
             self.metrics.joins.labels(outcome).inc(count)
         for slot, count in out.learned.items():
@@ -352,14 +488,6 @@ class KafkaLearner:
         self.writer.ship()
 
     # ------------------------------------------------------------------ checkpoints
-    def _checkpoint_due(self) -> bool:
-        settings = self.config.learner
-        if self._since_checkpoint == 0:
-            return False  # nothing read or closed since the last one
-        return self._since_checkpoint >= settings.checkpoint_every_events or (
-            time.monotonic() - self._last_checkpoint >= settings.checkpoint_interval_s
-        )
-
     def checkpoint(self, in_rebalance: bool = False, final: bool = False) -> None:
         """Make every output durable, then write the checkpoint, then commit and publish.
 
@@ -440,60 +568,14 @@ class KafkaLearner:
             self.metrics.published_version.labels(info.slot).set(int(info.version[1:]))
 
     # ------------------------------------------------------------------ self-tuning
-    def _tuning_due(self) -> bool:
-        return time.monotonic() >= self._next_tuning_check
+    def _tuned_policies(self) -> TunedPolicies:
+        return self.core
 
-    def _follow_tuning(self) -> None:
-        """Switch each slot whose tuning history (the tuner's or an operator's) asks for
-        other settings than its policy learns under.
+    def _publisher(self) -> ModelPublisher:
+        return self.publisher
 
-        Right after a checkpoint every output is acknowledged, so the rewarded topic holds
-        every event the policy has learned: the new policy learns the slot's most recent
-        `tuning.window_events` of them once each (repeats dropped by decision id) and takes
-        over before the next record. The next checkpoint, forced at once, makes it durable; a
-        crash before it restarts from the old policy, which switches again the same way.
-        """
-        self._next_tuning_check = time.monotonic() + self.config.learner.checkpoint_interval_s
-        if not self.core.joins:
-            return  # no partitions yet: the group has not assigned this member any
-        for slot, policy in list(self.core.policies.items()):
-            if policy.slot.policy != "vw" or slot not in self.config.slots:  # shadows: fixed
-                continue
-            try:
-                state = self.store.tuning(slot)
-            except (OSError, ModelStoreError) as exc:
-                log.error("slot %s: cannot read its tuning history: %s", slot, exc)
-                continue
-            self.metrics.tuning_wanted_revision.labels(slot).set(state.revision)
-            running = self.core.tuned(slot)
-            wanted = Tuned(state.revision, tuple(state.overrides))
-            if wanted.revision == running.revision or (slot, wanted) in self._tuning_refused:
-                continue
-            if wanted.overrides == running.overrides:  # e.g. a pin of what runs: relabel
-                self.core.tuning[slot] = wanted
-            elif not self._caught_up():
-                log.info("slot %s: switching to tuning revision %d once the inputs are read "
-                         "to their end", slot, wanted.revision)  # fmt: skip
-                continue
-            else:
-                try:
-                    self._switch(slot, wanted)
-                except ValueError as exc:  # settings the config refuses: not retried
-                    self._tuning_refused.add((slot, wanted))
-                    self.metrics.tuning_failures.labels(slot).inc()
-                    log.error("slot %s: tuning revision %d refused: %s", slot, wanted.revision, exc)
-                    continue
-                except (KafkaError, TopicMissing, OSError) as exc:
-                    self.metrics.tuning_failures.labels(slot).inc()
-                    log.error("slot %s: switch to tuning revision %d failed, will retry in "
-                              "%.0f s: %s", slot, wanted.revision, TUNING_RETRY_S, exc)  # fmt: skip
-                    self._next_tuning_check = time.monotonic() + TUNING_RETRY_S
-                    continue
-            self.metrics.tuning_revision.labels(slot).set(wanted.revision)
-            self._since_checkpoint += 1
-            self._last_checkpoint = float("-inf")  # checkpoint the switch at once
-            self._last_publish = float("-inf")  # and publish it
-            self.publisher.forget(slot)
+    def _tuning_possible(self) -> bool:
+        return bool(self.core.joins)  # none: the group has not assigned this member any
 
     def _caught_up(self) -> bool:
         """Every input of every assigned partition read to its end. Then each rewarded event
@@ -506,36 +588,13 @@ class KafkaLearner:
                     return False
         return True
 
-    def _switch(self, slot: str, wanted: Tuned) -> None:
-        started = time.perf_counter()
-        slot_config = tuned_slot(slot, self.config.slots[slot], wanted.overrides)
-        # A decision still open here was emitted by an earlier run (which closed it before a
-        # crash); it is learned when it closes here, so not in the warm start as well.
-        rewarded = [e for e in self._rewarded(slot) if not self.core.is_open(e.decision_id)]
-        window = recent_window(slot, rewarded, self.config.tuning.window_events)
-        policy = warm_start(slot_config, window)
-        self.core.switch(slot, wanted, policy)
-        self.metrics.tuning_switches.labels(slot).inc()
-        log.info(
-            "slot %s: switched to tuning revision %d (%s), warm-started on %d events in %.1f s",
-            slot, wanted.revision, " ".join(wanted.overrides) or "configured settings",
-            policy.examples_learned, time.perf_counter() - started,
-        )  # fmt: skip
-
-    def _rewarded(self, slot: str) -> list[RewardedEvent]:
-        """The slot's treatment events on the rewarded topic (this member's partitions),
-        each decision once."""
-        found: dict[str, RewardedEvent] = {}
-        topic = self.config.kafka.topics.rewarded
+    def _tuning_window(self, slot: str) -> list[RewardedEvent]:
+        """The slot's treatment events on the rewarded topic (this member's partitions), each
+        once. A decision still open here was emitted by an earlier run (which closed it
+        before a crash); it is learned when it closes here, so not in the warm start too."""
         owned = set(self.core.joins)
-        for value in read_topic(self.config.kafka, self.bootstrap_servers, topic, owned):
-            try:
-                event = events.decode(value, RewardedEvent)
-            except events.EventError:
-                continue  # not the learner's own output; the replay reports such lines
-            if event.slot == slot and event.group == "treatment":
-                found.setdefault(event.decision_id, event)
-        return list(found.values())
+        found = self._rewarded_treatment(slot, partitions=owned)
+        return [e for e in found if not self.core.is_open(e.decision_id)]
 
     # ------------------------------------------------------------------ rebalances
     # kafka-python calls these on its IO thread while `run` waits inside `poll` (or `close`),

@@ -21,13 +21,14 @@ from prometheus_client import CollectorRegistry
 
 from bandit.checkpoint import CheckpointError
 from bandit.config import Config, policy_slots
-from bandit.model_store import ModelStore, ModelStoreError
+from bandit.events import RewardedEvent
+from bandit.model_store import ModelStoreError
 from bandit.rewarded_learning import RewardedLearnerCore
+from bandit.tuning import TunedPolicies
 from kafkaio import clients
 from kafkaio.topics import ensure_topics
-from learner.checkpoint_store import CheckpointStore
-from learner.loop import FINAL_FLUSH_S, FLUSH_S, warm_start_policies
-from learner.metrics import LearnerMetrics, MetricsServer
+from learner.loop import FINAL_FLUSH_S, FLUSH_S, LearnerProcess, warm_start_policies
+from learner.metrics import MetricsServer
 from learner.publisher import ModelPublisher
 from learner.writer import OutputError, OutputWriter
 
@@ -40,7 +41,10 @@ class RewardedLearnerError(RuntimeError):
     """The rewarded learner cannot go on; a restart continues from its last checkpoint."""
 
 
-class RewardedLearner:
+class RewardedLearner(LearnerProcess):
+    """Learns the owned slots from the rewarded topic. `run(stop)` until `stop` is set, then
+    checkpoint, publish and return."""
+
     def __init__(
         self,
         config: Config,
@@ -49,25 +53,10 @@ class RewardedLearner:
         serve_metrics: bool = True,
         progress: bool = False,
     ):
-        self.config = config
-        self.bootstrap_servers = bootstrap_servers
+        super().__init__(config, bootstrap_servers, registry, serve_metrics, progress)
         self.topic = config.kafka.topics.rewarded
-        self.metrics = LearnerMetrics(registry or CollectorRegistry())
-        self.serve_metrics = serve_metrics
-        self.progress = progress
-        self.metrics_port: int | None = None
-        self.store = ModelStore(config.model_store.path, config.model_store.keep_versions)
-        settings = config.learner
-        self.checkpoints = CheckpointStore(
-            settings.checkpoint_dir, settings.member, settings.keep_checkpoints
-        )
-        self.ready = threading.Event()
         self.outcomes: Counter[str] = Counter()  # learned, duplicate, not_owned, ...
         self.consumed = 0
-        self._seq = 1
-        self._since_checkpoint = 0
-        self._last_checkpoint = time.monotonic()
-        self._last_publish = float("-inf")
         self._counted: dict[str, int] = {}  # examples_learned as the metric has it
 
     def run(self, stop: threading.Event) -> None:
@@ -93,7 +82,7 @@ class RewardedLearner:
 
     def _learn_until(self, stop: threading.Event) -> None:
         consumer = self._consumer()
-        publisher = ModelPublisher(self.store, self._send_model)
+        self.publisher = ModelPublisher(self.store, self._send_model)
         server = None
         if self.serve_metrics:
             server = MetricsServer(
@@ -107,12 +96,14 @@ class RewardedLearner:
             while not stop.is_set():
                 self._step(consumer)
                 if self._checkpoint_due():
-                    self._checkpoint(publisher)
+                    self._checkpoint()
+                if self._since_checkpoint == 0 and self._tuning_due():
+                    self._follow_tuning()  # right after a checkpoint: it has everything
                 if self.progress and time.monotonic() - last_progress > PROGRESS_INTERVAL_S:
                     last_progress = time.monotonic()
                     print(f"rewarded learner: read {self.consumed:,}, "
                           f"{dict(self.outcomes)}", file=sys.stderr, flush=True)  # fmt: skip
-            self._checkpoint(publisher, final=True)
+            self._checkpoint(final=True)
         finally:
             consumer.close(autocommit=False)
             if server is not None:
@@ -162,10 +153,13 @@ class RewardedLearner:
     def _step(self, consumer: KafkaConsumer) -> None:
         batch = consumer.poll(timeout_ms=200)
         outcomes: Counter[str] = Counter()
+        weights: dict[str, list[float]] = {}
         read = 0
         for tp, messages in batch.items():
             read += len(messages)
-            self.core.process(((tp.partition, m.offset, m.value) for m in messages), outcomes)
+            records = ((tp.partition, m.offset, m.value) for m in messages)
+            self.core.process(records, outcomes, weights)
+        self._weighed(weights)
         self.consumed += read
         self._since_checkpoint += read
         self.outcomes.update(outcomes)
@@ -178,14 +172,7 @@ class RewardedLearner:
             if outcomes[outcome]:
                 self.metrics.joins.labels(outcome).inc(outcomes[outcome])
 
-    def _checkpoint_due(self) -> bool:
-        settings = self.config.learner
-        return self._since_checkpoint > 0 and (
-            self._since_checkpoint >= settings.checkpoint_every_events
-            or time.monotonic() - self._last_checkpoint >= settings.checkpoint_interval_s
-        )
-
-    def _checkpoint(self, publisher: ModelPublisher, final: bool = False) -> None:
+    def _checkpoint(self, final: bool = False) -> None:
         """Make the announcements sent so far durable, write the checkpoint, then publish
         when due. Never the other way round: a version published before its checkpoint,
         by a learner killed in between, would be the warm start of a successor with no
@@ -195,15 +182,29 @@ class RewardedLearner:
         self._seq += 1
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
+        for slot in self.config.learned_slots:
+            self.metrics.weighed(slot, self._weights.get(slot, ()))
         if final or time.monotonic() - self._last_publish >= self.config.learner.publish_interval_s:
             self._last_publish = time.monotonic()
             try:
-                for info in publisher.publish(self.core.policies, self.core.tuning):
+                for info in self.publisher.publish(self.core.policies, self.core.tuning):
                     self.metrics.published_version.labels(info.slot).set(int(info.version[1:]))
             except (OSError, ModelStoreError) as exc:
                 log.error("publishing a policy version failed, will retry: %s", exc)
             if final:
                 self.writer.flush(timeout_s=60)
+
+    def _tuned_policies(self) -> TunedPolicies:
+        return self.core
+
+    def _publisher(self) -> ModelPublisher:
+        return self.publisher
+
+    def _tuning_window(self, slot: str) -> list[RewardedEvent]:
+        """What this learner has read: below its positions (a checkpoint has just made each
+        of those events its own)."""
+        before = {p: position.offset for p, position in self.core.positions.items()}
+        return self._rewarded_treatment(slot, before=before)
 
     def _send_model(self, slot: str, version_file: bytes) -> None:
         self.writer.send(self.config.kafka.topics.models, slot.encode(), version_file, None)

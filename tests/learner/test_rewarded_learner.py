@@ -14,6 +14,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from bandit import events
 from bandit.config import load_config
+from bandit.learner_core import weight_sampled
 from bandit.model_store import ModelStore
 from kafkaio.embedded_broker import free_port
 from kafkaio.topics import ensure_topics
@@ -89,6 +90,16 @@ def test_join_only_members_and_one_rewarded_learner_learn_every_event_once(learn
     store = ModelStore(config.model_store.path)
     newest = store.load_latest("artwork", slot_learner.slots["artwork"]).info
     assert newest.examples_learned == stream.learnable
+    # The replay gauges weigh the sampled treatment events, each once despite the rewrite
+    rewarded = [
+        events.decode(v, events.RewardedEvent)
+        for v in read_all(config.kafka.bootstrap_servers, config.kafka.topics.rewarded)
+    ]
+    sampled = {e.decision_id for e in rewarded if e.slot == "artwork" and weight_sampled(e)}
+    assert len(sampled) > 50 and len(learner._weights["artwork"]) == len(sampled)
+    gauge = learner.metrics.registry.get_sample_value
+    assert gauge("artbandit_learner_replay_max_weight", {"slot": "artwork"}) > 0
+    assert 0 < gauge("artbandit_learner_replay_effective_share", {"slot": "artwork"}) <= 1
 
 
 def test_a_rewarded_learner_killed_at_random_points_learns_each_event_once(learner_overrides):
@@ -134,3 +145,39 @@ def test_a_rewarded_learner_killed_at_random_points_learns_each_event_once(learn
     checkpoint = CheckpointStore(final.checkpoint_dir, final.member).latest()
     assert checkpoint.slots["artwork"].learned_here == stream.learnable
     assert checkpoint.slots["artwork"].examples_learned == stream.learnable
+
+
+def test_a_rewarded_learner_switches_to_tuned_settings_warm_started_on_what_it_read(
+    learner_overrides,
+):
+    base = learner_overrides("learner.learns=false", "tuning.window_events=300")
+    config, stream = _join(base, seed=7, decisions=1500)
+    slot_learner = load_config(overrides=[*base, 'learner.member="artwork-learner"',
+                                          'learner.slots=["artwork"]'], environ={})  # fmt: skip
+    store = ModelStore(config.model_store.path)
+    learner = RewardedLearner(slot_learner, config.kafka.bootstrap_servers, serve_metrics=False)
+    stop = threading.Event()
+    thread = threading.Thread(target=learner.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: learner.outcomes["learned"] == stream.learnable > 300, 120)
+        assert learner.core.tuned("artwork").revision == 0
+        # what `artbandit tune` records when a candidate wins
+        store.update_tuning("artwork", lambda s: s.record(["learning_rate=0.3"], "tuned", "t"))
+        wait_for(lambda: learner.core.tuned("artwork").revision == 1, 30)
+        policy = learner.core.policies["artwork"]
+        assert policy.slot.learning_rate == 0.3
+        assert policy.examples_learned == 300  # the newest 300 it read, once each
+    finally:
+        stop.set()
+        thread.join(60)
+    assert not thread.is_alive()
+    checkpoint = CheckpointStore(slot_learner.learner.checkpoint_dir, "artwork-learner").latest()
+    state = checkpoint.slots["artwork"]
+    assert (state.tuning_revision, state.tuned, state.examples_learned) == (
+        1, ["learning_rate=0.3"], 300,
+    )  # fmt: skip
+    info, _ = store.read_info("artwork", store.versions("artwork")[-1])
+    assert (info.tuning_revision, info.examples_learned) == (1, 300)
+    gauge = learner.metrics.registry.get_sample_value
+    assert gauge("artbandit_learner_tuning_switches_total", {"slot": "artwork"}) == 1
