@@ -1,7 +1,9 @@
-"""Real parts for tests: the embedded Kafka-protocol broker, started once per session."""
+"""Real parts for tests: the embedded Kafka-protocol broker, started once per session (per
+pytest-xdist worker); and the fault suite's table, printed at the end of the run."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from pathlib import Path
 
@@ -9,6 +11,30 @@ import pytest
 
 from bandit.config import Config, load_config
 from kafkaio.embedded_broker import EmbeddedBroker
+from tests.faults.harness import ROWS, FaultRow, table
+
+
+def pytest_sessionfinish(session):
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:  # an xdist worker: its fault rows go to the controller
+        output["fault_rows"] = [dataclasses.asdict(row) for row in ROWS]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    ROWS.extend(FaultRow(**row) for row in getattr(node, "workeroutput", {}).get("fault_rows", []))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not ROWS:
+        return
+    lines = table(sorted(ROWS, key=lambda row: row.fault))
+    terminalreporter.write_sep("=", "fault suite")
+    for line in lines:
+        terminalreporter.write_line(line)
+    out = Path("var/faults/table.txt")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture(scope="session")
