@@ -1,16 +1,17 @@
 """The Parquet replay log: one row per rewarded event, columnar where a round needs it.
 
 A round (a logged choice) needs the event's slot, group, chosen candidates, their logged
-probabilities and rewards, how many candidates it had and which are marked default: those
-are columns, read into numpy arrays without decoding any event's JSON. The event itself,
-as the JSON Schema contract defines it, stays in the `event` column: it is what the columns
-are derived from when the file is written (`table`), and it is decoded (and checked) only
-when something needs the features (a target that scores them, a reward model), by
-`LazyEvents`. A directory of such files is a partitioned log (`write_partitions`), which
-`replay.partitioned` estimates one partition at a time, on one machine or a cluster.
+probabilities and rewards, how many candidates it had and which are marked default; the
+check against the holdout needs the event's terms for the default policy
+(`calibration.default_terms`). Those are columns, read into numpy arrays without decoding
+any event's JSON. The event itself, as the JSON Schema contract defines it, stays in the
+`event` column: it is what the columns are derived from when the file is written (`table`),
+and it is decoded (and checked) only when something needs the features (a target that
+scores them, a reward model), by `LazyEvents`. A directory of such files is a partitioned
+log (`write_partitions`), which `replay.partitioned` estimates one partition at a time, on
+one machine or a cluster.
 
-Files written before these columns existed (only `event` and the flat ones) are read by
-decoding `event`, as before.
+Files written before all of these columns existed are read by decoding `event`, as before.
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from bandit import events
+from bandit import calibration, events
 from replay.rounds import Ragged, Rounds
 
-ROUND_COLUMNS = ("chosen_index", "probabilities", "rewards", "candidates", "defaults", "floored")
+ROUND_COLUMNS = (
+    "chosen_index", "probabilities", "rewards", "candidates", "defaults", "floored",
+    "default_terms",
+)  # fmt: skip
 PART_NAME = "part-{:05d}.parquet"
 
 
@@ -54,6 +58,10 @@ def table(encoded: Sequence[bytes], decoded: Sequence[events.RewardedEvent]) -> 
             pa.list_(pa.int32()),
         ),
         "floored": [any(c.floor for c in e.candidates) for e in decoded],
+        "default_terms": pa.array(
+            [[float(t) for t in calibration.default_terms(e, e.rewards)] for e in decoded],
+            pa.list_(pa.float64(), len(calibration.DefaultTerms._fields)),
+        ),
         "event": [data.decode() for data in encoded],
     })  # fmt: skip
 
@@ -148,12 +156,21 @@ class Partition:
     def slots(self) -> list[str]:
         return sorted(pc.unique(self.table.column("slot")).to_pylist())
 
+    def _mask(self, slot: str, group: str) -> pa.ChunkedArray:
+        return pc.and_(
+            pc.equal(self.table.column("slot"), slot), pc.equal(self.table.column("group"), group)
+        )
+
+    def default_terms(self, slot: str, group: str) -> np.ndarray:
+        """(events, 6): each event's `calibration.DefaultTerms`, `supported` as 0 or 1."""
+        terms = self.table.filter(self._mask(slot, group)).column("default_terms")
+        width = len(calibration.DefaultTerms._fields)
+        return _flat(terms, float).reshape(-1, width)
+
     def rounds(self, slot: str, group: str) -> Rounds:
         """The rounds of `slot`'s events of `group`, from the columns (events read and
         decoded only when asked for)."""
-        mask = pc.and_(
-            pc.equal(self.table.column("slot"), slot), pc.equal(self.table.column("group"), group)
-        )
+        mask = self._mask(slot, group)
         part = self.table.filter(mask)
         rows = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
         chosen = part.column("chosen_index").combine_chunks()
@@ -236,6 +253,12 @@ def _check(found: pa.Table, source: str) -> None:
         raise ColumnarError(f"{source}: probabilities: every entry must be in (0, 1]")
     if not np.all(np.isfinite(_flat(found.column("rewards"), float))):
         raise ColumnarError(f"{source}: rewards: every entry must be finite")
+    terms = found.column("default_terms").combine_chunks()
+    width = len(calibration.DefaultTerms._fields)
+    if np.any(pc.list_value_length(terms).to_numpy(zero_copy_only=False) != width):
+        raise ColumnarError(f"{source}: default_terms: not {width} entries per event")
+    if not np.all(np.isfinite(_flat(terms, float))):
+        raise ColumnarError(f"{source}: default_terms: every entry must be finite")
     groups = set(pc.unique(found.column("group")).to_pylist())
     if not groups <= {"treatment", "control"}:
         raise ColumnarError(f"{source}: group: {sorted(groups - {'treatment', 'control'})}")

@@ -9,6 +9,7 @@ all rows of a table are comparable.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -157,7 +158,7 @@ def _evaluate_slot(slot, slot_events, targets, config, settings, quiet) -> SlotR
     ranked = config.slots[slot].kind.ranked
     logged = {"treatment": rounds}
     if control:
-        logged["control"] = _control_rounds(slot, control, rounds)
+        logged["control"] = _control_rounds(slot, control, None if train is None else rounds)
     logging_value = {
         group: est.mean_estimate("on_policy", _page_rewards(part), settings.confidence)
         for group, part in logged.items()
@@ -361,9 +362,10 @@ def off_policy_data(rounds: Rounds, pmf: np.ndarray, q: np.ndarray | None) -> es
     )  # fmt: skip
 
 
-def _control_rounds(slot: str, control, rounds: Rounds) -> Rounds:
-    """The control group's rounds over the same span of time as the evaluation."""
-    start = min(e.ts for e in rounds.events) if rounds.events else 0.0
+def _control_rounds(slot: str, control, evaluated: Rounds | None) -> Rounds:
+    """The control group's rounds over the same span of time as the evaluation: the span of
+    the `evaluated` rounds when a target trains on the log's first part, else all of them."""
+    start = min(e.ts for e in evaluated.events) if evaluated and evaluated.events else -math.inf
     return Rounds.from_events(slot, [e for e in control if e.ts >= start])
 
 

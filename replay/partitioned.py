@@ -14,10 +14,11 @@ tests and laptops, and the same code runs on any cluster a `dask-scheduler` fron
 YARN, SLURM, cloud VMs through dask's deployers).
 
 What a partitioned replay leaves out, because it needs the whole log at once: targets that
-read the log in order (thompson, train:, learn:), segments, rejection sampling,
-the check against the holdout, the independent and pseudo-inverse page values, weight
-quantiles and the learning curve. The bootstrap resamples within each partition, and the
-reward model of DM and the DR family is cross-fitted within each partition.
+read the log in order (thompson, train:, learn:), segments, rejection sampling, the
+independent and pseudo-inverse page values, weight quantiles and the learning curve. The
+check against the holdout is made from sums too (`CalibrationSums`). The bootstrap
+resamples within each partition, and the reward model of DM and the DR family is
+cross-fitted within each partition.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bandit import calibration
 from bandit.config import Config
 from replay import estimators as est
 from replay import moments, pages, reward_model
@@ -46,10 +48,14 @@ from replay.progress import Progress
 from replay.targets import TargetError, parse_target
 
 LEFT_OUT = (
-    "a partitioned replay leaves out segments, rejection sampling, the check against the "
-    "holdout, the independent and pseudo-inverse page values and weight quantiles; its "
-    "bootstrap resamples within each partition"
+    "a partitioned replay leaves out segments, rejection sampling, the independent and "
+    "pseudo-inverse page values and weight quantiles; its bootstrap resamples within each "
+    "partition"
 )
+
+
+TERMS = calibration.DefaultTerms._fields  # the columns of `Partition.default_terms`
+SUPPORTED = TERMS.index("supported")
 
 
 @dataclass
@@ -109,6 +115,25 @@ class Summed:
 
 
 @dataclass
+class CalibrationSums:
+    """What the check against the holdout sums (`replay.evaluate._calibration`): the default
+    policy's estimator pieces and weight terms over treatment, per page (`every`) and over
+    the rounds where the log supports the default (`supported`), and control's rewards
+    there (control's page rewards are `SlotSums.logged`)."""
+
+    every: Summed
+    supported: Summed
+    control_supported: Moments
+
+    def __add__(self, other: CalibrationSums) -> CalibrationSums:
+        return CalibrationSums(
+            self.every + other.every,
+            self.supported + other.supported,
+            self.control_supported + other.control_supported,
+        )
+
+
+@dataclass
 class SlotSums:
     """One slot's sums over some partitions."""
 
@@ -120,6 +145,7 @@ class SlotSums:
     logged: dict[str, Moments] = field(default_factory=dict)  # group -> page rewards
     logged_positions: dict[tuple[str, int], Moments] = field(default_factory=dict)
     model_estimators: bool = True  # False: no reward model, DM and the DR family left out
+    calibration: CalibrationSums | None = None
 
     def __add__(self, other: SlotSums) -> SlotSums:
         return SlotSums(
@@ -127,11 +153,11 @@ class SlotSums:
             self.control_events + other.control_events,
             self.treatment_rounds + other.treatment_rounds,
             _merged(self.positions, other.positions),
-            other.pages if self.pages is None else
-            self.pages if other.pages is None else self.pages + other.pages,
+            _either(self.pages, other.pages),
             _merged(self.logged, other.logged),
             _merged(self.logged_positions, other.logged_positions),
             self.model_estimators and other.model_estimators,
+            _either(self.calibration, other.calibration),
         )  # fmt: skip
 
 
@@ -198,15 +224,18 @@ def _slot_sums(part, slot, specs, config, settings, index) -> SlotSums:
                 out.logged_positions[(group, position)] = _plain(at)
     targets = [t for t in (parse_target(s, config, settings.seed) for s in specs)
                if t.applies_to(slot)]  # fmt: skip
-    if not len(treatment) or not targets:
+    if not len(treatment):
         return out
     q = None
-    if settings.reward_model:
+    if settings.reward_model and targets:
         model_seed = int(np.random.SeedSequence([settings.seed, index, 1]).generate_state(1)[0])
         q = reward_model.fit_predict(treatment, config.slots[slot], model_seed)
     names = [n for n in settings.estimators if q is not None or not _needs_model(n)]
     out.model_estimators = q is not None
     estimators = est.make_estimators(names, settings.max_weight, settings.switch_tau)
+    out.calibration = _calibration_sums(part, treatment, q, estimators, config, settings)
+    if not targets:
+        return out
     ranked = config.slots[slot].kind.ranked
     positions = np.unique(treatment.position).tolist()
     by_position = {position: Columns() for position in positions}
@@ -242,6 +271,60 @@ def _slot_sums(part, slot, specs, config, settings, index) -> SlotSums:
     return out
 
 
+def _calibration_sums(part, treatment, q, estimators, config, settings) -> CalibrationSums:
+    """The sums of `evaluate._calibration`'s terms in this partition, both ways (whether
+    the check keeps to the supported rounds is known only once every partition is in)."""
+    estimators = [est.IPS(), *(e for e in estimators if e.name != "ips")]
+    pmf = parse_target("default", config, settings.seed).probabilities(None, treatment, True)
+    data = off_policy_data(treatment, pmf, q)
+    terms = part.default_terms(treatment.slot, "treatment")
+    held = part.default_terms(treatment.slot, "control")
+    supported = terms[:, SUPPORTED] > 0
+    every, only = Columns(), Columns()
+    for estimator in estimators:
+        every.add(("default", estimator.name), pages.by_page(estimator.pieces(data), treatment))
+        chosen = data.select(supported[treatment.event_index])
+        only.add(("default", estimator.name), estimator.pieces(chosen))
+    for columns, rows in ((every, terms), (only, terms[supported])):
+        for name in ("page_weight", "mass", "mass_square"):
+            columns.add_weights(name, rows[:, TERMS.index(name)])
+    plain = np.random.SeedSequence(0)
+    return CalibrationSums(
+        Summed(every.moments(0, plain), every.layouts, every.weights, {}),
+        Summed(only.moments(0, plain), only.layouts, only.weights, {}),
+        _plain(held[held[:, SUPPORTED] > 0, TERMS.index("reward")]),
+    )
+
+
+def _gaps(sums: SlotSums, confidence: float) -> list[calibration.Gap]:
+    """`evaluate._calibration`'s gaps from the merged sums."""
+    cal = sums.calibration
+    if cal is None or not sums.control_events:
+        return []
+    bounded = cal.supported.sums.rounds > 0 and cal.control_supported.rounds > 0
+    if bounded:
+        share = cal.supported.sums.rounds / cal.every.sums.rounds
+        scope = calibration.supported_scope(share)
+        summed, reference = cal.supported, cal.control_supported
+    else:
+        scope, summed, reference = "all decisions", cal.every, sums.logged["control"]
+    control = est.estimate("control", reference, [(0, None)], confidence)
+    moments_, columns = summed.sums, summed.weights
+    mass, square = columns["mass"], columns["mass_square"]
+    effective = calibration.effective_rounds(
+        float(moments_.sums[mass]), float(moments_.sums[square])
+    )
+    weight = est.estimate("weight", moments_, [(columns["page_weight"], None)], 0.95)
+    gaps = []
+    for (_, name), layout in summed.layouts.items():
+        value = est.estimate(name, moments_, layout, confidence)
+        gaps.append(calibration.gap(
+            name, value.value, value.std_error, control.value, control.std_error, effective,
+            (weight.value, weight.std_error), bounded, scope, confidence,
+        ))  # fmt: skip
+    return gaps
+
+
 def result(source: str, merged: PartitionSums, config: Config, settings: Settings) -> ReplayResult:
     """The merged sums as a replay result, for the same report as a single file's."""
     out = ReplayResult(source, merged.events, merged.duplicates, [], settings, [], [LEFT_OUT])
@@ -272,6 +355,8 @@ def _slot_result(slot: str, sums: SlotSums, config: Config, settings: Settings) 
         for group in sums.logged
     } if ranked else {}  # fmt: skip
     warnings = [] if sums.model_estimators else ["no reward model: DM and the DR family left out"]
+    gaps = _gaps(sums, confidence)
+    warnings += calibration.warnings(gaps)
     targets = []
     for position, summed in sorted(sums.positions.items()):
         for target in summed.weights:
@@ -303,6 +388,7 @@ def _slot_result(slot: str, sums: SlotSums, config: Config, settings: Settings) 
         evaluated_rounds=sums.treatment_rounds, train_events=0,
         control_events=sums.control_events, logging_value=logging_value, targets=targets,
         warnings=warnings, logging_by_position=by_position, pages=page_results,
+        calibration=gaps,
     )  # fmt: skip
 
 
@@ -385,6 +471,11 @@ def _merged(mine: dict, theirs: dict) -> dict:
     for key, value in theirs.items():
         out[key] = out[key] + value if key in out else value
     return out
+
+
+def _either(mine, theirs):
+    """Two partitions' optional sums merged; either may have none."""
+    return theirs if mine is None else mine if theirs is None else mine + theirs
 
 
 def _plain(values: np.ndarray) -> Moments:

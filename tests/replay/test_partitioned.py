@@ -95,6 +95,7 @@ def test_every_engine_gives_the_same_estimates_and_no_resampling_equals_the_whol
     for key, estimate in here.items():
         assert estimate == there[key], key  # bit for bit, bootstrap and DR included
     assert {name for *_, name in here} >= {"dr", "snips", "standard_ips"}
+    assert _gaps(local) == _gaps(cluster) and len(_gaps(local)) > 6  # the holdout check too
 
     plain = Settings(estimators=NO_MODEL, bootstrap=0, reward_model=False)
     merged = _estimates(replay_partitioned(str(partitioned), SPECS, config, plain))
@@ -163,3 +164,34 @@ def test_ragged_lists_index_and_first_like_lists():
     assert [ragged[i].tolist() for i in range(5)] == lists
     assert ragged.first(missing=-1).tolist() == [-1, 3, -1, 0, -1]
     assert Ragged.of([[], []]).first(missing=0).tolist() == [0, 0]
+
+
+def _gaps(result):
+    return {(slot.slot, gap.estimator): gap for slot in result.slots for gap in slot.calibration}
+
+
+@pytest.mark.parametrize("logged_default", [False, True])
+def test_the_check_against_the_holdout_equals_the_whole_logs(mixed_log, tmp_path, logged_default):
+    # With the default's probability logged, the check keeps to where it is at least 5%
+    # (about two artwork decisions in three here); without, it takes every decision.
+    log = [
+        msgspec.structs.replace(e, default_probability=(0.01 if i % 4 == 0 else 0.2)
+                                if logged_default else None)
+        if e.slot == "artwork" else e
+        for i, e in enumerate(mixed_log)
+    ]  # fmt: skip
+    columnar.write_partitions(log, tmp_path, rows_per_file=700)
+    config = load_config(environ={}, overrides=["slots.rows.select=3"])
+    plain = Settings(estimators=NO_MODEL, bootstrap=0, reward_model=False)
+    merged = _gaps(replay_partitioned(str(tmp_path), SPECS, config, plain))
+    targets = [parse_target(spec, config, 0) for spec in SPECS]
+    whole = _gaps(evaluate(ReplayLog(log, "whole"), targets, config, plain))
+    assert merged.keys() == whole.keys() and len(whole) == 2 * len(NO_MODEL)
+    for key, gap in whole.items():
+        other = merged[key]
+        assert (other.scope, other.judged, other.flagged) == (gap.scope, gap.judged, gap.flagged)
+        for name in ("estimate", "control", "low", "high", "effective_rounds", "mean_weight"):
+            assert getattr(other, name) == pytest.approx(getattr(gap, name), rel=1e-12), name
+    scopes = {slot: gap.scope for (slot, _), gap in whole.items()}
+    assert scopes["rows"] == "all decisions"
+    assert scopes["artwork"].startswith("where the policy gives") == logged_default
