@@ -200,6 +200,9 @@ def write_synthetic_partitions(directory: Path, rounds: int, partitions: int) ->
         chosen = rng.choice(10, size=size, p=pmf).astype(np.int32)
         reward = (rng.random(size) < np.where(chosen == 0, 0.2, 0.1)).astype(float)
         one = pa.array(np.arange(size + 1, dtype=np.int32))  # one entry per list
+        weight = np.where(chosen == 0, 1 / pmf[0], 0.0)  # the default's (no probability logged)
+        terms = np.column_stack([weight * reward, weight, weight, weight, weight**2,
+                                 np.zeros(size)])  # fmt: skip
 
         def listed(values: np.ndarray, type_: pa.DataType, offsets=one) -> pa.ListArray:
             return pa.ListArray.from_arrays(offsets, pa.array(values, type_))
@@ -216,6 +219,7 @@ def write_synthetic_partitions(directory: Path, rounds: int, partitions: int) ->
             "candidates": pa.array(np.full(size, 10, np.int32)),
             "defaults": listed(np.zeros(size, np.int32), pa.int32()),
             "floored": pa.array(np.zeros(size, bool)),
+            "default_terms": pa.FixedSizeListArray.from_arrays(pa.array(terms.ravel()), 6),
             "event": pa.array([template] * size).dictionary_encode(),
         })  # fmt: skip
         pq.write_table(table, directory / f"part-{p:05d}.parquet", compression="zstd")
