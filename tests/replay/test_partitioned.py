@@ -122,6 +122,13 @@ def test_a_partition_that_breaks_the_contract_is_named(tmp_path, mixed_log):
     pq.write_table(broken, path)
     with pytest.raises(columnar.ColumnarError, match=r"part-00000\.parquet: probabilities"):
         columnar.read_partition(path)
+    index = table.column_names.index("default_terms")
+    for terms, problem in (([1.0] * 5, "not 6 entries"), ([float("nan")] * 6, "finite")):
+        wrong = table.set_column(index, "default_terms",
+                                 pa.array([terms] * len(table), pa.list_(pa.float64())))  # fmt: skip
+        pq.write_table(wrong, path)
+        with pytest.raises(columnar.ColumnarError, match=f"default_terms: .*{problem}"):
+            columnar.read_partition(path)
     old = tmp_path / "old.parquet"  # written before the round columns: decoded instead
     pq.write_table(table.select(["decision_id", "ts", "slot", "group", "reward", "event"]), old)
     part = columnar.read_partition(old)
