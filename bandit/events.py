@@ -8,6 +8,7 @@ strings and inconsistent lists raise `EventError` with the field named, never an
 from __future__ import annotations
 
 import json
+import operator
 import pathlib
 import re
 from typing import Annotated, Any, Literal, TypeVar, get_args, overload
@@ -271,10 +272,13 @@ def json_schema(type_: type) -> dict[str, Any]:
     return msgspec.json.schema(type_)
 
 
+_ID = operator.attrgetter("id")
+
+
 def _check_choice(
     candidates: list[Candidate], chosen: list[str], probabilities: list[float]
 ) -> None:
-    ids = {c.id for c in candidates}
+    ids = set(map(_ID, candidates))
     if len(ids) != len(candidates):
         raise ValueError("candidates: ids must be unique")
     if len(set(chosen)) != len(chosen):

@@ -112,8 +112,9 @@ class RewardJoin:
         """Whether the decision's window is still open here (its reward not yet emitted)."""
         return decision_id in self._open
 
-    def add_decision(self, decision: DecisionEvent) -> JoinResult:
-        result = JoinResult()
+    def add_decision(self, decision: DecisionEvent, into: JoinResult | None = None) -> JoinResult:
+        """Join a decision; what it produced is added to `into` (a new result if none)."""
+        result = JoinResult() if into is None else into
         slot = self.slots.get(decision.slot)
         if slot is None:
             if self.reports_unowned:
@@ -139,11 +140,11 @@ class RewardJoin:
             for feedback in self._waiting.pop(decision.decision_id, []):
                 self._attach(entry, feedback, result)
         self.decisions_time = max(self.decisions_time, decision.ts)
-        result.extend(self._advance(min(self.decisions_time, self.feedback_time)))
-        return result
+        return self._advance(min(self.decisions_time, self.feedback_time), result)
 
-    def add_feedback(self, feedback: FeedbackEvent) -> JoinResult:
-        result = JoinResult()
+    def add_feedback(self, feedback: FeedbackEvent, into: JoinResult | None = None) -> JoinResult:
+        """Join a feedback event; what it produced is added to `into` (a new result if none)."""
+        result = JoinResult() if into is None else into
         entry = self._open.get(feedback.decision_id)
         if entry is not None:
             self._attach(entry, feedback, result)
@@ -159,18 +160,17 @@ class RewardJoin:
                 heapq.heappush(
                     self._expiring, (feedback.ts + self._orphan_after_s(), feedback.decision_id)
                 )
-            if _key(feedback) in {_key(f) for f in waiting}:
+            if _key(feedback) in [_key(f) for f in waiting]:
                 result.duplicates += 1
             else:
                 waiting.append(feedback)
         self.feedback_time = max(self.feedback_time, feedback.ts)
-        result.extend(self._advance(min(self.decisions_time, self.feedback_time)))
-        return result
+        return self._advance(min(self.decisions_time, self.feedback_time), result)
 
     def advance(self, watermark: float) -> JoinResult:
         """Move event time forward when an input is idle (nothing more to read) and close
         what is due; the watermark never moves back."""
-        return self._advance(watermark)
+        return self._advance(watermark, JoinResult())
 
     def _attach(self, entry: _Open, feedback: FeedbackEvent, result: JoinResult) -> None:
         if feedback.position is not None and feedback.position >= len(entry.decision.chosen):
@@ -179,18 +179,17 @@ class RewardJoin:
         elif feedback.ts > entry.closes_at:
             reason = "late: after the attribution window"
             result.dead_letters.append(DeadLetter(feedback, "late", reason))
-        elif _key(feedback) in {_key(f) for f in entry.feedback}:
+        elif _key(feedback) in [_key(f) for f in entry.feedback]:
             result.duplicates += 1
         else:
             entry.feedback.append(feedback)
 
-    def _advance(self, ts: float) -> JoinResult:
+    def _advance(self, ts: float, result: JoinResult) -> JoinResult:
         """Raise the watermark to `ts` (never lower it) and close every window that is due.
 
         A rewarded event's `joined_at` is its window's closing time, not the watermark, so
         it is the same however the two inputs interleaved.
         """
-        result = JoinResult()
         self.watermark = max(self.watermark, ts)
         while self._closing and self._closing[0][0] <= self.watermark:
             closes_at, decision_id = heapq.heappop(self._closing)

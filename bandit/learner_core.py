@@ -165,7 +165,10 @@ class LearnerCore(TunedPolicies):
 
     # -------------------------------------------------------------------- records
     def process(self, records: Iterable[Record], out: StepOutput) -> None:
-        """Join, learn and collect outputs for `records`, each partition's in log order."""
+        """Join, learn and collect outputs for `records`, each partition's in log order.
+        A partition's join results are collected once for the batch (per record, the
+        allocation and bookkeeping cost as much as a join)."""
+        results: dict[int, JoinResult] = {}
         for record in records:
             offsets = self.offsets.get(record.partition)
             if offsets is None:
@@ -175,11 +178,14 @@ class LearnerCore(TunedPolicies):
                 continue  # read before the checkpoint this state came from: already joined
             offsets[index] = record.offset + 1
             join = self.joins[record.partition]
+            result = results.get(record.partition)
+            if result is None:
+                result = results[record.partition] = JoinResult()
             try:
                 if record.input is Input.DECISIONS:
-                    result = join.add_decision(events.decode(record.value, events.DecisionEvent))
+                    join.add_decision(events.decode(record.value, events.DecisionEvent), result)
                 else:
-                    result = join.add_feedback(events.decode(record.value, events.FeedbackEvent))
+                    join.add_feedback(events.decode(record.value, events.FeedbackEvent), result)
             except events.EventError as exc:
                 if not self.config.reports_unowned:
                     out.outcomes["not_owned"] += 1  # the first slot's owner reports it
@@ -187,8 +193,8 @@ class LearnerCore(TunedPolicies):
                 code, reason = _why_malformed(record, exc)
                 out.dead_letters.append(self._dead_letter(record, code, reason))
                 out.outcomes["deadletter"] += 1
-                continue
-            self._collect(record.partition, result, out)
+        for partition, result in results.items():
+            self._collect(partition, result, out)
 
     def advance_idle(
         self, partition: int, decisions_idle: bool, feedback_idle: bool, now: float, out: StepOutput

@@ -161,9 +161,13 @@ class GroupTally(msgspec.Struct):
             if default.supported:
                 self.supported.add(bucket, default)
         if outcomes is not None:
-            values = zip(OUTCOMES, msgspec.structs.astuple(outcomes), strict=True)
-            for name, value in (("decisions", 1.0), *values):
-                self.outcomes.setdefault(name, _zeros())[bucket] += value
+            sums = self.outcomes
+            if len(sums) <= len(OUTCOMES) or any(name not in sums for name in OUTCOMES):
+                for name in ("decisions", *OUTCOMES):  # the first outcomes it sees
+                    sums.setdefault(name, _zeros())
+            sums["decisions"][bucket] += 1.0
+            for name in OUTCOMES:
+                sums[name][bucket] += getattr(outcomes, name)
 
     def merge(self, other: GroupTally) -> None:
         if len(other.decisions) != UNIT_BUCKETS:
@@ -219,9 +223,11 @@ def tally(
     tallies: SlotTallies = {} if into is None else into
     for event in events:
         terms = calibration.default_terms(event, event.rewards)
-        add(tallies.setdefault(event.slot, {}).setdefault(period_of(event), {}), event, terms)
+        bucket = unit_bucket(event)
+        groups = tallies.setdefault(event.slot, {}).setdefault(period_of(event), {})
+        add(groups, event, terms, bucket)
         if recent is not None:
-            recent.add(event, terms)
+            recent.add(event, terms, bucket)
     return tallies
 
 
@@ -229,15 +235,17 @@ def add(
     groups: dict[str, GroupTally],
     event: RewardedEvent,
     default: calibration.DefaultTerms | None = None,
+    bucket: int | None = None,
 ) -> None:
-    """Add one rewarded event to its group's tally in `groups` (`default`: its default
-    terms, when the caller has them already)."""
+    """Add one rewarded event to its group's tally in `groups` (`default`, `bucket`: its
+    default terms and unit bucket, when the caller has them already)."""
     group = groups.get(event.group)
     if group is None:
         group = groups[event.group] = GroupTally()
     if default is None:
         default = calibration.default_terms(event, event.rewards)
-    bucket = unit_bucket(event)
+    if bucket is None:
+        bucket = unit_bucket(event)
     group.add(bucket, event.reward, default, event.outcomes)
     weight = event.shadow_weight()
     if weight is not None:
@@ -441,12 +449,18 @@ class RecentTallies:
         self._by_slot: dict[str, dict[int, dict[str, GroupTally]]] = {}
         self._newest = -math.inf
 
-    def add(self, event: RewardedEvent, default: calibration.DefaultTerms | None = None) -> None:
+    def add(
+        self,
+        event: RewardedEvent,
+        default: calibration.DefaultTerms | None = None,
+        bucket: int | None = None,
+    ) -> None:
         index = int(event.ts // self.slice_s)
         if index <= self._newest - self.slices:
             return  # older than the window
         self._newest = max(self._newest, index)
-        add(self._by_slot.setdefault(event.slot, {}).setdefault(index, {}), event, default)
+        groups = self._by_slot.setdefault(event.slot, {}).setdefault(index, {})
+        add(groups, event, default, bucket)
 
     def groups(self, slot: str) -> dict[str, GroupTally]:
         """The slot's tallies over the window, merged; slices that fell out are dropped."""
