@@ -31,10 +31,11 @@ demo: $(VENV)/.installed-runtime
 
 # Four pytest workers on two cores: most tests wait on brokers, servers and subprocesses, so
 # the suite runs in about a third of its serial time (`make test TEST_WORKERS=0`: serial).
+# A file's tests stay on one worker, so its module fixtures (backlogs, logs) are built once.
 TEST_WORKERS ?= 4
 
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -q --durations=15 -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadfile
 
 # The fault suite alone (it also runs in `make test`); prints the table of faults at the end.
 test-faults: $(VENV)/.installed-dev
