@@ -14,9 +14,9 @@ tests and laptops, and the same code runs on any cluster a `dask-scheduler` fron
 YARN, SLURM, cloud VMs through dask's deployers).
 
 What a partitioned replay leaves out, because it needs the whole log at once: targets that
-read the log in order (thompson, train:, learn:), segments, rejection sampling, the
-independent and pseudo-inverse page values, weight quantiles and the learning curve. The
-check against the holdout is made from sums too (`CalibrationSums`). The bootstrap
+read the log in order (thompson, train:, learn:), rejection sampling, the independent and
+pseudo-inverse page values, weight quantiles and the learning curve. The check against the
+holdout (`CalibrationSums`) and the segments (`--segment`) are made from sums too. The bootstrap
 resamples within each partition, and the reward model of DM and the DR family is
 cross-fitted within each partition.
 """
@@ -36,6 +36,7 @@ from replay import estimators as est
 from replay import moments, pages, reward_model
 from replay.columnar import ColumnarError, partition_paths, read_partition
 from replay.evaluate import (
+    TOP_SEGMENTS,
     PageResult,
     ReplayResult,
     Settings,
@@ -45,12 +46,12 @@ from replay.evaluate import (
 )
 from replay.moments import Layout, Moments
 from replay.progress import Progress
+from replay.rounds import Rounds
 from replay.targets import TargetError, parse_target
 
 LEFT_OUT = (
-    "a partitioned replay leaves out segments, rejection sampling, the independent and "
-    "pseudo-inverse page values and weight quantiles; its bootstrap resamples within each "
-    "partition"
+    "a partitioned replay leaves out rejection sampling, the independent and pseudo-inverse "
+    "page values and weight quantiles; its bootstrap resamples within each partition"
 )
 
 
@@ -146,6 +147,7 @@ class SlotSums:
     logged_positions: dict[tuple[str, int], Moments] = field(default_factory=dict)
     model_estimators: bool = True  # False: no reward model, DM and the DR family left out
     calibration: CalibrationSums | None = None
+    segments: dict[tuple[int, str], Summed] = field(default_factory=dict)  # (position, value)
 
     def __add__(self, other: SlotSums) -> SlotSums:
         return SlotSums(
@@ -158,6 +160,7 @@ class SlotSums:
             _merged(self.logged_positions, other.logged_positions),
             self.model_estimators and other.model_estimators,
             _either(self.calibration, other.calibration),
+            _merged(self.segments, other.segments),
         )  # fmt: skip
 
 
@@ -179,10 +182,10 @@ class PartitionSums:
 
 def check_settings(specs: list[str], config: Config, settings: Settings) -> None:
     """What a partitioned replay cannot do, refused before any partition is read."""
-    if settings.segment or settings.rejection:
-        raise est.EstimatorError(
-            "--segment and --rejection need the whole log: replay a single file for them"
-        )
+    if settings.rejection:
+        raise est.EstimatorError("--rejection needs the whole log: replay a single file for it")
+    if settings.segment:
+        Rounds.check_segment(settings.segment)
     for spec in specs:
         if parse_target(spec, config, settings.seed).sequential:
             raise TargetError(
@@ -238,6 +241,8 @@ def _slot_sums(part, slot, specs, config, settings, index) -> SlotSums:
         return out
     ranked = config.slots[slot].kind.ranked
     positions = np.unique(treatment.position).tolist()
+    segment = _segment(treatment, settings.segment)
+    by_segment: dict[tuple[int, str], Columns] = {}
     by_position = {position: Columns() for position in positions}
     by_page, max_weight = Columns(), {position: {} for position in positions}
     for target in targets:
@@ -251,6 +256,14 @@ def _slot_sums(part, slot, specs, config, settings, index) -> SlotSums:
             max_weight[position][target.name] = float(chosen.weights.max())
             for estimator in estimators:
                 columns.add((target.name, estimator.name), estimator.pieces(chosen))
+            if segment is None:
+                continue
+            for value in np.unique(segment[mask]).tolist():
+                rounds = chosen.select(segment[mask] == value)
+                in_segment = by_segment.setdefault((position, value), Columns())
+                in_segment.add_weights(target.name, rounds.weights)
+                for estimator in estimators:
+                    in_segment.add((target.name, estimator.name), estimator.pieces(rounds))
         if ranked:
             weight = pages.page_weight(treatment, data.target_chosen / data.propensity)
             by_page.add_weights(target.name, weight)
@@ -264,11 +277,30 @@ def _slot_sums(part, slot, specs, config, settings, index) -> SlotSums:
             columns.moments(settings.bootstrap, seed), columns.layouts, columns.weights,
             max_weight[position],
         )  # fmt: skip
+    for key, columns in by_segment.items():
+        out.segments[key] = Summed(columns.moments(0, seed), columns.layouts, columns.weights, {})
     if ranked:
         out.pages = Summed(
             by_page.moments(settings.bootstrap, seed), by_page.layouts, by_page.weights, {}
         )
     return out
+
+
+MAX_SEGMENT_VALUES = 10_000  # per partition: each value's sums are kept until the merge
+
+
+def _segment(treatment: Rounds, feature: str | None) -> np.ndarray | None:
+    """Each round's segment (decoding the partition's events), or None without --segment."""
+    if feature is None:
+        return None
+    segment = treatment.segment(feature)
+    distinct = len(set(segment.tolist()))
+    if distinct > MAX_SEGMENT_VALUES:
+        raise est.EstimatorError(
+            f"--segment {feature}: {distinct:,} values in one partition, more than "
+            f"{MAX_SEGMENT_VALUES:,}: segment by a feature with fewer values"
+        )
+    return segment
 
 
 def _calibration_sums(part, treatment, q, estimators, config, settings) -> CalibrationSums:
@@ -367,6 +399,7 @@ def _slot_result(slot: str, sums: SlotSums, config: Config, settings: Settings) 
                 weights={"mean": mean_weight, "max": summed.max_weight[target]},
                 weight_sample=[], curve=[],
             )  # fmt: skip
+            result_.segments = _top_segments(sums.segments, position, target, confidence)
             if ess < min(100.0, 0.01 * summed.sums.rounds):
                 result_.warnings.append(
                     f"effective sample size {ess:.0f}: the estimates rest on few rounds"
@@ -471,6 +504,21 @@ def _merged(mine: dict, theirs: dict) -> dict:
     for key, value in theirs.items():
         out[key] = out[key] + value if key in out else value
     return out
+
+
+def _top_segments(
+    segments: dict[tuple[int, str], Summed], position: int, target: str, confidence: float
+) -> dict[str, list[est.Estimate]]:
+    """The position's TOP_SEGMENTS largest segments, ordered as a single file's replay
+    orders them; a segment of one round has no estimates."""
+    mine = {value: summed for (at, value), summed in segments.items() if at == position}
+    values = np.asarray(sorted(mine), dtype=object)
+    counts = np.asarray([mine[v].sums.rounds for v in values], dtype=np.int64)
+    return {
+        str(value): mine[value].target(target, confidence)[0] if mine[value].sums.rounds > 1
+        else []
+        for value in values[np.argsort(-counts)][:TOP_SEGMENTS]
+    }  # fmt: skip
 
 
 def _either(mine, theirs):

@@ -297,8 +297,9 @@ def _segments_figure(slot: SlotResult, feature: str | None):
 
 
 def _legend(axes: Any, most: int = 10) -> None:
-    """A legend beside the plot, unless there are too many lines to tell apart (a search)."""
-    if len(axes.get_legend_handles_labels()[1]) <= most:
+    """A legend beside the plot, unless there are too many lines to tell apart (a search)
+    or none (a partitioned replay draws no learning curve)."""
+    if 0 < len(axes.get_legend_handles_labels()[1]) <= most:
         axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 

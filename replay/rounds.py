@@ -154,20 +154,24 @@ class Rounds:
         part.width = self.width
         return part
 
+    @staticmethod
+    def check_segment(feature: str) -> None:
+        """A feature to segment by: `user.<name>`, `request.<name>` or `group`."""
+        scope, _, name = feature.partition(".")
+        if feature != "group" and (scope not in ("user", "request") or not name):
+            raise ValueError(f"segment: {feature!r} is not user.<name>, request.<name> or group")
+
     def segment(self, feature: str) -> np.ndarray:
         """Each round's value of a context feature (`user.taste`, `request.device`) or of
         `group`, as strings; rounds without it are "(none)"."""
+        self.check_segment(feature)
         scope, _, name = feature.partition(".")
         values = []
         for event in self.events:
             if feature == "group":
                 values.append(event.group)
                 continue
-            features = {"user": event.context.user, "request": event.context.request}.get(scope)
-            if features is None or not name:
-                raise ValueError(
-                    f"segment: {feature!r} is not user.<name>, request.<name> or group"
-                )
+            features = event.context.user if scope == "user" else event.context.request
             value = features.get(name)
             values.append("(none)" if value is None else str(value))
         return np.asarray(values, dtype=object)[self.event_index]

@@ -202,3 +202,28 @@ def test_the_check_against_the_holdout_equals_the_whole_logs(mixed_log, tmp_path
     scopes = {slot: gap.scope for (slot, _), gap in whole.items()}
     assert scopes["rows"] == "all decisions"
     assert scopes["artwork"].startswith("where the policy gives") == logged_default
+
+
+def test_segments_equal_the_whole_logs(mixed_log, partitioned):
+    config = load_config(environ={}, overrides=["slots.rows.select=3"])
+    plain = Settings(estimators=NO_MODEL, bootstrap=0, reward_model=False, segment="user.taste")
+    merged = replay_partitioned(str(partitioned), SPECS, config, plain)
+    targets = [parse_target(spec, config, 0) for spec in SPECS]
+    whole = evaluate(ReplayLog(mixed_log, "whole"), targets, config, plain)
+
+    def segments(result):
+        return {(slot.slot, t.target, t.position, value, e.estimator): e
+                for slot in result.slots for t in slot.targets
+                for value, estimates in t.segments.items() for e in estimates}  # fmt: skip
+
+    here, there = segments(merged), segments(whole)
+    assert here.keys() == there.keys() and len(here) > 30
+    for key, estimate in there.items():
+        assert here[key].rounds == estimate.rounds, key
+        close = {"rel": 1e-12, "abs": 1e-12, "nan_ok": True}  # SNIPS of no weight: nan in both
+        assert here[key].value == pytest.approx(estimate.value, **close), key
+        assert here[key].std_error == pytest.approx(estimate.std_error, **{**close, "rel": 1e-9})
+    order = [list(t.segments) for slot in whole.slots for t in slot.targets]
+    assert order == [list(t.segments) for slot in merged.slots for t in slot.targets]
+    with pytest.raises(ValueError, match=r"not user\.<name>"):
+        replay_partitioned(str(partitioned), SPECS, config, Settings(segment="taste"))
