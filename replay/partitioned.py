@@ -16,7 +16,8 @@ YARN, SLURM, cloud VMs through dask's deployers).
 What a partitioned replay leaves out, because it needs the whole log at once: targets that
 read the log in order (thompson, train:, learn:), rejection sampling, the independent and
 pseudo-inverse page values, weight quantiles and the learning curve. The check against the
-holdout (`CalibrationSums`) and the segments (`--segment`) are made from sums too. The bootstrap
+holdout (`CalibrationSums`), the segments (`--segment`) and the exposure of floor-flagged
+candidates are made from sums too. The bootstrap
 resamples within each partition, and the reward model of DM and the DR family is
 cross-fitted within each partition.
 """
@@ -148,6 +149,10 @@ class SlotSums:
     model_estimators: bool = True  # False: no reward model, DM and the DR family left out
     calibration: CalibrationSums | None = None
     segments: dict[tuple[int, str], Summed] = field(default_factory=dict)  # (position, value)
+    # over the rounds of partitions with candidates flagged `floor`: the flagged candidates'
+    # probability summed, as shown ("shown") and under each target (the single-file
+    # replay's exposure shares, once divided by every treatment round)
+    exposure: dict[str, float] = field(default_factory=dict)
 
     def __add__(self, other: SlotSums) -> SlotSums:
         return SlotSums(
@@ -161,6 +166,7 @@ class SlotSums:
             self.model_estimators and other.model_estimators,
             _either(self.calibration, other.calibration),
             _merged(self.segments, other.segments),
+            _merged(self.exposure, other.exposure),
         )  # fmt: skip
 
 
@@ -237,6 +243,10 @@ def _slot_sums(part, slot, specs, config, settings, index) -> SlotSums:
     out.model_estimators = q is not None
     estimators = est.make_estimators(names, settings.max_weight, settings.switch_tau)
     out.calibration = _calibration_sums(part, treatment, q, estimators, config, settings)
+    flagged = None
+    if treatment.floored.any():  # the events are decoded for which candidates they are
+        flagged = treatment.candidate_mask(lambda c: c.floor)
+        out.exposure["shown"] = float(flagged[np.arange(len(treatment)), treatment.chosen].sum())
     if not targets:
         return out
     ranked = config.slots[slot].kind.ranked
@@ -247,6 +257,8 @@ def _slot_sums(part, slot, specs, config, settings, index) -> SlotSums:
     by_page, max_weight = Columns(), {position: {} for position in positions}
     for target in targets:
         pmf = target.probabilities(None, treatment, True)
+        if flagged is not None:
+            out.exposure[target.name] = float((pmf * flagged).sum())
         data = off_policy_data(treatment, pmf, q)
         for position in positions:
             mask = treatment.position == position
@@ -422,6 +434,7 @@ def _slot_result(slot: str, sums: SlotSums, config: Config, settings: Settings) 
         control_events=sums.control_events, logging_value=logging_value, targets=targets,
         warnings=warnings, logging_by_position=by_position, pages=page_results,
         calibration=gaps,
+        flagged_exposure={k: v / sums.treatment_rounds for k, v in sums.exposure.items()},
     )  # fmt: skip
 
 

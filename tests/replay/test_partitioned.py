@@ -227,3 +227,27 @@ def test_segments_equal_the_whole_logs(mixed_log, partitioned):
     assert order == [list(t.segments) for slot in merged.slots for t in slot.targets]
     with pytest.raises(ValueError, match=r"not user\.<name>"):
         replay_partitioned(str(partitioned), SPECS, config, Settings(segment="taste"))
+
+
+def test_the_exposure_of_floored_candidates_equals_the_whole_logs(mixed_log, tmp_path):
+    # the first candidate is flagged in artwork decisions from the 300th on: some partitions
+    # have none, and the share is over every round
+    log = [
+        msgspec.structs.replace(e, candidates=[
+            msgspec.structs.replace(c, floor=e.slot == "artwork" and i >= 300 and j == 0)
+            for j, c in enumerate(e.candidates)
+        ])
+        for i, e in enumerate(mixed_log)
+    ]  # fmt: skip
+    columnar.write_partitions(log, tmp_path, rows_per_file=400)
+    config = load_config(environ={}, overrides=["slots.rows.select=3"])
+    plain = Settings(estimators=NO_MODEL, bootstrap=0, reward_model=False)
+    merged = replay_partitioned(str(tmp_path), SPECS, config, plain)
+    whole = evaluate(ReplayLog(log, "whole"), [parse_target(s, config, 0) for s in SPECS],
+                     config, plain)  # fmt: skip
+    shares = {s.slot: s.flagged_exposure for s in merged.slots}
+    expected = {s.slot: s.flagged_exposure for s in whole.slots}
+    assert shares["rows"] == expected["rows"] == {}
+    assert list(shares["artwork"]) == list(expected["artwork"]) == ["shown", *SPECS]
+    for name, share in expected["artwork"].items():
+        assert 0 < share < 1 and shares["artwork"][name] == pytest.approx(share, rel=1e-12)
