@@ -23,7 +23,7 @@ from bandit.checkpoint import Checkpoint, CheckpointError, PartitionState, SlotS
 from bandit.config import Config, policy_slots, shadow_key
 from bandit.join import DeadLetter, JoinResult, RewardJoin
 from bandit.lift import RecentTallies, SlotTallies, merge, tally
-from bandit.policies import Policy, build_policy, policy_class
+from bandit.policies import Policy, policy_class
 from bandit.slots import SlotConfig
 from bandit.tuning import Tuned, TunedPolicies, tuned_slot
 
@@ -93,20 +93,10 @@ class LearnerCore(TunedPolicies):
     ):
         self.config = config
         self.topics = (config.kafka.topics.decisions, config.kafka.topics.feedback)
-        # Only the slots this learner owns: another group learns and publishes the others.
-        owned = config.learned_slots
-        # The tuned settings each slot's policy learns under (none: the configured ones).
-        self.tuning = {slot: t for slot, t in (tuning or {}).items() if slot in owned}
-        # Keyed by slot, and by `shadow_key(slot)` for a slot's shadow policy, which learns
+        # Only the slots this learner owns (another group learns and publishes the others),
+        # keyed by slot and by `shadow_key(slot)` for a slot's shadow policy, which learns
         # from the same events (its versions are published beside the slot's).
-        keys = learned_keys(config)
-        self.policies = {key: p for key, p in (policies or {}).items() if key in keys}
-        for key, slot_config in keys.items():
-            if key not in self.policies:
-                self.tuning.pop(key, None)  # a fresh policy learns under the configured ones
-                self.policies[key] = build_policy(slot_config)
-        self.learned_here = Counter(dict.fromkeys(keys, 0))
-        self.learned_here.update({s: n for s, n in (learned_here or {}).items() if s in keys})
+        self._hold(learned_keys(config), policies, learned_here, tuning)
         self.joins: dict[int, RewardJoin] = {}
         # Per partition, the next offset to read from (decisions, feedback).
         self.offsets: dict[int, list[int]] = {}
@@ -315,33 +305,8 @@ class LearnerCore(TunedPolicies):
         """The core as it was at `checkpoint` (partitions are assigned separately). A slot
         whose policy no longer loads under the current config starts from `fallback`
         (learned under `fallback_tuning`)."""
-        policies: dict[str, Policy] = {}
-        tuning = dict(fallback_tuning or {})
-        for slot, configured in learned_keys(config).items():
-            state = checkpoint.slots.get(slot)
-            if state is None or state.policy_type != configured.policy:
-                continue
-            try:
-                slot_config = tuned_slot(slot, configured, state.tuned)
-            except ValueError as exc:  # the config changed under the tuned settings
-                log.warning(
-                    "slot %s: tuned settings no longer apply (%s); starting over", slot, exc
-                )
-                continue
-            try:
-                policy = policy_class(slot_config).from_bytes(slot_config, state.model)
-            except OSError as exc:  # e.g. a full disk: starting over would lose the model
-                raise CheckpointError(
-                    f"slot {slot}: cannot load the checkpointed model ({exc})"
-                ) from exc
-            except Exception as exc:  # a changed VW config may refuse the old model
-                log.warning(
-                    "slot %s: checkpointed model does not load (%s); starting over", slot, exc
-                )
-                continue
-            policy.examples_learned = state.examples_learned
-            policies[slot] = policy
-            tuning[slot] = Tuned(state.tuning_revision, tuple(state.tuned))
+        policies, restored = restore_policies(learned_keys(config), checkpoint)
+        tuning = {**(fallback_tuning or {}), **restored}
         for slot, policy in (fallback or {}).items():
             if slot in policies:
                 policy.close()
@@ -352,9 +317,38 @@ class LearnerCore(TunedPolicies):
         core.pending = dict(checkpoint.partitions)
         return core
 
-    def close(self) -> None:
-        for policy in self.policies.values():
-            policy.close()
+
+def restore_policies(
+    keys: Mapping[str, SlotConfig], checkpoint: Checkpoint
+) -> tuple[dict[str, Policy], dict[str, Tuned]]:
+    """The policies of `keys` as `checkpoint` holds them, with the tuned settings each
+    learned under. One whose model or tuned settings the current config no longer takes is
+    left out (logged), to start over; a model file that cannot be read (a full disk) raises
+    `CheckpointError`, as starting over would lose it."""
+    policies: dict[str, Policy] = {}
+    tuning: dict[str, Tuned] = {}
+    for slot, configured in keys.items():
+        state = checkpoint.slots.get(slot)
+        if state is None or state.policy_type != configured.policy:
+            continue
+        try:
+            slot_config = tuned_slot(slot, configured, state.tuned)
+        except ValueError as exc:  # the config changed under the tuned settings
+            log.warning("slot %s: tuned settings no longer apply (%s); starting over", slot, exc)
+            continue
+        try:
+            policy = policy_class(slot_config).from_bytes(slot_config, state.model)
+        except OSError as exc:  # e.g. a full disk: starting over would lose the model
+            raise CheckpointError(
+                f"slot {slot}: cannot load the checkpointed model ({exc})"
+            ) from exc
+        except Exception as exc:  # a changed VW config may refuse the old model
+            log.warning("slot %s: checkpointed model does not load (%s); starting over", slot, exc)
+            continue
+        policy.examples_learned = state.examples_learned
+        policies[slot] = policy
+        tuning[slot] = Tuned(state.tuning_revision, tuple(state.tuned))
+    return policies, tuning
 
 
 def learned_keys(config: Config) -> dict[str, SlotConfig]:

@@ -28,9 +28,9 @@ import msgspec
 from bandit import events
 from bandit.checkpoint import Checkpoint, PartitionState, SlotState
 from bandit.config import Config, policy_slots, shadow_key
-from bandit.learner_core import weight_of, weight_sampled
-from bandit.policies import Policy, build_policy, policy_class
-from bandit.tuning import Tuned, TunedPolicies, tuned_slot
+from bandit.learner_core import restore_policies, weight_of, weight_sampled
+from bandit.policies import Policy
+from bandit.tuning import Tuned, TunedPolicies
 
 Key = tuple[float, str]  # (joined_at, decision_id): a partition's order of rewarded events
 _BEFORE_ANY: Key = (-1.0, "")
@@ -57,16 +57,7 @@ class RewardedLearnerCore(TunedPolicies):
     ):
         self.config = config
         self.topic = topic
-        keys = policy_slots(config, config.learned_slots)
-        self.policies = {key: p for key, p in (policies or {}).items() if key in keys}
-        # the tuned settings each policy learned under (a warm start's), kept with its
-        # versions and checkpoints; none: the configured ones
-        self.tuning = {key: t for key, t in (tuning or {}).items() if key in self.policies}
-        for key, slot_config in keys.items():
-            if key not in self.policies:
-                self.policies[key] = build_policy(slot_config)
-        self.learned_here: Counter[str] = Counter(dict.fromkeys(keys, 0))
-        self.learned_here.update({s: n for s, n in (learned_here or {}).items() if s in keys})
+        self._hold(policy_slots(config, config.learned_slots), policies, learned_here, tuning)
         self.positions: dict[int, Position] = {}
 
     def process(
@@ -150,26 +141,13 @@ class RewardedLearnerCore(TunedPolicies):
     def from_checkpoint(
         cls, config: Config, topic: str, checkpoint: Checkpoint
     ) -> RewardedLearnerCore:
-        """The core as it was at `checkpoint`; a model the config no longer loads starts
-        afresh (logged by the caller through `restarted`)."""
-        policies: dict[str, Policy] = {}
-        tuning: dict[str, Tuned] = {}
-        for key, configured in policy_slots(config, config.learned_slots).items():
-            state = checkpoint.slots.get(key)
-            if state is None or state.policy_type != configured.policy:
-                continue
-            slot_config = tuned_slot(key, configured, state.tuned)
-            policy = policy_class(slot_config).from_bytes(slot_config, state.model)
-            policy.examples_learned = state.examples_learned
-            policies[key] = policy
-            tuning[key] = Tuned(state.tuning_revision, tuple(state.tuned))
+        """The core as it was at `checkpoint`; a model or tuned settings the config no
+        longer takes start afresh (`restore_policies`)."""
+        keys = policy_slots(config, config.learned_slots)
+        policies, tuning = restore_policies(keys, checkpoint)
         learned = {key: state.learned_here for key, state in checkpoint.slots.items()}
         core = cls(config, topic, policies, learned, tuning)
         for partition, read in checkpoint.partitions.items():
             joined_at, decision_id = msgspec.msgpack.decode(read.join, type=tuple[float, str])
             core.positions[partition] = Position(read.decisions_offset, (joined_at, decision_id))
         return core
-
-    def close(self) -> None:
-        for policy in self.policies.values():
-            policy.close()

@@ -12,7 +12,8 @@ any other change, and every version it publishes names the revision it was learn
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping
 
 import msgspec
 
@@ -131,10 +132,28 @@ class TuningState(msgspec.Struct, frozen=True, kw_only=True):
 
 class TunedPolicies:
     """A learner's policies by key, with the tuned settings each learns under (a key not in
-    `tuning` learns under the configured ones)."""
+    `tuning` learns under the configured ones) and the examples each learned here."""
 
     policies: dict[str, Policy]
     tuning: dict[str, Tuned]
+    learned_here: Counter[str]
+
+    def _hold(
+        self,
+        keys: Mapping[str, SlotConfig],
+        policies: Mapping[str, Policy] | None,
+        learned_here: Mapping[str, int] | None,
+        tuning: Mapping[str, Tuned] | None,
+    ) -> None:
+        """Hold the policies of `keys`: those given, under the tuned settings they learned
+        under, and a fresh one of the configured settings for each other key."""
+        self.policies = {key: p for key, p in (policies or {}).items() if key in keys}
+        self.tuning = {key: t for key, t in (tuning or {}).items() if key in self.policies}
+        for key, slot_config in keys.items():
+            if key not in self.policies:
+                self.policies[key] = build_policy(slot_config)
+        self.learned_here = Counter(dict.fromkeys(keys, 0))
+        self.learned_here.update({k: n for k, n in (learned_here or {}).items() if k in keys})
 
     def tuned(self, key: str) -> Tuned:
         return self.tuning.get(key, Tuned())
@@ -145,6 +164,10 @@ class TunedPolicies:
         self.policies[key] = policy
         self.tuning[key] = tuned
         old.close()
+
+    def close(self) -> None:
+        for policy in self.policies.values():
+            policy.close()
 
 
 def tuned_slot(name: str, slot: SlotConfig, overrides: Iterable[str]) -> SlotConfig:

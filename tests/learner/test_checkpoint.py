@@ -2,11 +2,13 @@
 
 import tempfile
 
+import msgspec
 import pytest
 
 from bandit.checkpoint import Checkpoint, CheckpointError, PartitionState, SlotState
 from bandit.config import load_config
 from bandit.learner_core import LearnerCore
+from bandit.rewarded_learning import RewardedLearnerCore
 from learner.checkpoint_store import CheckpointStore
 
 
@@ -69,3 +71,27 @@ def test_a_model_that_cannot_be_restored_for_lack_of_disk_stops_rather_than_star
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "full"))
     with pytest.raises(CheckpointError, match="cannot load the checkpointed model"):
         LearnerCore.from_checkpoint(config, saved)
+
+
+@pytest.mark.parametrize("core_class", ["group", "rewarded"])
+def test_a_slot_whose_tuned_settings_or_model_no_longer_load_starts_over(core_class):
+    config = load_config(environ={}, overrides=['learner.slots=["artwork", "hero"]'])
+
+    def restored(saved):
+        if core_class == "group":
+            return LearnerCore.from_checkpoint(config, saved)
+        return RewardedLearnerCore.from_checkpoint(config, "rewarded", saved)
+
+    core = restored(LearnerCore(config).checkpoint(1, "m"))
+    saved = core.checkpoint(2, "m")
+    core.close()
+    slots = dict(saved.slots)
+    slots["artwork"] = msgspec.structs.replace(
+        slots["artwork"], examples_learned=7, tuning_revision=3, tuned=["kind=rows"]
+    )
+    slots["hero"] = msgspec.structs.replace(slots["hero"], examples_learned=7, model=b"junk")
+    core = restored(msgspec.structs.replace(saved, slots=slots))
+    for slot in ("artwork", "hero"):  # both start over, under the configured settings
+        assert core.policies[slot].examples_learned == 0
+        assert core.tuned(slot).revision == 0
+    core.close()
