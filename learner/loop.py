@@ -92,7 +92,10 @@ class _Parts:
 class LearnerProcess:
     """What every learner process keeps (its settings, metrics, model store, checkpoint
     directory, when it last checkpointed and published) and how it follows its slots'
-    tuning history. `ready` is set once it runs."""
+    tuning history. `ready` is set once it runs; `core` and `publisher` are what it runs."""
+
+    core: TunedPolicies
+    publisher: ModelPublisher
 
     def __init__(
         self,
@@ -151,7 +154,7 @@ class LearnerProcess:
         self._next_tuning_check = time.monotonic() + self.config.learner.checkpoint_interval_s
         if not self._tuning_possible():
             return
-        core = self._tuned_policies()
+        core = self.core
         for slot, policy in list(core.policies.items()):
             if policy.slot.policy != "vw" or slot not in self.config.slots:  # shadows: fixed
                 continue
@@ -189,14 +192,14 @@ class LearnerProcess:
             self._since_checkpoint += 1
             self._last_checkpoint = float("-inf")  # checkpoint the switch at once
             self._last_publish = float("-inf")  # and publish it
-            self._publisher().forget(slot)
+            self.publisher.forget(slot)
 
     def _switch(self, slot: str, wanted: Tuned) -> None:
         started = time.perf_counter()
         slot_config = tuned_slot(slot, self.config.slots[slot], wanted.overrides)
         window = recent_window(slot, self._tuning_window(slot), self.config.tuning.window_events)
         policy = warm_start(slot_config, window)
-        self._tuned_policies().switch(slot, wanted, policy)
+        self.core.switch(slot, wanted, policy)
         self.metrics.tuning_switches.labels(slot).inc()
         log.info(
             "slot %s: switched to tuning revision %d (%s), warm-started on %d events in %.1f s",
@@ -223,13 +226,17 @@ class LearnerProcess:
                 found.setdefault(event.decision_id, event)
         return list(found.values())
 
+    def _publish(self) -> None:
+        """A new version of each policy that learned since its last one."""
+        try:
+            published = self.publisher.publish(self.core.policies, self.core.tuning)
+        except (OSError, ModelStoreError) as exc:
+            log.error("publishing a policy version failed, will retry: %s", exc)
+            return
+        for info in published:
+            self.metrics.published_version.labels(info.slot).set(int(info.version[1:]))
+
     # What a learner gives the tuning switch
-    def _tuned_policies(self) -> TunedPolicies:
-        raise NotImplementedError
-
-    def _publisher(self) -> ModelPublisher:
-        raise NotImplementedError
-
     def _tuning_possible(self) -> bool:
         """Whether it can switch at all now (e.g. it has partitions)."""
         return True
@@ -558,22 +565,7 @@ class KafkaLearner(LearnerProcess):
                     continue
                 self._tally_progress[slot, partition] = tally.order
 
-    def _publish(self) -> None:
-        try:
-            published = self.publisher.publish(self.core.policies, self.core.tuning)
-        except (OSError, ModelStoreError) as exc:
-            log.error("publishing a policy version failed, will retry: %s", exc)
-            return
-        for info in published:
-            self.metrics.published_version.labels(info.slot).set(int(info.version[1:]))
-
     # ------------------------------------------------------------------ self-tuning
-    def _tuned_policies(self) -> TunedPolicies:
-        return self.core
-
-    def _publisher(self) -> ModelPublisher:
-        return self.publisher
-
     def _tuning_possible(self) -> bool:
         return bool(self.core.joins)  # none: the group has not assigned this member any
 

@@ -22,9 +22,7 @@ from prometheus_client import CollectorRegistry
 from bandit.checkpoint import CheckpointError
 from bandit.config import Config, policy_slots
 from bandit.events import RewardedEvent
-from bandit.model_store import ModelStoreError
 from bandit.rewarded_learning import RewardedLearnerCore
-from bandit.tuning import TunedPolicies
 from kafkaio import clients
 from kafkaio.topics import ensure_topics
 from learner.loop import FINAL_FLUSH_S, FLUSH_S, LearnerProcess, warm_start_policies
@@ -186,19 +184,9 @@ class RewardedLearner(LearnerProcess):
             self.metrics.weighed(slot, self._weights.get(slot, ()))
         if final or time.monotonic() - self._last_publish >= self.config.learner.publish_interval_s:
             self._last_publish = time.monotonic()
-            try:
-                for info in self.publisher.publish(self.core.policies, self.core.tuning):
-                    self.metrics.published_version.labels(info.slot).set(int(info.version[1:]))
-            except (OSError, ModelStoreError) as exc:
-                log.error("publishing a policy version failed, will retry: %s", exc)
+            self._publish()
             if final:
                 self.writer.flush(timeout_s=60)
-
-    def _tuned_policies(self) -> TunedPolicies:
-        return self.core
-
-    def _publisher(self) -> ModelPublisher:
-        return self.publisher
 
     def _tuning_window(self, slot: str) -> list[RewardedEvent]:
         """What this learner has read: below its positions (a checkpoint has just made each
