@@ -186,7 +186,7 @@ class RewardedLearner(LearnerProcess):
             self._last_publish = time.monotonic()
             self._publish()
             if final:
-                self.writer.flush(timeout_s=60)
+                self.writer.flush(timeout_s=FINAL_FLUSH_S)  # the announcements, on the way out
 
     def _tuning_window(self, slot: str) -> list[RewardedEvent]:
         """What this learner has read: below its positions (a checkpoint has just made each
