@@ -133,6 +133,9 @@ def shadow_gain(tally: GroupTally) -> ShadowGain:
     )
 
 
+_OUTCOME_SUMS = frozenset(("decisions", *OUTCOMES))  # a tally's `outcomes` keys
+
+
 class GroupTally(msgspec.Struct):
     """One group's decisions and reward, summed per bucket of people; the default policy's
     terms over all its decisions and over those where the log supports the default
@@ -162,8 +165,8 @@ class GroupTally(msgspec.Struct):
                 self.supported.add(bucket, default)
         if outcomes is not None:
             sums = self.outcomes
-            if len(sums) <= len(OUTCOMES) or any(name not in sums for name in OUTCOMES):
-                for name in ("decisions", *OUTCOMES):  # the first outcomes it sees
+            if not sums.keys() >= _OUTCOME_SUMS:  # the first outcomes it sees
+                for name in _OUTCOME_SUMS:
                     sums.setdefault(name, _zeros())
             sums["decisions"][bucket] += 1.0
             for name in OUTCOMES:
