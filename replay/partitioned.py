@@ -17,9 +17,8 @@ What a partitioned replay leaves out, because it needs the whole log at once: ta
 read the log in order (thompson, train:, learn:), rejection sampling, the independent and
 pseudo-inverse page values, weight quantiles and the learning curve. The check against the
 holdout (`CalibrationSums`), the segments (`--segment`) and the exposure of floor-flagged
-candidates are made from sums too. The bootstrap
-resamples within each partition, and the reward model of DM and the DR family is
-cross-fitted within each partition.
+candidates are made from sums too. The bootstrap resamples within each partition, and the
+reward model of DM and the DR family is cross-fitted within each partition.
 """
 
 from __future__ import annotations
@@ -324,10 +323,10 @@ def _calibration_sums(part, treatment, q, estimators, config, settings) -> Calib
     terms = part.default_terms(treatment.slot, "treatment")
     held = part.default_terms(treatment.slot, "control")
     supported = terms[:, SUPPORTED] > 0
+    chosen = data.select(supported[treatment.event_index])
     every, only = Columns(), Columns()
     for estimator in estimators:
         every.add(("default", estimator.name), pages.by_page(estimator.pieces(data), treatment))
-        chosen = data.select(supported[treatment.event_index])
         only.add(("default", estimator.name), estimator.pieces(chosen))
     for columns, rows in ((every, terms), (only, terms[supported])):
         for name in ("page_weight", "mass", "mass_square"):
