@@ -26,7 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from bandit import calibration, events
+from bandit import events
+from replay import holdout
 from replay.rounds import Ragged, Rounds
 
 ROUND_COLUMNS = (
@@ -58,9 +59,8 @@ def table(encoded: Sequence[bytes], decoded: Sequence[events.RewardedEvent]) -> 
             pa.list_(pa.int32()),
         ),
         "floored": [any(c.floor for c in e.candidates) for e in decoded],
-        "default_terms": pa.array(
-            [[float(t) for t in calibration.default_terms(e, e.rewards)] for e in decoded],
-            pa.list_(pa.float64(), len(calibration.DefaultTerms._fields)),
+        "default_terms": pa.FixedSizeListArray.from_arrays(
+            pa.array(holdout.terms(decoded).ravel()), len(holdout.TERMS)
         ),
         "event": [data.decode() for data in encoded],
     })  # fmt: skip
@@ -162,10 +162,9 @@ class Partition:
         )
 
     def default_terms(self, slot: str, group: str) -> np.ndarray:
-        """(events, 6): each event's `calibration.DefaultTerms`, `supported` as 0 or 1."""
+        """(events, 6): each event's terms for the default policy (`holdout.terms`)."""
         terms = self.table.filter(self._mask(slot, group)).column("default_terms")
-        width = len(calibration.DefaultTerms._fields)
-        return _flat(terms, float).reshape(-1, width)
+        return _flat(terms, float).reshape(-1, len(holdout.TERMS))
 
     def rounds(self, slot: str, group: str) -> Rounds:
         """The rounds of `slot`'s events of `group`, from the columns (events read and
@@ -254,7 +253,7 @@ def _check(found: pa.Table, source: str) -> None:
     if not np.all(np.isfinite(_flat(found.column("rewards"), float))):
         raise ColumnarError(f"{source}: rewards: every entry must be finite")
     terms = found.column("default_terms").combine_chunks()
-    width = len(calibration.DefaultTerms._fields)
+    width = len(holdout.TERMS)
     if np.any(pc.list_value_length(terms).to_numpy(zero_copy_only=False) != width):
         raise ColumnarError(f"{source}: default_terms: not {width} entries per event")
     if not np.all(np.isfinite(_flat(terms, float))):

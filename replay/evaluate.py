@@ -17,10 +17,11 @@ import numpy as np
 from bandit import calibration
 from bandit.config import Config
 from replay import estimators as est
-from replay import pages, reward_model, slates
+from replay import holdout, pages, reward_model, slates
 from replay.logs import ReplayLog
 from replay.rejection import rejection_estimate, rejection_kept
 from replay.rounds import Rounds
+from replay.summed import plain
 from replay.targets import Target, TargetError, parse_target
 
 TOP_SEGMENTS = 8
@@ -216,40 +217,14 @@ def _evaluate_slot(slot, slot_events, targets, config, settings, quiet) -> SlotR
 
 
 def _calibration(rounds: Rounds, control: Rounds, q, estimators, config, settings):
-    """Each estimator's value of the default policy (what control runs) from the treatment
-    rounds, against control's measured value (the page value for rows): over the decisions
-    where the log supports the default when both groups logged that, else over all. IPS is
-    always among them: unbiased whatever the target, it tells the log's faults from the
-    other estimators' biases."""
-    estimators = [est.IPS(), *(e for e in estimators if e.name != "ips")]
+    """The check against the holdout (`replay.holdout`): the default policy's value from the
+    treatment rounds against control's measured value (the page value for rows)."""
     pmf = parse_target("default", config, settings.seed).probabilities(None, rounds, True)
-    data = off_policy_data(rounds, pmf, q)
-    terms = [calibration.default_terms(event, event.rewards) for event in rounds.events]
-    held = [calibration.default_terms(event, event.rewards) for event in control.events]
-    supported = np.asarray([t.supported for t in terms], dtype=bool)
-    bounded = bool(supported.any()) and any(t.supported for t in held)
-    if bounded:  # single-choice slots only: a round an event
-        scope = calibration.supported_scope(float(supported.mean()))
-        terms = [t for t, kept in zip(terms, supported, strict=True) if kept]
-        measured = np.asarray([t.reward for t in held if t.supported])
-        pieces = [e.pieces(data.select(supported[rounds.event_index])) for e in estimators]
-    else:
-        scope = "all decisions"
-        measured = _page_rewards(control)
-        pieces = [pages.by_page(e.pieces(data), rounds) for e in estimators]
-    reference = est.mean_estimate("control", measured, settings.confidence)
-    effective = calibration.effective_rounds(
-        sum(t.mass for t in terms), sum(t.mass_square for t in terms)
-    )
-    weight = est.mean_estimate("weight", np.asarray([t.page_weight for t in terms]))
-    gaps = []
-    for estimator, parts in zip(estimators, pieces, strict=True):
-        value = est.interval(estimator.name, parts)
-        gaps.append(calibration.gap(
-            estimator.name, value.value, value.std_error, reference.value, reference.std_error,
-            effective, (weight.value, weight.std_error), bounded, scope, settings.confidence,
-        ))  # fmt: skip
-    return gaps
+    sums = holdout.holdout_sums(
+        rounds, off_policy_data(rounds, pmf, q), holdout.terms(rounds.events),
+        holdout.terms(control.events), estimators,
+    )  # fmt: skip
+    return holdout.gaps(sums, plain(_page_rewards(control)), settings.confidence)
 
 
 def _logger_rankings(

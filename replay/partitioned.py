@@ -16,7 +16,7 @@ YARN, SLURM, cloud VMs through dask's deployers).
 What a partitioned replay leaves out, because it needs the whole log at once: targets that
 read the log in order (thompson, train:, learn:), rejection sampling, the independent and
 pseudo-inverse page values, weight quantiles and the learning curve. The check against the
-holdout (`CalibrationSums`), the segments (`--segment`) and the exposure of floor-flagged
+holdout (`replay.holdout`), the segments (`--segment`) and the exposure of floor-flagged
 candidates are made from sums too. The bootstrap resamples within each partition, and the
 reward model of DM and the DR family is cross-fitted within each partition.
 """
@@ -33,7 +33,7 @@ import numpy as np
 from bandit import calibration
 from bandit.config import Config
 from replay import estimators as est
-from replay import moments, pages, reward_model
+from replay import holdout, pages, reward_model
 from replay.columnar import ColumnarError, partition_paths, read_partition
 from replay.evaluate import (
     TOP_SEGMENTS,
@@ -44,94 +44,16 @@ from replay.evaluate import (
     TargetResult,
     off_policy_data,
 )
-from replay.moments import Layout, Moments
+from replay.moments import Moments
 from replay.progress import Progress
 from replay.rounds import Rounds
+from replay.summed import Columns, Summed, plain
 from replay.targets import TargetError, parse_target
 
 LEFT_OUT = (
     "a partitioned replay leaves out rejection sampling, the independent and pseudo-inverse "
     "page values and weight quantiles; its bootstrap resamples within each partition"
 )
-
-
-TERMS = calibration.DefaultTerms._fields  # the columns of `Partition.default_terms`
-SUPPORTED = TERMS.index("supported")
-
-
-@dataclass
-class Columns:
-    """Where each (target, estimator)'s pieces and each target's weights are in a matrix."""
-
-    layouts: dict[tuple[str, str], Layout] = field(default_factory=dict)
-    weights: dict[str, int] = field(default_factory=dict)
-    parts: list[np.ndarray] = field(default_factory=list)
-
-    def add(self, key: tuple[str, str], pieces: est.Pieces) -> None:
-        matrix, layout = moments.stack(pieces)
-        self.layouts[key] = moments.shifted(layout, self.width)
-        self.parts.append(matrix)
-
-    def add_weights(self, target: str, weights: np.ndarray) -> None:
-        self.weights[target] = self.width
-        self.parts.append(weights[:, None])
-
-    @property
-    def width(self) -> int:
-        return sum(part.shape[1] for part in self.parts)
-
-    def moments(self, bootstrap: int, seed: np.random.SeedSequence) -> Moments:
-        return Moments.of(np.hstack(self.parts), bootstrap, np.random.default_rng(seed))
-
-
-@dataclass
-class Summed:
-    """Moments and where their columns are, with the largest weight per target (positions;
-    the page sums leave it empty)."""
-
-    sums: Moments
-    layouts: dict[tuple[str, str], Layout]
-    weights: dict[str, int]
-    max_weight: dict[str, float]
-
-    def target(self, target: str, confidence: float) -> tuple[list[est.Estimate], float, float]:
-        """`target`'s estimates, the effective sample size of its weights and their mean."""
-        estimates = [
-            est.estimate(name, self.sums, layout, confidence)
-            for (owner, name), layout in self.layouts.items()
-            if owner == target
-        ]
-        column = self.weights[target]
-        total, squares = self.sums.sums[column], self.sums.products[column, column]
-        ess = float(total**2 / squares) if squares > 0 else 0.0
-        return estimates, ess, float(total / self.sums.rounds)
-
-    def __add__(self, other: Summed) -> Summed:
-        if self.layouts != other.layouts or self.weights != other.weights:
-            raise ValueError("partitions estimated different targets or estimators")
-        return Summed(
-            self.sums + other.sums, self.layouts, self.weights,
-            {k: max(v, other.max_weight[k]) for k, v in self.max_weight.items()},
-        )  # fmt: skip
-
-
-@dataclass
-class CalibrationSums:
-    """What the check against the holdout sums (`replay.evaluate._calibration`): the default
-    policy's estimator pieces and weight terms over treatment, per page (`every`) and over
-    the rounds where the log supports the default (`supported`), and control's rewards
-    there (control's page rewards are `SlotSums.logged`)."""
-
-    every: Summed
-    supported: Summed
-    control_supported: Moments
-
-    def __add__(self, other: CalibrationSums) -> CalibrationSums:
-        return CalibrationSums(
-            self.every + other.every,
-            self.supported + other.supported,
-            self.control_supported + other.control_supported,
-        )
 
 
 @dataclass
@@ -146,7 +68,7 @@ class SlotSums:
     logged: dict[str, Moments] = field(default_factory=dict)  # group -> page rewards
     logged_positions: dict[tuple[str, int], Moments] = field(default_factory=dict)
     model_estimators: bool = True  # False: no reward model, DM and the DR family left out
-    calibration: CalibrationSums | None = None
+    calibration: holdout.CalibrationSums | None = None
     segments: dict[tuple[int, str], Summed] = field(default_factory=dict)  # (position, value)
     # over the rounds of partitions with candidates flagged `floor`: the flagged candidates'
     # probability summed, as shown ("shown") and under each target (the single-file
@@ -226,10 +148,10 @@ def _slot_sums(part, slot, specs, config, settings, index) -> SlotSums:
         if len(rounds):
             page = np.bincount(rounds.event_index, weights=rounds.reward,
                                minlength=len(rounds.events))  # fmt: skip
-            out.logged[group] = _plain(page)
+            out.logged[group] = plain(page)
             for position in np.unique(rounds.position).tolist():
                 at = rounds.reward[rounds.position == position]
-                out.logged_positions[(group, position)] = _plain(at)
+                out.logged_positions[(group, position)] = plain(at)
     targets = [t for t in (parse_target(s, config, settings.seed) for s in specs)
                if t.applies_to(slot)]  # fmt: skip
     if not len(treatment):
@@ -241,7 +163,11 @@ def _slot_sums(part, slot, specs, config, settings, index) -> SlotSums:
     names = [n for n in settings.estimators if q is not None or not _needs_model(n)]
     out.model_estimators = q is not None
     estimators = est.make_estimators(names, settings.max_weight, settings.switch_tau)
-    out.calibration = _calibration_sums(part, treatment, q, estimators, config, settings)
+    default = parse_target("default", config, settings.seed).probabilities(None, treatment, True)
+    out.calibration = holdout.holdout_sums(
+        treatment, off_policy_data(treatment, default, q),
+        part.default_terms(slot, "treatment"), part.default_terms(slot, "control"), estimators,
+    )  # fmt: skip
     flagged = None
     if treatment.floored.any():  # the events are decoded for which candidates they are
         flagged = treatment.candidate_mask(lambda c: c.floor)
@@ -314,60 +240,6 @@ def _segment(treatment: Rounds, feature: str | None) -> np.ndarray | None:
     return segment
 
 
-def _calibration_sums(part, treatment, q, estimators, config, settings) -> CalibrationSums:
-    """The sums of `evaluate._calibration`'s terms in this partition, both ways (whether
-    the check keeps to the supported rounds is known only once every partition is in)."""
-    estimators = [est.IPS(), *(e for e in estimators if e.name != "ips")]
-    pmf = parse_target("default", config, settings.seed).probabilities(None, treatment, True)
-    data = off_policy_data(treatment, pmf, q)
-    terms = part.default_terms(treatment.slot, "treatment")
-    held = part.default_terms(treatment.slot, "control")
-    supported = terms[:, SUPPORTED] > 0
-    chosen = data.select(supported[treatment.event_index])
-    every, only = Columns(), Columns()
-    for estimator in estimators:
-        every.add(("default", estimator.name), pages.by_page(estimator.pieces(data), treatment))
-        only.add(("default", estimator.name), estimator.pieces(chosen))
-    for columns, rows in ((every, terms), (only, terms[supported])):
-        for name in ("page_weight", "mass", "mass_square"):
-            columns.add_weights(name, rows[:, TERMS.index(name)])
-    plain = np.random.SeedSequence(0)
-    return CalibrationSums(
-        Summed(every.moments(0, plain), every.layouts, every.weights, {}),
-        Summed(only.moments(0, plain), only.layouts, only.weights, {}),
-        _plain(held[held[:, SUPPORTED] > 0, TERMS.index("reward")]),
-    )
-
-
-def _gaps(sums: SlotSums, confidence: float) -> list[calibration.Gap]:
-    """`evaluate._calibration`'s gaps from the merged sums."""
-    cal = sums.calibration
-    if cal is None or not sums.control_events:
-        return []
-    bounded = cal.supported.sums.rounds > 0 and cal.control_supported.rounds > 0
-    if bounded:
-        share = cal.supported.sums.rounds / cal.every.sums.rounds
-        scope = calibration.supported_scope(share)
-        summed, reference = cal.supported, cal.control_supported
-    else:
-        scope, summed, reference = "all decisions", cal.every, sums.logged["control"]
-    control = est.estimate("control", reference, [(0, None)], confidence)
-    moments_, columns = summed.sums, summed.weights
-    mass, square = columns["mass"], columns["mass_square"]
-    effective = calibration.effective_rounds(
-        float(moments_.sums[mass]), float(moments_.sums[square])
-    )
-    weight = est.estimate("weight", moments_, [(columns["page_weight"], None)], 0.95)
-    gaps = []
-    for (_, name), layout in summed.layouts.items():
-        value = est.estimate(name, moments_, layout, confidence)
-        gaps.append(calibration.gap(
-            name, value.value, value.std_error, control.value, control.std_error, effective,
-            (weight.value, weight.std_error), bounded, scope, confidence,
-        ))  # fmt: skip
-    return gaps
-
-
 def result(source: str, merged: PartitionSums, config: Config, settings: Settings) -> ReplayResult:
     """The merged sums as a replay result, for the same report as a single file's."""
     out = ReplayResult(source, merged.events, merged.duplicates, [], settings, [], [LEFT_OUT])
@@ -398,7 +270,9 @@ def _slot_result(slot: str, sums: SlotSums, config: Config, settings: Settings) 
         for group in sums.logged
     } if ranked else {}  # fmt: skip
     warnings = [] if sums.model_estimators else ["no reward model: DM and the DR family left out"]
-    gaps = _gaps(sums, confidence)
+    gaps = []
+    if sums.calibration is not None and sums.control_events:
+        gaps = holdout.gaps(sums.calibration, sums.logged["control"], confidence)
     warnings += calibration.warnings(gaps)
     targets = []
     for position, summed in sorted(sums.positions.items()):
@@ -536,11 +410,6 @@ def _top_segments(
 def _either(mine, theirs):
     """Two partitions' optional sums merged; either may have none."""
     return theirs if mine is None else mine if theirs is None else mine + theirs
-
-
-def _plain(values: np.ndarray) -> Moments:
-    """Moments of one column, no bootstrap: an on-policy mean."""
-    return Moments.of(np.asarray(values, dtype=float)[:, None], 0, np.random.default_rng(0))
 
 
 def _needs_model(name: str) -> bool:
