@@ -24,6 +24,9 @@ class SlotState(msgspec.Struct, frozen=True):
     # the self-tuning revision, and its overrides, that the model learned under
     tuning_revision: int = 0
     tuned: list[str] = []
+    # a raised exploration floor after a detected change (bandit.policies.base.Boost)
+    boost_floor: float = 0.0
+    boost_until: int = 0
 
 
 class PartitionState(msgspec.Struct, frozen=True):

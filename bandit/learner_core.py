@@ -24,6 +24,7 @@ from bandit.config import Config, policy_slots, shadow_key
 from bandit.join import DeadLetter, JoinResult, RewardJoin
 from bandit.lift import RecentTallies, SlotTallies, merge, tally
 from bandit.policies import Policy, policy_class
+from bandit.policies.base import Boost
 from bandit.slots import SlotConfig
 from bandit.tuning import Tuned, TunedPolicies, tuned_slot
 
@@ -277,6 +278,8 @@ class LearnerCore(TunedPolicies):
                 learned_here=self.learned_here[slot],
                 tuning_revision=self.tuned(slot).revision,
                 tuned=list(self.tuned(slot).overrides),
+                boost_floor=policy.boost.floor if policy.boost else 0.0,
+                boost_until=policy.boost.until if policy.boost else 0,
             )
             for slot, policy in self.policies.items()
         }
@@ -346,6 +349,8 @@ def restore_policies(
             log.warning("slot %s: checkpointed model does not load (%s); starting over", slot, exc)
             continue
         policy.examples_learned = state.examples_learned
+        if state.boost_until > state.examples_learned:
+            policy.boost = Boost(state.boost_floor, state.boost_until)
         policies[slot] = policy
         tuning[slot] = Tuned(state.tuning_revision, tuple(state.tuned))
     return policies, tuning

@@ -27,6 +27,7 @@ from bandit import __version__
 from bandit.durable import create_file, replace_file
 from bandit.lift import PartitionTally
 from bandit.policies import Policy, policy_class
+from bandit.policies.base import Boost
 from bandit.slots import SlotConfig
 from bandit.tuning import TuningState, tuned_slot
 
@@ -61,6 +62,10 @@ class VersionInfo:
     # whoever loads it lays the overrides over its own slot config.
     tuning_revision: int = 0
     tuned: list[str] = field(default_factory=list)
+    # A raised exploration floor (bandit.policies.base.Boost) that the learner's change
+    # detector opened, served until the policy has learned `boost_until` examples.
+    boost_floor: float = 0.0
+    boost_until: int = 0
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,8 @@ class ModelStore:
                 slot_config=msgspec.to_builtins(policy.slot),
                 tuning_revision=tuning_revision,
                 tuned=list(tuned or []),
+                boost_floor=policy.boost.floor if policy.boost else 0.0,
+                boost_until=policy.boost.until if policy.boost else 0,
             )
             data = MAGIC + json.dumps(asdict(info)).encode() + b"\n" + payload
             if create_file(self._path(slot, info.version), data):
@@ -161,6 +168,8 @@ class ModelStore:
         except Exception as exc:  # VW's own errors vary; the version is unusable either way
             raise CorruptVersion(f"{slot}/{version}: cannot load policy ({exc})") from exc
         policy.examples_learned = info.examples_learned
+        if info.boost_until > info.examples_learned:
+            policy.boost = Boost(info.boost_floor, info.boost_until)
         return StoredPolicy(info, policy)
 
     def load_latest(self, slot: str, slot_config: SlotConfig | None = None) -> StoredPolicy:

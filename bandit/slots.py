@@ -17,7 +17,7 @@ Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0.0, le=1e12)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0.0, le=1e12)]
 
-ExplorationStrategy = Literal["epsilon", "softmax", "bag", "cover", "squarecb", "rnd"]
+ExplorationStrategy = Literal["greedy", "epsilon", "softmax", "bag", "cover", "squarecb", "rnd"]
 PolicyType = Literal["vw", "uniform", "default", "thompson"]
 
 
@@ -44,7 +44,14 @@ NAMESPACES = {
 }
 
 
-_LEARNING_RATE = re.compile(r"^(-l|--learning_rate(=.*)?)$|^-l[0-9.]")
+# VW options a slot sets by name: vw_args may not set them behind its back
+_NAMED_OPTIONS = {
+    "learning_rate": re.compile(r"^(-l|--learning_rate(=.*)?)$|^-l[0-9.]"),
+    "learning_rate_decay": re.compile(r"^--power_t(=.*)?$"),
+    "importance_weight_cap": re.compile(r"^--clip_p(=.*)?$"),
+    "exploration.squarecb_gamma_exponent": re.compile(r"^--gamma_exponent(=.*)?$"),
+    "reward.max": re.compile(r"^--(min|max)_prediction(=.*)?$"),
+}
 
 
 class StrictSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -52,13 +59,17 @@ class StrictSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_
 
 
 class Exploration(StrictSection, frozen=True):
-    """How a VW policy explores. Default: SquareCB (inverse-gap weighting), which explores
-    the candidates whose estimated reward is close to the best's and less as evidence grows;
-    chosen across the world suite (README, "Decision quality"). `epsilon` is the floor of
-    the epsilon, bag, cover and rnd explorers, and what a cold policy (nothing learned yet)
-    spreads around the editorial default."""
+    """How a VW policy explores. Default: greedy with a floor (BaRT's epsilon-greedy): the
+    model's best, and `floor` of every treatment position spread evenly over the
+    candidates, whatever the strategy; chosen across the world suite (README, "Decision
+    quality"). `epsilon` is VW's own for the epsilon, bag, cover and rnd explorers, and
+    what a cold policy (nothing learned yet) spreads around the editorial default."""
 
-    strategy: ExplorationStrategy = "squarecb"
+    strategy: ExplorationStrategy = "greedy"
+    # whatever the explorer prefers, this share of every treatment position is spread
+    # evenly over its candidates, so each of n keeps floor / n: a misjudged candidate is
+    # still tried, the world moving is still seen, and the log supports replay
+    floor: Probability = 0.05
     epsilon: Probability = 0.05
     softmax_lambda: PositiveFloat = 10.0
     bag_size: Annotated[int, msgspec.Meta(ge=2, le=64)] = 5
@@ -66,12 +77,17 @@ class Exploration(StrictSection, frozen=True):
     # gamma = scale * sqrt(examples): rewards are a fraction of a click, so the gaps it
     # weighs are small and the scale large
     squarecb_gamma_scale: PositiveFloat = 500.0
+    # gamma grows as examples ** exponent (VW's default 0.5): 0 keeps it fixed, so a slot
+    # explores as much after a million examples as after a thousand
+    squarecb_gamma_exponent: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.0
     rnd_size: Annotated[int, msgspec.Meta(ge=1, le=64)] = 3
 
     def vw_args(self) -> list[str]:
         """The VW command-line arguments that select this explorer."""
         eps = ["--epsilon", repr(self.epsilon)]
         match self.strategy:
+            case "greedy":  # VW's best; the floor, mixed in by the policy, explores
+                return ["--epsilon", "0.0"]
             case "epsilon":
                 return eps
             case "softmax":
@@ -81,10 +97,30 @@ class Exploration(StrictSection, frozen=True):
             case "cover":
                 return ["--cover", str(self.cover_size), *eps]
             case "squarecb":
-                return ["--squarecb", "--gamma_scale", repr(self.squarecb_gamma_scale)]
+                return [
+                    "--squarecb",
+                    *("--gamma_scale", repr(self.squarecb_gamma_scale)),
+                    *("--gamma_exponent", repr(self.squarecb_gamma_exponent)),
+                ]
             case "rnd":
                 return ["--rnd", str(self.rnd_size), *eps]
         raise AssertionError(f"unhandled strategy {self.strategy}")
+
+
+class ChangeDetection(StrictSection, frozen=True):
+    """Noticing that tastes moved (bandit.change): when the treatment's mean reward over its
+    last `window` learned events falls `z` standard errors below the mean before them, the
+    exploration floor rises to `boost_floor` for the next `boost_events` learned events, so
+    what the model misjudges now is tried again soon. `window = 0` turns it off."""
+
+    window: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] = 3000
+    z: Annotated[float, msgspec.Meta(ge=1.0, le=100.0)] = 5.0
+    boost_floor: Probability = 0.3
+    boost_events: Annotated[int, msgspec.Meta(ge=0, le=100_000_000)] = 5000
+
+    def __post_init__(self) -> None:
+        if 0 < self.window < 100:
+            raise ValueError("change_detection.window: 0 (off) or at least 100 events")
 
 
 class RewardMapping(StrictSection, frozen=True):
@@ -143,7 +179,14 @@ class SlotConfig(StrictSection, frozen=True):
     lrq: list[Annotated[str, msgspec.Meta(pattern=r"^[UCAIS]{2}[0-9]{1,3}$")]] = msgspec.field(
         default_factory=list
     )
-    learning_rate: PositiveFloat = 0.1  # VW -l (its own default, 0.5, is noisy on rare clicks)
+    learning_rate: PositiveFloat = 0.05  # VW -l (its own default, 0.5, is noisy on rare clicks)
+    # VW --power_t: the rate falls as examples ** -decay (VW's default 0.5, which freezes an
+    # old slot); 0 keeps it constant, so the newest evidence counts as much as the oldest
+    learning_rate_decay: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.0
+    # the most one logged choice weighs in learning (VW --clip_p 1 / cap): an explored
+    # choice of probability p counts 1/p times, and one click at p = 0.001 would otherwise
+    # outweigh a thousand decisions
+    importance_weight_cap: Annotated[float, msgspec.Meta(ge=1.0, le=1e6)] = 10.0
     vw_args: Annotated[str, msgspec.Meta(max_length=2000)] = ""
     exploration: Exploration = msgspec.field(default_factory=Exploration)
     select: Annotated[int, msgspec.Meta(ge=1, le=256)] = 10
@@ -152,6 +195,7 @@ class SlotConfig(StrictSection, frozen=True):
     reward: RewardMapping = msgspec.field(default_factory=RewardMapping)
     learn_control: bool = False
     exposure: Exposure = msgspec.field(default_factory=Exposure)
+    change_detection: ChangeDetection = msgspec.field(default_factory=ChangeDetection)
     # a request whose person does not consent to personalization gets the editorial default,
     # not logged ("default"), or this slot's policy with no user features and no user hash,
     # logged as an anonymous visitor's ("context")
@@ -167,8 +211,9 @@ class SlotConfig(StrictSection, frozen=True):
             tokens = shlex.split(self.vw_args)
         except ValueError as exc:
             raise ValueError(f"vw_args is not a valid argument string: {exc}") from None
-        if any(_LEARNING_RATE.match(token) for token in tokens):
-            raise ValueError("vw_args sets VW's learning rate: set learning_rate instead")
+        for name, pattern in _NAMED_OPTIONS.items():
+            if any(pattern.match(token) for token in tokens):
+                raise ValueError(f"vw_args sets what {name} sets: set {name} instead")
         if self.kind.ranked and self.exposure.active:
             raise ValueError("exposure: floors and consistent draws are for single-choice slots")
         if self.exposure.below_share > 0 and self.exposure.floor <= 0:

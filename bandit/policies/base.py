@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bandit import exposure
+from bandit.change import ChangeDetector
 from bandit.events import (
     Candidate,
     Context,
@@ -66,6 +67,15 @@ class Choice:
         )  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class Boost:
+    """A raised exploration floor after a change of the world, until the policy has learned
+    `until` examples (it travels with the versions a learner publishes)."""
+
+    floor: float
+    until: int
+
+
 class Policy(abc.ABC):
     """A slot's policy: decides over a variable candidate set and learns from rewarded events."""
 
@@ -79,6 +89,10 @@ class Policy(abc.ABC):
         self.slot = slot
         self.examples_learned = 0
         self.rng = make_rng(slot.seed)
+        watch = slot.change_detection
+        self.detector = ChangeDetector(watch.window, watch.z) if watch.window else None
+        self.changes_detected = 0
+        self.boost: Boost | None = None
 
     def decide(
         self,
@@ -103,9 +117,27 @@ class Policy(abc.ABC):
             if select not in (None, 1):
                 raise ValueError(f"select: a slot of kind {self.slot.kind} chooses exactly one")
             count = 1
-            if not greedy and (draw is not None or self._floor(candidates) > 0):
+            if not greedy and (draw is not None or self._floored_pmf(candidates)):
                 return self._drawn(context, candidates, draw)
+        if not greedy and self.slot.kind.ranked and self.exploration_floor > 0:
+            return self._drawn_ranking(context, candidates, count)
         return self._decide(context, candidates, count, greedy)
+
+    @property
+    def exploration_floor(self) -> float:
+        """The share of each position's pmf spread evenly over its candidates (0: none):
+        `exploration.floor`, or a boost's while one lasts, for every policy but the
+        editorial default."""
+        if not self.floored:
+            return 0.0
+        boost = self.boost
+        if boost is not None and self.examples_learned < boost.until:
+            return max(self.slot.exploration.floor, boost.floor)
+        return self.slot.exploration.floor
+
+    def _floored_pmf(self, candidates: Sequence[Candidate]) -> bool:
+        """Whether a single choice must be drawn from the whole (floored) pmf."""
+        return self.exploration_floor > 0 or self._floor(candidates) > 0
 
     def _floor(self, candidates: Sequence[Candidate]) -> float:
         """The exposure floor that applies to these candidates (0: none)."""
@@ -122,6 +154,32 @@ class Policy(abc.ABC):
         default = default_share(candidates, range(len(candidates)), pmf)
         return Choice((candidates[index].id,), (probability,), index != argmax(pmf), default)
 
+    def _drawn_ranking(
+        self, context: Context, candidates: Sequence[Candidate], count: int
+    ) -> Choice:
+        """A ranking drawn position by position, each from the pmf `action_probabilities`
+        gives after the rows placed above it (with the exploration floor)."""
+        return self._draw_rest(context, candidates, count, [], [], explored=False)
+
+    def _draw_rest(
+        self,
+        context: Context,
+        candidates: Sequence[Candidate],
+        count: int,
+        placed: list[int],
+        probabilities: list[float],
+        explored: bool,
+    ) -> Choice:
+        """`_drawn_ranking` from the positions after `placed` (drawn with `probabilities`)."""
+        while len(placed) < count:
+            pmf = self.action_probabilities(context, candidates, placed).tolist()
+            index, probability = sample_index(pmf, self.rng)
+            explored = explored or index != argmax(pmf)
+            placed.append(index)
+            probabilities.append(probability)
+        chosen = tuple(candidates[i].id for i in placed)
+        return Choice(chosen, tuple(probabilities), explored)
+
     def learn(self, event: RewardedEvent) -> bool:
         """Update from one rewarded event; returns False when the event is not for learning
         (never impressed, or a control decision while `learn_control` is off)."""
@@ -129,6 +187,11 @@ class Policy(abc.ABC):
             return False
         self._learn(event)
         self.examples_learned += 1
+        detector = self.detector
+        if detector is not None and event.group == "treatment" and detector.observe(event.reward):
+            watch = self.slot.change_detection
+            self.changes_detected += 1
+            self.boost = Boost(watch.boost_floor, self.examples_learned + watch.boost_events)
         return True
 
     def action_probabilities(
@@ -150,7 +213,7 @@ class Policy(abc.ABC):
         if greedy:
             full[remaining[int(np.argmax(pmf))]] = 1.0
             return full
-        full[remaining] = pmf / pmf.sum()
+        full[remaining] = with_floor(pmf / pmf.sum(), self.exploration_floor)
         floor = self._floor(candidates)
         if floor > 0 and not placed:  # single-choice slots only (SlotConfig checks)
             full = exposure.floored(full, [c.floor for c in candidates], floor)
@@ -221,6 +284,14 @@ def sample_index(
     while pmf[index] <= 0:  # float edge: never return a zero-probability index
         index -= 1
     return index, pmf[index] / total
+
+
+def with_floor(pmf: np.ndarray, share: float) -> np.ndarray:
+    """`pmf` mixed with the uniform pmf over its entries: `share` of the mass spread evenly,
+    so each of n entries keeps at least share / n, whatever the policy thinks of it."""
+    if share <= 0:
+        return pmf
+    return (1.0 - share) * pmf + share / len(pmf)
 
 
 def argmax(values: Sequence[float]) -> int:

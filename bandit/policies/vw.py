@@ -39,6 +39,11 @@ def vw_arguments(slot: SlotConfig, reduction: str, fresh: bool = True) -> list[s
         f"--{reduction}",
         *slot.exploration.vw_args(),
         *("--learning_rate", repr(slot.learning_rate)),
+        *("--power_t", repr(slot.learning_rate_decay)),
+        *("--clip_p", repr(1.0 / slot.importance_weight_cap)),
+        # a cost lies in [0, reward.max]: a prediction outside it is noise that would rank
+        # a candidate below one that never pays
+        *("--min_prediction", "0", "--max_prediction", repr(slot.reward.max)),
         *encoding.interaction_args(slot.interactions, slot.lrq),
         *seed,
         "--quiet",
@@ -227,6 +232,34 @@ class VWRowsPolicy(_VWPolicy):
             probabilities.append(probability)
             explored = explored or probability < max(p for _, p in scores)
         return Choice(tuple(chosen), tuple(probabilities), explored)
+
+    def _drawn_ranking(
+        self, context: Context, candidates: Sequence[Candidate], count: int
+    ) -> Choice:
+        """The floored ranking in one VW predict while it can be: VW samples every position
+        from its pmf over the rows it left, and each position keeps VW's row with
+        probability 1 - floor or takes a uniform one of the free rows, which is a draw from
+        the floored pmf. A uniform row other than VW's changes what is above the positions
+        after it, so those are drawn one by one from their own pmfs."""
+        if self.cold:
+            return super()._drawn_ranking(context, candidates, count)
+        floor = self.exploration_floor
+        slots = self._predict_lines(encoding.ccb_example(context, candidates, count))
+        placed: list[int] = []
+        probabilities: list[float] = []
+        explored = False
+        for scores in slots:
+            pmf = dict(scores)
+            total = sum(pmf.values())
+            action = scores[0][0]
+            if self.rng.random() < floor:
+                action = int(self.rng.choice(list(pmf)))
+            placed.append(action)
+            probabilities.append((1.0 - floor) * pmf[action] / total + floor / len(pmf))
+            explored = explored or pmf[action] < max(pmf.values())
+            if action != scores[0][0]:
+                break
+        return self._draw_rest(context, candidates, count, placed, probabilities, explored)
 
     def _greedy(self, context: Context, candidates: Sequence[Candidate], count: int) -> Choice:
         """Place the most probable remaining row at each position in turn."""

@@ -54,7 +54,11 @@ def test_override_values_are_toml_else_strings():
         ('slots.extra.policy="vw"', "slots.extra.kind", "missing required key"),
         ('slots.rows.kind="carousel"', "slots.rows.kind", "Invalid enum value 'carousel'"),
         ('slots.rows.interactions=["UX"]', "slots.rows.interactions[0]", "regex"),
-        ('slots.rows.exploration.strategy="greedy"', "slots.rows.exploration.strategy", "greedy"),
+        (
+            'slots.rows.exploration.strategy="thompson"',
+            "slots.rows.exploration.strategy",
+            "thompson",
+        ),
         ("slots.hero.vw_args=--no_such_option", "slots.hero.vw_args", "unrecognised option"),
         ("slots.hero.vw_args='unterminated", "slots.hero", "not a valid argument string"),
         ('slots.hero.vw_args="--cb_type dm -l 0.3"', "slots.hero", "set learning_rate instead"),
@@ -82,7 +86,9 @@ def test_missing_or_broken_file_is_a_config_error(tmp_path):
         load_config(broken, environ={})
 
 
-@pytest.mark.parametrize("strategy", ["epsilon", "softmax", "bag", "cover", "squarecb", "rnd"])
+@pytest.mark.parametrize(
+    "strategy", ["greedy", "epsilon", "softmax", "bag", "cover", "squarecb", "rnd"]
+)
 @pytest.mark.parametrize("slot", ["artwork", "rows"])
 def test_every_exploration_strategy_is_accepted_by_vw(strategy, slot):
     config = load_config(overrides=[f'slots.{slot}.exploration.strategy="{strategy}"'], environ={})

@@ -39,7 +39,7 @@ def test_a_floored_pmf_is_a_pmf_that_meets_the_floor_and_moves_no_more_than_it_m
 
 def _slot(kind=SlotKind.ARTWORK, **exposure) -> SlotConfig:
     return SlotConfig(kind=kind, seed=3, exposure=Exposure(**exposure),
-                      exploration=Exploration(epsilon=0.2))  # fmt: skip
+                      exploration=Exploration(epsilon=0.2, floor=0.0))  # fmt: skip
 
 
 CANDIDATES = [Candidate(id="a", default=True), Candidate(id="b"), Candidate(id="c"),

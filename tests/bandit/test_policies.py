@@ -106,10 +106,13 @@ def test_default_policy_shows_the_marked_candidate_then_the_given_order():
 @pytest.mark.parametrize("kind", list(SlotKind))
 def test_a_cold_vw_policy_serves_the_editorial_default_and_explores_around_it(kind):
     """Before its first example VW would serve uniformly; the policy serves the default with
-    `epsilon` spread over every candidate, logs those probabilities, and replay sees them."""
+    `epsilon` spread over every candidate, and the exploration floor spread over that, logs
+    those probabilities, and replay sees them."""
     policy = build_policy(make_slot("vw", kind))
     candidates = [*page(3), Candidate(id="editorial", default=True)]
-    epsilon = policy.slot.exploration.epsilon
+    exploration = policy.slot.exploration
+    assert exploration.floor > 0
+    epsilon = 1 - (1 - exploration.epsilon) * (1 - exploration.floor)  # both spread evenly
     decisions = [policy.decide(CONTEXT, candidates) for _ in range(4000)]
     _assert_fits(decisions, position=0, nontrivial=True)
     assert sorted({round(d.probabilities[0], 9) for d in decisions}) == pytest.approx(
@@ -190,7 +193,9 @@ def _assert_fits(decisions, position: int, nontrivial: bool) -> None:
     assert chisquare(observed, expected).pvalue > 0.001
 
 
-@pytest.mark.parametrize("strategy", ["epsilon", "softmax", "bag", "cover", "squarecb", "rnd"])
+@pytest.mark.parametrize(
+    "strategy", ["greedy", "epsilon", "softmax", "bag", "cover", "squarecb", "rnd"]
+)
 @pytest.mark.parametrize("kind", [SlotKind.HERO, SlotKind.ROWS])
 def test_every_exploration_strategy_decides_with_valid_propensities(strategy, kind):
     policy = trained("vw", kind, rounds=200, exploration=Exploration(strategy=strategy))

@@ -54,17 +54,28 @@ def test_page_decisions_arrive_on_kafka_with_their_fields(make_config, broker):
         assert event.context.user == {"taste": "romance", "age": 31}
         assert event.context.request == {"device": "tv", "hour": 21}
         assert event.user_hash and event.user_hash != RAW_USER_ID
-        # what the untrained policy gives the editorial default (first, unless marked): 95%
-        # plus its share of the 5% spread; rows log none
-        expected = None if slot["slot"] == "rows" else 0.95 + 0.05 / len(slot["candidates"])
+        # what the untrained policy gives the editorial default (first, unless marked): the
+        # rest of epsilon (5%) and the exploration floor (5%), both spread evenly, plus its
+        # share of them; rows log none
+        expected = None if slot["slot"] == "rows" else cold_default(len(slot["candidates"]))
         assert event.default_probability == pytest.approx(expected)
     rows = decisions[-1]
     assert len(rows["chosen"]) == 4 == len(set(rows["chosen"]))
-    # An untrained policy serves the editorial order with 5% spread over the rows left: a
-    # position's propensity is 0.95 + 0.05 / left for the next editorial row, else 0.05 / left.
+    # An untrained policy serves the editorial order with epsilon and the floor spread over
+    # the rows left: the next editorial row has cold_default(left), every other row the rest.
     for position, probability in enumerate(rows["probabilities"]):
         left = 8 - position
-        assert min(abs(probability - p) for p in (0.95 + 0.05 / left, 0.05 / left)) < 1e-9
+        editorial = cold_default(left)
+        others = (1 - editorial) / (left - 1)
+        assert min(abs(probability - p) for p in (editorial, others)) < 1e-9
+
+
+SPREAD = 1 - (1 - 0.05) * (1 - 0.05)  # epsilon, then the exploration floor, both spread evenly
+
+
+def cold_default(candidates: int) -> float:
+    """What an untrained policy gives the editorial default among `candidates`."""
+    return 1 - SPREAD + SPREAD / candidates
 
 
 def test_raw_user_ids_never_reach_kafka(make_config, broker):
@@ -93,7 +104,7 @@ def test_control_group_gets_the_editorial_default_with_probability_one(make_conf
     assert answer["decisions"][4]["chosen"] == ["row0", "row1", "row2", "row3"]
     # control logs what the treatment policy would give the default: the calibration region
     (event,) = [e for e in logged if e.decision_id == hero["decision_id"]]
-    assert event.default_probability == pytest.approx(0.95 + 0.05 / 5)
+    assert event.default_probability == pytest.approx(cold_default(5))
 
 
 def test_holdout_fraction_is_right_over_ten_thousand_users_and_sticky(make_config):

@@ -128,4 +128,4 @@ def test_configs_demo_toml_holds_the_demo_settings():
     path = Path(__file__).resolve().parents[2] / "configs" / "demo.toml"
     assert _flat(tomllib.loads(path.read_text())) == DEMO_SETTINGS
     config = load_config(path)  # and it is a valid config for learn, serve and simulate
-    assert config.slots["rows"].exploration.strategy == "squarecb"
+    assert config.slots["rows"].exploration.strategy == "greedy"
