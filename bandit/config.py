@@ -33,8 +33,11 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 ENV_CONFIG = "ARTBANDIT_CONFIG"
 # The keys self-tuning may set: how a slot learns and explores, never what it decides or
 # how it is rewarded (see bandit.tuning).
-TUNABLE_PREFIXES = ("learning_rate", "interactions", "lrq", "vw_args", "exploration.")
-LOSS_JUDGES = ("learning_rate", "interactions", "lrq")  # what a reward regression mirrors
+TUNABLE_PREFIXES = (
+    "learning_rate", "interactions", "lrq", "vw_args", "exploration.", "importance_weight_cap",
+)  # fmt: skip
+# what a reward regression mirrors (the loss judge); the rest is judged by replaying policies
+LOSS_JUDGES = ("learning_rate", "learning_rate_decay", "interactions", "lrq")
 
 
 class ConfigError(ValueError):
@@ -229,25 +232,36 @@ class TuningConfig(StrictSection, frozen=True):
     log, and how sure it must be before a slot's learner switches."""
 
     # Each candidate changes one setting of what the slot runs now (TOML `key=value`). The
-    # replay cannot see what exploring teaches, only what it costs, so exploration settings
-    # are not among the defaults (it would always favour exploring less).
+    # replay cannot see what exploring teaches, only what it costs, so the explorer's
+    # settings are not among the defaults (it would always favour exploring less); the
+    # weight cap and the interactions without the id crosses are.
     candidates: list[Annotated[str, msgspec.Meta(min_length=3, max_length=500)]] = msgspec.field(
-        default_factory=lambda: ["learning_rate=0.03", "learning_rate=0.3", "learning_rate=1.0"]
+        default_factory=lambda: [
+            "learning_rate=0.03",
+            "learning_rate=0.3",
+            "learning_rate=1.0",
+            'interactions=["UA", "CA"]',
+            "importance_weight_cap=3.0",
+            "importance_weight_cap=30.0",
+        ]
     )
     # The slot's most recent treatment events the candidates are replayed on; a switch
     # warm-starts the new settings on the same events.
     window_events: Annotated[int, msgspec.Meta(ge=100, le=500_000)] = 50_000
     min_events: Annotated[int, msgspec.Meta(ge=100, le=500_000)] = 5_000
     # How settings are judged. "loss": how well each learns the rewards of what was shown
-    # (progressive squared error of a reward regression with its learning rate and
-    # interactions; no counterfactual needed, so it works on a confident explorer's log;
-    # learning settings only). The off-policy values of the policies themselves: "dr"
-    # (unbiased, rarely significant on such a log), "switch-dr" (the reward model alone
-    # on rounds weighted over 20: biased as far as that model is wrong) or "snips".
-    estimator: Literal["loss", "dr", "switch-dr", "snips"] = "loss"
+    # (progressive squared error of a reward regression with its learning rate, decay,
+    # interactions and weight cap; no counterfactual needed; learning settings only). The
+    # off-policy values of the policies themselves: "dr", "switch-dr" (the reward model
+    # alone on rounds weighted over 20: biased as far as that model is wrong) or "snips",
+    # which the exploration floor gives support. "auto": the loss for candidates that
+    # change only what it judges, "snips" for the others (weight caps, explorers).
+    estimator: Literal["auto", "loss", "dr", "switch-dr", "snips"] = "auto"
     # One-sided confidence of the gain's lower bound, across all candidates (Bonferroni).
     confidence: Annotated[float, msgspec.Meta(ge=0.5, le=0.9999)] = 0.95
-    # The estimated gain must also reach this share of the running settings' value.
+    # The estimated gain must also reach this share of what the running settings achieve:
+    # for the loss, of the loss they remove below a constant predictor's (most of a
+    # low-click slot's loss is click noise no setting can remove); for a value, of it.
     min_gain: Annotated[float, msgspec.Meta(ge=0.0, le=10.0)] = 0.03
     # Rounds in a row a candidate must win before the slot switches to it.
     confirmations: Annotated[int, msgspec.Meta(ge=1, le=100)] = 2

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import msgspec
 import numpy as np
 
-from bandit.config import Config, TuningConfig, parse_override
+from bandit.config import LOSS_JUDGES, Config, TuningConfig, parse_override
 from bandit.events import RewardedEvent
 from bandit.model_store import ModelStore, ModelStoreError
 from bandit.policies import build_policy
@@ -60,14 +60,27 @@ class Scored:
     """One setting's replayed value and its gain over the running settings."""
 
     overrides: tuple[str, ...]
-    value: float  # reward per decision (per page for rows)
+    value: float  # reward per decision (per page for rows), or minus the loss
     gain: float  # value minus the running settings' value, on the same rounds
     std_error: float  # of the gain (0 for the running settings themselves)
     lower_bound: float  # gain - z * std_error
+    judge: str = "loss"  # the estimator that judged it
+    needed: float = 0.0  # the least gain that counts (tuning.min_gain of what is reducible)
 
     @property
     def name(self) -> str:
         return " ".join(self.overrides) or "(configured settings)"
+
+    @property
+    def qualifies(self) -> bool:
+        return self.lower_bound > 0 and self.gain >= self.needed
+
+    @property
+    def significance(self) -> float:
+        """The gain in standard errors: how candidates judged on different scales rank."""
+        if self.std_error > 0:
+            return self.gain / self.std_error
+        return float("inf") if self.gain > 0 else float("-inf")
 
 
 @dataclass(frozen=True)
@@ -95,6 +108,17 @@ def candidate_settings(running: Sequence[str], moves: Sequence[str]) -> list[tup
     return found
 
 
+def judge_for(running: Sequence[str], candidate: Sequence[str], estimator: str) -> str:
+    """The estimator that judges `candidate` against `running`: `estimator`, or for "auto"
+    the loss when every key it changes is one a reward regression mirrors, else snips."""
+    if estimator != "auto":
+        return estimator
+    before = dict(parse_override(o) for o in running)
+    after = dict(parse_override(o) for o in candidate)
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    return "loss" if all(k in LOSS_JUDGES for k in changed) else "snips"
+
+
 def judge(
     slot: str,
     configured: SlotConfig,
@@ -112,42 +136,68 @@ def judge(
         reason = f"{len(window)} treatment events, fewer than tuning.min_events {tuning.min_events}"
         return Verdict(slot, len(window), empty, [], None, reason)
     rounds = Rounds.from_events(slot, window)
-    off_policy = tuning.estimator in ("dr", "switch-dr")
+    judges = {overrides: judge_for(running, overrides, tuning.estimator) for overrides in settings}
+    used = set(judges.values()) or {judge_for(running, running, tuning.estimator)}
+    off_policy = bool(used & {"dr", "switch-dr"})
     q = reward_model.fit_predict(rounds, configured, seed) if off_policy else None
     tau = SWITCH_TAU if tuning.estimator == "switch-dr" else np.inf
     judged = len(window) // 2  # the later half: a setting as it runs once it has learned
 
-    def influence(overrides: Sequence[str]) -> tuple[float, np.ndarray]:
-        if tuning.estimator == "loss":
+    def influence(estimator: str, overrides: Sequence[str]) -> tuple[float, np.ndarray]:
+        if estimator == "loss":
             return _fit(rounds, tuned_slot(slot, configured, overrides), judged)
         pmf = _replay(slot, configured, overrides, rounds, seed)
-        return _influence(rounds, pmf, q, tau, judged)
+        return _influence(rounds, pmf, q if estimator != "snips" else None, tau, judged)
 
-    live_value, live_terms = influence(running)
-    running_scored = Scored(tuple(running), live_value, 0.0, 0.0, 0.0)
+    live = {name: influence(name, running) for name in sorted(used)}
+    needed = {
+        name: tuning.min_gain
+        * (_reducible(rounds, judged, value) if name == "loss" else abs(value))
+        for name, (value, _) in live.items()
+    }
+    first = "loss" if "loss" in live else sorted(live)[0]
+    running_scored = Scored(tuple(running), live[first][0], 0.0, 0.0, 0.0, first, needed[first])
     z = statistics.NormalDist().inv_cdf(1 - (1 - tuning.confidence) / max(len(settings), 1))
     scored = []
     for overrides in settings:
-        value, terms = influence(overrides)
+        name = judges[overrides]
+        value, terms = influence(name, overrides)
+        live_value, live_terms = live[name]
         difference = terms - live_terms
         error = float(difference.std(ddof=1) / np.sqrt(len(difference)))
         gain = value - live_value
-        scored.append(Scored(overrides, value, gain, error, gain - z * error))
-    scored.sort(key=lambda s: -s.lower_bound)
+        scored.append(Scored(overrides, value, gain, error, gain - z * error, name, needed[name]))
+    scored.sort(key=lambda s: (s.qualifies, s.significance), reverse=True)
     best = scored[0] if scored else None
-    needed = tuning.min_gain * abs(live_value)
     if best is None:
         return Verdict(slot, len(window), running_scored, scored, None, "no candidates")
     if best.lower_bound <= 0:
-        reason = f"no candidate's gain is significant (best lower bound {best.lower_bound:+.5f})"
+        best = max(scored, key=lambda s: s.lower_bound / max(s.std_error, 1e-300))
+        reason = (
+            f"no candidate's gain is significant (best: {best.name}, lower bound "
+            f"{best.lower_bound:+.5f})"
+        )
         return Verdict(slot, len(window), running_scored, scored, None, reason)
-    if best.gain < needed:
-        reason = f"the best gain {best.gain:+.5f} is below tuning.min_gain ({needed:.5f})"
+    if not best.qualifies:
+        reason = (f"the best gain {best.gain:+.5f} ({best.name}, {best.judge}) is below "
+                  f"tuning.min_gain ({best.needed:.5f})")  # fmt: skip
         return Verdict(slot, len(window), running_scored, scored, None, reason)
-    reason = (f"{best.name}: gain {best.gain:+.5f} per decision, lower bound "
+    reason = (f"{best.name}: gain {best.gain:+.5f} ({best.judge}), lower bound "
               f"{best.lower_bound:+.5f} > 0 at {tuning.confidence:.0%} over "
               f"{len(scored)} candidates")  # fmt: skip
     return Verdict(slot, len(window), running_scored, scored, best, reason)
+
+
+def _reducible(rounds: Rounds, first: int, running_value: float) -> float:
+    """How much of the loss the running settings remove: a constant predictor's progressive
+    squared error (the running mean of the rewards so far) minus theirs, over the events
+    from `first` on; 0 when they remove none."""
+    seen = np.concatenate(([0.0], np.cumsum(rounds.reward)[:-1]))
+    counts = np.arange(len(rounds), dtype=float)
+    constant = np.divide(seen, counts, out=np.zeros(len(rounds)), where=counts > 0)
+    errors = (rounds.reward - constant) ** 2
+    per_event = np.bincount(rounds.event_index, weights=errors, minlength=len(rounds.events))
+    return max(running_value - float(-per_event[first:].mean()), 0.0)
 
 
 def _replay(
@@ -164,17 +214,21 @@ def _replay(
 
 def _fit(rounds: Rounds, settings: SlotConfig, first: int) -> tuple[float, np.ndarray]:
     """Minus the progressive squared error of a reward regression with `settings`' learning
-    rate and interactions (each round predicted, then learned, importance-weighted by its
-    logged propensity as VW's cb learner weighs it), over the events from `first` on: how
+    rate, decay and interactions (each round predicted, then learned, importance-weighted by
+    its logged propensity and capped as VW's cb learner weighs it), over the events from
+    `first` on: how
     well those settings learn the rewards of what was shown. It needs no counterfactual,
     so a confident explorer's log (huge weights anywhere else) judges it as well as any."""
-    model = reward_model.Regression(settings, settings.learning_rate, power_t=None)
+    model = reward_model.Regression(
+        settings, settings.learning_rate, power_t=settings.learning_rate_decay
+    )
+    cap = settings.importance_weight_cap
     errors = np.zeros(len(rounds))
     try:
         for i in range(len(rounds)):
             predicted = model.predict_chosen(rounds, i)
             errors[i] = (rounds.reward[i] - predicted) ** 2
-            model.learn(rounds, i, weight=1.0 / rounds.propensity[i])
+            model.learn(rounds, i, weight=min(1.0 / rounds.propensity[i], cap))
     finally:
         model.close()
     per_event = np.bincount(rounds.event_index, weights=errors, minlength=len(rounds.events))
@@ -309,9 +363,11 @@ def render(verdict: Verdict) -> str:
     lines = [f"tune {verdict.slot}: {verdict.events:,} treatment events; running "
              f"{running.name}: {running.value:.5f} per decision"]  # fmt: skip
     if verdict.candidates:
-        lines.append(f"  {'candidate':<48}{'value':>9}{'gain':>10}{'lower bound':>13}")
+        lines.append(f"  {'candidate':<48}{'judge':>7}{'value':>10}{'gain':>10}"
+                     f"{'lower bound':>13}{'needed':>10}")  # fmt: skip
         for s in verdict.candidates:
-            lines.append(f"  {s.name:<48}{s.value:>9.5f}{s.gain:>+10.5f}{s.lower_bound:>+13.5f}")
+            lines.append(f"  {s.name:<48}{s.judge:>7}{s.value:>10.5f}{s.gain:>+10.5f}"
+                         f"{s.lower_bound:>+13.5f}{s.needed:>10.5f}")  # fmt: skip
     verb = "switch" if verdict.chosen is not None else "keep"
     lines.append(f"  -> {verb}: {verdict.reason}")
     return "\n".join(lines)
