@@ -121,6 +121,7 @@ class LearnerProcess:
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
         self._last_publish = float("-inf")
+        self._changes_counted: dict[str, int] = {}  # changes_detected as the metric has it
         self._weights: dict[str, deque[float]] = {}  # slot -> recent sampled weights
         self._tuning_refused: set[tuple[str, Tuned]] = set()
         self._next_tuning_check = float("-inf")
@@ -235,6 +236,14 @@ class LearnerProcess:
             return
         for info in published:
             self.metrics.published_version.labels(info.slot).set(int(info.version[1:]))
+        for slot, policy in self.core.policies.items():
+            changes = policy.changes_detected - self._changes_counted.get(slot, 0)
+            if changes > 0:
+                log.warning("slot %s: its treatment reward fell (%d change(s) detected); "
+                            "exploring more for a while", slot, changes)  # fmt: skip
+                self.metrics.world_changes.labels(slot).inc(changes)
+            self._changes_counted[slot] = policy.changes_detected
+            self.metrics.exploration_floor.labels(slot).set(policy.exploration_floor)
 
     # What a learner gives the tuning switch
     def _tuning_possible(self) -> bool:
@@ -362,6 +371,7 @@ class KafkaLearner(LearnerProcess):
         core.recent = self._recent
         for slot in core.policies:
             self.metrics.tuning_revision.labels(slot).set(core.tuned(slot).revision)
+            self.metrics.exploration_floor.labels(slot).set(core.policies[slot].exploration_floor)
         for slot, count in core.learned_here.items():
             self.metrics.examples_learned.labels(slot).inc(count)
         try:

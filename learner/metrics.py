@@ -49,6 +49,20 @@ class LearnerMetrics:
             ["slot"],
             registry=registry,
         )
+        self.world_changes = Counter(
+            "artbandit_learner_world_changes_total",
+            "Falls of a slot's treatment reward its change detector found (each raises the "
+            "exploration floor for a while), since this learner started.",
+            ["slot"],
+            registry=registry,
+        )
+        self.exploration_floor = Gauge(
+            "artbandit_learner_exploration_floor",
+            "The exploration floor of the slot's newest published version: the configured "
+            "one, or a boost's after a detected change.",
+            ["slot"],
+            registry=registry,
+        )
         self.rewarded = Counter(
             "artbandit_learner_rewarded_decisions_total",
             "Impressed decisions joined to their rewards, by slot and holdout group.",
@@ -187,6 +201,7 @@ class LearnerMetrics:
             self.joins.labels(outcome)
         for slot in slots:
             self.examples_learned.labels(slot)
+            self.world_changes.labels(slot)
             self.tuning_switches.labels(slot)
             self.tuning_failures.labels(slot)
             for group in GROUPS:

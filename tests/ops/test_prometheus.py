@@ -41,7 +41,7 @@ def _promtool(*args: str, cwd: Path = RULES) -> str:
 
 @needs_prometheus
 def test_promtool_checks_the_rules_and_the_example_config():
-    assert "SUCCESS: 14 rules found" in _promtool("check", "rules", "alerts.yml")
+    assert "SUCCESS: 15 rules found" in _promtool("check", "rules", "alerts.yml")
     _promtool("check", "config", "prometheus.yml")
 
 
@@ -50,7 +50,7 @@ def test_promtool_unit_tests_every_alert():
     assert "SUCCESS" in _promtool("test", "rules", "alerts_test.yml")
     alerts = set(re.findall(r"^\s+- alert: (\w+)", (RULES / "alerts.yml").read_text(), re.M))
     tested = set(re.findall(r"alertname: (\w+)", (RULES / "alerts_test.yml").read_text()))
-    assert alerts == tested and len(alerts) == 14
+    assert alerts == tested and len(alerts) == 15
     runbooks = (RULES / "RUNBOOKS.md").read_text()
     assert all(f"## {alert}\n" in runbooks for alert in alerts)
 
@@ -121,7 +121,7 @@ def test_a_real_prometheus_answers_every_dashboard_query(broker, tmp_path):
             ) as response:
                 groups = json.loads(response.read())["data"]["groups"]
             rules = [rule for group in groups for rule in group["rules"]]
-            assert len(rules) == 14
+            assert len(rules) == 15
             assert all(rule["health"] in ("ok", "unknown") for rule in rules), rules
         finally:
             stop.set()
