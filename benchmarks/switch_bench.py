@@ -44,7 +44,7 @@ def main() -> int:
     def keep(t: int, log: list[RewardedEvent], policy: Policy) -> None:
         captured.extend(log)
 
-    play(spec, args.decisions + 1, config.slots[slot], (), retune=keep, every=args.decisions)
+    play(spec, args.decisions + 1, config.slots[slot], retune=keep, every=args.decisions)
     encoded = [events.encode(e) for e in captured]
     started = time.perf_counter()
     decoded = [events.decode(v, RewardedEvent) for v in encoded]

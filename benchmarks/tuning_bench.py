@@ -21,14 +21,14 @@ import sys
 import time
 
 import numpy as np
-from suite_bench import CHECKPOINTS, add_world_arguments, selected_worlds, world_config
+from suite_bench import add_world_arguments, selected_worlds, world_config
 
 from bandit.events import RewardedEvent
 from bandit.policies import Policy
 from bandit.tuning import TuningState, recent_window, tuned_slot, warm_start
 from replay.progress import Progress
 from replay.tune import advance, judge
-from sim.suite import WorldSpec, play
+from sim.suite import CHECKPOINTS, WorldSpec, play
 
 
 def measure(spec: WorldSpec, args: argparse.Namespace):
@@ -56,10 +56,9 @@ def measure(spec: WorldSpec, args: argparse.Namespace):
         spec,
         args.decisions,
         configured,
-        CHECKPOINTS,
         progress=Progress(args.decisions, label + " defaults", quiet=args.quiet).update,
     )
-    tuned = play(spec, args.decisions, configured, CHECKPOINTS, retune=retune, every=args.every,
+    tuned = play(spec, args.decisions, configured, retune=retune, every=args.every,
                  progress=Progress(args.decisions, label + " tuned", quiet=args.quiet).update)  # fmt: skip
     return spec, fixed.shares, tuned.shares, changes, time.perf_counter() - started
 
@@ -75,16 +74,16 @@ def main() -> int:
     checkpoints = [c for c in CHECKPOINTS if c <= args.decisions]
     last = checkpoints[-1]
     header = "".join(f"{f'@{c // 1000}k':>8}{'tuned':>8}" for c in checkpoints)
-    print(f"{'world':<24} {'slot':<8}{header}  {'diff':>7}  seconds  switches")
+    print(f"{'world':<28} {'seed':>5} {'slot':<8}{header}  {'diff':>7}  seconds  switches")
     finals: dict[str, list[tuple[float, float]]] = {"defaults": [], "tuned": []}
     with concurrent.futures.ProcessPoolExecutor(max(1, args.jobs)) as workers:
         for spec, fixed, tuned, changes, seconds in workers.map(
             measure, specs, [args] * len(specs)
         ):
-            share = {c: (fixed[c][0] / fixed[c][1], tuned[c][0] / tuned[c][1]) for c in checkpoints}
+            share = {c: (fixed[c], tuned[c]) for c in checkpoints}
             cells = "".join(f"{a:>8.1%}{b:>8.1%}" for a, b in share.values())
             diff = share[last][1] - share[last][0]
-            print(f"{spec.name:<24} {spec.kind.value:<8}{cells}  {diff * 100:>+6.1f}p  "
+            print(f"{spec.name:<28} {spec.seed:>5} {spec.kind.value:<8}{cells}  {diff * 100:>+6.1f}p  "
                   f"{seconds:7.1f}  {'; '.join(changes) or '-'}", flush=True)  # fmt: skip
             finals["defaults"].append(share[last][0])
             finals["tuned"].append(share[last][1])

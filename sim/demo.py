@@ -190,7 +190,7 @@ def scrape(port: int) -> dict[str, dict[str, float]]:
     return samples
 
 
-def _wait_ready(port: int, children: Children, timeout_s: float = 90.0) -> None:
+def wait_ready(port: int, children: Children, timeout_s: float = 90.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         children.check()
@@ -242,7 +242,7 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> DemoResult:
         try:
             children.spawn("learner", ["learn", "--quiet", *config_args])
             children.spawn("server", ["serve", *config_args])
-            _wait_ready(serve_port, children)
+            wait_ready(serve_port, children)
             frontend = _drive(
                 options, world, tally, config, serve_port, metrics_port, children, say
             )

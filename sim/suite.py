@@ -20,14 +20,17 @@ observable optimum's, on the same requests: how much of the learnable value it g
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
 from bandit.events import Candidate, Context, PolicyRef, RewardedEvent
 from bandit.policies import Policy, build_policy
+from bandit.policies.base import default_order
 from bandit.slots import SlotConfig, SlotKind
 
 SEGMENTS, DEVICES, TASTES, STYLES = 6, 3, 4, 8
@@ -47,8 +50,26 @@ class WorldSpec:
     anonymous: float = 0.0  # share of visitors without user features
     position_bias: float = 0.7  # rows: examination falls by this factor per position
     select: int = 3  # rows: positions filled
-    drift: bool = False  # tastes change and new candidates arrive halfway
+    # how tastes move: "none"; "new" (they change and new candidates arrive at change_at);
+    # "abrupt" (they change at change_at, the candidates stay); "gradual" (they blend into
+    # new ones over `span` decisions from change_at); "seasonal" (they swing between two
+    # sets and back every `span` decisions)
+    change: Literal["none", "new", "abrupt", "gradual", "seasonal"] = "none"
+    change_at: int | None = None  # decision index (None: halfway)
+    span: int = 10_000
     described: bool = True  # candidates carry their style; else an id is all a policy sees
+    catalogue: int = 0  # candidates to offer from (0: max(4 x candidates, 20))
+    # > 0: the first candidate of every request is the same editorial default, this many
+    # logits better than its style says for two thirds of the segments (worse for the rest)
+    editorial: float = 0.0
+
+    @property
+    def drift(self) -> bool:
+        return self.change != "none"
+
+    def seeded(self, index: int) -> WorldSpec:
+        """The same world drawn anew: seed index 0 is the world itself."""
+        return dataclasses.replace(self, seed=self.seed + 1000 * index) if index else self
 
 
 TUNING = (
@@ -63,7 +84,7 @@ TUNING = (
     WorldSpec("hero-many", SlotKind.HERO, 5, base_rate=0.04, candidates=50,
               signal="user", strength=1.0, anonymous=0.5),
     WorldSpec("hero-drift", SlotKind.HERO, 6, base_rate=0.10, candidates=8,
-              signal="user", strength=1.0, drift=True, delay=50),
+              signal="user", strength=1.0, change="new", delay=50),
     WorldSpec("hero-two-frequent", SlotKind.HERO, 7, base_rate=0.40, candidates=2,
               signal="context", strength=0.6),
     WorldSpec("hero-no-signal", SlotKind.HERO, 8, base_rate=0.06, candidates=5,
@@ -71,9 +92,17 @@ TUNING = (
     WorldSpec("rows-user", SlotKind.ROWS, 9, base_rate=0.06, candidates=8, signal="user",
               strength=1.0, position_bias=0.7),
     WorldSpec("rows-popularity-drift", SlotKind.ROWS, 10, base_rate=0.12, candidates=10,
-              signal="popularity", strength=0.8, position_bias=0.5, drift=True),
+              signal="popularity", strength=0.8, position_bias=0.5, change="new"),
     WorldSpec("artwork-strong-taste", SlotKind.ARTWORK, 21, base_rate=0.15, candidates=6,
               signal="user", strength=2.5),
+    WorldSpec("artwork-low-click-catalogue", SlotKind.ARTWORK, 23, base_rate=0.02,
+              candidates=6, catalogue=360, signal="user", strength=1.0),
+    WorldSpec("hero-abrupt-drift", SlotKind.HERO, 24, base_rate=0.05, candidates=8,
+              signal="user", strength=1.0, change="abrupt", delay=50),
+    WorldSpec("artwork-seasonal", SlotKind.ARTWORK, 25, base_rate=0.06, candidates=5,
+              signal="user", strength=1.0, change="seasonal", span=20_000),
+    WorldSpec("hero-editorial", SlotKind.HERO, 26, base_rate=0.05, candidates=6,
+              signal="user", strength=0.8, editorial=1.0),
 )  # fmt: skip
 HELD_OUT = (
     WorldSpec("artwork-segment-delayed", SlotKind.ARTWORK, 11, base_rate=0.03, candidates=5,
@@ -81,7 +110,7 @@ HELD_OUT = (
     WorldSpec("artwork-device-ids", SlotKind.ARTWORK, 12, base_rate=0.12, candidates=4,
               signal="context", strength=1.0, described=False),
     WorldSpec("artwork-drift", SlotKind.ARTWORK, 13, base_rate=0.06, candidates=4,
-              signal="user", strength=1.0, drift=True, delay=100),
+              signal="user", strength=1.0, change="new", delay=100),
     WorldSpec("hero-popularity-rare", SlotKind.HERO, 14, base_rate=0.02, candidates=20,
               signal="popularity", strength=1.2),
     WorldSpec("hero-device-many", SlotKind.HERO, 15, base_rate=0.05, candidates=30,
@@ -91,13 +120,22 @@ HELD_OUT = (
     WorldSpec("hero-weak-signal", SlotKind.HERO, 17, base_rate=0.08, candidates=6,
               signal="user", strength=0.4, hidden=1.0),
     WorldSpec("hero-new-titles-ids", SlotKind.HERO, 18, base_rate=0.10, candidates=10,
-              signal="popularity", strength=1.0, drift=True, described=False),
+              signal="popularity", strength=1.0, change="new", described=False),
     WorldSpec("rows-device", SlotKind.ROWS, 19, base_rate=0.08, candidates=12,
               signal="context", strength=1.0, position_bias=0.8, select=4),
     WorldSpec("rows-user-anonymous", SlotKind.ROWS, 20, base_rate=0.04, candidates=6,
               signal="user", strength=1.2, position_bias=0.6, anonymous=0.4, delay=100),
     WorldSpec("hero-strong-device", SlotKind.HERO, 22, base_rate=0.25, candidates=5,
               signal="context", strength=2.0),
+    WorldSpec("hero-low-click-catalogue", SlotKind.HERO, 27, base_rate=0.01, candidates=10,
+              catalogue=600, signal="context", strength=1.2),
+    WorldSpec("artwork-gradual-drift", SlotKind.ARTWORK, 28, base_rate=0.04, candidates=6,
+              signal="user", strength=1.0, change="gradual", span=10_000, delay=20),
+    WorldSpec("rows-seasonal", SlotKind.ROWS, 29, base_rate=0.05, candidates=8,
+              signal="user", strength=1.0, position_bias=0.7, change="seasonal",
+              span=20_000),
+    WorldSpec("artwork-editorial", SlotKind.ARTWORK, 30, base_rate=0.03, candidates=4,
+              signal="user", strength=0.8, editorial=0.8),
 )  # fmt: skip
 SUITE = TUNING + HELD_OUT
 HALVES = {"tuning": TUNING, "held-out": HELD_OUT}
@@ -127,10 +165,15 @@ class SuiteWorld:
         self.horizon = horizon
         self.rng = np.random.default_rng(spec.seed)
         rng = np.random.default_rng(spec.seed + 1000)
-        self.catalogue = max(4 * spec.candidates, 20)
+        self.catalogue = spec.catalogue or max(4 * spec.candidates, 20)
         self.style = rng.integers(STYLES, size=2 * self.catalogue)  # the second half: new
         self.popularity = rng.normal(size=2 * self.catalogue)
         self.effects = [self._effects(rng) for _ in range(2)]  # before / after the change
+        if spec.change in ("abrupt", "gradual", "seasonal"):
+            # the same tastes, moved to other styles: as strong as before, so the optimum
+            # stays where it was and what the policy learned to serve pays what chance does
+            moved = rng.permutation(STYLES)
+            self.effects[1] = {k: v[:, moved] for k, v in self.effects[0].items()}
         self.taste_given_segment = rng.dirichlet(np.ones(TASTES) * 0.5, size=SEGMENTS)
         self.base = _logit(spec.base_rate)
 
@@ -141,28 +184,53 @@ class SuiteWorld:
             "hidden": rng.normal(size=(TASTES, STYLES)),
         }
 
-    def _period(self, t: int) -> int:
-        return int(self.spec.drift and t >= self.horizon // 2)
+    @property
+    def change_at(self) -> int:
+        """The decision at which the world starts to change."""
+        return self.horizon // 2 if self.spec.change_at is None else self.spec.change_at
+
+    def _moved(self, t: int) -> float:
+        """How far tastes have moved to the second set at decision t (0 to 1)."""
+        spec = self.spec
+        since = t - self.change_at
+        match spec.change:
+            case "new" | "abrupt":
+                return float(since >= 0)
+            case "gradual":
+                return float(np.clip(since / spec.span, 0.0, 1.0))
+            case "seasonal":
+                return float(np.sin(np.pi * t / spec.span) ** 2)
+        return 0.0
+
+    def _effects_at(self, t: int) -> dict[str, np.ndarray]:
+        moved = self._moved(t)
+        if moved in (0.0, 1.0):
+            return self.effects[int(moved)]
+        before, after = self.effects
+        return {k: (1 - moved) * before[k] + moved * after[k] for k in before}
 
     def request(self, t: int) -> Request:
         spec, rng = self.spec, self.rng
-        period = self._period(t)
-        effects = self.effects[period]
+        period = int(spec.change == "new" and t >= self.change_at)
+        effects = self._effects_at(t)
         segment, device = int(rng.integers(SEGMENTS)), int(rng.integers(DEVICES))
         taste = int(rng.choice(TASTES, p=self.taste_given_segment[segment]))
         anonymous = rng.random() < spec.anonymous
         # the catalogue: the first half, plus the new half once the world has changed
         pool = self.catalogue * (1 + period)
         items = rng.choice(pool, size=spec.candidates, replace=False)
-        styles = self.style[items]
+        if spec.editorial:  # the editorial default first, the same item on every page
+            items = np.concatenate(([2 * self.catalogue], items[1:]))
+        styles = self.style[items % len(self.style)]
         observable = np.zeros(len(items))
         if spec.signal == "user":
             observable = effects["user"][segment, styles]
         elif spec.signal == "context":
             observable = effects["context"][device, styles]
         elif spec.signal == "popularity":
-            observable = self.popularity[items]
+            observable = self.popularity[items % len(self.popularity)]
         logits = self.base + spec.strength * observable
+        logits += self._editorial(segment, len(items))
         p_true = _sigmoid(logits + spec.hidden * effects["hidden"][taste, styles])
         # what can be known: the taste's distribution given the segment, unless anonymous
         tastes = (
@@ -177,6 +245,7 @@ class SuiteWorld:
                     @ _sigmoid(
                         self.base
                         + spec.strength * effects["user"][s, styles][None, :]
+                        + self._editorial(s, len(items))[None, :]
                         + spec.hidden * effects["hidden"][:, styles]
                     )
                     for s in range(SEGMENTS)
@@ -188,12 +257,21 @@ class SuiteWorld:
         user = {} if anonymous else {"segment": f"s{segment}"}
         context = Context(user=user, request={"device": f"d{device}"})
         candidates = [
-            Candidate(id=f"item{i}", features={"style": f"style{self.style[i]}"})
-            if spec.described
-            else Candidate(id=f"item{i}")
-            for i in items
+            Candidate(
+                id=f"item{i}",
+                features={"style": f"style{style}"} if spec.described else {},
+                default=bool(spec.editorial) and k == 0,
+            )
+            for k, (i, style) in enumerate(zip(items, styles, strict=True))
         ]
         return Request(context, candidates, p_true, seen)
+
+    def _editorial(self, segment: int, count: int) -> np.ndarray:
+        """(candidates,) the editorial default's logit offset for a segment."""
+        offset = np.zeros(count)
+        if self.spec.editorial:
+            offset[0] = self.spec.editorial * (1.0 if segment < 2 * SEGMENTS // 3 else -1.0)
+        return offset
 
     def examination(self) -> np.ndarray:
         """(positions,) how likely each position is looked at (1 for one choice)."""
@@ -222,30 +300,47 @@ Retune = Callable[[int, list[RewardedEvent], Policy], Policy | None]
 
 @dataclass
 class Played:
-    shares: dict[int, tuple[float, float]]  # checkpoint -> (policy's reward, optimum's)
+    """What a run got, decision by decision: expected reward of the policy's choice, of the
+    observable optimum's and of the editorial default's."""
+
+    value: np.ndarray
+    optimum: np.ndarray
+    default: np.ndarray
     switches: list[int] = field(default_factory=list)  # decisions at which it switched
+
+    def share(self, start: int, end: int) -> float:
+        """The policy's expected reward as a share of the optimum's over [start, end)."""
+        return float(self.value[start:end].sum() / self.optimum[start:end].sum())
+
+    @property
+    def shares(self) -> dict[int, float]:
+        """{checkpoint: share over the last 10% of decisions before it} for the usual
+        checkpoints that the run reached."""
+        return {c: self.share(c - c // 10, c) for c in CHECKPOINTS if c <= len(self.value)}
+
+
+CHECKPOINTS = (10_000, 50_000, 200_000)
 
 
 def play(
     spec: WorldSpec,
     decisions: int,
     slot_config: SlotConfig,
-    checkpoints: Sequence[int],
     retune: Retune | None = None,
     every: int = 10_000,
     progress: Callable[[int], None] = lambda done: None,
 ) -> Played:
     """Run a world's slot for `decisions` requests: the policy decides, learns each
-    click-reward `delay` requests later; returns the expected reward of the policy and of the
-    observable optimum over the last 10% of the decisions before each checkpoint."""
+    click-reward `delay` requests later; returns the expected reward of each decision, the
+    observable optimum's and the editorial default's."""
     slot = spec.kind.value
     policy = build_policy(slot_config)
     world = SuiteWorld(spec, decisions)
     pending: deque[tuple[int, RewardedEvent]] = deque()
     log: list[RewardedEvent] = []
-    windows = {c: [0.0, 0.0] for c in checkpoints if c <= decisions}
-    played = Played({})
+    played = Played(np.zeros(decisions), np.zeros(decisions), np.zeros(decisions))
     reward = slot_config.reward
+    count = len(world.examination())
     for t in range(decisions):
         if retune is not None and t and t % every == 0:
             switched = retune(t, log, policy)
@@ -257,10 +352,9 @@ def play(
         choice = policy.decide(request.context, request.candidates)
         index = {c.id: i for i, c in enumerate(request.candidates)}
         chosen = [index[c] for c in choice.chosen]
-        for checkpoint, window in windows.items():
-            if checkpoint - checkpoint // 10 <= t < checkpoint:
-                window[0] += world.value(request, chosen)
-                window[1] += world.value(request, world.observable_optimum(request))
+        played.value[t] = world.value(request, chosen)
+        played.optimum[t] = world.value(request, world.observable_optimum(request))
+        played.default[t] = world.value(request, default_order(request.candidates)[:count])
         clicks = world.clicks(request, chosen)
         policy_ref = PolicyRef(name=slot, version="suite")
         decision = choice.event(
@@ -275,5 +369,4 @@ def play(
         if t % 1000 == 0:
             progress(t)
     policy.close()
-    played.shares = {c: (v, o) for c, (v, o) in windows.items()}
     return played
