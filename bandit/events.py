@@ -1,4 +1,4 @@
-"""The event contracts of DESIGN.md, decoded once at the edge, strictly.
+"""The event contracts of docs/design.md, decoded once at the edge, strictly.
 
 Every event is a frozen msgspec Struct tagged by its `schema` field. `decode` and `encode`
 both validate: unknown schema versions, missing fields, wrong types, NaN/inf, oversize

@@ -1,4 +1,4 @@
-"""The street plan (DESIGN.md, Layout): a pure core, shells that do not import each other,
+"""The street plan (docs/design.md, Layout): a pure core, shells that do not import each other,
 tooling and the CLI above them, and no import circles. Read from the source, lazy imports
 inside functions included, so nothing can hide from it."""
 
