@@ -241,8 +241,8 @@ class TuningConfig(StrictSection, frozen=True):
             "learning_rate=0.3",
             "learning_rate=1.0",
             'interactions=["UA", "CA"]',
-            "importance_weight_cap=3.0",
-            "importance_weight_cap=30.0",
+            "importance_weight_cap=1.0",
+            "importance_weight_cap=10.0",
         ]
     )
     # The slot's most recent treatment events the candidates are replayed on; a switch

@@ -186,7 +186,7 @@ class SlotConfig(StrictSection, frozen=True):
     # the most one logged choice weighs in learning (VW --clip_p 1 / cap): an explored
     # choice of probability p counts 1/p times, and one click at p = 0.001 would otherwise
     # outweigh a thousand decisions
-    importance_weight_cap: Annotated[float, msgspec.Meta(ge=1.0, le=1e6)] = 10.0
+    importance_weight_cap: Annotated[float, msgspec.Meta(ge=1.0, le=1e6)] = 3.0
     vw_args: Annotated[str, msgspec.Meta(max_length=2000)] = ""
     exploration: Exploration = msgspec.field(default_factory=Exploration)
     select: Annotated[int, msgspec.Meta(ge=1, le=256)] = 10

@@ -296,6 +296,7 @@ def _write_summary(path: Path, result: DemoResult) -> None:
             group: {what: dataclasses.asdict(r) for what, r in by_what.items()}
             for group, by_what in rates.items()
         },
+        "windows_below_control": summary.windows_below(result.tally, result.traffic_s),
         "log": str(result.log_path),
         "report": str(result.report_path),
         "replay_report": str(result.replay_path) if result.replay_path else None,

@@ -146,7 +146,28 @@ def final_summary(tally: Tally, elapsed_s: float) -> str:
     lines.append(f"{'':<20}expected CTR as a share of it: {_shares(rates)} over the whole run")
     if recent:
         lines.append(f"{'':<20}{_shares(recent)} over the last third ({elapsed_s / 3:.0f} s)")
+    below = windows_below(tally, elapsed_s)
+    spans = ", ".join(f"{a:.0f}-{b:.0f} s" for a, b in below) or "none"
+    lines.append(
+        f"{'30 s windows':<20}where treatment's CTR interval lies below control's: {spans}"
+    )
     return "\n".join(line.rstrip() for line in lines)
+
+
+def windows_below(
+    tally: Tally, elapsed_s: float, window_s: float = 30.0, step_s: float = 5.0
+) -> list[tuple[float, float]]:
+    """The `window_s` windows (starting every `step_s`) in which treatment's CTR interval
+    lies wholly below control's: where the optimizer visibly did worse than doing nothing."""
+    data = columns(tally.records())
+    below = []
+    for start in np.arange(0.0, max(elapsed_s - window_s, 0.0) + 1e-9, step_s):
+        inside = (data["at"] >= start) & (data["at"] < start + window_s)
+        t = rate(data, "clicks", inside & (data["group"] == "treatment"))
+        c = rate(data, "clicks", inside & (data["group"] == "control"))
+        if t.high < c.low:
+            below.append((float(start), float(start + window_s)))
+    return below
 
 
 def _shares(rates: dict[str, dict[str, Rate]]) -> str:

@@ -4,13 +4,15 @@ choice weighs at most the cap, and a fall of the reward re-opens exploration for
 import msgspec
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bandit.change import ChangeDetector
 from bandit.config import ConfigError, load_config
 from bandit.events import Context, PolicyRef, RewardedEvent
 from bandit.model_store import ModelStore
 from bandit.policies import build_policy
-from bandit.policies.base import Boost
+from bandit.policies.base import Boost, with_floor
 from bandit.slots import ChangeDetection, Exploration, SlotConfig, SlotKind
 from sim.synthetic import SyntheticWorld
 
@@ -141,3 +143,16 @@ def test_the_editorial_default_policy_has_no_floor():
     world = SyntheticWorld(SlotKind.HERO, seed=1)
     round_ = world.draw()
     assert sorted(policy.action_probabilities(Context(), round_.candidates))[-1] == 1.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=50).filter(lambda v: sum(v) > 1e-3),
+    share=st.floats(0.0, 1.0),
+)
+def test_a_floored_pmf_is_a_pmf_where_every_entry_keeps_its_share(values, share):
+    pmf = np.asarray(values) / sum(values)
+    out = with_floor(pmf, share)
+    assert out.sum() == pytest.approx(1.0) and np.all(out >= share / len(pmf) - 1e-12)
+    assert np.all(out <= np.maximum(pmf, 1 / len(pmf)) + 1e-12)  # nothing rises past uniform
+    assert int(np.argmax(out)) == int(np.argmax(pmf)) or share == 1.0
