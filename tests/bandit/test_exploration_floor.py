@@ -155,4 +155,4 @@ def test_a_floored_pmf_is_a_pmf_where_every_entry_keeps_its_share(values, share)
     out = with_floor(pmf, share)
     assert out.sum() == pytest.approx(1.0) and np.all(out >= share / len(pmf) - 1e-12)
     assert np.all(out <= np.maximum(pmf, 1 / len(pmf)) + 1e-12)  # nothing rises past uniform
-    assert int(np.argmax(out)) == int(np.argmax(pmf)) or share == 1.0
+    assert out[int(np.argmax(pmf))] >= out.max() - 1e-12  # the policy's best stays best

@@ -24,7 +24,7 @@ from tests.helpers import read_topic, running_service
 from tests.learner.test_stream import decision, feedback
 from tests.replay.conftest import uniform_log
 
-SHADOW = 'slots.hero.shadow.settings=["learning_rate=0.5", "exploration.epsilon=0.2"]'
+SHADOW = 'slots.hero.shadow.settings=["learning_rate=0.5", "exploration.floor=0.2"]'
 TOKEN = "shadow-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -141,7 +141,10 @@ def test_the_learner_teaches_the_shadow_from_the_same_events_and_checkpoints_it(
     core.advance_idle(0, True, True, time.time() + 10**6, out)
     assert core.learned_here["hero"] == core.learned_here[shadow_key("hero")] == 200
     live, shadow = core.policies["hero"], core.policies[shadow_key("hero")]
-    assert shadow.slot.learning_rate == 0.5 and live.slot.learning_rate == 0.1
+    assert (
+        shadow.slot.learning_rate == 0.5
+        and live.slot.learning_rate == config.slots["hero"].learning_rate != 0.5
+    )
     restored = LearnerCore.from_checkpoint(config, core.checkpoint(1, "m"))
     again = restored.policies[shadow_key("hero")]
     probe = decision("probe", 0, "hero")
