@@ -5,12 +5,14 @@ taste; candidates with a style, observable unless the world shows ids only. A ca
 click probability is sigmoid(logit(base rate) + strength * effect), where the effect comes
 from what the world says matters: user x style, device x style, the candidate's popularity,
 or nothing, always plus the hidden taste x style. A world may also delay feedback, hide some
-visitors' features (anonymous), bias positions (rows), change its tastes halfway, and add
-new candidates then.
+visitors' features (anonymous), bias positions (rows), offer each candidate rarely (a large
+catalogue), put an editorial default first that suits two thirds of people, and change:
+re-draw its tastes and add new candidates, move tastes to other styles on the same
+candidates (abruptly or gradually), or swing between two sets of tastes (seasons).
 
-The suite has two halves of eleven worlds each, drawn to span the same ranges with different
-values: defaults are chosen on `TUNING` and reported on `HELD_OUT`, so a figure says how
-they do in worlds they were not chosen in.
+The suite has two halves of fifteen worlds each, drawn to span the same ranges with
+different values: defaults are chosen on `TUNING` and reported on `HELD_OUT`, so a figure
+says how they do in worlds they were not chosen in. `WorldSpec.seeded` draws a world anew.
 
 Every world knows two optima per request: the oracle (which sees the hidden taste) and the
 best choice from the observable features alone (the expected click rate over the hidden
