@@ -159,19 +159,10 @@ class Policy(abc.ABC):
     ) -> Choice:
         """A ranking drawn position by position, each from the pmf `action_probabilities`
         gives after the rows placed above it (with the exploration floor)."""
-        return self._draw_rest(context, candidates, count, [], [], explored=False)
-
-    def _draw_rest(
-        self,
-        context: Context,
-        candidates: Sequence[Candidate],
-        count: int,
-        placed: list[int],
-        probabilities: list[float],
-        explored: bool,
-    ) -> Choice:
-        """`_drawn_ranking` from the positions after `placed` (drawn with `probabilities`)."""
-        while len(placed) < count:
+        placed: list[int] = []
+        probabilities: list[float] = []
+        explored = False
+        for _ in range(count):
             pmf = self.action_probabilities(context, candidates, placed).tolist()
             index, probability = sample_index(pmf, self.rng)
             explored = explored or index != argmax(pmf)

@@ -236,30 +236,33 @@ class VWRowsPolicy(_VWPolicy):
     def _drawn_ranking(
         self, context: Context, candidates: Sequence[Candidate], count: int
     ) -> Choice:
-        """The floored ranking in one VW predict while it can be: VW samples every position
-        from its pmf over the rows it left, and each position keeps VW's row with
-        probability 1 - floor or takes a uniform one of the free rows, which is a draw from
-        the floored pmf. A uniform row other than VW's changes what is above the positions
-        after it, so those are drawn one by one from their own pmfs."""
+        """The floored ranking in as few VW predicts as it can: VW samples every position
+        left from its pmf over the rows it left, given the rows placed above, and each
+        position keeps VW's row with probability 1 - floor or takes a uniform one of the
+        free rows, which is a draw from the floored pmf. A uniform row other than VW's
+        changes what is above the positions after it, so those are predicted again, given
+        it (one predict per such row, not per position)."""
         if self.cold:
             return super()._drawn_ranking(context, candidates, count)
         floor = self.exploration_floor
-        slots = self._predict_lines(encoding.ccb_example(context, candidates, count))
         placed: list[int] = []
         probabilities: list[float] = []
         explored = False
-        for scores in slots:
-            pmf = dict(scores)
-            total = sum(pmf.values())
-            action = scores[0][0]
-            if self.rng.random() < floor:
-                action = int(self.rng.choice(list(pmf)))
-            placed.append(action)
-            probabilities.append((1.0 - floor) * pmf[action] / total + floor / len(pmf))
-            explored = explored or pmf[action] < max(pmf.values())
-            if action != scores[0][0]:
-                break
-        return self._draw_rest(context, candidates, count, placed, probabilities, explored)
+        while len(placed) < count:
+            lines = encoding.ccb_example(context, candidates, count - len(placed), placed=placed)
+            for scores in self._predict_lines(lines)[len(placed) :]:
+                pmf = dict(scores)
+                total = sum(pmf.values())
+                action = scores[0][0]
+                if self.rng.random() < floor:
+                    action = int(self.rng.choice(list(pmf)))
+                placed.append(action)
+                probabilities.append((1.0 - floor) * pmf[action] / total + floor / len(pmf))
+                explored = explored or pmf[action] < max(pmf.values())
+                if action != scores[0][0]:
+                    break  # VW drew the positions below given another row here
+        chosen = tuple(candidates[i].id for i in placed)
+        return Choice(chosen, tuple(probabilities), explored)
 
     def _greedy(self, context: Context, candidates: Sequence[Candidate], count: int) -> Choice:
         """Place the most probable remaining row at each position in turn."""
