@@ -24,7 +24,6 @@ from bandit.config import Config, policy_slots, shadow_key
 from bandit.join import DeadLetter, JoinResult, RewardJoin
 from bandit.lift import RecentTallies, SlotTallies, merge, tally
 from bandit.policies import Policy, policy_class
-from bandit.policies.base import Boost
 from bandit.slots import SlotConfig
 from bandit.tuning import Tuned, TunedPolicies, tuned_slot
 
@@ -349,8 +348,7 @@ def restore_policies(
             log.warning("slot %s: checkpointed model does not load (%s); starting over", slot, exc)
             continue
         policy.examples_learned = state.examples_learned
-        if state.boost_until > state.examples_learned:
-            policy.boost = Boost(state.boost_floor, state.boost_until)
+        policy.restore_boost(state.boost_floor, state.boost_until)
         policies[slot] = policy
         tuning[slot] = Tuned(state.tuning_revision, tuple(state.tuned))
     return policies, tuning

@@ -27,7 +27,6 @@ from bandit import __version__
 from bandit.durable import create_file, replace_file
 from bandit.lift import PartitionTally
 from bandit.policies import Policy, policy_class
-from bandit.policies.base import Boost
 from bandit.slots import SlotConfig
 from bandit.tuning import TuningState, tuned_slot
 
@@ -168,8 +167,7 @@ class ModelStore:
         except Exception as exc:  # VW's own errors vary; the version is unusable either way
             raise CorruptVersion(f"{slot}/{version}: cannot load policy ({exc})") from exc
         policy.examples_learned = info.examples_learned
-        if info.boost_until > info.examples_learned:
-            policy.boost = Boost(info.boost_floor, info.boost_until)
+        policy.restore_boost(info.boost_floor, info.boost_until)
         return StoredPolicy(info, policy)
 
     def load_latest(self, slot: str, slot_config: SlotConfig | None = None) -> StoredPolicy:

@@ -171,8 +171,7 @@ def judge(
     best = scored[0] if scored else None
     if best is None:
         return Verdict(slot, len(window), running_scored, scored, None, "no candidates")
-    if best.lower_bound <= 0:
-        best = max(scored, key=lambda s: s.lower_bound / max(s.std_error, 1e-300))
+    if best.lower_bound <= 0:  # none qualifies: the first is the most significant
         reason = (
             f"no candidate's gain is significant (best: {best.name}, lower bound "
             f"{best.lower_bound:+.5f})"

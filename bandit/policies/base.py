@@ -135,6 +135,11 @@ class Policy(abc.ABC):
             return max(self.slot.exploration.floor, boost.floor)
         return self.slot.exploration.floor
 
+    def restore_boost(self, boost_floor: float, boost_until: int) -> None:
+        """Take back a boost saved beside the model, if it lasts past what was learned."""
+        if boost_until > self.examples_learned:
+            self.boost = Boost(boost_floor, boost_until)
+
     def _floored_pmf(self, candidates: Sequence[Candidate]) -> bool:
         """Whether a single choice must be drawn from the whole (floored) pmf."""
         return self.exploration_floor > 0 or self._floor(candidates) > 0
