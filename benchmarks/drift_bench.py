@@ -6,7 +6,8 @@ then `--after` more (20,000) in the changed world, in process as in the suite. P
 world and seed: the share of the observable optimum over the 10,000 decisions before the
 change and over the `--after` decisions after it, and for how many decisions after it the
 policy's expected reward was below the editorial default's (counted in blocks of
-`--block` decisions, 250 by default; a gradual change is counted from its start).
+`--block` decisions, 250 by default; a gradual change is counted from its start), and how
+many decisions after the change the change detector first fired (`-`: not within them).
 
     python benchmarks/drift_bench.py [--change-at 100000] [--after 20000] [--seeds 3]
         [--world NAME ...] [--set KEY=VALUE ...] [--jobs N]
@@ -44,7 +45,7 @@ def below_default(played: Played, start: int, block: int) -> int:
 
 def measure(
     spec: WorldSpec, args: argparse.Namespace
-) -> tuple[WorldSpec, float, float, int, float]:
+) -> tuple[WorldSpec, float, float, int, int | None, float]:
     np.seterr(over="ignore")
     started = time.perf_counter()
     change_at = args.change_at
@@ -56,7 +57,8 @@ def measure(
     before = played.share(change_at - 10_000, change_at)
     after = played.share(change_at, decisions)
     lost = below_default(played, change_at, args.block)
-    return spec, before, after, lost, time.perf_counter() - started
+    detected = next((t - change_at for t in played.changes if t >= change_at), None)
+    return spec, before, after, lost, detected, time.perf_counter() - started
 
 
 def main() -> int:
@@ -75,12 +77,16 @@ def main() -> int:
         for s in pool
         for k in range(args.seeds)
     ]
-    print(f"{'world':<24} {'seed':>6} {'before':>8} {'after':>8} {'below default':>14} {'s':>6}")
+    print(f"{'world':<24} {'seed':>6} {'before':>8} {'after':>8} {'below default':>14} "
+          f"{'detected':>9} {'s':>6}")  # fmt: skip
     afters, losts = [], []
     with concurrent.futures.ProcessPoolExecutor(max(1, args.jobs)) as workers:
-        for spec, before, after, lost, seconds in workers.map(measure, specs, [args] * len(specs)):
+        for spec, before, after, lost, detected, seconds in workers.map(
+            measure, specs, [args] * len(specs)
+        ):
+            seen = "-" if detected is None else f"{detected:,}"
             print(f"{spec.name:<24} {spec.seed:>6} {before:>8.1%} {after:>8.1%} {lost:>14,} "
-                  f"{seconds:>6.0f}", flush=True)  # fmt: skip
+                  f"{seen:>9} {seconds:>6.0f}", flush=True)  # fmt: skip
             afters.append(after)
             losts.append(lost)
     print(f"after the change: median {statistics.median(afters):.1%}, worst {min(afters):.1%}; "

@@ -309,6 +309,7 @@ class Played:
     optimum: np.ndarray
     default: np.ndarray
     switches: list[int] = field(default_factory=list)  # decisions at which it switched
+    changes: list[int] = field(default_factory=list)  # decisions at which it saw a change
 
     def share(self, start: int, end: int) -> float:
         """The policy's expected reward as a share of the optimum's over [start, end)."""
@@ -366,7 +367,10 @@ def play(
         pending.append((t + spec.delay, RewardedEvent.from_decision(decision, rewards, True, t)))
         while pending and pending[0][0] <= t:
             event = pending.popleft()[1]
+            seen = policy.changes_detected
             policy.learn(event)
+            if policy.changes_detected > seen:
+                played.changes.append(t)
             log.append(event)
         if t % 1000 == 0:
             progress(t)

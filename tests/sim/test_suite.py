@@ -6,8 +6,9 @@ import dataclasses
 import numpy as np
 import pytest
 
+from bandit.config import load_config
 from bandit.slots import SlotKind
-from sim.suite import HALVES, SUITE, SuiteWorld
+from sim.suite import HALVES, SUITE, SuiteWorld, play
 
 
 def test_the_suite_spans_rates_sizes_signals_and_kinds():
@@ -88,3 +89,18 @@ def test_the_editorial_default_is_the_same_first_candidate_on_every_page():
     world = SuiteWorld(spec, horizon=1000)
     firsts = [world.request(t).candidates[0] for t in range(200)]
     assert len({c.id for c in firsts}) == 1 and all(c.default for c in firsts)
+
+
+def test_a_run_records_when_the_detector_saw_the_change():
+    # an abrupt change at 4,000 in a world of frequent clicks, watched by a short window
+    spec = dataclasses.replace(
+        next(s for s in SUITE if s.name == "hero-strong-device"), change="abrupt", change_at=4000
+    )
+    slot = load_config(
+        None,
+        ["slots.hero.seed=1", "slots.hero.change_detection.window=400"],
+        environ={},
+    ).slots["hero"]
+    played = play(spec, 8000, slot)
+    assert played.changes, "the detector never fired"
+    assert all(4000 <= t < 8000 for t in played.changes), played.changes
