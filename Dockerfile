@@ -12,6 +12,7 @@ COPY serving ./serving
 COPY learner ./learner
 COPY replay ./replay
 COPY kafkaio ./kafkaio
+COPY storage ./storage
 COPY sim ./sim
 COPY artbandit ./artbandit
 COPY configs ./configs

@@ -9,8 +9,9 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 
-from bandit.config import Config, ConfigError, load_config, resolve_bootstrap
+from bandit.config import Config, ConfigError, resolve_bootstrap
 from kafkaio.clients import KafkaSettingsError, check_tls
+from storage.config_file import load_config
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -243,9 +244,9 @@ def _run_audit(args: argparse.Namespace, config: Config) -> int:
 
 
 def _run_train(args: argparse.Namespace, config: Config) -> int:
-    from bandit.model_store import ModelStoreError
     from replay.logs import LogError, read_log_argument
     from replay.train import TrainError, announce, train
+    from storage.model_store import ModelStoreError
 
     try:
         log = read_log_argument(args, config)
@@ -284,7 +285,7 @@ def _run_tune(args: argparse.Namespace, config: Config) -> int:
 def _run_report_lift(args: argparse.Namespace, config: Config) -> int:
     import json
 
-    from bandit.lift import lift_report, table, tally, to_dict
+    from bandit.measurement.lift import lift_report, table, tally, to_dict
     from replay.logs import LogError, read_log_argument
 
     try:
@@ -369,7 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config, args.overrides)
-        return args.run(args, config)
+        code: int = args.run(args, config)
+        return code
     except (ConfigError, KafkaSettingsError) as exc:
         print(f"artbandit {args.verb}: {exc}", file=sys.stderr)
         return 2

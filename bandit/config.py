@@ -1,38 +1,36 @@
 """The one validated configuration object, with every default in one place.
 
-`load_config` merges, in order: the built-in defaults (documented by configs/default.toml),
-the TOML file (`--config`, else `$ARTBANDIT_CONFIG`), then `--set dotted.key=value`
-overrides. Everything is validated strictly; a failure raises `ConfigError` naming the key.
+`build_config` merges, in order: the built-in defaults (documented by configs/default.toml),
+a config file's tables (read by the shell: storage.config_file, `--config` else
+`$ARTBANDIT_CONFIG`), then `--set dotted.key=value` overrides. Everything is validated
+strictly; a failure raises `ConfigError` naming the key.
 """
 
 from __future__ import annotations
 
-import os
 import tomllib
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
-from bandit.events import validation_path
-from bandit.policies import VWError, build_policy
-from bandit.policies.probe import probe
-from bandit.slots import (
+from bandit.contracts.events import validation_path
+from bandit.contracts.slots import (
     NonNegativeFloat,
     PositiveFloat,
     SlotConfig,
     SlotKind,
     StrictSection,
 )
+from bandit.policies import VWError, build_policy
+from bandit.policies.probe import probe
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
-ENV_CONFIG = "ARTBANDIT_CONFIG"
 # The keys self-tuning may set: how a slot learns and explores, never what it decides or
-# how it is rewarded (see bandit.tuning).
+# how it is rewarded (see bandit.learning.tuning).
 TUNABLE_PREFIXES = (
     "learning_rate", "interactions", "lrq", "vw_args", "exploration.", "importance_weight_cap",
 )  # fmt: skip
@@ -298,16 +296,14 @@ def resolve_bootstrap(config: Config) -> str:
     return f"127.0.0.1:{config.kafka.embedded_port}" if servers == "embedded" else servers
 
 
-def load_config(
-    path: str | os.PathLike[str] | None = None,
-    overrides: Iterable[str] = (),
-    environ: Mapping[str, str] = os.environ,
+def build_config(
+    settings: Mapping[str, Any] | None = None, overrides: Iterable[str] = ()
 ) -> Config:
-    """Build the validated config from defaults, the file (or $ARTBANDIT_CONFIG) and overrides."""
+    """The validated config: the defaults, then `settings` (a config file's tables, as
+    read by the shell that found it), then each `dotted.key=value` override."""
     raw = msgspec.to_builtins(Config())
-    source = path if path is not None else environ.get(ENV_CONFIG) or None
-    if source is not None:
-        deep_merge(raw, _read_toml(Path(source)), prefix="")
+    if settings is not None:
+        deep_merge(raw, settings, prefix="")
     for override in overrides:
         key, value = parse_override(override)
         deep_merge(raw, nest(key, value), prefix="")
@@ -452,16 +448,6 @@ def parse_override(text: str) -> tuple[str, Any]:
     except tomllib.TOMLDecodeError:
         parsed = value
     return key, parsed
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError("", f"file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("", f"{path} is not valid TOML: {exc}") from None
 
 
 def nest(dotted: str, value: Any) -> dict[str, Any]:

@@ -13,8 +13,8 @@ import random
 import vowpalwabbit
 from flask import Flask, Response, request
 
-from bandit.config import load_config
 from bandit.policies.vw import vw_arguments
+from storage.config_file import load_config
 
 _slot = load_config(environ={}).slots["artwork"]
 _vw: vowpalwabbit.Workspace | None = None  # made per worker, after the fork

@@ -35,14 +35,14 @@ from pathlib import Path
 import msgspec
 from kafka import KafkaConsumer
 
-from bandit.config import load_config
+from bandit.contracts.slots import SlotConfig, SlotKind
 from bandit.policies import build_policy
-from bandit.slots import SlotConfig, SlotKind
 from kafkaio.embedded_broker import EmbeddedBroker
 from kafkaio.produce import produce_stream
 from learner.loop import KafkaLearner
 from learner.rewarded_loop import RewardedLearner
 from sim.synthetic import SyntheticWorld, logged_stream
+from storage.config_file import load_config
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """The lift endpoint over 10 M rewarded events: running sums against reading the log.
 
-Prints (1) what keeping the sums costs the learner per rewarded event (`bandit.lift.tally`
+Prints (1) what keeping the sums costs the learner per rewarded event (`bandit.measurement.lift.tally`
 on real events), (2) the time `GET /v1/admin/lift` spends answering from the sums of 10 M
 rewarded events spread over 3 slots x 12 partitions (the files a learner writes, built here
 with the same buckets), and (3) what reading those 10 M events back would cost instead,
@@ -19,14 +19,14 @@ import zlib
 import msgspec
 import numpy as np
 
-from bandit import events
-from bandit.config import load_config
-from bandit.lift import GROUPS, UNIT_BUCKETS, GroupTally, PartitionTally, tally
-from bandit.model_store import ModelStore
+from bandit.contracts import events
+from bandit.contracts.slots import SlotConfig, SlotKind
+from bandit.measurement.lift import GROUPS, UNIT_BUCKETS, GroupTally, PartitionTally, tally
 from bandit.policies import build_policy
-from bandit.slots import SlotConfig, SlotKind
 from serving.admin import lift_answer
 from sim.synthetic import SyntheticWorld, rewarded_log
+from storage.config_file import load_config
+from storage.model_store import ModelStore
 
 SLOTS = ("artwork", "hero", "rows")
 
@@ -92,7 +92,7 @@ def main() -> None:
 
     sample = sample_events(200_000)
     print(f"learner: keeping the sums costs {per_event_cost(sample) * 1e6:.2f} us per rewarded "
-          f"event ({len(sample):,} events through bandit.lift.tally)")  # fmt: skip
+          f"event ({len(sample):,} events through bandit.measurement.lift.tally)")  # fmt: skip
     rate = decode_rate(sample[:100_000])
     print(f"reading the log instead: decoding alone runs at {rate:,.0f} rewarded events/s, so "
           f"{args.events:,} events take >= {args.events / rate:.0f} s per answer")  # fmt: skip

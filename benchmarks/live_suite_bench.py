@@ -30,15 +30,15 @@ import numpy as np
 from suite_bench import world_config
 
 from artbandit.cli import add_common_arguments
-from bandit import events
-from bandit.config import load_config
-from bandit.events import FeedbackEvent
+from bandit.contracts import events
+from bandit.contracts.events import FeedbackEvent
 from kafkaio import clients
 from kafkaio.embedded_broker import EmbeddedBroker, free_port
 from replay.progress import Progress
 from serving.client import Client
 from sim.demo import Children, wait_ready
 from sim.suite import SUITE, SuiteWorld, WorldSpec, play
+from storage.config_file import load_config
 
 WORLDS = ("artwork-user-taste", "hero-popularity", "rows-user")
 LIVE_SETTINGS = {

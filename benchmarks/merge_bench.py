@@ -25,11 +25,11 @@ import time
 import numpy as np
 import vowpalwabbit
 
-from bandit.config import load_config
-from bandit.encoding import cb_example
+from bandit.contracts.slots import SlotKind
+from bandit.policies.encoding import cb_example
 from bandit.policies.vw import vw_arguments
-from bandit.slots import SlotKind
 from sim.synthetic import SyntheticWorld
+from storage.config_file import load_config
 
 
 def workspace(args: list[str], model: str | None = None) -> vowpalwabbit.Workspace:

@@ -19,10 +19,9 @@ import time
 
 import msgspec
 
-from bandit import encoding
-from bandit.events import Candidate, Context, PolicyRef, RewardedEvent
-from bandit.policies import build_policy
-from bandit.slots import SlotConfig, SlotKind
+from bandit.contracts.events import Candidate, Context, PolicyRef, RewardedEvent
+from bandit.contracts.slots import SlotConfig, SlotKind
+from bandit.policies import build_policy, encoding
 from sim.synthetic import SyntheticWorld
 
 GENRES = ("romance", "action", "comedy", "documentary", "drama")

@@ -24,12 +24,12 @@ import sys
 import time
 from dataclasses import dataclass
 
-from bandit.config import load_config
 from replay.progress import Progress
 from sim.arms import PolicyArm, decision_ids, seeded
 from sim.demo import slot_settings
 from sim.page import PageMaker, expected_clicks, oracle, sample
 from sim.world import World, load_world
+from storage.config_file import load_config
 
 
 @dataclass

@@ -28,11 +28,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bandit import events
-from bandit.config import load_config
-from bandit.model_store import ModelStore
+from bandit.contracts import events
+from bandit.contracts.slots import SlotConfig, SlotKind
 from bandit.policies import build_policy
-from bandit.slots import SlotConfig, SlotKind
 from replay import estimators as est
 from replay.evaluate import Settings
 from replay.logs import read_log, write_log
@@ -40,6 +38,8 @@ from replay.partitioned import load_rate, replay_partitioned
 from replay.rounds import Rounds
 from replay.targets import parse_target
 from sim.synthetic import SyntheticWorld, rewarded_log
+from storage.config_file import load_config
+from storage.model_store import ModelStore
 
 
 def main() -> None:

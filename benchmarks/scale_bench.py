@@ -26,13 +26,13 @@ from pathlib import Path
 
 from serving_bench import full_page, ready, wrk
 
-from bandit.config import load_config
+from bandit.contracts.slots import SlotConfig, SlotKind
 from bandit.policies import build_policy
-from bandit.slots import SlotConfig, SlotKind
 from kafkaio.embedded_broker import EmbeddedBroker, free_port
 from kafkaio.produce import produce_stream
 from sim.demo import scrape
 from sim.synthetic import SyntheticWorld, logged_stream
+from storage.config_file import load_config
 
 ARTBANDIT = str(Path(sys.executable).with_name("artbandit"))
 

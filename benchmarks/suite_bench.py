@@ -26,9 +26,9 @@ import time
 import numpy as np
 
 from artbandit.cli import add_common_arguments
-from bandit.config import load_config
 from replay.progress import Progress
 from sim.suite import CHECKPOINTS, HALVES, SUITE, WorldSpec, play
+from storage.config_file import load_config
 
 
 def run(

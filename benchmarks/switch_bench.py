@@ -18,10 +18,10 @@ import numpy as np
 from suite_bench import world_config
 
 from artbandit.cli import add_common_arguments
-from bandit import events
-from bandit.events import RewardedEvent
+from bandit.contracts import events
+from bandit.contracts.events import RewardedEvent
+from bandit.learning.tuning import recent_window, tuned_slot, warm_start
 from bandit.policies import Policy
-from bandit.tuning import recent_window, tuned_slot, warm_start
 from replay.tune import judge
 from sim.suite import SUITE, play
 

@@ -4,7 +4,7 @@ Each world runs twice from the same seed: once with the built-in defaults, and o
 self-tuning in process: every `--every` decisions the tuner (`replay.tune.judge`, what
 `artbandit tune` runs) replays the slot's log so far through the candidate settings, and
 when one wins significantly the policy is warm-started on the same window
-(`bandit.tuning.warm_start`, what the learner does) and takes over. Prints each world's
+(`bandit.learning.tuning.warm_start`, what the learner does) and takes over. Prints each world's
 share of the observable optimum at each checkpoint for both, the difference, and when the
 tuner switched to what; then the median and worst across the worlds.
 
@@ -23,9 +23,9 @@ import time
 import numpy as np
 from suite_bench import add_world_arguments, selected_worlds, world_config
 
-from bandit.events import RewardedEvent
+from bandit.contracts.events import RewardedEvent
+from bandit.learning.tuning import TuningState, recent_window, tuned_slot, warm_start
 from bandit.policies import Policy
-from bandit.tuning import TuningState, recent_window, tuned_slot, warm_start
 from replay.progress import Progress
 from replay.tune import advance, judge
 from sim.suite import CHECKPOINTS, WorldSpec, play

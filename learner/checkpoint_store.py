@@ -17,12 +17,14 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 
-from bandit.checkpoint import Checkpoint, CheckpointError, PartitionState
-from bandit.durable import replace_file
+from bandit.learning.checkpoint import Checkpoint, CheckpointError, PartitionState
+from storage.durable import replace_file
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 MAGIC = b"artbandit-checkpoint/1\n"
@@ -132,7 +134,11 @@ class CheckpointStore:
 
     def next_seq(self) -> int:
         files = self._files()
-        return int(_NAME.match(files[-1].name).group(1)) + 1 if files else 1
+        if not files:
+            return 1
+        match = _NAME.match(files[-1].name)
+        assert match is not None  # _files keeps only matching names
+        return int(match.group(1)) + 1
 
 
 def _write_file(path: Path, body: bytes) -> None:
@@ -140,7 +146,7 @@ def _write_file(path: Path, body: bytes) -> None:
     replace_file(path, MAGIC + digest + b"\n" + body)
 
 
-def _read_file(path: Path, type_: type):
+def _read_file(path: Path, type_: type[T]) -> T | None:
     """The decoded file, or None (with a warning) when it is missing, torn or altered."""
     try:
         data = path.read_bytes()

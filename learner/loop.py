@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import msgspec
@@ -29,16 +29,15 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
-from bandit import events
-from bandit.checkpoint import Checkpoint, CheckpointError, PartitionState
 from bandit.config import Config
-from bandit.events import RewardedEvent
-from bandit.learner_core import Input, LearnerCore, Record, StepOutput, learned_keys
-from bandit.lift import PartitionTally, RecentTallies
-from bandit.model_store import ModelStore, ModelStoreError
+from bandit.contracts import events
+from bandit.contracts.events import RewardedEvent
+from bandit.contracts.slots import SlotConfig
+from bandit.learning.checkpoint import Checkpoint, CheckpointError, PartitionState
+from bandit.learning.learner_core import Input, LearnerCore, Record, StepOutput, learned_keys
+from bandit.learning.tuning import Tuned, TunedPolicies, recent_window, tuned_slot, warm_start
+from bandit.measurement.lift import PartitionTally, RecentTallies
 from bandit.policies import Policy
-from bandit.slots import SlotConfig
-from bandit.tuning import Tuned, TunedPolicies, recent_window, tuned_slot, warm_start
 from kafkaio import clients
 from kafkaio.read import TopicMissing, read_topic
 from kafkaio.topics import ensure_topics
@@ -46,6 +45,7 @@ from learner.checkpoint_store import CheckpointStore
 from learner.metrics import LearnerMetrics, MetricsServer
 from learner.publisher import ModelPublisher
 from learner.writer import OutputError, OutputWriter
+from storage.model_store import ModelStore, ModelStoreError
 
 log = logging.getLogger(__name__)
 
@@ -362,12 +362,14 @@ class KafkaLearner(LearnerProcess):
                     "point learner.checkpoint_dir elsewhere"
                 )
             self._seq = checkpoint.seq + 1
-            core = LearnerCore.from_checkpoint(self.config, checkpoint, *self._warm_start())
+            core = LearnerCore.from_checkpoint(
+                self.config, checkpoint, *self._warm_start(), clock=time.time
+            )
             log.info("restored checkpoint %d", checkpoint.seq)
         else:
             self._seq = self.checkpoints.next_seq()
             policies, tuning = self._warm_start()
-            core = LearnerCore(self.config, policies, None, tuning)
+            core = LearnerCore(self.config, policies, None, tuning, clock=time.time)
         core.recent = self._recent
         for slot in core.policies:
             self.metrics.tuning_revision.labels(slot).set(core.tuned(slot).revision)
@@ -471,19 +473,21 @@ class KafkaLearner(LearnerProcess):
         highwater = self.consumer.highwater(tp)
         if highwater is None:
             return None
-        lag = max(highwater - self.consumer.position(tp), 0)
+        lag = max(int(highwater) - int(self.consumer.position(tp)), 0)
         self.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
         return lag
 
     def _emit(self, out: StepOutput) -> None:
         topics = self.config.kafka.topics
         decisions: Counter[tuple[str, str]] = Counter()
-        rewards: Counter[tuple[str, str]] = Counter()
+        rewards: dict[tuple[str, str], float] = {}
         for partition, event in out.rewarded:
             # Same partition number as the inputs when the topic has it: no hashing per event.
             self._send(topics.rewarded, event.decision_id, msgspec.json.encode(event), partition)
             decisions[event.slot, event.group] += 1
-            rewards[event.slot, event.group] += event.reward
+            rewards[event.slot, event.group] = (
+                rewards.get((event.slot, event.group), 0.0) + event.reward
+            )
         for (slot, group), count in decisions.items():  # once per step, not per event
             self.metrics.rewarded.labels(slot, group).inc(count)
             self.metrics.reward.labels(slot, group).inc(rewards[slot, group])
@@ -497,7 +501,9 @@ class KafkaLearner(LearnerProcess):
         for slot, count in out.learned.items():
             self.metrics.examples_learned.labels(slot).inc(count)
 
-    def _send(self, topic: str, key: str | None, value: bytes, partition: int | None = None):
+    def _send(
+        self, topic: str, key: str | None, value: bytes, partition: int | None = None
+    ) -> None:
         self.writer.send(topic, key.encode() if key else None, value, partition)
 
     def _send_model(self, slot: str, version_file: bytes) -> None:
@@ -653,14 +659,14 @@ class KafkaLearner(LearnerProcess):
         return self._status
 
 
-class _Rebalance(ConsumerRebalanceListener):
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python is untyped
     def __init__(self, learner: KafkaLearner):
         self.learner = learner
 
-    def on_partitions_revoked(self, revoked):
+    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         self.learner.on_revoked(set(revoked))
 
-    def on_partitions_assigned(self, assigned):
+    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         self.learner.on_assigned(set(assigned))
 
 

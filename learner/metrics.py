@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from bandit.calibration import effective_rounds
-from bandit.events import GROUPS
-from bandit.lift import SlotLift
+from bandit.contracts.events import GROUPS
+from bandit.measurement.calibration import effective_rounds
+from bandit.measurement.lift import SlotLift
 
 CHECKPOINT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # `not_owned`: a decision of a slot this learner does not own (`learner.slots`), or its feedback.

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 
-from bandit.model_store import ModelStore, VersionInfo
+from bandit.learning.tuning import Tuned
 from bandit.policies import Policy
-from bandit.tuning import Tuned
+from storage.model_store import ModelStore, VersionInfo
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ the rewarded topic, behind join-only members (`learner.learns = false`).
 
 Exactly once, as the group learner: the model announcements written so far are acknowledged
 before a checkpoint records the models and, per partition, the next offset and the last
-event learned (`bandit.rewarded_learning`); a restart continues from it. It reads the topic
+event learned (`bandit.learning.rewarded_learning`); a restart continues from it. It reads the topic
 with no consumer group (it assigns itself every partition): run one per set of slots, with
 its own `learner.member` (its checkpoint directory).
 """
@@ -19,10 +19,10 @@ from collections import Counter
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from bandit.checkpoint import CheckpointError
 from bandit.config import Config, policy_slots
-from bandit.events import RewardedEvent
-from bandit.rewarded_learning import RewardedLearnerCore
+from bandit.contracts.events import RewardedEvent
+from bandit.learning.checkpoint import CheckpointError
+from bandit.learning.rewarded_learning import RewardedLearnerCore
 from kafkaio import clients
 from kafkaio.topics import ensure_topics
 from learner.loop import FINAL_FLUSH_S, FLUSH_S, LearnerProcess, warm_start_policies
@@ -113,7 +113,9 @@ class RewardedLearner(LearnerProcess):
             self._seq = self.checkpoints.next_seq()
             keys = policy_slots(self.config, self.config.learned_slots)
             policies, tuning = warm_start_policies(self.store, keys)
-            return RewardedLearnerCore(self.config, self.topic, policies, None, tuning)
+            return RewardedLearnerCore(
+                self.config, self.topic, policies, None, tuning, clock=time.time
+            )
         if checkpoint.topics != (self.topic, ""):
             raise CheckpointError(
                 f"the checkpoints in {self.checkpoints.directory} are not a rewarded learner's "
@@ -121,7 +123,9 @@ class RewardedLearner(LearnerProcess):
             )
         self._seq = checkpoint.seq + 1
         log.info("restored checkpoint %d", checkpoint.seq)
-        return RewardedLearnerCore.from_checkpoint(self.config, self.topic, checkpoint)
+        return RewardedLearnerCore.from_checkpoint(
+            self.config, self.topic, checkpoint, clock=time.time
+        )
 
     def _consumer(self) -> KafkaConsumer:
         """Every partition of the rewarded topic, each from its checkpointed offset."""

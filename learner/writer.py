@@ -53,7 +53,9 @@ class OutputWriter:
         self._request(("start", settings))
         self._reply(START_TIMEOUT_S, "start")
 
-    def send(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None):
+    def send(
+        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
+    ) -> None:
         """Queue one message. With `partition` the message goes to that partition when the
         topic has it (co-partitioned outputs), else to its key's partition."""
         self._pending.append((topic, key, value, partition))
@@ -84,7 +86,7 @@ class OutputWriter:
             self._process.wait()
         self._conn.close()
 
-    def _request(self, request: tuple) -> None:
+    def _request(self, request: tuple[Any, ...]) -> None:
         try:
             self._conn.send(request)
         except OSError as exc:

@@ -29,13 +29,13 @@ from dataclasses import dataclass, field
 import msgspec
 
 from bandit.config import Config
-from bandit.events import RewardedEvent
-from bandit.model_store import ModelStore
+from bandit.contracts.events import RewardedEvent
 from bandit.policies import Policy
 from bandit.policies.base import default_order
 from replay.logs import LogError, read_log_argument
 from replay.rounds import Rounds
 from replay.targets import TargetError, parse_target, stored_policy
+from storage.model_store import ModelStore
 
 CONTROL = "editorial"  # the control group's policy version
 EXAMPLES = 5
@@ -121,7 +121,13 @@ def audit(
     return audits
 
 
-def _rescore(result: SlotAudit, events, config: Config, store: ModelStore, tolerance: float):
+def _rescore(
+    result: SlotAudit,
+    events: list[RewardedEvent],
+    config: Config,
+    store: ModelStore,
+    tolerance: float,
+) -> None:
     by_version: dict[str, list[RewardedEvent]] = defaultdict(list)
     for event in events:
         if event.group == "control":
@@ -165,7 +171,9 @@ def _not_default(event: RewardedEvent) -> bool:
     return event.chosen != order[: len(event.chosen)]
 
 
-def _unsupported(spec: str, slot: str, treatment, config: Config, seed: int) -> float:
+def _unsupported(
+    spec: str, slot: str, treatment: list[RewardedEvent], config: Config, seed: int
+) -> float:
     """The share of the target's probability, over the slot's treatment rounds, on
     candidates that no logged round of the slot chose."""
     target = parse_target(spec, config, seed)

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from bandit import events
+from bandit.contracts import events
 from replay import holdout
 from replay.rounds import Ragged, Rounds
 
@@ -272,4 +272,5 @@ def _ragged(column: pa.ChunkedArray) -> Ragged:
 def _flat(column: pa.ChunkedArray | pa.Array, dtype: type) -> np.ndarray:
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
-    return pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(dtype)
+    result: np.ndarray = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(dtype)
+    return result

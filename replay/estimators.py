@@ -63,7 +63,9 @@ class OffPolicyData:
             raise ValueError("propensity: every entry must be in (0, 1]")
         if np.any(~(self.target_chosen >= 0)) or np.any(self.target_chosen > 1 + 1e-9):
             raise ValueError("target_chosen: every entry must be a probability")
-        if np.any(~(self.prefix_weight >= 0)) or not np.all(np.isfinite(self.prefix_weight)):
+        prefix = self.prefix_weight
+        assert prefix is not None  # filled above
+        if np.any(~(prefix >= 0)) or not np.all(np.isfinite(prefix)):
             raise ValueError("prefix_weight: every entry must be finite and >= 0")
         if self.q is not None:
             if self.target is None or self.chosen is None:
@@ -75,16 +77,32 @@ class OffPolicyData:
     def weights(self) -> np.ndarray:
         """W w: the target's over the logger's probability of the round's choice (and, for
         rows, of the rows above it)."""
-        return self.prefix_weight * self.target_chosen / self.propensity
+        weights: np.ndarray = self._prefix * self.target_chosen / self.propensity
+        return weights
 
     @property
     def direct(self) -> np.ndarray:
         """W dm: the reward model's value of the target at each round."""
-        return self.prefix_weight * np.einsum("ij,ij->i", self.target, self.q)
+        target, q, _ = self._model()
+        values: np.ndarray = self._prefix * np.einsum("ij,ij->i", target, q)
+        return values
 
     @property
     def q_chosen(self) -> np.ndarray:
-        return self.q[np.arange(len(self.reward)), self.chosen]
+        _, q, chosen = self._model()
+        values: np.ndarray = q[np.arange(len(self.reward)), chosen]
+        return values
+
+    @property
+    def _prefix(self) -> np.ndarray:
+        assert self.prefix_weight is not None  # __post_init__ fills it
+        return self.prefix_weight
+
+    def _model(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`target`, `q` and `chosen`, which model-based estimators need."""
+        if self.target is None or self.q is None or self.chosen is None:
+            raise EstimatorError("this estimate needs a reward model (target, q and chosen)")
+        return self.target, self.q, self.chosen
 
     def __len__(self) -> int:
         return len(self.reward)
@@ -150,7 +168,7 @@ class IPS(Estimator):
 
     name: str = field(init=False, default="ips")
 
-    def pieces(self, data):
+    def pieces(self, data: OffPolicyData) -> Pieces:
         return [(data.weights * data.reward, None)]
 
 
@@ -161,7 +179,7 @@ class ClippedIPS(Estimator):
     max_weight: float = 20.0
     name: str = field(init=False, default="clipped_ips")
 
-    def pieces(self, data):
+    def pieces(self, data: OffPolicyData) -> Pieces:
         return [(np.minimum(data.weights, self.max_weight) * data.reward, None)]
 
 
@@ -171,7 +189,7 @@ class SNIPS(Estimator):
 
     name: str = field(init=False, default="snips")
 
-    def pieces(self, data):
+    def pieces(self, data: OffPolicyData) -> Pieces:
         weights = data.weights
         return [(weights * data.reward, weights)]
 
@@ -183,7 +201,7 @@ class DM(Estimator):
     name: str = field(init=False, default="dm")
     needs_model: bool = field(init=False, default=True)
 
-    def pieces(self, data):
+    def pieces(self, data: OffPolicyData) -> Pieces:
         return [(data.direct, None)]
 
 
@@ -194,7 +212,7 @@ class DR(Estimator):
     name: str = field(init=False, default="dr")
     needs_model: bool = field(init=False, default=True)
 
-    def pieces(self, data):
+    def pieces(self, data: OffPolicyData) -> Pieces:
         return [(data.direct + data.weights * (data.reward - data.q_chosen), None)]
 
 
@@ -205,7 +223,7 @@ class SNDR(Estimator):
     name: str = field(init=False, default="sndr")
     needs_model: bool = field(init=False, default=True)
 
-    def pieces(self, data):
+    def pieces(self, data: OffPolicyData) -> Pieces:
         weights = data.weights
         return [(data.direct, None), (weights * (data.reward - data.q_chosen), weights)]
 
@@ -218,7 +236,7 @@ class SwitchDR(Estimator):
     name: str = field(init=False, default="switch_dr")
     needs_model: bool = field(init=False, default=True)
 
-    def pieces(self, data):
+    def pieces(self, data: OffPolicyData) -> Pieces:
         weights = data.weights
         correction = np.where(weights <= self.tau, weights * (data.reward - data.q_chosen), 0.0)
         return [(data.direct + correction, None)]

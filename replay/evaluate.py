@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bandit import calibration
 from bandit.config import Config
+from bandit.contracts.events import RewardedEvent
+from bandit.measurement import calibration
 from replay import estimators as est
 from replay import holdout, pages, reward_model, slates
 from replay.logs import ReplayLog
@@ -128,7 +129,14 @@ def evaluate(
     return result
 
 
-def _evaluate_slot(slot, slot_events, targets, config, settings, quiet) -> SlotResult:
+def _evaluate_slot(
+    slot: str,
+    slot_events: list[RewardedEvent],
+    targets: list[Target],
+    config: Config,
+    settings: Settings,
+    quiet: bool,
+) -> SlotResult:
     treatment = [e for e in slot_events if e.group == "treatment"]
     control = [e for e in slot_events if e.group == "control"]
     applicable = [t for t in targets if t.applies_to(slot)]
@@ -216,7 +224,14 @@ def _evaluate_slot(slot, slot_events, targets, config, settings, quiet) -> SlotR
     )  # fmt: skip
 
 
-def _calibration(rounds: Rounds, control: Rounds, q, estimators, config, settings):
+def _calibration(
+    rounds: Rounds,
+    control: Rounds,
+    q: np.ndarray | None,
+    estimators: list[est.Estimator],
+    config: Config,
+    settings: Settings,
+) -> list[calibration.Gap]:
     """The check against the holdout (`replay.holdout`): the default policy's value from the
     treatment rounds against control's measured value (the page value for rows)."""
     pmf = parse_target("default", config, settings.seed).probabilities(None, rounds, True)
@@ -261,13 +276,13 @@ def _logger_rankings(
 
 
 def _page_result(
-    name,
+    name: str,
     rounds: Rounds,
     data: est.OffPolicyData,
-    estimators,
-    settings,
+    estimators: list[est.Estimator],
+    settings: Settings,
     slate: tuple[list[slates.Rankings], list[slates.Rankings | None]] | None,
-):
+) -> PageResult:
     def interval(label: str, pieces: est.Pieces) -> est.Estimate:
         return est.interval(label, pieces, settings.confidence, settings.bootstrap, settings.seed)
 
@@ -296,7 +311,16 @@ def _page_result(
     )
 
 
-def _evaluate_target(name, position, rounds, pmf, data, estimators, settings, segment):
+def _evaluate_target(
+    name: str,
+    position: int | None,
+    rounds: Rounds,
+    pmf: np.ndarray,
+    data: est.OffPolicyData,
+    estimators: list[est.Estimator],
+    settings: Settings,
+    segment: np.ndarray | None,
+) -> TargetResult:
     weights = data.weights
     estimates = [
         e.interval(data, settings.confidence, settings.bootstrap, settings.seed) for e in estimators
@@ -337,7 +361,7 @@ def off_policy_data(rounds: Rounds, pmf: np.ndarray, q: np.ndarray | None) -> es
     )  # fmt: skip
 
 
-def _control_rounds(slot: str, control, evaluated: Rounds | None) -> Rounds:
+def _control_rounds(slot: str, control: list[RewardedEvent], evaluated: Rounds | None) -> Rounds:
     """The control group's rounds over the same span of time as the evaluation: the span of
     the `evaluated` rounds when a target trains on the log's first part, else all of them."""
     start = min(e.ts for e in evaluated.events) if evaluated and evaluated.events else -math.inf
@@ -380,9 +404,13 @@ def _support_warnings(rounds: Rounds, pmf: np.ndarray, ess: float) -> list[str]:
 
 
 def _sample(weights: np.ndarray, seed: int, size: int = 20_000) -> list[float]:
-    if len(weights) <= size:
-        return weights.tolist()
-    return np.random.default_rng(seed).choice(weights, size, replace=False).tolist()
+    kept = (
+        weights
+        if len(weights) <= size
+        else np.random.default_rng(seed).choice(weights, size, replace=False)
+    )
+    result: list[float] = kept.tolist()
+    return result
 
 
 def _snips_curve(weights: np.ndarray, reward: np.ndarray) -> list[tuple[int, float]]:

@@ -1,4 +1,5 @@
-"""The check of off-policy estimates against the holdout (`bandit.calibration`), from sums.
+"""The check of off-policy estimates against the holdout, from sums
+(`bandit.measurement.calibration`).
 
 Each event's terms for the default policy, the default policy's estimator pieces over
 treatment (per page, and over the rounds where the log supports the default) and control's
@@ -13,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bandit import calibration
-from bandit.events import RewardedEvent
+from bandit.contracts.events import RewardedEvent
+from bandit.measurement import calibration
 from replay import estimators as est
 from replay import pages
 from replay.moments import Moments

@@ -21,8 +21,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bandit import events
 from bandit.config import Config, KafkaConfig, resolve_bootstrap
+from bandit.contracts import events
 from kafkaio.clients import check_tls
 from kafkaio.read import TopicMissing, read_topic
 from replay.progress import Progress

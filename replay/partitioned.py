@@ -27,14 +27,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 import numpy as np
 
-from bandit import calibration
 from bandit.config import Config
+from bandit.measurement import calibration
 from replay import estimators as est
 from replay import holdout, pages, reward_model
-from replay.columnar import ColumnarError, partition_paths, read_partition
+from replay.columnar import ColumnarError, Partition, partition_paths, read_partition
 from replay.evaluate import (
     TOP_SEGMENTS,
     PageResult,
@@ -54,6 +55,16 @@ LEFT_OUT = (
     "a partitioned replay leaves out rejection sampling, the independent and pseudo-inverse "
     "page values and weight quantiles; its bootstrap resamples within each partition"
 )
+
+
+class _Summable(Protocol):
+    """Sums that merge by `+` (two partitions' sums of the same thing)."""
+
+    def __add__(self: S, other: S, /) -> S: ...
+
+
+S = TypeVar("S", bound=_Summable)
+K = TypeVar("K")
 
 
 @dataclass
@@ -135,7 +146,9 @@ def partition_sums(
     return PartitionSums(slots, len(part.table), part.duplicates)
 
 
-def _slot_sums(part, slot, specs, config, settings, index) -> SlotSums:
+def _slot_sums(
+    part: Partition, slot: str, specs: list[str], config: Config, settings: Settings, index: int
+) -> SlotSums:
     seed = np.random.SeedSequence([settings.seed, index])
     treatment = part.rounds(slot, "treatment")
     control = part.rounds(slot, "control")
@@ -179,7 +192,8 @@ def _slot_sums(part, slot, specs, config, settings, index) -> SlotSums:
     segment = _segment(treatment, settings.segment)
     by_segment: dict[tuple[int, str], Columns] = {}
     by_position = {position: Columns() for position in positions}
-    by_page, max_weight = Columns(), {position: {} for position in positions}
+    by_page = Columns()
+    max_weight: dict[int, dict[str, float]] = {position: {} for position in positions}
     for target in targets:
         pmf = target.probabilities(None, treatment, True)
         if flagged is not None:
@@ -196,11 +210,11 @@ def _slot_sums(part, slot, specs, config, settings, index) -> SlotSums:
             if segment is None:
                 continue
             for value in np.unique(segment[mask]).tolist():
-                rounds = chosen.select(segment[mask] == value)
+                in_value = chosen.select(segment[mask] == value)
                 in_segment = by_segment.setdefault((position, value), Columns())
-                in_segment.add_weights(target.name, rounds.weights)
+                in_segment.add_weights(target.name, in_value.weights)
                 for estimator in estimators:
-                    in_segment.add((target.name, estimator.name), estimator.pieces(rounds))
+                    in_segment.add((target.name, estimator.name), estimator.pieces(in_value))
         if ranked:
             weight = pages.page_weight(treatment, data.target_chosen / data.propensity)
             by_page.add_weights(target.name, weight)
@@ -343,7 +357,13 @@ def _mapper(engine: str, workers: int) -> Iterator[Mapper]:
     """`partition_sums` over every path, in path order, computed where `engine` says."""
     if engine == "local":
 
-        def local(paths, specs, config, settings, done):
+        def local(
+            paths: list[str],
+            specs: list[str],
+            config: Config,
+            settings: Settings,
+            done: Callable[[int], None],
+        ) -> list[PartitionSums]:
             out = []
             for index, path in enumerate(paths):
                 out.append(partition_sums(path, index, specs, config, settings))
@@ -367,7 +387,13 @@ def _mapper(engine: str, workers: int) -> Iterator[Mapper]:
         raise ColumnarError(f"--engine {engine}: use local, dask or a scheduler's tcp://HOST:PORT")
     client = Client(cluster if cluster is not None else engine, timeout="30s")
 
-    def distributed(paths, specs, config, settings, done):
+    def distributed(
+        paths: list[str],
+        specs: list[str],
+        config: Config,
+        settings: Settings,
+        done: Callable[[int], None],
+    ) -> list[PartitionSums]:
         futures = [
             client.submit(partition_sums, path, index, specs, config, settings, pure=False)
             for index, path in enumerate(paths)
@@ -375,7 +401,8 @@ def _mapper(engine: str, workers: int) -> Iterator[Mapper]:
         for finished, future in enumerate(as_completed(futures), start=1):
             future.result()  # raises a partition's error here, with its traceback
             done(finished)
-        return client.gather(futures)
+        gathered: list[PartitionSums] = client.gather(futures)
+        return gathered
 
     try:
         yield distributed
@@ -385,7 +412,7 @@ def _mapper(engine: str, workers: int) -> Iterator[Mapper]:
             cluster.close()
 
 
-def _merged(mine: dict, theirs: dict) -> dict:
+def _merged(mine: dict[K, S], theirs: dict[K, S]) -> dict[K, S]:
     out = dict(mine)
     for key, value in theirs.items():
         out[key] = out[key] + value if key in out else value
@@ -407,7 +434,7 @@ def _top_segments(
     }  # fmt: skip
 
 
-def _either(mine, theirs):
+def _either(mine: S | None, theirs: S | None) -> S | None:
     """Two partitions' optional sums merged; either may have none."""
     return theirs if mine is None else mine if theirs is None else mine + theirs
 

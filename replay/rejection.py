@@ -41,7 +41,8 @@ def rejection_kept(rounds: Rounds, pmf: np.ndarray, seed: int = 0) -> np.ndarray
     draws = rng.random(len(rounds)) * cumulative[:, -1]
     picked = np.minimum((cumulative <= draws[:, None]).sum(axis=1), pmf.shape[1] - 1)
     matched = (picked == rounds.chosen).astype(float)
-    return (rounds.prefix_product(matched) * matched) > 0
+    result: np.ndarray = (rounds.prefix_product(matched) * matched) > 0
+    return result
 
 
 def rejection_estimate(kept_rewards: np.ndarray, confidence: float = 0.95) -> est.Estimate:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import base64
 import html
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from replay.estimators import Estimate
 from replay.evaluate import ReplayResult, SlotResult, TargetResult
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 PRIMARY = ("snips", "dr", "ips")  # the estimator a plot shows, first one present
 
@@ -183,7 +187,7 @@ def _label(target: TargetResult) -> str:
     return target.target + ("" if target.position is None else f" @{target.position}")
 
 
-def _primary(target: TargetResult):
+def _primary(target: TargetResult) -> Estimate:
     by_name = {e.estimator: e for e in target.estimates}
     return next((by_name[name] for name in PRIMARY if name in by_name), target.estimates[0])
 
@@ -204,7 +208,7 @@ def _html_table(slot: SlotResult) -> str:
     return "\n".join(rows)
 
 
-def _html_row(label: str, e, ess: float, max_weight: str) -> str:
+def _html_row(label: str, e: Estimate, ess: float, max_weight: str) -> str:
     boot = _interval(e.bootstrap) if e.bootstrap else ""
     return (
         f"<tr><td>{html.escape(label)}</td><td>{e.estimator}</td><td>{e.value:.4f}</td>"
@@ -213,7 +217,7 @@ def _html_row(label: str, e, ess: float, max_weight: str) -> str:
     )
 
 
-def _estimates_figure(slot: SlotResult):
+def _estimates_figure(slot: SlotResult) -> Figure:
     import matplotlib.pyplot as plt
 
     labels, values, errors = [], [], []
@@ -238,7 +242,7 @@ def _estimates_figure(slot: SlotResult):
     return figure
 
 
-def _weights_figure(slot: SlotResult):
+def _weights_figure(slot: SlotResult) -> Figure:
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -248,7 +252,7 @@ def _weights_figure(slot: SlotResult):
         positive = weights[weights > 0]
         if len(positive):
             bins = np.logspace(np.log10(positive.min()), np.log10(positive.max()) + 1e-9, 40)
-            axes.hist(positive, bins=bins, histtype="step", label=_cut(_label(target), 40))
+            axes.hist(positive, bins=list(bins), histtype="step", label=_cut(_label(target), 40))
     axes.set_xscale("log")
     axes.set_xlabel("importance weight pi / mu (rounds with weight 0 not shown)")
     axes.set_ylabel("rounds")
@@ -257,7 +261,7 @@ def _weights_figure(slot: SlotResult):
     return figure
 
 
-def _curve_figure(slot: SlotResult):
+def _curve_figure(slot: SlotResult) -> Figure:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(9, 3.5))
@@ -272,7 +276,7 @@ def _curve_figure(slot: SlotResult):
     return figure
 
 
-def _segments_figure(slot: SlotResult, feature: str | None):
+def _segments_figure(slot: SlotResult, feature: str | None) -> Figure:
     import matplotlib.pyplot as plt
     import numpy as np
 

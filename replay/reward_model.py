@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import vowpalwabbit
 
-from bandit import encoding
-from bandit.slots import SlotConfig
+from bandit.contracts.slots import SlotConfig
+from bandit.policies import encoding
 from replay.progress import Progress
 from replay.rounds import Rounds
 
@@ -27,12 +27,12 @@ def fit_predict(rounds: Rounds, slot: SlotConfig, seed: int = 0, quiet: bool = T
     for held_out in (0, 1):
         model = Regression(slot)
         try:
-            for i in np.flatnonzero(fold != held_out):
+            for i in np.flatnonzero(fold != held_out).tolist():
                 model.learn(rounds, i)
                 done += 1
                 if done % 4096 == 0:
                     progress.update(done)
-            for i in np.flatnonzero(fold == held_out):
+            for i in np.flatnonzero(fold == held_out).tolist():
                 values = model.predict(rounds, i)
                 q[i, : len(values)] = values
                 done += 1
@@ -78,7 +78,10 @@ class Regression:
             self.workspace.predict(f"{shared} {encoding.action_text(c)}") for c in event.candidates
         ]
         # Rewards are bounded: a regression may overshoot, the truth cannot.
-        return np.clip(np.asarray(values, dtype=float), 0.0, self.reward_max).tolist()
+        result: list[float] = np.clip(
+            np.asarray(values, dtype=float), 0.0, self.reward_max
+        ).tolist()
+        return result
 
     def close(self) -> None:
         self.workspace.finish()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bandit.events import Candidate, RewardedEvent
+from bandit.contracts.events import Candidate, RewardedEvent
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,8 @@ class Rounds:
     def placed(self, i: int) -> list[int]:
         """Candidate indices placed at positions before round `i`'s, in its event."""
         event = self.events[self.event_index[i]]
-        return event.chosen_indices()[: self.position[i]]
+        result: list[int] = event.chosen_indices()[: self.position[i]]
+        return result
 
     def prefix_product(self, ratio: np.ndarray) -> np.ndarray:
         """(n,) for each round, the product of `ratio` over the rounds of its event at earlier
@@ -126,7 +127,8 @@ class Rounds:
 
     def choices_left(self) -> np.ndarray:
         """(n,) how many candidates round i could choose from (those not placed before it)."""
-        return self.sizes[self.event_index] - self.position
+        result: np.ndarray = self.sizes[self.event_index] - self.position
+        return result
 
     def split(self, fraction: float) -> tuple[Rounds, Rounds]:
         """The first `fraction` of events (time order) and the rest, rounds kept whole."""
@@ -166,7 +168,7 @@ class Rounds:
         `group`, as strings; rounds without it are "(none)"."""
         self.check_segment(feature)
         scope, _, name = feature.partition(".")
-        values = []
+        values: list[str] = []
         for event in self.events:
             if feature == "group":
                 values.append(event.group)
@@ -174,4 +176,5 @@ class Rounds:
             features = event.context.user if scope == "user" else event.context.request
             value = features.get(name)
             values.append("(none)" if value is None else str(value))
-        return np.asarray(values, dtype=object)[self.event_index]
+        result: np.ndarray = np.asarray(values, dtype=object)[self.event_index]
+        return result

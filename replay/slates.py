@@ -62,11 +62,13 @@ class Rankings:
         size = self.orders.shape[1] * self.candidates
         indicator = np.zeros((len(self.orders), size))
         np.put_along_axis(indicator, cells, 1.0, axis=1)
-        return (indicator * self.probability[:, None]).T @ indicator
+        result: np.ndarray = (indicator * self.probability[:, None]).T @ indicator
+        return result
 
     def cells(self, orders: np.ndarray) -> np.ndarray:
         """(…, positions) the (position, candidate) index of each placement of `orders`."""
-        return np.arange(orders.shape[-1]) * self.candidates + orders
+        result: np.ndarray = np.arange(orders.shape[-1]) * self.candidates + orders
+        return result
 
 
 def ranking_count(candidates: int, positions: int) -> int:

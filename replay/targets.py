@@ -26,25 +26,27 @@ that event: what the slate estimators enumerate orderings with.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
 
 from bandit.config import SHADOW, Config, override_slot, shadow_key, shadow_slot
-from bandit.events import Candidate, Context, RewardedEvent
-from bandit.model_store import UNTRAINED, ModelStore, ModelStoreError
+from bandit.contracts.events import Candidate, Context, RewardedEvent
+from bandit.contracts.slots import SlotConfig
 from bandit.policies import Policy, build_policy
-from bandit.slots import SlotConfig
 from replay.progress import Progress
 from replay.rounds import Rounds
 from replay.slates import PmfOf
+from storage.model_store import UNTRAINED, ModelStore, ModelStoreError
 
 PMF_TOLERANCE = 1e-6
 PageHook = Callable[[int, PmfOf], None]  # (event index in rounds.events, its pmf after a prefix)
@@ -92,7 +94,9 @@ class PolicyTarget(Target):
     def sequential(self) -> bool:
         return self.trains or self.mode == "learning"
 
-    def probabilities(self, train, rounds, quiet, each_page=None):
+    def probabilities(
+        self, train: Rounds | None, rounds: Rounds, quiet: bool, each_page: PageHook | None = None
+    ) -> np.ndarray:
         policy = self.make(rounds.slot, self.slot_config(rounds.slot))
         try:
             if self.mode != "static" and train is not None:
@@ -110,7 +114,9 @@ class BaselineTarget(PolicyTarget):
     log's events are never decoded for them; through the policy itself where the exposure
     floor may change uniform's pmf, or when a page's orderings are asked for."""
 
-    def probabilities(self, train, rounds, quiet, each_page=None):
+    def probabilities(
+        self, train: Rounds | None, rounds: Rounds, quiet: bool, each_page: PageHook | None = None
+    ) -> np.ndarray:
         floor = self.slot_config(rounds.slot).exposure.floor
         if each_page is not None or (
             self.name == "uniform" and floor > 0 and bool(rounds.floored.any())
@@ -152,7 +158,9 @@ class LoggedTarget(Target):
 
     config: Config
 
-    def probabilities(self, train, rounds, quiet, each_page=None):
+    def probabilities(
+        self, train: Rounds | None, rounds: Rounds, quiet: bool, each_page: PageHook | None = None
+    ) -> np.ndarray:
         store = ModelStore(self.config.model_store.path, self.config.model_store.keep_versions)
         policies: dict[str, Policy] = {}
 
@@ -200,7 +208,9 @@ class ShadowTarget(Target):
 
     enumerates: bool = False
 
-    def probabilities(self, train, rounds, quiet, each_page=None):
+    def probabilities(
+        self, train: Rounds | None, rounds: Rounds, quiet: bool, each_page: PageHook | None = None
+    ) -> np.ndarray:
         out = np.zeros((len(rounds), rounds.width))
         missing = 0
         for i, (event_index, position) in enumerate(
@@ -226,7 +236,9 @@ class CallableTarget(Target):
 
     function: Callable[[Context, list[Candidate]], Sequence[float]]
 
-    def probabilities(self, train, rounds, quiet, each_page=None):
+    def probabilities(
+        self, train: Rounds | None, rounds: Rounds, quiet: bool, each_page: PageHook | None = None
+    ) -> np.ndarray:
         out = np.zeros((len(rounds), rounds.width))
         for i in range(len(rounds)):
             event = rounds.events[rounds.event_index[i]]
@@ -234,7 +246,7 @@ class CallableTarget(Target):
             out[i, : len(pmf)] = pmf
             last = i + 1 == len(rounds) or rounds.event_index[i + 1] != rounds.event_index[i]
             if each_page is not None and last:
-                each_page(int(rounds.event_index[i]), lambda placed, e=event: self._pmf(e, placed))
+                each_page(int(rounds.event_index[i]), functools.partial(self._pmf, event))
         return out
 
     def _pmf(self, event: RewardedEvent, placed: Sequence[int]) -> np.ndarray:
@@ -382,7 +394,7 @@ def _store_target(spec: str, rest: str, config: Config) -> Target:
     )  # fmt: skip
 
 
-def _load_callable(spec: str, rest: str) -> Callable:
+def _load_callable(spec: str, rest: str) -> Callable[..., Any]:
     module_name, _, function_name = rest.rpartition(":")
     if not module_name or not function_name:
         raise TargetError(f"{spec}: expected python:MODULE:FUNCTION or python:FILE.py:FUNCTION")
@@ -390,7 +402,7 @@ def _load_callable(spec: str, rest: str) -> Callable:
         if module_name.endswith(".py"):
             path = Path(module_name)
             module_spec = importlib.util.spec_from_file_location(path.stem, path)
-            if module_spec is None or not path.is_file():
+            if module_spec is None or module_spec.loader is None or not path.is_file():
                 raise TargetError(f"{spec}: no such file {path}")
             module = importlib.util.module_from_spec(module_spec)
             module_spec.loader.exec_module(module)
@@ -403,10 +415,11 @@ def _load_callable(spec: str, rest: str) -> Callable:
     function = getattr(module, function_name, None)
     if not callable(function):
         raise TargetError(f"{spec}: {module_name} has no callable {function_name!r}")
-    return function
+    result: Callable[..., Any] = function
+    return result
 
 
-def _progress(items: list[RewardedEvent], label: str, quiet: bool):
+def _progress(items: Sequence[RewardedEvent], label: str, quiet: bool) -> Iterator[RewardedEvent]:
     progress = Progress(len(items), label, quiet=quiet)
     for count, item in enumerate(items, start=1):
         yield item

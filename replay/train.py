@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bandit.config import Config
-from bandit.events import RewardedEvent
-from bandit.model_store import ModelStore, VersionInfo
+from bandit.contracts.events import RewardedEvent
 from bandit.policies import build_policy
 from kafkaio import clients
 from replay.progress import Progress
+from storage.model_store import ModelStore, VersionInfo
 
 
 class TrainError(ValueError):

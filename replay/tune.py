@@ -35,6 +35,7 @@ import argparse
 import statistics
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -42,15 +43,15 @@ import msgspec
 import numpy as np
 
 from bandit.config import LOSS_JUDGES, Config, TuningConfig, parse_override
-from bandit.events import RewardedEvent
-from bandit.model_store import ModelStore, ModelStoreError
+from bandit.contracts.events import RewardedEvent
+from bandit.contracts.slots import SlotConfig
+from bandit.learning.tuning import TuningState, recent_window, tuned_slot
 from bandit.policies import build_policy
-from bandit.slots import SlotConfig
-from bandit.tuning import TuningState, recent_window, tuned_slot
 from replay import reward_model
 from replay.logs import KAFKA_PREFIX, LogError, read_log
 from replay.rounds import Rounds
 from replay.targets import score
+from storage.model_store import ModelStore, ModelStoreError
 
 SWITCH_TAU = 20.0
 
@@ -251,7 +252,9 @@ def _influence(
         weight = prefix * ratio
         residual = rounds.reward - q[index, rounds.chosen]
         per_round = prefix * direct + np.where(weight <= tau, weight, 0.0) * residual
-        terms = np.bincount(rounds.event_index, weights=per_round, minlength=events)[first:]
+        terms: np.ndarray = np.bincount(rounds.event_index, weights=per_round, minlength=events)[
+            first:
+        ]
         return float(terms.mean()), terms
     weight = prefix * ratio
     value, terms = 0.0, np.zeros(events - first)
@@ -351,7 +354,7 @@ def advance(
     if chosen is None or proposed.proposal_rounds < config.tuning.confirmations:
         return proposed
     return proposed.record(
-        list(chosen.overrides), "tuned", "tuner", value=chosen.value,
+        list(chosen.overrides), "tuned", "tuner", at=time.time(), value=chosen.value,
         baseline=verdict.running.value, gain=chosen.gain,
         lower_bound=chosen.lower_bound, events=verdict.events,
     )  # fmt: skip

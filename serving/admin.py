@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import time
+from typing import Any
 
 import msgspec
-from flask import Blueprint, current_app, request
+from flask import Blueprint, Response, current_app, request
 
 from bandit.config import SHADOW, Config, ConfigError, shadow_key
-from bandit.lift import decisions, lift_report, merge, to_dict
-from bandit.model_store import UNTRAINED, ModelStore, ModelStoreError
-from bandit.tuning import TuningError, TuningState
+from bandit.learning.tuning import TuningError, TuningState
+from bandit.measurement.lift import decisions, lift_report, merge, to_dict
 from serving import api
 from serving.state import ServiceState, apply_config, json_response, request_body, service_state
+from storage.model_store import UNTRAINED, ModelStore, ModelStoreError
 
 admin = Blueprint("admin", __name__, url_prefix="/v1/admin")
 
@@ -36,7 +38,7 @@ def _authorise() -> None:
 
 
 @admin.post("/promote")
-def promote():
+def promote() -> Response:
     state = _state()
     body = api.decode_body(request_body(), api.PromoteRequest)
     _known_slot(state, body.slot)
@@ -53,7 +55,7 @@ def promote():
 
 
 @admin.post("/rollback")
-def rollback():
+def rollback() -> Response:
     state = _state()
     body = api.decode_body(request_body(), api.RollbackRequest)
     _known_slot(state, body.slot)
@@ -70,7 +72,7 @@ def rollback():
 
 
 @admin.post("/reload")
-def reload():
+def reload() -> Response:
     state = _state()
     if state.config_loader is None:
         raise api.RequestError("(config)", "this server has no config source to re-read",
@@ -85,13 +87,13 @@ def reload():
 
 
 @admin.get("/tuning")
-def tuning():
+def tuning() -> Response:
     state = _state()
     return json_response({slot: _tuning(state, slot) for slot in _vw_slots(state)})
 
 
 @admin.post("/tuning")
-def change_tuning():
+def change_tuning() -> Response:
     state = _state()
     body = api.decode_body(request_body(), api.TuningRequest)
     if body.slot not in _vw_slots(state):
@@ -100,12 +102,14 @@ def change_tuning():
     if body.action != "pin" and body.revision is not None:
         raise api.RequestError("revision", "only pin takes a revision", reason="invalid")
 
+    now = time.time()
+
     def change(current: TuningState) -> TuningState:
         if body.action == "pin":
-            return current.pin(body.revision)
+            return current.pin(body.revision, at=now)
         if body.action == "unpin":
-            return current.unpin()
-        return current.rollback()
+            return current.unpin(at=now)
+        return current.rollback(at=now)
 
     try:
         state.store.update_tuning(body.slot, change)
@@ -116,19 +120,19 @@ def change_tuning():
 
 
 @admin.get("/lift")
-def lift():
+def lift() -> Response:
     state = _state()
     return json_response(lift_answer(state.store, state.config))
 
 
-def lift_answer(store: ModelStore, config: Config) -> dict:
+def lift_answer(store: ModelStore, config: Config) -> dict[str, Any]:
     """The lift report from the sums the learners keep per partition in the model store:
     constant time however long the rewarded log, and exact (each rewarded event counted
     once, as of each partition's last checkpoint)."""
     topic = config.kafka.topics.decisions
     parts = [t for slot in config.slots for t in store.tallies(slot) if t.topic == topic]
     tallies = merge({t.slot: t.periods} for t in parts)
-    report: dict = {
+    report: dict[str, Any] = {
         "source": "learner lift sums in the model store",
         "partitions": len({t.partition for t in parts}),
         "events": decisions(tallies),
@@ -142,7 +146,7 @@ def _vw_slots(state: ServiceState) -> list[str]:
     return [name for name, slot in state.config.slots.items() if slot.policy == "vw"]
 
 
-def _tuning(state: ServiceState, slot: str) -> dict:
+def _tuning(state: ServiceState, slot: str) -> dict[str, Any]:
     """A slot's tuning history as the admin API shows it."""
     history = state.store.tuning(slot)
     entry = state.registry.get(slot)

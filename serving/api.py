@@ -7,12 +7,19 @@ candidate and slot counts); any problem raises `RequestError` naming the field.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from bandit.config import Config
-from bandit.events import MAX_CANDIDATES, Candidate, Features, FeedbackEvent, Id, field_and_message
+from bandit.contracts.events import (
+    MAX_CANDIDATES,
+    Candidate,
+    Features,
+    FeedbackEvent,
+    Id,
+    field_and_message,
+)
 
 ABSOLUTE_MAX_SLOTS = 10_000
 
@@ -32,7 +39,7 @@ class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
     pass
 
 
-class CandidateRequest(Candidate, forbid_unknown_fields=True):
+class CandidateRequest(Candidate, forbid_unknown_fields=True, frozen=True):
     """A candidate as the frontend sends it: strict, as every request body (the events
     that carry candidates accept fields from newer writers)."""
 
@@ -41,14 +48,14 @@ class FeedbackRequest(FeedbackEvent, forbid_unknown_fields=True):
     """A feedback event posted to the service: strict, then forwarded as it is."""
 
 
-class User(_Strict):
+class User(_Strict, frozen=True):
     """The person asking; `id` is hashed before it goes anywhere. Omit it for anonymous users."""
 
     id: Id | None = None
     features: Features = msgspec.field(default_factory=dict)
 
 
-class SlotRequest(_Strict, kw_only=True):
+class SlotRequest(_Strict, frozen=True, kw_only=True):
     """One slot of the page. `select` (rows only) is how many rows to place."""
 
     slot: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
@@ -59,7 +66,7 @@ class SlotRequest(_Strict, kw_only=True):
     select: Annotated[int, msgspec.Meta(ge=1, le=MAX_CANDIDATES)] | None = None
 
 
-class Consent(_Strict):
+class Consent(_Strict, frozen=True):
     """What the person agreed to. Without `personalization`, nothing about them is used or
     logged: each slot serves its `unconsented` choice (config), the editorial default
     unlogged or its policy on the request context alone, logged without user features and
@@ -68,7 +75,7 @@ class Consent(_Strict):
     personalization: bool = True
 
 
-class DecideRequest(_Strict, kw_only=True):
+class DecideRequest(_Strict, frozen=True, kw_only=True):
     """Every slot of one page view, decided in one call."""
 
     user: User | None = None
@@ -109,7 +116,7 @@ class ErrorResponse(msgspec.Struct, frozen=True):
     error: ErrorDetail
 
 
-class PromoteRequest(_Strict):
+class PromoteRequest(_Strict, frozen=True):
     """Pin `slot` to `version`; the version `"latest"` follows the newest again, and
     `"shadow"` serves the slot's shadow policy (its newest versions, as they come), once its
     estimated gain over the live policy is significant, or with `force`."""
@@ -119,11 +126,11 @@ class PromoteRequest(_Strict):
     force: bool = False
 
 
-class RollbackRequest(_Strict):
+class RollbackRequest(_Strict, frozen=True):
     slot: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 
 
-class TuningRequest(_Strict):
+class TuningRequest(_Strict, frozen=True):
     """Change a slot's self-tuning: `pin` the settings of `revision` (default: the running
     ones) so the tuner leaves them, `unpin`, or `rollback` to the settings before the
     running ones (pinned). The learner switches at its next checkpoint."""
@@ -138,10 +145,10 @@ Feedback = (
     | Annotated[list[FeedbackRequest], msgspec.Meta(min_length=1, max_length=10_000)]
 )
 
-_decoders: dict[type, msgspec.json.Decoder] = {}
+_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 
 
-def decode_body(body: bytes, type_: type):
+def decode_body(body: bytes, type_: Any) -> Any:
     """Decode a JSON body as `type_`; errors name the field."""
     decoder = _decoders.get(type_)
     if decoder is None:

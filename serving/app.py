@@ -17,7 +17,6 @@ from prometheus_client import CollectorRegistry
 from werkzeug.exceptions import HTTPException
 
 from bandit.config import Config, ConfigError, resolve_bootstrap
-from bandit.model_store import ModelStore, VersionInfo
 from serving import api
 from serving.admin import admin
 from serving.decider import PageDecider
@@ -34,6 +33,7 @@ from serving.state import (
     json_response,
     request_body,
 )
+from storage.model_store import ModelStore, VersionInfo
 
 log = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()
@@ -132,7 +132,7 @@ def _on_published(
 
 def _register_routes(app: Flask, state: ServiceState) -> None:
     @app.before_request
-    def _start_timer():
+    def _start_timer() -> None:
         g.started = time.perf_counter()
         # Per worker, once: started here because a gunicorn fork does not carry threads over.
         state.registry.start(state.config.serving.reload_interval_s, lambda: _tick(state))
@@ -146,7 +146,7 @@ def _register_routes(app: Flask, state: ServiceState) -> None:
         return response
 
     @app.post("/v1/decide")
-    def decide():
+    def decide() -> Response:
         body = api.parse_decide(request_body(), state.config)
         page = state.decider.decide(body)
         topic = state.config.kafka.topics.decisions
@@ -159,7 +159,7 @@ def _register_routes(app: Flask, state: ServiceState) -> None:
         return json_response(api.DecideResponse(page.decisions))
 
     @app.post("/v1/feedback")
-    def feedback():
+    def feedback() -> Response:
         body = api.decode_body(request_body(), api.Feedback)
         batch = body if isinstance(body, list) else [body]
         topic = state.config.kafka.topics.feedback
@@ -170,11 +170,11 @@ def _register_routes(app: Flask, state: ServiceState) -> None:
         return json_response(api.FeedbackAccepted(accepted), status=202)
 
     @app.get("/healthz")
-    def healthz():
+    def healthz() -> Response:
         return json_response({"status": "ok"})
 
     @app.get("/readyz")
-    def readyz():
+    def readyz() -> Response:
         versions = state.registry.versions()
         missing = sorted(set(state.config.slots) - set(versions))
         status = 503 if missing else 200
@@ -183,12 +183,12 @@ def _register_routes(app: Flask, state: ServiceState) -> None:
         )
 
     @app.get("/metrics")
-    def metrics():
+    def metrics() -> Response:
         _refresh_gauges(state)
         return Response(state.metrics.exposition(), mimetype="text/plain; version=0.0.4")
 
     @app.get("/openapi.json")
-    def openapi():
+    def openapi() -> Response:
         return json_response(openapi_document(state.config))
 
 
@@ -229,16 +229,16 @@ def _register_errors(app: Flask, state: ServiceState) -> None:
         return response
 
     @app.errorhandler(api.RequestError)
-    def _request_error(exc: api.RequestError):
+    def _request_error(exc: api.RequestError) -> Response:
         return answer(exc.field, exc.message, exc.reason, exc.status)
 
     @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException):
+    def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
         field = "(body)" if status == 413 else "(path)"
         return answer(field, exc.description or exc.name, _HTTP_REASONS.get(status, "http"), status)
 
     @app.errorhandler(Exception)
-    def _internal(exc: Exception):
+    def _internal(exc: Exception) -> Response:
         log.exception("internal error")
         return answer("(server)", "internal error", "internal", 500)

@@ -7,9 +7,17 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from bandit.config import SHADOW, Config, shadow_key
-from bandit.events import Candidate, Context, DecisionEvent, PolicyRef, ShadowScore
+from bandit.contracts.events import (
+    Candidate,
+    Context,
+    DecisionEvent,
+    Group,
+    PolicyRef,
+    ShadowScore,
+)
 from bandit.policies import Choice, DefaultPolicy
 from bandit.policies.base import default_order
 from serving.api import DecideRequest, Decision, RequestError, SlotRequest
@@ -70,7 +78,7 @@ class PageDecider:
                     continue
             fraction = slot_config.holdout_fraction
             group = self.holdout.group(bucket, fraction)
-            candidates = slot.candidates
+            candidates: Sequence[Candidate] = slot.candidates
             shadow = None
             if group == "control":
                 policy_ref = CONTROL_POLICY
@@ -132,7 +140,7 @@ class PageDecider:
     def _default_probability(self, slot: SlotRequest, context: Context) -> float | None:
         """What the slot's treatment policy would give the editorial default here: logged
         with control decisions too, so that off-policy estimates can be checked against
-        control where the policy supports the default (see bandit.calibration)."""
+        control where the policy supports the default (see bandit.measurement.calibration)."""
         entry = self.registry.get(slot.slot)
         if entry is None:
             return None
@@ -168,7 +176,11 @@ class PageDecider:
 
 
 def _answer(
-    decision_id: str | None, slot: SlotRequest, choice: Choice, group: str, version: str
+    decision_id: str | None,
+    slot: SlotRequest,
+    choice: Choice,
+    group: Group | Literal["unpersonalized"],
+    version: str,
 ) -> Decision:
     return Decision(
         decision_id=decision_id,
@@ -176,7 +188,7 @@ def _answer(
         key=slot.key,
         chosen=list(choice.chosen),
         probabilities=list(choice.probabilities),
-        group=group,  # type: ignore[arg-type]
+        group=group,
         policy_version=version,
         explored=choice.explored,
     )

@@ -1,6 +1,6 @@
 """Events to Kafka without ever blocking a request.
 
-`send` only enqueues. A background thread encodes (strictly, see `bandit.events.encode`)
+`send` only enqueues. A background thread encodes (strictly, see `bandit.contracts.events.encode`)
 and hands events to kafka-python. At most `max_outstanding` events are queued or in flight
 (not yet acknowledged); beyond that, and for events Kafka finally refuses or that wait longer
 than `outage_s` for it, events are dropped and counted. When the broker is down, requests
@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaProducer
 from kafka.errors import (
@@ -29,8 +29,8 @@ from kafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from bandit import events
 from bandit.config import Config, KafkaConfig, resolve_bootstrap
+from bandit.contracts import events
 from kafkaio import clients
 
 if TYPE_CHECKING:  # imported for types only: prometheus_client must load after the fork setup
@@ -90,7 +90,7 @@ class EventProducer:
         self.outage_s = outage_s
         self.on_drop = on_drop
         self.on_sent = on_sent
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._outstanding = 0
         self._lock = threading.Lock()
         self._producer: KafkaProducer | None = None

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import msgspec
 
-from bandit.events import Candidate
-from bandit.slots import Exposure
+from bandit.contracts.events import Candidate
+from bandit.contracts.slots import Exposure
 
 MIN_OFFERS = 50  # a share on fewer offers says nothing yet
 

@@ -6,9 +6,11 @@ import gc
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
@@ -16,8 +18,11 @@ from gunicorn.app.base import BaseApplication
 from bandit.config import Config
 from serving.shipper_process import ShipperProcess
 
+if TYPE_CHECKING:
+    from flask import Flask
 
-class DecisionService(BaseApplication):
+
+class DecisionService(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
     """Each worker builds its own app after the fork (VW workspaces, Kafka producer, threads)."""
 
     def __init__(
@@ -47,11 +52,12 @@ class DecisionService(BaseApplication):
         # serves a JSON API, so those answers take the service's JSON error shape too.
         gunicorn_util.write_error = write_json_error
         self.cfg.set(
-            "child_exit", lambda server, worker: multiprocess.mark_process_dead(worker.pid)
+            "child_exit",
+            lambda server, worker: multiprocess.mark_process_dead(worker.pid),  # type: ignore[no-untyped-call]
         )
         self.cfg.set("worker_exit", _worker_exit)
 
-    def load(self):
+    def load(self) -> Flask:
         from serving.app import create_app  # after PROMETHEUS_MULTIPROC_DIR is set
 
         # The Kafka threads of a worker work in bursts; a request arriving meanwhile should
@@ -68,7 +74,7 @@ class DecisionService(BaseApplication):
         return app
 
 
-def write_json_error(sock, status_int: int, reason: str, message: str) -> None:
+def write_json_error(sock: socket.socket, status_int: int, reason: str, message: str) -> None:
     """gunicorn's `util.write_error`, answering in the service's JSON error shape."""
     code = "".join(c if c.isalnum() else "_" for c in reason.lower()).strip("_") or "http"
     error = {"error": {"field": "(request)", "message": message[:200], "reason": code}}
@@ -80,7 +86,7 @@ def write_json_error(sock, status_int: int, reason: str, message: str) -> None:
     gunicorn_util.write_nonblock(sock, head.encode("latin1") + body)
 
 
-def _worker_exit(server, worker) -> None:
+def _worker_exit(server: Any, worker: Any) -> None:
     app = getattr(worker, "wsgi", None)
     state = getattr(app, "extensions", {}).get("artbandit") if app is not None else None
     if state is not None:

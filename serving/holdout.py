@@ -13,7 +13,8 @@ import hmac
 
 import numpy as np
 
-from bandit.exposure import consistent_draw
+from bandit.contracts.events import Group
+from bandit.policies.exposure import consistent_draw
 
 
 class Holdout:
@@ -42,10 +43,10 @@ class Holdout:
         return int.from_bytes(digest[:8], "big") / 2**64
 
     def draw(self, user_id: str, slot: str, key: str, ts: float, period_s: float) -> float:
-        """The person's consistent draw for a key this period (bandit.exposure), keyed by the
-        holdout salt: rotating it redraws every person's choices too."""
+        """The person's consistent draw for a key this period (bandit.policies.exposure),
+        keyed by the holdout salt: rotating it redraws every person's choices too."""
         return consistent_draw(self._holdout_key, user_id, slot, key, ts, period_s)
 
     @staticmethod
-    def group(bucket: float, fraction: float) -> str:
+    def group(bucket: float, fraction: float) -> Group:
         return "control" if bucket < fraction else "treatment"

@@ -12,7 +12,7 @@ import os
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from bandit.events import GROUPS
+from bandit.contracts.events import GROUPS
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -99,7 +99,9 @@ class ServingMetrics:
             registry=registry,
         )
 
-    def start_at_zero(self, slots: list[str], topics: list[str], drop_reasons: tuple[str, ...]):
+    def start_at_zero(
+        self, slots: list[str], topics: list[str], drop_reasons: tuple[str, ...]
+    ) -> None:
         """Create the series of every known label value at 0, so `rate()` and alerts see a
         zero instead of no data until the first increment."""
         for slot in slots:
@@ -118,7 +120,7 @@ class ServingMetrics:
         """The text exposition: this process's registry, or all gunicorn workers' files."""
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
-            MultiProcessCollector(registry)
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry)
         return generate_latest(self.registry)
 

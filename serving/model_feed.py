@@ -16,8 +16,8 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 
 from bandit.config import KafkaConfig
-from bandit.model_store import ModelStore, ModelStoreError, VersionInfo
 from kafkaio import clients
+from storage.model_store import ModelStore, ModelStoreError, VersionInfo
 
 log = logging.getLogger(__name__)
 

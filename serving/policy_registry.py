@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bandit.config import SHADOW, Config, policy_slots, shadow_key
-from bandit.model_store import UNTRAINED, CorruptVersion, ModelStore, ModelStoreError
+from bandit.contracts.slots import SlotConfig
 from bandit.policies import Policy, build_policy
 from bandit.policies.probe import probe_scoring
-from bandit.slots import SlotConfig
+from storage.model_store import UNTRAINED, CorruptVersion, ModelStore, ModelStoreError
 
 log = logging.getLogger(__name__)
 

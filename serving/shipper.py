@@ -5,7 +5,7 @@ kafka-python's per-message work (record batches, partitioning, CRCs, futures) us
 every worker, beside the requests and under their GIL. Now a worker only encodes an event
 (msgspec, a few microseconds) and queues the bytes; a worker thread writes what is queued to
 the shipper in one burst per BATCH_INTERVAL_S. The shipper checks each event against its
-contract (`bandit.events.decode`) and sends it with `EventProducer`: the same bounded
+contract (`bandit.contracts.events.decode`) and sends it with `EventProducer`: the same bounded
 buffer, drop accounting and outage behaviour as before, now counted in its own process
 (the metrics of all processes are aggregated, see `serving.metrics`).
 
@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import msgspec
 from prometheus_client import CollectorRegistry
 
-from bandit import events
 from bandit.config import Config
+from bandit.contracts import events
 from serving.event_producer import (
     BATCH_INTERVAL_S,
     DROP_REASONS,
@@ -263,7 +263,9 @@ class Shipper:
         if os.path.exists(self.path):
             os.unlink(self.path)
 
-    def _accept(self, selector: selectors.BaseSelector, buffers: dict) -> None:
+    def _accept(
+        self, selector: selectors.BaseSelector, buffers: dict[socket.socket, bytearray]
+    ) -> None:
         try:
             sock, _ = self._listener.accept()
         except BlockingIOError:
@@ -272,7 +274,12 @@ class Shipper:
         selector.register(sock, selectors.EVENT_READ, None)
         buffers[sock] = bytearray()
 
-    def _read(self, sock: socket.socket, selector: selectors.BaseSelector, buffers: dict) -> None:
+    def _read(
+        self,
+        sock: socket.socket,
+        selector: selectors.BaseSelector,
+        buffers: dict[socket.socket, bytearray],
+    ) -> None:
         try:
             chunk = sock.recv(1 << 20)
         except BlockingIOError:

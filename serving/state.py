@@ -13,7 +13,6 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from bandit.config import Config
-from bandit.model_store import ModelStore
 from serving import api
 from serving.decider import PageDecider
 from serving.event_producer import EventProducer
@@ -21,6 +20,7 @@ from serving.metrics import ServingMetrics
 from serving.model_feed import ModelFeed
 from serving.policy_registry import PolicyRegistry
 from serving.shipper import ShipperClient
+from storage.model_store import ModelStore
 
 _json = msgspec.json.Encoder()
 
@@ -40,7 +40,8 @@ class ServiceState:
 
 
 def service_state(app: Flask) -> ServiceState:
-    return app.extensions["artbandit"]
+    state: ServiceState = app.extensions["artbandit"]
+    return state
 
 
 def json_response(value: Any, status: int = 200) -> Response:

@@ -14,11 +14,17 @@ import msgspec
 import numpy as np
 
 from bandit.config import Config
-from bandit.events import Candidate, DecisionEvent, FeedbackEvent, PolicyRef, RewardedEvent
-from bandit.exposure import consistent_draw
-from bandit.join import rewards_of
+from bandit.contracts.events import (
+    Candidate,
+    DecisionEvent,
+    FeedbackEvent,
+    PolicyRef,
+    RewardedEvent,
+)
+from bandit.contracts.slots import PolicyType
+from bandit.learning.join import rewards_of
 from bandit.policies import build_policy
-from bandit.slots import PolicyType
+from bandit.policies.exposure import consistent_draw
 from serving.exposure_shares import ExposureShares
 from sim.page import (
     ARTWORK,
@@ -67,7 +73,7 @@ class PolicyArm:
                 raise ValueError(f"the config has no {name!r} slot")
         self.members = members
         self.models = [
-            {name: build_policy(msgspec.structs.replace(slot, seed=slot.seed + 1000 * m))
+            {name: build_policy(msgspec.structs.replace(slot, seed=(slot.seed or 0) + 1000 * m))
              for name, slot in self.slots.items()}
             for m in range(members if split else 1)
         ]  # fmt: skip
@@ -85,9 +91,11 @@ class PolicyArm:
         self.policies = self.models[(self._pages // PUBLISH_PAGES) % len(self.models)]
         self._pages += 1
 
-        def decide(slot: str, key: str, candidates: list[Candidate], select: int | None):
+        def decide(
+            slot: str, key: str, offered: list[Candidate], select: int | None
+        ) -> tuple[str, ...]:
             exposure = self.slots[slot].exposure
-            candidates = self.shares.flag(slot, exposure, candidates)
+            candidates = self.shares.flag(slot, exposure, offered)
             draw = None
             if exposure.consistent_period_s is not None:
                 period = exposure.consistent_period_s
@@ -132,8 +140,8 @@ class PolicyArm:
                 rewarded.append(RewardedEvent.from_decision(decision, rewards, True, decision.ts))
         member = [zlib.crc32(e.decision_id.encode()) % self.members for e in rewarded]
         for index in sorted(range(len(rewarded)), key=member.__getitem__):  # stable
-            event = rewarded[index]
-            self.models[member[index] % len(self.models)][event.slot].learn(event)
+            learned = rewarded[index]
+            self.models[member[index] % len(self.models)][learned.slot].learn(learned)
         self._pending.clear()
 
     def close(self) -> None:

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from bandit.config import Config, ConfigError, load_config
-from bandit.events import RewardedEvent
-from bandit.stats import json_ready
+from bandit.config import Config, ConfigError
+from bandit.contracts.events import RewardedEvent
+from bandit.measurement.stats import json_ready
 from kafkaio.embedded_broker import EmbeddedBroker, die_with_parent, free_port
 from serving.client import Client
 from sim import summary
@@ -35,6 +35,7 @@ from sim.summary import live_line
 from sim.tally import Tally
 from sim.traffic import Frontend, TrafficError, drive
 from sim.world import World, WorldParams
+from storage.config_file import load_config
 
 # The demo's settings over the defaults (configs/demo.toml shows them; a test keeps the two
 # in step). Short windows and frequent publishing let two minutes show learning; a 10%
@@ -381,7 +382,7 @@ def _report_lift(
 ) -> None:
     """`artbandit report lift` on the demo's log: the lift per slot with its guardrails and
     the check of off-policy estimation against the holdout."""
-    from bandit.lift import lift_report, table, tally
+    from bandit.measurement.lift import lift_report, table, tally
 
     stream.write(f"\n$ artbandit report lift --log {log_path}\n")
     stream.write(table(lift_report(tally(logged), config)) + "\n")
@@ -390,8 +391,8 @@ def _report_lift(
 def _audit(config: Config, log_path: Path, logged: list[RewardedEvent], stream: TextIO) -> None:
     """`artbandit audit` on the demo's log: every sampled decision re-scored with the stored
     version that logged it (the demo keeps the last `model_store.keep_versions`)."""
-    from bandit.model_store import ModelStore
     from replay.audit import audit, table
+    from storage.model_store import ModelStore
 
     stream.write(f"\n$ artbandit audit --log {log_path}\n")
     store = ModelStore(config.model_store.path, config.model_store.keep_versions)

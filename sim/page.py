@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from bandit.events import Candidate, Context, FeedbackEvent
+from bandit.contracts.events import Candidate, Context, FeatureValue, FeedbackEvent, FeedbackType
 from sim.world import Person, Row, World
 
 HERO, ROWS, ARTWORK = "hero", "rows", "artwork"
@@ -38,7 +38,7 @@ class Page:
         return Context(user=dict(self.person.features), request=self.request_features)
 
     @property
-    def request_features(self) -> dict[str, str]:
+    def request_features(self) -> dict[str, FeatureValue]:
         return {"device": self.device, "daypart": self.daypart}
 
     def titles(self) -> list[int]:
@@ -107,7 +107,9 @@ class Outcome:
         each impressed tile (and row position), then clicks and plays a few seconds later."""
         out: list[FeedbackEvent] = []
 
-        def send(slot: str, key: str, kind: str, at: float, position: int | None = None):
+        def send(
+            slot: str, key: str, kind: FeedbackType, at: float, position: int | None = None
+        ) -> None:
             out.append(
                 FeedbackEvent(
                     decision_id=decision_ids[slot, key], ts=at, type=kind, position=position
@@ -206,7 +208,9 @@ def decide_request(world: World, page: Page) -> dict[str, Any]:
         "context": page.request_features,
         "slots": slots,
     }
-    return msgspec.to_builtins(body)  # candidates as JSON objects, `default` only when set
+    # candidates as JSON objects, `default` only when set
+    result: dict[str, Any] = msgspec.to_builtins(body)
+    return result
 
 
 def artwork_index(candidate_id: str) -> int:

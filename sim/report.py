@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bandit.events import GROUPS
-from bandit.stats import lift, ratio_rate
+from bandit.contracts.events import GROUPS
+from bandit.measurement.stats import lift, ratio_rate
 from replay.report import figure_html
 from sim.summary import final_summary
 from sim.tally import Tally, columns
 from sim.world import World
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 COLORS = {"treatment": "#1f77b4", "control": "#ff7f0e", "oracle": "#2ca02c"}
 
@@ -58,7 +62,7 @@ def write(out: Path, tally: Tally, world: World, replay_report: Path | None) -> 
     return path
 
 
-def _over_time(data: dict[str, np.ndarray]):
+def _over_time(data: dict[str, np.ndarray]) -> Figure:
     import matplotlib.pyplot as plt
 
     end = float(data["at"].max()) + 1e-9
@@ -96,7 +100,7 @@ def _over_time(data: dict[str, np.ndarray]):
     return figure
 
 
-def _per_taste(data: dict[str, np.ndarray], world: World):
+def _per_taste(data: dict[str, np.ndarray], world: World) -> Figure:
     import matplotlib.pyplot as plt
 
     tastes = range(len(world.tastes))
@@ -131,7 +135,7 @@ def _per_taste(data: dict[str, np.ndarray], world: World):
     return figure
 
 
-def _artwork_share(tally: Tally, world: World):
+def _artwork_share(tally: Tally, world: World) -> Figure:
     import matplotlib.pyplot as plt
 
     figure, all_axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)

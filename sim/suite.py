@@ -30,10 +30,10 @@ from typing import Literal
 
 import numpy as np
 
-from bandit.events import Candidate, Context, PolicyRef, RewardedEvent
+from bandit.contracts.events import Candidate, Context, FeatureValue, PolicyRef, RewardedEvent
+from bandit.contracts.slots import SlotConfig, SlotKind
 from bandit.policies import Policy, build_policy
 from bandit.policies.base import default_order
-from bandit.slots import SlotConfig, SlotKind
 
 SEGMENTS, DEVICES, TASTES, STYLES = 6, 3, 4, 8
 
@@ -156,7 +156,8 @@ def _logit(p: float) -> float:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    result: np.ndarray = 1.0 / (1.0 + np.exp(-x))
+    return result
 
 
 class SuiteWorld:
@@ -256,8 +257,9 @@ class SuiteWorld:
             )
         else:
             seen = tastes @ _sigmoid(logits[None, :] + spec.hidden * effects["hidden"][:, styles])
-        user = {} if anonymous else {"segment": f"s{segment}"}
-        context = Context(user=user, request={"device": f"d{device}"})
+        user: dict[str, FeatureValue] = {} if anonymous else {"segment": f"s{segment}"}
+        request: dict[str, FeatureValue] = {"device": f"d{device}"}
+        context = Context(user=user, request=request)
         candidates = [
             Candidate(
                 id=f"item{i}",

@@ -7,8 +7,8 @@ from typing import TextIO
 
 import numpy as np
 
-from bandit.events import GROUPS
-from bandit.stats import Lift, Rate, lift
+from bandit.contracts.events import GROUPS
+from bandit.measurement.stats import Lift, Rate, lift
 from sim.tally import Tally, columns, rate
 
 
@@ -128,9 +128,9 @@ def final_summary(tally: Tally, elapsed_s: float) -> str:
             f"{group:<11}{clicks.units:>7,}  {_interval(clicks):<25}{_interval(plays):<25}"
         )
     t, c = rates["treatment"], rates["control"]
-    clicks, plays = lift(t["clicks"], c["clicks"]), lift(t["plays"], c["plays"])
-    lines.append(f"{'lift':<11}{'':>7}  CTR {_lift(clicks)}; plays {_lift(plays)}")
-    lines.append(f"{'guardrail':<11}{'':>7}  {_guardrail(clicks, plays)}")
+    click_lift, play_lift = lift(t["clicks"], c["clicks"]), lift(t["plays"], c["plays"])
+    lines.append(f"{'lift':<11}{'':>7}  CTR {_lift(click_lift)}; plays {_lift(play_lift)}")
+    lines.append(f"{'guardrail':<11}{'':>7}  {_guardrail(click_lift, play_lift)}")
     recent = group_rates(tally, since_s=elapsed_s * 2 / 3)
     if recent:
         rt, rc = recent["treatment"]["clicks"], recent["control"]["clicks"]

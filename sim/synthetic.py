@@ -14,16 +14,18 @@ from dataclasses import dataclass
 import msgspec
 import numpy as np
 
-from bandit.events import (
+from bandit.contracts.events import (
     Candidate,
     Context,
     DecisionEvent,
     FeedbackEvent,
+    FeedbackType,
+    Group,
     PolicyRef,
     RewardedEvent,
 )
+from bandit.contracts.slots import SlotKind
 from bandit.policies.base import Choice, Policy
-from bandit.slots import SlotKind
 
 TASTES = ("romance", "action", "comedy", "documentary")
 DEVICES = ("tv", "phone", "web")
@@ -100,7 +102,7 @@ class SyntheticWorld:
         return [float(self.rng.random() < p) for p in probabilities]
 
     def decision_event(
-        self, round_: Round, choice: Choice, slot: str, group: str = "treatment"
+        self, round_: Round, choice: Choice, slot: str, group: Group = "treatment"
     ) -> DecisionEvent:
         """What serving would log for this round."""
         return choice.event(
@@ -109,7 +111,7 @@ class SyntheticWorld:
         )  # fmt: skip
 
     def rewarded_event(
-        self, round_: Round, choice: Choice, slot: str, group: str = "treatment"
+        self, round_: Round, choice: Choice, slot: str, group: Group = "treatment"
     ) -> RewardedEvent:
         """What the learner would produce for this round: the decision joined to its rewards."""
         decision = self.decision_event(round_, choice, slot, group)
@@ -143,7 +145,7 @@ def logged_stream(
     impressed = learnable = 0
     for n in range(count):
         round_ = world.draw()
-        group = "control" if world.rng.random() < control_fraction else "treatment"
+        group: Group = "control" if world.rng.random() < control_fraction else "treatment"
         choice = policy.decide(round_.context, round_.candidates)
         decision = msgspec.structs.replace(
             world.decision_event(round_, choice, slot, group),
@@ -157,7 +159,8 @@ def logged_stream(
         learnable += group == "treatment"
         for position, reward in enumerate(world.sample_rewards(round_, choice.chosen)):
             at = None if not world.kind.ranked else position
-            feedback = [("impression", 1.0)] + [("click", 4.0), ("play", 9.0)] * int(reward > 0)
+            feedback: list[tuple[FeedbackType, float]] = [("impression", 1.0)]
+            feedback += [("click", 4.0), ("play", 9.0)] * int(reward > 0)
             for kind, delay in feedback:
                 event = FeedbackEvent(
                     decision_id=decision.decision_id, ts=decision.ts + delay, type=kind, position=at

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bandit.events import GROUPS
-from bandit.stats import Rate, ratio_rate
+from bandit.contracts.events import GROUPS
+from bandit.measurement.stats import Rate, ratio_rate
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bandit import events
 from bandit.config import KafkaConfig
-from bandit.events import FeedbackEvent
+from bandit.contracts import events
+from bandit.contracts.events import FeedbackEvent
 from kafkaio import clients
 from serving.client import Client
 from sim.page import (

@@ -23,7 +23,7 @@ import msgspec
 import numpy as np
 
 from bandit.config import ConfigError, deep_merge, nest, parse_override, validated
-from bandit.events import Candidate
+from bandit.contracts.events import Candidate, FeatureValue
 
 Share = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 Count = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
@@ -37,7 +37,7 @@ class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
     pass
 
 
-class Device(_Strict):
+class Device(_Strict, frozen=True):
     """How often people use it and how much of the page shows without scrolling."""
 
     share: Share
@@ -58,7 +58,7 @@ def _daypart_boost() -> dict[str, dict[str, float]]:
     return {"morning": {"family": 0.4}, "afternoon": {"family": 0.3}, "late": {"documentary": 0.3}}
 
 
-class Effects(_Strict):
+class Effects(_Strict, frozen=True):
     """The click and play model. Logits add up; affinities are the taste mix (0..1)."""
 
     base_logit: Weight = -3.2
@@ -74,7 +74,7 @@ class Effects(_Strict):
     daypart_boost: dict[str, dict[str, Weight]] = msgspec.field(default_factory=_daypart_boost)
 
 
-class WorldParams(_Strict):
+class WorldParams(_Strict, frozen=True):
     """Everything that shapes a world; configs/world.toml documents the defaults."""
 
     seed: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] = 7
@@ -306,7 +306,10 @@ class World:
         ]
 
     def hero_candidate(self, title: Title, default: bool) -> Candidate:
-        features = {"genre": self.tastes[title.genre], "popularity": round(title.popularity, 2)}
+        features: dict[str, FeatureValue] = {
+            "genre": self.tastes[title.genre],
+            "popularity": round(title.popularity, 2),
+        }
         return Candidate(id=title.id, features=features, default=default)
 
     def row_candidate(self, row: Row, titles: Sequence[int]) -> Candidate:

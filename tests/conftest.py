@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bandit.config import Config, load_config
+from bandit.config import Config
 from kafkaio.embedded_broker import EmbeddedBroker
+from storage.config_file import load_config
 from tests.faults.harness import ROWS, FaultRow, table
 
 

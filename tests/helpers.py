@@ -14,8 +14,8 @@ from flask import Flask
 from kafka import KafkaConsumer, TopicPartition
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from bandit import events
 from bandit.config import Config
+from bandit.contracts import events
 from learner.loop import KafkaLearner
 from serving.app import create_app
 from serving.client import Client

@@ -1,9 +1,12 @@
-"""Policies for every slot kind behind one interface; `build_policy` picks one from config."""
+"""Deciding over a candidate set: policies for every slot kind behind one interface
+(`build_policy` picks one from a slot's settings), the VW text encoding they learn and
+predict with, the exposure floors and consistent draws serving applies to their pmfs, and
+the change detector that raises a policy's exploration when the world moves."""
 
+from bandit.contracts.slots import SlotConfig
 from bandit.policies.base import Choice, Policy
 from bandit.policies.baselines import DefaultPolicy, ThompsonPolicy, UniformPolicy
 from bandit.policies.vw import VWChoicePolicy, VWError, VWRowsPolicy
-from bandit.slots import SlotConfig
 
 __all__ = [
     "Choice",

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bandit import exposure
-from bandit.change import ChangeDetector
-from bandit.events import (
+from bandit.contracts.events import (
     Candidate,
     Context,
     DecisionEvent,
@@ -25,7 +23,9 @@ from bandit.events import (
     RewardedEvent,
     ShadowScore,
 )
-from bandit.slots import SlotConfig
+from bandit.contracts.slots import SlotConfig
+from bandit.policies import exposure
+from bandit.policies.change import ChangeDetector
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +106,7 @@ class Policy(abc.ABC):
         `select`, capped at the number of candidates), always 1 otherwise. `greedy` returns
         the exploit choice (with the probabilities the exploring policy gives it). `draw`
         (single choice only), a uniform number in [0, 1), replaces the random one the choice
-        is drawn with (a consistent draw, bandit.exposure)."""
+        is drawn with (a consistent draw, bandit.policies.exposure)."""
         if not candidates:
             raise ValueError("candidates: at least one is required")
         if select is not None and select < 1:

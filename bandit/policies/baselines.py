@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bandit.events import Candidate, Context, RewardedEvent
+from bandit.contracts.events import Candidate, Context, RewardedEvent
+from bandit.contracts.slots import SlotConfig
 from bandit.policies.base import (
     Choice,
     Policy,
@@ -16,7 +17,6 @@ from bandit.policies.base import (
     default_share,
     sample_index,
 )
-from bandit.slots import SlotConfig
 
 
 class _Stateless(Policy):

@@ -7,7 +7,7 @@ config check runs a slot's policy through both calls before anything serves or l
 
 from __future__ import annotations
 
-from bandit.events import Candidate, Context, DecisionEvent, PolicyRef, RewardedEvent
+from bandit.contracts.events import Candidate, Context, DecisionEvent, PolicyRef, RewardedEvent
 from bandit.policies.base import Policy
 
 _CONTEXT = Context(user={"probe_taste": "drama", "probe_score": 0.5}, request={"device": "tv"})

@@ -12,8 +12,9 @@ from typing import Any
 import pylibvw
 import vowpalwabbit
 
-from bandit import encoding
-from bandit.events import Candidate, Context, RewardedEvent
+from bandit.contracts.events import Candidate, Context, RewardedEvent
+from bandit.contracts.slots import SlotConfig
+from bandit.policies import encoding
 from bandit.policies.base import (
     Choice,
     Policy,
@@ -22,7 +23,6 @@ from bandit.policies.base import (
     default_share,
     sample_index,
 )
-from bandit.slots import SlotConfig
 
 
 class VWError(ValueError):

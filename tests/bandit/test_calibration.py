@@ -7,12 +7,12 @@ import msgspec
 import numpy as np
 import pytest
 
-from bandit import calibration
-from bandit.config import load_config
-from bandit.events import Candidate, Context, PolicyRef, RewardedEvent
-from bandit.lift import lift_report, tally
+from bandit.contracts.events import Candidate, Context, PolicyRef, RewardedEvent
+from bandit.measurement import calibration
+from bandit.measurement.lift import lift_report, tally
 from replay.evaluate import Settings, evaluate
 from replay.logs import ReplayLog
+from storage.config_file import load_config
 
 CONFIG = load_config(environ={}, overrides=["slots.artwork.holdout_fraction=0.2"])
 CANDIDATES = [Candidate(id=f"a{i}", features={"style": f"s{i}"}, default=i == 0) for i in range(4)]

@@ -3,8 +3,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from bandit.config import Config, ConfigError, load_config, parse_override
-from bandit.slots import SlotKind
+from bandit.config import Config, ConfigError, parse_override
+from bandit.contracts.slots import SlotKind
+from storage.config_file import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 

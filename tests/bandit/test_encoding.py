@@ -5,8 +5,8 @@ import vowpalwabbit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bandit import encoding
-from bandit.events import Candidate, Context
+from bandit.contracts.events import Candidate, Context
+from bandit.policies import encoding
 from tests.strategies import features
 
 

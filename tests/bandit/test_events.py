@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bandit import events
-from bandit.events import (
+from bandit.contracts import events
+from bandit.contracts.events import (
     Candidate,
     Context,
     DecisionEvent,
@@ -198,7 +198,7 @@ def test_exported_json_schema_is_current(event_type):
     path = REPO / "configs" / "schemas" / events.schema_file_name(event_type)
     committed = json.loads(path.read_text())
     assert _contract(committed) == _contract(events.json_schema(event_type)), (
-        "the event contract changed: run `python -m bandit.events configs/schemas`, and bump "
+        "the event contract changed: run `python -m storage.schemas configs/schemas`, and bump "
         "the schema version unless the change is an added optional field"
     )
 

@@ -4,10 +4,10 @@ import time
 
 from kafka import KafkaConsumer, KafkaProducer
 
-from bandit import events
-from bandit.events import FeedbackEvent, RewardedEvent
+from bandit.contracts import events
+from bandit.contracts.events import FeedbackEvent, RewardedEvent
+from bandit.contracts.slots import SlotConfig, SlotKind
 from bandit.policies import build_policy
-from bandit.slots import SlotConfig, SlotKind
 from sim.synthetic import SyntheticWorld
 
 

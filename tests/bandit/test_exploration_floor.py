@@ -7,14 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bandit.change import ChangeDetector
-from bandit.config import ConfigError, load_config
-from bandit.events import Context, PolicyRef, RewardedEvent
-from bandit.model_store import ModelStore
+from bandit.config import ConfigError
+from bandit.contracts.events import Context, PolicyRef, RewardedEvent
+from bandit.contracts.slots import ChangeDetection, Exploration, SlotConfig, SlotKind
 from bandit.policies import build_policy
 from bandit.policies.base import Boost, with_floor
-from bandit.slots import ChangeDetection, Exploration, SlotConfig, SlotKind
+from bandit.policies.change import ChangeDetector
 from sim.synthetic import SyntheticWorld
+from storage.config_file import load_config
+from storage.model_store import ModelStore
 
 
 def _slot(kind: SlotKind, **changes) -> SlotConfig:

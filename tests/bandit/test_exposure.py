@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import chisquare
 
-from bandit.events import Candidate, Context
-from bandit.exposure import consistent_draw, floored
+from bandit.contracts.events import Candidate, Context
+from bandit.contracts.slots import Exploration, Exposure, SlotConfig, SlotKind
 from bandit.policies import build_policy
-from bandit.slots import Exploration, Exposure, SlotConfig, SlotKind
+from bandit.policies.exposure import consistent_draw, floored
 
 pmfs = st.lists(st.floats(0.0, 1.0), min_size=1, max_size=12).filter(lambda v: sum(v) > 0.01)
 

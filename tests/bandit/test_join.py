@@ -5,9 +5,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bandit.config import load_config
-from bandit.events import Candidate, Context, DecisionEvent, FeedbackEvent, Outcomes, PolicyRef
-from bandit.join import JoinResult, RewardJoin, outcomes_of, rewards_of
+from bandit.contracts.events import (
+    Candidate,
+    Context,
+    DecisionEvent,
+    FeedbackEvent,
+    Outcomes,
+    PolicyRef,
+)
+from bandit.learning.join import JoinResult, RewardJoin, outcomes_of, rewards_of
+from storage.config_file import load_config
 
 CONFIG = load_config(
     overrides=["slots.rows.reward.max=1.5", "slots.artwork.reward.watch_minute=0.1"], environ={}

@@ -5,11 +5,11 @@ from dataclasses import dataclass
 import msgspec
 import pytest
 
-from bandit.config import load_config
-from bandit.learner_core import weight_of
+from bandit.contracts.slots import SlotConfig, SlotKind
+from bandit.learning.learner_core import weight_of
 from bandit.policies import build_policy
-from bandit.slots import SlotConfig, SlotKind
 from sim.synthetic import SyntheticWorld, rewarded_log
+from storage.config_file import load_config
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bandit.config import load_config
-from bandit.events import Outcomes
-from bandit.lift import UNIT_BUCKETS, lift_report, merge, table, tally
-from bandit.slots import SlotKind
-from bandit.stats import ratio_rate
+from bandit.contracts.events import Outcomes
+from bandit.contracts.slots import SlotKind
+from bandit.measurement.lift import UNIT_BUCKETS, lift_report, merge, table, tally
+from bandit.measurement.stats import ratio_rate
 from replay.logs import write_log
+from storage.config_file import load_config
 from tests.replay.conftest import uniform_log
 
 CONFIG = load_config(environ={})  # holdout_fraction 0.05 for every slot

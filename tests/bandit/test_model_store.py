@@ -3,11 +3,11 @@ import threading
 import msgspec
 import pytest
 
-from bandit.events import Candidate, Context
-from bandit.model_store import CorruptVersion, ModelStore, ModelStoreError
+from bandit.contracts.events import Candidate, Context
+from bandit.contracts.slots import SlotConfig, SlotKind
 from bandit.policies import build_policy
-from bandit.slots import SlotConfig, SlotKind
 from sim.synthetic import SyntheticWorld
+from storage.model_store import CorruptVersion, ModelStore, ModelStoreError
 
 CONTEXT = Context(user={"taste": "action"})
 PAGE = [

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from bandit.events import Candidate, Context
+from bandit.contracts.events import Candidate, Context
+from bandit.contracts.slots import Exploration, SlotConfig, SlotKind
 from bandit.policies import Policy, build_policy
-from bandit.slots import Exploration, SlotConfig, SlotKind
 from sim.synthetic import SyntheticWorld
 
 POLICY_TYPES = ["vw", "uniform", "default", "thompson"]

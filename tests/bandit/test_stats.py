@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bandit.stats import lift, ratio_rate
+from bandit.measurement.stats import lift, ratio_rate
 
 
 @settings(max_examples=100, deadline=None)

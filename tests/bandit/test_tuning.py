@@ -4,41 +4,43 @@ to the settings before the running ones, and only learning settings can be tuned
 import msgspec
 import pytest
 
-from bandit.events import RewardedEvent
-from bandit.model_store import ModelStore
-from bandit.slots import SlotConfig, SlotKind
-from bandit.tuning import TuningError, TuningState, recent_window, tuned_slot, warm_start
+from bandit.contracts.events import RewardedEvent
+from bandit.contracts.slots import SlotConfig, SlotKind
+from bandit.learning.tuning import TuningError, TuningState, recent_window, tuned_slot, warm_start
+from storage.model_store import ModelStore
 from tests.replay.conftest import uniform_log
+
+T = 1_700_000_000.0  # when each change is recorded
 
 
 def test_revisions_grow_and_pins_hold_until_unpinned():
     state = TuningState(slot="artwork")
     assert (state.revision, state.overrides, state.active) == (0, [], None)
-    state = state.record(["learning_rate=0.3"], "tuned", "tuner", gain=0.01, events=5000)
-    state = state.record(["learning_rate=1.0"], "tuned", "tuner")
+    state = state.record(["learning_rate=0.3"], "tuned", "tuner", at=T, gain=0.01, events=5000)
+    state = state.record(["learning_rate=1.0"], "tuned", "tuner", at=T)
     assert (state.revision, state.overrides, state.pinned) == (2, ["learning_rate=1.0"], False)
-    state = state.pin(1)
+    state = state.pin(1, at=T)
     assert (state.revision, state.overrides, state.pinned) == (3, ["learning_rate=0.3"], True)
-    state = state.unpin()
+    state = state.unpin(at=T)
     assert (state.revision, state.overrides, state.pinned) == (4, ["learning_rate=0.3"], False)
     with pytest.raises(TuningError, match="no revision 9"):
-        state.pin(9)
+        state.pin(9, at=T)
 
 
 def test_a_rollback_goes_to_the_settings_before_and_pins_them():
-    state = TuningState(slot="hero").record(["learning_rate=0.3"], "tuned", "tuner")
-    state = state.record(["learning_rate=0.3"], "pinned", "admin")  # same settings, pinned
-    back = state.rollback()
+    state = TuningState(slot="hero").record(["learning_rate=0.3"], "tuned", "tuner", at=T)
+    state = state.record(["learning_rate=0.3"], "pinned", "admin", at=T)  # same settings, pinned
+    back = state.rollback(at=T)
     assert (back.revision, back.overrides, back.pinned) == (3, [], True)
     with pytest.raises(TuningError, match="nothing to roll back"):
-        TuningState(slot="hero").rollback()
+        TuningState(slot="hero").rollback(at=T)
 
 
 def test_the_history_survives_the_store_and_keeps_its_newest_records(tmp_path):
     store = ModelStore(tmp_path)
     for n in range(60):
         store.update_tuning("rows", lambda s, n=n: s.record([f"learning_rate={n + 1}"], "tuned",
-                                                            "tuner"))  # fmt: skip
+                                                            "tuner", at=T))  # fmt: skip
     state = store.tuning("rows")
     assert state.revision == 60 and len(state.history) == 50
     assert state.history[0].revision == 11
@@ -76,5 +78,5 @@ def test_a_proposal_counts_rounds_won_in_a_row_and_a_revision_clears_it():
     assert (state.proposal, state.proposal_rounds) == (["learning_rate=0.3"], 2)
     assert state.propose(["learning_rate=1.0"]).proposal_rounds == 1
     assert state.propose(None).proposal is None
-    recorded = state.record(["learning_rate=0.3"], "tuned", "tuner")
+    recorded = state.record(["learning_rate=0.3"], "tuned", "tuner", at=T)
     assert (recorded.proposal, recorded.proposal_rounds, recorded.revision) == (None, 0, 1)

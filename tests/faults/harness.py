@@ -18,17 +18,18 @@ import msgspec
 import numpy as np
 from kafka import KafkaConsumer
 
-from bandit import events
-from bandit.config import Config, load_config
-from bandit.lift import merge
-from bandit.model_store import ModelStore
+from bandit.config import Config
+from bandit.contracts import events
+from bandit.contracts.slots import SlotKind
+from bandit.measurement.lift import merge
 from bandit.policies import build_policy
-from bandit.slots import SlotKind
 from kafkaio.embedded_broker import die_with_parent, free_port
 from kafkaio.produce import produce_stream
 from learner.checkpoint_store import CheckpointStore
 from serving.client import Client
 from sim.synthetic import LoggedStream, SyntheticWorld, logged_stream
+from storage.config_file import load_config
+from storage.model_store import ModelStore
 from tests.helpers import metric_value, read_all, wait_for
 
 ARTBANDIT = str(Path(sys.executable).with_name("artbandit"))

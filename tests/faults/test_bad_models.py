@@ -7,11 +7,11 @@ import uuid
 
 import pytest
 
-from bandit.config import load_config
-from bandit.model_store import ModelStore
 from bandit.policies import build_policy
 from kafkaio.produce import produce
 from kafkaio.topics import ensure_topics
+from storage.config_file import load_config
+from storage.model_store import ModelStore
 from tests.faults.harness import ROWS, FaultRow, PageLoad, ServeProcess
 from tests.helpers import Client, wait_for
 

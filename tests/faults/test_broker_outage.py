@@ -9,11 +9,12 @@ import uuid
 
 import pytest
 
-from bandit import events
-from bandit.config import Config, load_config
+from bandit.config import Config
+from bandit.contracts import events
 from kafkaio.embedded_broker import EmbeddedBroker, free_port
 from kafkaio.topics import ensure_topics
 from serving.event_producer import DROP_REASONS
+from storage.config_file import load_config
 from tests.faults.harness import ROWS, FaultRow, PageLoad, ServeProcess, p99_ms
 from tests.helpers import read_all, shippers_of, wait_for
 

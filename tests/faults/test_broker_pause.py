@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-from bandit.config import load_config
+from bandit.contracts.slots import SlotKind
 from bandit.policies import build_policy
-from bandit.slots import SlotKind
 from kafkaio.embedded_broker import EmbeddedBroker
 from kafkaio.produce import produce_stream
 from sim.synthetic import SyntheticWorld, logged_stream
+from storage.config_file import load_config
 from tests.faults.harness import ROWS, FaultRow, LearnerRun
 from tests.helpers import wait_for
 

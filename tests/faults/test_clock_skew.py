@@ -9,13 +9,13 @@ from collections import Counter
 import msgspec
 import pytest
 
-from bandit import events
-from bandit.config import load_config
-from bandit.events import FeedbackEvent
+from bandit.contracts import events
+from bandit.contracts.events import FeedbackEvent
+from bandit.contracts.slots import SlotKind
 from bandit.policies import build_policy
-from bandit.slots import SlotKind
 from kafkaio.produce import produce_stream
 from sim.synthetic import SyntheticWorld
+from storage.config_file import load_config
 from tests.faults.harness import ROWS, FaultRow
 from tests.helpers import read_all, running_learner, wait_for
 

@@ -14,16 +14,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bandit import events
-from bandit.config import Config, load_config
-from bandit.join import RewardJoin
-from bandit.learner_core import LearnerCore
-from bandit.lift import decisions, merge
-from bandit.model_store import ModelStore
+from bandit.config import Config
+from bandit.contracts import events
+from bandit.learning.join import RewardJoin
+from bandit.learning.learner_core import LearnerCore
+from bandit.measurement.lift import decisions, merge
 from learner.checkpoint_store import CheckpointStore
 from learner.loop import KafkaLearner
 from learner.writer import OutputWriter
 from sim.synthetic import LoggedStream
+from storage.config_file import load_config
+from storage.model_store import ModelStore
 from tests.conftest import learner_settings
 from tests.faults.harness import ROWS, FaultRow, artwork_backlog, lineage_overrides
 from tests.helpers import read_all, running_learner, wait_for

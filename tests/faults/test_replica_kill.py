@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from bandit import events
-from bandit.config import load_config
+from bandit.contracts import events
 from kafkaio.topics import ensure_topics
+from storage.config_file import load_config
 from tests.faults.harness import ROWS, FaultRow, PageLoad, ServeProcess
 from tests.helpers import read_all
 

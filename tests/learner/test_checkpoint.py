@@ -1,15 +1,16 @@
 """Checkpoint files: atomic, verified, newest good one wins; one writer per member."""
 
 import tempfile
+import time
 
 import msgspec
 import pytest
 
-from bandit.checkpoint import Checkpoint, CheckpointError, PartitionState, SlotState
-from bandit.config import load_config
-from bandit.learner_core import LearnerCore
-from bandit.rewarded_learning import RewardedLearnerCore
+from bandit.learning.checkpoint import Checkpoint, CheckpointError, PartitionState, SlotState
+from bandit.learning.learner_core import LearnerCore
+from bandit.learning.rewarded_learning import RewardedLearnerCore
 from learner.checkpoint_store import CheckpointStore
+from storage.config_file import load_config
 
 
 def checkpoint(seq: int, member: str = "m", progress: int = 0) -> Checkpoint:
@@ -63,14 +64,14 @@ def test_a_model_that_cannot_be_restored_for_lack_of_disk_stops_rather_than_star
     monkeypatch, tmp_path
 ):
     config = load_config(environ={})
-    core = LearnerCore(config)
+    core = LearnerCore(config, clock=time.time)
     saved = core.checkpoint(1, "m")
     core.close()
     # VW restores a model through a temp file; a temp directory that cannot be written
     # stands for a full disk. Starting the slot over would silently lose what it learned.
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "full"))
     with pytest.raises(CheckpointError, match="cannot load the checkpointed model"):
-        LearnerCore.from_checkpoint(config, saved)
+        LearnerCore.from_checkpoint(config, saved, clock=time.time)
 
 
 @pytest.mark.parametrize("core_class", ["group", "rewarded"])
@@ -79,10 +80,10 @@ def test_a_slot_whose_tuned_settings_or_model_no_longer_load_starts_over(core_cl
 
     def restored(saved):
         if core_class == "group":
-            return LearnerCore.from_checkpoint(config, saved)
-        return RewardedLearnerCore.from_checkpoint(config, "rewarded", saved)
+            return LearnerCore.from_checkpoint(config, saved, clock=time.time)
+        return RewardedLearnerCore.from_checkpoint(config, "rewarded", saved, clock=time.time)
 
-    core = restored(LearnerCore(config).checkpoint(1, "m"))
+    core = restored(LearnerCore(config, clock=time.time).checkpoint(1, "m"))
     saved = core.checkpoint(2, "m")
     core.close()
     slots = dict(saved.slots)

@@ -4,19 +4,20 @@ becomes exactly one dead letter (in the pure core, and through a real broker).""
 import copy
 import json
 import random
+import time
 from collections import Counter
 
 import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bandit import events
-from bandit.config import load_config
-from bandit.learner_core import Input, LearnerCore, Record, StepOutput
+from bandit.contracts import events
+from bandit.contracts.slots import SlotKind
+from bandit.learning.learner_core import Input, LearnerCore, Record, StepOutput
 from bandit.policies import build_policy
-from bandit.slots import SlotKind
 from kafkaio.produce import produce
 from sim.synthetic import SyntheticWorld
+from storage.config_file import load_config
 from tests.helpers import read_all, running_learner, wait_for
 
 CONFIG = load_config(environ={})
@@ -89,7 +90,7 @@ bad_message = st.builds(
 @settings(max_examples=200, deadline=None)
 @given(st.lists(bad_message, min_size=1, max_size=30))
 def test_every_bad_message_is_one_dead_letter_and_nothing_else(messages):
-    core = LearnerCore(CONFIG)
+    core = LearnerCore(CONFIG, clock=time.time)
     core.assign(0, None)
     out = StepOutput()
     records = [Record(target, 0, offset, b"k", value)

@@ -10,15 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bandit import events
-from bandit.checkpoint import CheckpointError
-from bandit.config import ConfigError, load_config
-from bandit.learner_core import Input, LearnerCore, Record, StepOutput
-from bandit.model_store import ModelStore
+from bandit.config import ConfigError
+from bandit.contracts import events
+from bandit.contracts.slots import SlotKind
+from bandit.learning.checkpoint import CheckpointError
+from bandit.learning.learner_core import Input, LearnerCore, Record, StepOutput
 from bandit.policies import build_policy
-from bandit.slots import SlotKind
 from kafkaio.produce import produce, produce_stream
 from sim.synthetic import SyntheticWorld, logged_stream
+from storage.config_file import load_config
+from storage.model_store import ModelStore
 from tests.helpers import read_all, running_learner, wait_for
 from tests.learner.test_stream import decision, feedback
 
@@ -57,7 +58,7 @@ messages = st.lists(
 
 
 def _run(config, items) -> tuple[dict, Counter, Counter, int]:
-    core = LearnerCore(config)
+    core = LearnerCore(config, clock=time.time)
     core.assign(0, None)
     out = StepOutput()
     offsets = Counter()

@@ -6,11 +6,11 @@ import time
 import msgspec
 import numpy as np
 
-from bandit.model_store import ModelStore
+from bandit.contracts.slots import SlotConfig, SlotKind
 from bandit.policies import build_policy
-from bandit.slots import SlotConfig, SlotKind
 from kafkaio.produce import produce_stream
 from sim.synthetic import SyntheticWorld, logged_stream
+from storage.model_store import ModelStore
 from tests.helpers import running_learner, running_service, wait_for
 
 DECISIONS = 8_000

@@ -5,9 +5,9 @@ import time
 
 import msgspec
 
-from bandit import events
+from bandit.contracts import events
+from bandit.contracts.slots import SlotKind
 from bandit.policies import build_policy
-from bandit.slots import SlotKind
 from kafkaio.produce import produce_stream
 from learner.checkpoint_store import CheckpointStore
 from sim.synthetic import SyntheticWorld, logged_stream

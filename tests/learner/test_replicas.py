@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from bandit.config import load_config
-from bandit.model_store import ModelStore
+from bandit.contracts.slots import SlotKind
 from bandit.policies import build_policy
-from bandit.slots import SlotKind
 from kafkaio.embedded_broker import die_with_parent, free_port
 from kafkaio.produce import produce_stream
 from serving.client import Client
 from sim.synthetic import SyntheticWorld, logged_stream
+from storage.config_file import load_config
+from storage.model_store import ModelStore
 from tests.helpers import metric_value, running_learner, wait_for
 
 ARTBANDIT = str(Path(sys.executable).with_name("artbandit"))

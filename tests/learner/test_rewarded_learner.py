@@ -12,14 +12,14 @@ import time
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from bandit import events
-from bandit.config import load_config
-from bandit.learner_core import weight_sampled
-from bandit.model_store import ModelStore
+from bandit.contracts import events
+from bandit.learning.learner_core import weight_sampled
 from kafkaio.embedded_broker import free_port
 from kafkaio.topics import ensure_topics
 from learner.checkpoint_store import CheckpointStore
 from learner.rewarded_loop import RewardedLearner
+from storage.config_file import load_config
+from storage.model_store import ModelStore
 from tests.faults.harness import artwork_backlog
 from tests.helpers import Client, metric_value, read_all, running_learner, wait_for
 
@@ -163,7 +163,9 @@ def test_a_rewarded_learner_switches_to_tuned_settings_warm_started_on_what_it_r
         wait_for(lambda: learner.outcomes["learned"] == stream.learnable > 300, 120)
         assert learner.core.tuned("artwork").revision == 0
         # what `artbandit tune` records when a candidate wins
-        store.update_tuning("artwork", lambda s: s.record(["learning_rate=0.3"], "tuned", "t"))
+        store.update_tuning(
+            "artwork", lambda s: s.record(["learning_rate=0.3"], "tuned", "t", at=time.time())
+        )
         wait_for(lambda: learner.core.tuned("artwork").revision == 1, 30)
         policy = learner.core.policies["artwork"]
         assert policy.slot.learning_rate == 0.3

@@ -5,10 +5,10 @@ import time
 
 import msgspec
 
-from bandit import events
-from bandit.events import Candidate, Context, DecisionEvent, FeedbackEvent, PolicyRef
-from bandit.model_store import ModelStore
+from bandit.contracts import events
+from bandit.contracts.events import Candidate, Context, DecisionEvent, FeedbackEvent, PolicyRef
 from kafkaio.produce import produce
+from storage.model_store import ModelStore
 from tests.helpers import Client, metric_value, read_all, running_learner, wait_for
 
 T0 = time.time() - 3600  # an hour ago: once read to the end, the wall clock closes every window

@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from bandit import events
-from bandit.learner_core import LearnerCore
-from bandit.model_store import ModelStore
+from bandit.contracts import events
+from bandit.learning.learner_core import LearnerCore
 from kafkaio.produce import produce
 from learner.checkpoint_store import CheckpointStore
 from learner.loop import LearnerError
+from storage.model_store import ModelStore
 from tests.helpers import metric_value, read_all, running_learner, running_service, wait_for
 from tests.serving.test_admin_lift import WINDOW, page_events
 
@@ -50,7 +50,9 @@ def test_a_switch_learns_the_window_then_every_later_event_once(learner_config):
         feed(config, learner, 0, 600, learned=540)
         assert learner.core.policies["artwork"].examples_learned == treated(0, 600) == 540
         # what `artbandit tune` records when a candidate wins
-        store.update_tuning("artwork", lambda s: s.record([TUNED], "tuned", "tuner"))
+        store.update_tuning(
+            "artwork", lambda s: s.record([TUNED], "tuned", "tuner", at=time.time())
+        )
         wait_for(lambda: learner.core.tuned("artwork").revision == 1, 30)
         policy = learner.core.policies["artwork"]
         assert policy.slot.learning_rate == 0.3
@@ -130,7 +132,7 @@ def test_a_crash_before_the_switch_is_checkpointed_switches_again_exactly(
 
     monkeypatch.setattr(LearnerCore, "switch", switch)
     monkeypatch.setattr(CheckpointStore, "write", write)
-    store.update_tuning("artwork", lambda s: s.record([TUNED], "tuned", "tuner"))
+    store.update_tuning("artwork", lambda s: s.record([TUNED], "tuned", "tuner", at=time.time()))
     with pytest.raises(LearnerError, match="the disk went away"), running_learner(config):
         wait_for(lambda: switched, 30)
         time.sleep(2)  # the learner thread stops on the failed checkpoint

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from kafka import KafkaProducer
 
-from bandit import events
-from bandit.config import load_config
+from bandit.contracts import events
 from kafkaio.embedded_broker import die_with_parent, free_port
 from sim.tally import Tally
 from sim.traffic import Frontend
 from sim.world import World
+from storage.config_file import load_config
 from tests.helpers import running_learner, running_service, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

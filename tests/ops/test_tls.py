@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from bandit import events
-from bandit.config import Config, load_config
+from bandit.config import Config
+from bandit.contracts import events
 from kafkaio.embedded_broker import EmbeddedBroker, free_port
 from kafkaio.produce import produce
 from replay.logs import read_log
+from storage.config_file import load_config
 from tests.conftest import learner_settings
 from tests.helpers import running_learner, running_service, wait_for
 from tests.serving.test_decide import page

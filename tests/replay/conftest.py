@@ -1,13 +1,13 @@
 import msgspec
 import pytest
 
-from bandit.config import load_config
-from bandit.events import PolicyRef
-from bandit.model_store import ModelStore
+from bandit.contracts.events import PolicyRef
+from bandit.contracts.slots import SlotConfig, SlotKind
 from bandit.policies import build_policy
 from bandit.policies.baselines import DefaultPolicy
-from bandit.slots import SlotConfig, SlotKind
 from sim.synthetic import SyntheticWorld, rewarded_log
+from storage.config_file import load_config
+from storage.model_store import ModelStore
 
 
 def uniform_log(kind: SlotKind, count: int, seed: int = 1, slot: str | None = None):

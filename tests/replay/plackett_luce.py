@@ -9,7 +9,7 @@ import itertools
 
 import numpy as np
 
-from bandit.events import Candidate, Context, DecisionEvent, PolicyRef, RewardedEvent
+from bandit.contracts.events import Candidate, Context, DecisionEvent, PolicyRef, RewardedEvent
 
 ROWS = [f"row{i}" for i in range(5)]
 POSITIONS = 3

@@ -9,8 +9,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from bandit.events import PolicyRef
-from bandit.slots import SlotKind
+from bandit.contracts.events import PolicyRef
+from bandit.contracts.slots import SlotKind
 from replay.audit import audit
 from replay.logs import write_log
 from tests.replay.conftest import logged_by_real_versions

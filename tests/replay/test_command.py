@@ -3,8 +3,8 @@ refusals for logs and targets it cannot evaluate."""
 
 import json
 
-from bandit.events import RewardedEvent
-from bandit.slots import SlotKind
+from bandit.contracts.events import RewardedEvent
+from bandit.contracts.slots import SlotKind
 from replay.logs import write_log
 from tests.replay.conftest import uniform_log
 from tests.test_cli import run

@@ -3,13 +3,13 @@ exposure floor, beside the share the log showed them."""
 
 import msgspec
 
-from bandit.config import load_config
-from bandit.events import Candidate, Context, PolicyRef, RewardedEvent
+from bandit.contracts.events import Candidate, Context, PolicyRef, RewardedEvent
 from bandit.policies import build_policy
 from replay.evaluate import Settings, evaluate
 from replay.logs import ReplayLog
 from replay.report import table
 from replay.targets import parse_target
+from storage.config_file import load_config
 
 
 def test_the_flagged_share_of_the_log_and_of_each_target():

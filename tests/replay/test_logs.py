@@ -5,7 +5,7 @@ import gzip
 
 import pytest
 
-from bandit import events
+from bandit.contracts import events
 from kafkaio.produce import produce
 from replay.logs import LogError, read_log, write_log
 

@@ -11,14 +11,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bandit.config import load_config
-from bandit.slots import SlotKind
+from bandit.contracts.slots import SlotKind
 from replay import columnar
 from replay.evaluate import Settings, evaluate
 from replay.logs import ReplayLog, write_log
 from replay.partitioned import replay_partitioned
 from replay.rounds import Rounds
 from replay.targets import parse_target
+from storage.config_file import load_config
 from tests.replay.conftest import uniform_log
 
 SPECS = ["uniform", "default"]

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bandit.config import load_config
 from replay import estimators as est
 from replay.evaluate import Settings, evaluate
 from replay.logs import ReplayLog
 from replay.report import table
 from replay.rounds import Rounds
 from replay.targets import parse_target
+from storage.config_file import load_config
 from tests.replay import plackett_luce as pl
 
 TRUTH = pl.true_values()

@@ -12,15 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bandit.config import load_config
-from bandit.events import PolicyRef
-from bandit.slots import SlotKind
+from bandit.contracts.events import PolicyRef
+from bandit.contracts.slots import SlotKind
 from replay import estimators as est
 from replay import slates
 from replay.evaluate import Settings, evaluate
 from replay.logs import ReplayLog
 from replay.rounds import Rounds
 from replay.targets import parse_target
+from storage.config_file import load_config
 from tests.replay import plackett_luce as pl
 from tests.replay.conftest import logged_by_real_versions
 

@@ -5,12 +5,12 @@ import msgspec
 import numpy as np
 import pytest
 
-from bandit.config import load_config
-from bandit.model_store import ModelStore
+from bandit.contracts.slots import SlotKind
 from bandit.policies import build_policy
-from bandit.slots import SlotKind
 from replay.rounds import Rounds
 from replay.targets import TargetError, baseline_probabilities, parse_target
+from storage.config_file import load_config
+from storage.model_store import ModelStore
 from tests.replay.conftest import uniform_log
 
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from bandit.config import load_config
-from bandit.model_store import ModelStore, parse_version_file
+from bandit.contracts.slots import SlotConfig, SlotKind
 from bandit.policies import build_policy
-from bandit.slots import SlotConfig, SlotKind
 from replay.logs import write_log
 from replay.train import train
 from sim.synthetic import SyntheticWorld
+from storage.config_file import load_config
+from storage.model_store import ModelStore, parse_version_file
 from tests.helpers import read_all
 from tests.replay.conftest import uniform_log
 

@@ -5,6 +5,7 @@ alone."""
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import msgspec
@@ -13,14 +14,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bandit.config import ConfigError, TuningConfig, load_config
-from bandit.model_store import ModelStore
+from bandit.config import ConfigError, TuningConfig
+from bandit.contracts.slots import SlotConfig, SlotKind
 from bandit.policies import build_policy
-from bandit.slots import SlotConfig, SlotKind
 from replay.logs import write_log
 from replay.rounds import Rounds
 from replay.tune import _influence, candidate_settings, judge
 from sim.synthetic import SyntheticWorld
+from storage.config_file import load_config
+from storage.model_store import ModelStore
 from tests.replay.conftest import rewarded_log, uniform_log
 
 ARTBANDIT = str(Path(sys.executable).with_name("artbandit"))
@@ -120,7 +122,7 @@ def test_tune_command_records_the_winner_and_leaves_a_pinned_slot(tmp_path):
     assert state.revision == 1 and state.overrides == [WITH_INTERACTIONS]
     record = state.active
     assert record.by == "tuner" and record.events == 6000 and record.lower_bound > 0
-    ModelStore(store).update_tuning("artwork", lambda s: s.pin())
+    ModelStore(store).update_tuning("artwork", lambda s: s.pin(at=time.time()))
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "pinned at revision 2" in again.stdout
     assert ModelStore(store).tuning("artwork").revision == 2

@@ -2,7 +2,8 @@ import uuid
 
 import pytest
 
-from bandit.config import Config, load_config
+from bandit.config import Config
+from storage.config_file import load_config
 
 
 @pytest.fixture

@@ -3,9 +3,9 @@ equal to the report over the rewarded topic, through a learner restart."""
 
 import time
 
-from bandit import events
-from bandit.events import Candidate, Context, DecisionEvent, FeedbackEvent, PolicyRef
-from bandit.lift import lift_report, tally, to_dict
+from bandit.contracts import events
+from bandit.contracts.events import Candidate, Context, DecisionEvent, FeedbackEvent, PolicyRef
+from bandit.measurement.lift import lift_report, tally, to_dict
 from kafkaio.produce import produce
 from tests.helpers import read_all, running_learner, running_service, wait_for
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from bandit.events import DecisionEvent, FeedbackEvent
+from bandit.contracts.events import DecisionEvent, FeedbackEvent
 from tests.helpers import metric_value, read_topic, running_service
 
 RAW_USER_ID = "user-4711@example.com"

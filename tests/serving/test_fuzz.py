@@ -17,7 +17,7 @@ FUZZ = settings(
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    from bandit.config import load_config
+    from storage.config_file import load_config
 
     config = load_config(
         overrides=[

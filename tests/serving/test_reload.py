@@ -3,11 +3,11 @@
 import tempfile
 import threading
 
-from bandit.config import load_config
-from bandit.model_store import ModelStore
+from bandit.contracts.slots import SlotConfig, SlotKind
 from bandit.policies import VWChoicePolicy, build_policy
-from bandit.slots import SlotConfig, SlotKind
 from serving.policy_registry import PolicyRegistry
+from storage.config_file import load_config
+from storage.model_store import ModelStore
 from tests.helpers import metric_value, running_service, wait_for
 
 TOKEN = "s3cret-token"

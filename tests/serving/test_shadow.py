@@ -8,18 +8,26 @@ import time
 import numpy as np
 import pytest
 
-from bandit import events
-from bandit.config import load_config, shadow_key, shadow_slot
-from bandit.events import Candidate, Context, DecisionEvent, PolicyRef, RewardedEvent, ShadowScore
-from bandit.learner_core import Input, LearnerCore, Record, StepOutput
-from bandit.lift import PartitionTally, tally
-from bandit.model_store import ModelStore
+from bandit.config import shadow_key, shadow_slot
+from bandit.contracts import events
+from bandit.contracts.events import (
+    Candidate,
+    Context,
+    DecisionEvent,
+    PolicyRef,
+    RewardedEvent,
+    ShadowScore,
+)
+from bandit.contracts.slots import SlotKind
+from bandit.learning.learner_core import Input, LearnerCore, Record, StepOutput
+from bandit.measurement.lift import PartitionTally, tally
 from bandit.policies import build_policy
-from bandit.slots import SlotKind
 from replay.audit import audit
 from replay.evaluate import Settings, evaluate
 from replay.logs import ReplayLog
 from replay.targets import parse_target
+from storage.config_file import load_config
+from storage.model_store import ModelStore
 from tests.helpers import read_topic, running_service
 from tests.learner.test_stream import decision, feedback
 from tests.replay.conftest import uniform_log
@@ -127,7 +135,7 @@ def test_a_slot_without_a_shadow_cannot_promote_one(make_config):
 
 def test_the_learner_teaches_the_shadow_from_the_same_events_and_checkpoints_it():
     config = load_config(environ={}, overrides=[SHADOW])
-    core = LearnerCore(config)
+    core = LearnerCore(config, clock=time.time)
     core.assign(0, None)
     out, offsets = StepOutput(), {Input.DECISIONS: 0, Input.FEEDBACK: 0}
     for n in range(200):
@@ -145,7 +153,7 @@ def test_the_learner_teaches_the_shadow_from_the_same_events_and_checkpoints_it(
         shadow.slot.learning_rate == 0.5
         and live.slot.learning_rate == config.slots["hero"].learning_rate != 0.5
     )
-    restored = LearnerCore.from_checkpoint(config, core.checkpoint(1, "m"))
+    restored = LearnerCore.from_checkpoint(config, core.checkpoint(1, "m"), clock=time.time)
     again = restored.policies[shadow_key("hero")]
     probe = decision("probe", 0, "hero")
     scores = {name: p.action_probabilities(probe.context, probe.candidates)

@@ -12,15 +12,15 @@ import time
 import msgspec
 import pytest
 
-from bandit import events
-from bandit.config import load_config
+from bandit.contracts import events
+from bandit.contracts.slots import SlotKind
 from bandit.policies import build_policy
-from bandit.slots import SlotKind
 from kafkaio.topics import ensure_topics
 from serving.event_producer import EventProducer
 from serving.shipper import Shipper, ShipperClient, frame
 from serving.shipper_process import ShipperProcess
 from sim.synthetic import SyntheticWorld, logged_stream
+from storage.config_file import load_config
 from tests.helpers import read_topic, wait_for
 
 

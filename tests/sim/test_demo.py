@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bandit.config import load_config
 from replay.logs import read_log
 from sim.demo import DEMO_SETTINGS
+from storage.config_file import load_config
 from tests.helpers import wait_for
 
 ARTBANDIT = str(Path(sys.executable).with_name("artbandit"))

@@ -7,8 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bandit.config import load_config
-from bandit.join import rewards_of
+from bandit.learning.join import rewards_of
 from serving.api import parse_decide
 from sim.page import (
     ARTWORK,
@@ -21,6 +20,7 @@ from sim.page import (
     sample,
 )
 from sim.world import World
+from storage.config_file import load_config
 
 WORLD = World()
 CONFIG = load_config(None)

@@ -4,8 +4,8 @@ import re
 import uuid
 
 from artbandit.cli import main
-from bandit import events
-from bandit.config import load_config
+from bandit.contracts import events
+from storage.config_file import load_config
 from tests.helpers import read_all, running_service
 
 

@@ -6,9 +6,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from bandit.config import load_config
-from bandit.slots import SlotKind
+from bandit.contracts.slots import SlotKind
 from sim.suite import HALVES, SUITE, SuiteWorld, play
+from storage.config_file import load_config
 
 
 def test_the_suite_spans_rates_sizes_signals_and_kinds():

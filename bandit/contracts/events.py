@@ -7,9 +7,7 @@ strings and inconsistent lists raise `EventError` with the field named, never an
 
 from __future__ import annotations
 
-import json
 import operator
-import pathlib
 import re
 from typing import Annotated, Any, Literal, TypeVar, get_args, overload
 
@@ -110,7 +108,7 @@ class DecisionEvent(msgspec.Struct, tag="artbandit.decision/1", **_EVENT):
     # single-choice slots: the probability the slot's treatment policy gives the editorial
     # default for this request, chosen or not, in control too (null when not logged): where
     # the log supports the default, which the check of off-policy estimates against the
-    # holdout needs (bandit.calibration)
+    # holdout needs (bandit.measurement.calibration)
     default_probability: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
     # slots with a shadow policy: its pmfs here (null otherwise), so replay values it exactly
     shadow: ShadowScore | None = None
@@ -334,21 +332,3 @@ def schema_file_name(type_: type) -> str:
     """`artbandit.decision/1` -> `decision-v1.json`."""
     tag: str = type_.__struct_config__.tag  # type: ignore[attr-defined]  # a tagged Struct
     return tag.replace("artbandit.", "").replace("/", "-v") + ".json"
-
-
-def write_schemas(directory: str) -> list[str]:
-    """Write one JSON Schema file per event type into `directory`; returns the paths."""
-    target = pathlib.Path(directory)
-    target.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for type_ in (DecisionEvent, FeedbackEvent, RewardedEvent, DeadLetterEvent):
-        path = target / schema_file_name(type_)
-        path.write_text(json.dumps(json_schema(type_), indent=2, sort_keys=True) + "\n")
-        paths.append(str(path))
-    return paths
-
-
-if __name__ == "__main__":
-    import sys
-
-    print("\n".join(write_schemas(sys.argv[1] if len(sys.argv) > 1 else "configs/schemas")))

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import NamedTuple
 
-from bandit.events import DecisionEvent
+from bandit.contracts.events import DecisionEvent
 from bandit.policies.base import default_order
 
 MIN_EFFECTIVE = 100.0  # effective rounds below which a gap is not judged: weights too few

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from bandit.events import DecisionEvent, FeedbackEvent, Outcomes, RewardedEvent
-from bandit.slots import SlotConfig
+from bandit.contracts.events import DecisionEvent, FeedbackEvent, Outcomes, RewardedEvent
+from bandit.contracts.slots import SlotConfig
 
 _NEVER = -1.0  # event time before any event: timestamps are never negative
 

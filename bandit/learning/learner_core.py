@@ -9,23 +9,22 @@ It opens no socket and no file: `loop` feeds it from Kafka, tests feed it direct
 from __future__ import annotations
 
 import logging
-import time
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
 import msgspec
 
-from bandit import events
-from bandit.checkpoint import Checkpoint, CheckpointError, PartitionState, SlotState
 from bandit.config import Config, policy_slots, shadow_key
-from bandit.join import DeadLetter, JoinResult, RewardJoin
-from bandit.lift import RecentTallies, SlotTallies, merge, tally
+from bandit.contracts import events
+from bandit.contracts.slots import SlotConfig
+from bandit.learning.checkpoint import Checkpoint, CheckpointError, PartitionState, SlotState
+from bandit.learning.join import DeadLetter, JoinResult, RewardJoin
+from bandit.learning.tuning import Tuned, TunedPolicies, tuned_slot
+from bandit.measurement.lift import RecentTallies, SlotTallies, merge, tally
 from bandit.policies import Policy, policy_class
-from bandit.slots import SlotConfig
-from bandit.tuning import Tuned, TunedPolicies, tuned_slot
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +89,11 @@ class LearnerCore(TunedPolicies):
         policies: Mapping[str, Policy] | None = None,
         learned_here: Mapping[str, int] | None = None,
         tuning: Mapping[str, Tuned] | None = None,
+        *,
+        clock: Callable[[], float],
     ):
         self.config = config
+        self.clock = clock  # epoch seconds, for the times events and checkpoints are stamped
         self.topics = (config.kafka.topics.decisions, config.kafka.topics.feedback)
         # Only the slots this learner owns (another group learns and publishes the others),
         # keyed by slot and by `shadow_key(slot)` for a slot's shadow policy, which learns
@@ -250,7 +252,7 @@ class LearnerCore(TunedPolicies):
             offset=record.offset,
             key=record.key.decode(errors="replace") if record.key is not None else None,
             payload=record.value.decode(errors="replace") if record.value is not None else "",
-            ts=time.time(),
+            ts=self.clock(),
         )
 
     def _join_dead_letter(self, partition: int, dead: DeadLetter) -> events.DeadLetterEvent:
@@ -263,7 +265,7 @@ class LearnerCore(TunedPolicies):
             offset=None,
             key=dead.event.decision_id,
             payload=msgspec.json.encode(dead.event).decode(),
-            ts=time.time(),
+            ts=self.clock(),
         )
 
     # -------------------------------------------------------------------- checkpoints
@@ -284,7 +286,7 @@ class LearnerCore(TunedPolicies):
         }
         return Checkpoint(
             seq=seq,
-            created_at=time.time(),
+            created_at=self.clock(),
             member=member,
             group_id=self.config.learner.group_id,
             topics=self.topics,
@@ -303,6 +305,8 @@ class LearnerCore(TunedPolicies):
         checkpoint: Checkpoint,
         fallback: Mapping[str, Policy] | None = None,
         fallback_tuning: Mapping[str, Tuned] | None = None,
+        *,
+        clock: Callable[[], float],
     ) -> LearnerCore:
         """The core as it was at `checkpoint` (partitions are assigned separately). A slot
         whose policy no longer loads under the current config starts from `fallback`
@@ -315,7 +319,7 @@ class LearnerCore(TunedPolicies):
             else:
                 policies[slot] = policy
         learned = {slot: state.learned_here for slot, state in checkpoint.slots.items()}
-        core = cls(config, policies, learned, tuning)
+        core = cls(config, policies, learned, tuning, clock=clock)
         core.pending = dict(checkpoint.partitions)
         return core
 

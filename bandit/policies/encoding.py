@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from bandit.events import Candidate, Context
+from bandit.contracts.events import Candidate, Context
 
 # Whitespace splits tokens, `|` starts a namespace, `:` separates a value, `=` separates a
 # categorical name from its value, `'` starts a tag; `%` is escaped so the escape is injective.

@@ -17,7 +17,7 @@ rate: a share far from it (p < 0.001) means the assignment or the logging is bro
 treatment changes how many decisions people are shown, and the lift cannot be trusted.
 
 Every slot's report also checks off-policy estimation against the holdout (see
-`bandit.calibration`): the treatment group's importance-weighted reward of the default
+`bandit.measurement.calibration`): the treatment group's importance-weighted reward of the default
 policy, summed per bucket like the rewards, estimates what control measures.
 
 The rewarded log holds impressed decisions only; when a slot's policy changes what gets
@@ -37,10 +37,10 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from bandit import calibration
 from bandit.config import Config
-from bandit.events import OUTCOMES, Outcomes, RewardedEvent
-from bandit.stats import Lift, Rate, json_ready, lift, ratio_rate
+from bandit.contracts.events import OUTCOMES, Outcomes, RewardedEvent
+from bandit.measurement import calibration
+from bandit.measurement.stats import Lift, Rate, json_ready, lift, ratio_rate
 
 UNIT_BUCKETS = 512
 GROUPS = ("treatment", "control")

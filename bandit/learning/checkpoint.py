@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import msgspec
 
-from bandit.lift import SlotTallies
+from bandit.measurement.lift import SlotTallies
 
 
 class CheckpointError(RuntimeError):

@@ -18,19 +18,18 @@ inputs (each input partition's events in the same partition), which the loop che
 from __future__ import annotations
 
 import contextlib
-import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import msgspec
 
-from bandit import events
-from bandit.checkpoint import Checkpoint, PartitionState, SlotState
 from bandit.config import Config, policy_slots, shadow_key
-from bandit.learner_core import restore_policies, weight_of, weight_sampled
+from bandit.contracts import events
+from bandit.learning.checkpoint import Checkpoint, PartitionState, SlotState
+from bandit.learning.learner_core import restore_policies, weight_of, weight_sampled
+from bandit.learning.tuning import Tuned, TunedPolicies
 from bandit.policies import Policy
-from bandit.tuning import Tuned, TunedPolicies
 
 Key = tuple[float, str]  # (joined_at, decision_id): a partition's order of rewarded events
 _BEFORE_ANY: Key = (-1.0, "")
@@ -54,8 +53,11 @@ class RewardedLearnerCore(TunedPolicies):
         policies: Mapping[str, Policy] | None = None,
         learned_here: Mapping[str, int] | None = None,
         tuning: Mapping[str, Tuned] | None = None,
+        *,
+        clock: Callable[[], float],
     ):
         self.config = config
+        self.clock = clock  # epoch seconds, for the times events and checkpoints are stamped
         self.topic = topic
         self._hold(policy_slots(config, config.learned_slots), policies, learned_here, tuning)
         self.positions: dict[int, Position] = {}
@@ -132,21 +134,21 @@ class RewardedLearnerCore(TunedPolicies):
             for partition, position in sorted(self.positions.items())
         }
         return Checkpoint(
-            seq=seq, created_at=time.time(), member=member,
+            seq=seq, created_at=self.clock(), member=member,
             group_id=self.config.learner.group_id, topics=(self.topic, ""), slots=slots,
             partitions=partitions, owned=list(self.config.learner.slots),
         )  # fmt: skip
 
     @classmethod
     def from_checkpoint(
-        cls, config: Config, topic: str, checkpoint: Checkpoint
+        cls, config: Config, topic: str, checkpoint: Checkpoint, *, clock: Callable[[], float]
     ) -> RewardedLearnerCore:
         """The core as it was at `checkpoint`; a model or tuned settings the config no
         longer takes start afresh (`restore_policies`)."""
         keys = policy_slots(config, config.learned_slots)
         policies, tuning = restore_policies(keys, checkpoint)
         learned = {key: state.learned_here for key, state in checkpoint.slots.items()}
-        core = cls(config, topic, policies, learned, tuning)
+        core = cls(config, topic, policies, learned, tuning, clock=clock)
         for partition, read in checkpoint.partitions.items():
             joined_at, decision_id = msgspec.msgpack.decode(read.join, type=tuple[float, str])
             core.positions[partition] = Position(read.decisions_offset, (joined_at, decision_id))

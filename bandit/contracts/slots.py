@@ -108,8 +108,8 @@ class Exploration(StrictSection, frozen=True):
 
 
 class ChangeDetection(StrictSection, frozen=True):
-    """Noticing that tastes moved (bandit.change): when the treatment's mean reward over its
-    last `window` learned events falls `z` standard errors below the mean before them, the
+    """Noticing that tastes moved (bandit.policies.change): when the treatment's mean reward
+    over its last `window` learned events falls `z` standard errors below the mean before them, the
     exploration floor rises to `boost_floor` for the next `boost_events` learned events, so
     what the model misjudges now is tried again soon. `window = 0` turns it off."""
 
@@ -133,7 +133,7 @@ class RewardMapping(StrictSection, frozen=True):
 
 
 class Exposure(StrictSection, frozen=True):
-    """What a single-choice slot shows beyond what its policy prefers (bandit.exposure).
+    """What a single-choice slot shows beyond what its policy prefers (bandit.policies.exposure).
 
     `floor`: the least probability of a candidate flagged `floor` in the request (a new or
     long-tail title), or served below `below_share` of the decisions it was offered in (by

@@ -11,16 +11,15 @@ any other change, and every version it publishes names the revision it was learn
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
 import msgspec
 
 from bandit.config import override_slot, tunable_key
-from bandit.events import RewardedEvent
+from bandit.contracts.events import RewardedEvent
+from bandit.contracts.slots import SlotConfig
 from bandit.policies import Policy, build_policy
-from bandit.slots import SlotConfig
 
 KEEP_RECORDS = 50
 
@@ -77,12 +76,12 @@ class TuningState(msgspec.Struct, frozen=True, kw_only=True):
         return list(self.history[-1].overrides) if self.history else []
 
     def record(
-        self, overrides: list[str], reason: str, by: str, **evidence: float | int
+        self, overrides: list[str], reason: str, by: str, *, at: float, **evidence: float | int
     ) -> TuningState:
-        """The state after a change to `overrides` (a new revision)."""
+        """The state after a change to `overrides` (a new revision) at time `at` (epoch s)."""
         entry = TuningRecord(
             revision=self.revision + 1,
-            at=time.time(),
+            at=at,
             overrides=list(overrides),
             reason=reason,
             by=by,
@@ -103,23 +102,23 @@ class TuningState(msgspec.Struct, frozen=True, kw_only=True):
         rounds = self.proposal_rounds + 1 if self.proposal == list(overrides) else 1
         return msgspec.structs.replace(self, proposal=list(overrides), proposal_rounds=rounds)
 
-    def pin(self, revision: int | None = None) -> TuningState:
+    def pin(self, revision: int | None = None, *, at: float) -> TuningState:
         """Pin the settings of `revision` (default: the active ones)."""
         source = self.active if revision is None else self._find(revision)
-        return self.record(source.overrides if source else [], "pinned", "admin")
+        return self.record(source.overrides if source else [], "pinned", "admin", at=at)
 
-    def unpin(self) -> TuningState:
-        return self.record(self.overrides, "unpinned", "admin")
+    def unpin(self, *, at: float) -> TuningState:
+        return self.record(self.overrides, "unpinned", "admin", at=at)
 
-    def rollback(self) -> TuningState:
+    def rollback(self, *, at: float) -> TuningState:
         """Back to the settings before the active ones, pinned so the tuner does not switch
         straight back."""
         current = self.overrides
         for entry in reversed(self.history[:-1]):
             if entry.overrides != current:
-                return self.record(entry.overrides, "pinned", "admin")
+                return self.record(entry.overrides, "pinned", "admin", at=at)
         if current:
-            return self.record([], "pinned", "admin")  # back to the configured settings
+            return self.record([], "pinned", "admin", at=at)  # back to the configured settings
         raise TuningError(f"slot {self.slot}: the configured settings run, nothing to roll back")
 
     def _find(self, revision: int) -> TuningRecord:

@@ -24,11 +24,11 @@ from typing import Any
 import msgspec
 
 from bandit import __version__
-from bandit.durable import create_file, replace_file
-from bandit.lift import PartitionTally
+from bandit.contracts.slots import SlotConfig
+from bandit.learning.tuning import TuningState, tuned_slot
+from bandit.measurement.lift import PartitionTally
 from bandit.policies import Policy, policy_class
-from bandit.slots import SlotConfig
-from bandit.tuning import TuningState, tuned_slot
+from storage.durable import create_file, replace_file
 
 MAGIC = b"artbandit-policy/1\n"
 UNTRAINED = "untrained"  # the version serving reports before a slot has a stored one
@@ -57,7 +57,7 @@ class VersionInfo:
     size: int
     slot_config: dict[str, Any]
     artbandit_version: str = __version__
-    # The self-tuning revision and overrides the policy learned under (bandit.tuning):
+    # The self-tuning revision and overrides the policy learned under (bandit.learning.tuning):
     # whoever loads it lays the overrides over its own slot config.
     tuning_revision: int = 0
     tuned: list[str] = field(default_factory=list)
