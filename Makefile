@@ -33,6 +33,8 @@ demo: $(VENV)/.installed-runtime
 # the suite runs in about a third of its serial time (`make test TEST_WORKERS=0`: serial).
 # A file's tests stay on one worker, so its module fixtures (backlogs, logs) are built once.
 TEST_WORKERS ?= 4
+# Every package of the product, as `make lint` and tests/test_types.py type-check them.
+PACKAGES := bandit storage kafkaio serving learner replay sim artbandit
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadfile
@@ -44,7 +46,7 @@ test-faults: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict bandit
+	$(BIN)/mypy --strict $(PACKAGES)
 
 # The suite against the newest releases pyproject.toml's ranges allow, in a venv of its own, to
 # catch drift on purpose (not part of `make test`). Prints the packages that differ from the lock.

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 
-from bandit.learning.tuning import Tuned
+from bandit.learning.tuning import Tuned, TunedPolicies
 from bandit.policies import Policy
-from storage.model_store import ModelStore, VersionInfo
+from learner.metrics import LearnerMetrics
+from storage.model_store import ModelStore, ModelStoreError, VersionInfo
 
 log = logging.getLogger(__name__)
 
@@ -46,3 +47,33 @@ class ModelPublisher:
             log.info("published %s/%s (%d examples)", slot, info.version, info.examples_learned)
             published.append(info)
         return published
+
+
+class Publishing:
+    """A learner's publishing part: a version of each policy that learned since its last,
+    and, beside it, what each slot's change detector saw and the floor it explores with."""
+
+    def __init__(self, publisher: ModelPublisher, metrics: LearnerMetrics):
+        self.publisher = publisher
+        self.metrics = metrics
+        self._changes_counted: dict[str, int] = {}  # changes_detected as the metric has it
+
+    def forget(self, slot: str) -> None:
+        self.publisher.forget(slot)
+
+    def publish(self, core: TunedPolicies) -> None:
+        try:
+            published = self.publisher.publish(core.policies, core.tuning)
+        except (OSError, ModelStoreError) as exc:
+            log.error("publishing a policy version failed, will retry: %s", exc)
+            return
+        for info in published:
+            self.metrics.published_version.labels(info.slot).set(int(info.version[1:]))
+        for slot, policy in core.policies.items():
+            changes = policy.changes_detected - self._changes_counted.get(slot, 0)
+            if changes > 0:
+                log.warning("slot %s: its treatment reward fell (%d change(s) detected); "
+                            "exploring more for a while", slot, changes)  # fmt: skip
+                self.metrics.world_changes.labels(slot).inc(changes)
+            self._changes_counted[slot] = policy.changes_detected
+            self.metrics.exploration_floor.labels(slot).set(policy.exploration_floor)

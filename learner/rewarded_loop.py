@@ -25,9 +25,10 @@ from bandit.learning.checkpoint import CheckpointError
 from bandit.learning.rewarded_learning import RewardedLearnerCore
 from kafkaio import clients
 from kafkaio.topics import ensure_topics
-from learner.loop import FINAL_FLUSH_S, FLUSH_S, LearnerProcess, warm_start_policies
-from learner.metrics import MetricsServer
-from learner.publisher import ModelPublisher
+from learner.cadence import Cadence
+from learner.process import FINAL_FLUSH_S, FLUSH_S, LearnerResources, warm_start_policies
+from learner.publisher import ModelPublisher, Publishing
+from learner.tuning_switch import TUNING_RETRY_S, TuningSwitch, rewarded_treatment
 from learner.writer import OutputError, OutputWriter
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class RewardedLearnerError(RuntimeError):
     """The rewarded learner cannot go on; a restart continues from its last checkpoint."""
 
 
-class RewardedLearner(LearnerProcess):
+class RewardedLearner:
     """Learns the owned slots from the rewarded topic. `run(stop)` until `stop` is set, then
     checkpoint, publish and return."""
 
@@ -51,87 +52,119 @@ class RewardedLearner(LearnerProcess):
         serve_metrics: bool = True,
         progress: bool = False,
     ):
-        super().__init__(config, bootstrap_servers, registry, serve_metrics, progress)
+        self.resources = LearnerResources(
+            config, bootstrap_servers, registry, serve_metrics, progress
+        )
+        self.config = config
+        self.metrics = self.resources.metrics
+        self.ready = self.resources.ready
         self.topic = config.kafka.topics.rewarded
         self.outcomes: Counter[str] = Counter()  # learned, duplicate, not_owned, ...
         self.consumed = 0
-        self._counted: dict[str, int] = {}  # examples_learned as the metric has it
+        self._running: _Reader | None = None  # for inspection only: `core`
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self.resources.metrics_port
+
+    @property
+    def core(self) -> RewardedLearnerCore:
+        """The running learner's core, to inspect from another thread (tests, tools)."""
+        if self._running is None:
+            raise RewardedLearnerError("the learner is not running")
+        return self._running.core
 
     def run(self, stop: threading.Event) -> None:
         """Learn until `stop` is set, then checkpoint and publish."""
-        self.checkpoints.lock()
-        try:
-            self.core = self._restore()
+        with self.resources.running():
+            core, seq = self._restore()
             try:
-                self.writer = OutputWriter(clients.client_settings(
-                    self.config.kafka, "output_producer", self.bootstrap_servers,
+                writer = OutputWriter(clients.client_settings(
+                    self.config.kafka, "output_producer", self.resources.bootstrap_servers,
                     client_id=f"{self.config.kafka.client_id}-rewarded-learner",
                 ))  # fmt: skip
                 try:
-                    self._learn_until(stop)
+                    reader = _Reader(self, core, writer, seq)
+                    self._running = reader
+                    try:
+                        self.ready.set()
+                        reader.run_until(stop)
+                    finally:
+                        self._running = None
+                        reader.consumer.close(autocommit=False)
                 finally:
-                    self.writer.close(timeout_s=10)
+                    writer.close(timeout_s=10)
+            except OutputError as exc:
+                raise RewardedLearnerError(f"{exc}; restart from the last checkpoint") from exc
             finally:
-                self.core.close()
-        except OutputError as exc:
-            raise RewardedLearnerError(f"{exc}; restart from the last checkpoint") from exc
-        finally:
-            self.checkpoints.unlock()
+                core.close()
 
-    def _learn_until(self, stop: threading.Event) -> None:
-        consumer = self._consumer()
-        self.publisher = ModelPublisher(self.store, self._send_model)
-        server = None
-        if self.serve_metrics:
-            server = MetricsServer(
-                self.metrics.registry, self.config.learner.metrics_host,
-                self.config.learner.metrics_port,
-            )  # fmt: skip
-            self.metrics_port = server.port
-        try:
-            self.ready.set()
-            last_progress = time.monotonic()
-            while not stop.is_set():
-                self._step(consumer)
-                if self._checkpoint_due():
-                    self._checkpoint()
-                if self._since_checkpoint == 0 and self._tuning_due():
-                    self._follow_tuning()  # right after a checkpoint: it has everything
-                if self.progress and time.monotonic() - last_progress > PROGRESS_INTERVAL_S:
-                    last_progress = time.monotonic()
-                    print(f"rewarded learner: read {self.consumed:,}, "
-                          f"{dict(self.outcomes)}", file=sys.stderr, flush=True)  # fmt: skip
-            self._checkpoint(final=True)
-        finally:
-            consumer.close(autocommit=False)
-            if server is not None:
-                server.stop()
-
-    def _restore(self) -> RewardedLearnerCore:
-        checkpoint = self.checkpoints.latest()
+    def _restore(self) -> tuple[RewardedLearnerCore, int]:
+        """The core from the newest checkpoint (else warm-started from the published
+        versions), and the sequence number of the next checkpoint."""
+        checkpoints = self.resources.checkpoints
+        checkpoint = checkpoints.latest()
         if checkpoint is None:
-            self._seq = self.checkpoints.next_seq()
             keys = policy_slots(self.config, self.config.learned_slots)
-            policies, tuning = warm_start_policies(self.store, keys)
-            return RewardedLearnerCore(
+            policies, tuning = warm_start_policies(self.resources.store, keys)
+            core = RewardedLearnerCore(
                 self.config, self.topic, policies, None, tuning, clock=time.time
             )
+            return core, checkpoints.next_seq()
         if checkpoint.topics != (self.topic, ""):
             raise CheckpointError(
-                f"the checkpoints in {self.checkpoints.directory} are not a rewarded learner's "
+                f"the checkpoints in {checkpoints.directory} are not a rewarded learner's "
                 f"of {self.topic} (topics {checkpoint.topics}); give it its own learner.member"
             )
-        self._seq = checkpoint.seq + 1
         log.info("restored checkpoint %d", checkpoint.seq)
-        return RewardedLearnerCore.from_checkpoint(
+        core = RewardedLearnerCore.from_checkpoint(
             self.config, self.topic, checkpoint, clock=time.time
         )
+        return core, checkpoint.seq + 1
+
+
+class _Reader:
+    """The running rewarded learner: its core, writer, consumer of every partition and its
+    parts (cadence, publishing, tuning switch), built whole."""
+
+    def __init__(
+        self, learner: RewardedLearner, core: RewardedLearnerCore, writer: OutputWriter, seq: int
+    ):
+        self.learner = learner
+        self.resources = resources = learner.resources
+        self.config = learner.config
+        self.metrics = resources.metrics
+        self.topic = learner.topic
+        self.core = core
+        self.writer = writer
+        self.cadence = Cadence(self.config.learner, seq=seq)
+        self.publishing = Publishing(
+            ModelPublisher(resources.store, self._send_model), self.metrics
+        )
+        self.switch = TuningSwitch(self.config, resources.store, self.metrics, self._tuning_window)
+        self._counted: dict[str, int] = {}  # examples_learned as the metric has it
+        self.consumer = self._consumer()
+
+    def run_until(self, stop: threading.Event) -> None:
+        last_progress = time.monotonic()
+        while not stop.is_set():
+            self._step()
+            if self.cadence.checkpoint_due():
+                self._checkpoint()
+            if self.cadence.tuning_due():
+                self._follow_tuning()  # right after a checkpoint: it has everything
+            if self.resources.progress and time.monotonic() - last_progress > PROGRESS_INTERVAL_S:
+                last_progress = time.monotonic()
+                print(f"rewarded learner: read {self.learner.consumed:,}, "
+                      f"{dict(self.learner.outcomes)}", file=sys.stderr, flush=True)  # fmt: skip
+        self._checkpoint(final=True)
 
     def _consumer(self) -> KafkaConsumer:
         """Every partition of the rewarded topic, each from its checkpointed offset."""
-        partitions = ensure_topics(self.config, self.bootstrap_servers)
+        bootstrap = self.resources.bootstrap_servers
+        partitions = ensure_topics(self.config, bootstrap)
         consumer = clients.consumer(
-            self.config.kafka, "reader", bootstrap_servers=self.bootstrap_servers,
+            self.config.kafka, "reader", bootstrap_servers=bootstrap,
             client_id=f"{self.config.kafka.client_id}-rewarded-learner",
             enable_auto_commit=False, max_poll_records=self.config.learner.max_poll_records,
         )  # fmt: skip
@@ -152,8 +185,8 @@ class RewardedLearner(LearnerProcess):
                 consumer.seek_to_beginning(tp)
         return consumer
 
-    def _step(self, consumer: KafkaConsumer) -> None:
-        batch = consumer.poll(timeout_ms=200)
+    def _step(self) -> None:
+        batch = self.consumer.poll(timeout_ms=200)
         outcomes: Counter[str] = Counter()
         weights: dict[str, list[float]] = {}
         read = 0
@@ -161,10 +194,10 @@ class RewardedLearner(LearnerProcess):
             read += len(messages)
             records = ((tp.partition, m.offset, m.value) for m in messages)
             self.core.process(records, outcomes, weights)
-        self._weighed(weights)
-        self.consumed += read
-        self._since_checkpoint += read
-        self.outcomes.update(outcomes)
+        self.resources.weighed(weights)
+        self.learner.consumed += read
+        self.cadence.count(read)
+        self.learner.outcomes.update(outcomes)
         self.metrics.consumed.labels(self.topic).inc(read)
         for slot, count in self.core.learned_here.items():
             if count != self._counted.get(slot):
@@ -180,23 +213,31 @@ class RewardedLearner(LearnerProcess):
         by a learner killed in between, would be the warm start of a successor with no
         checkpoint, which would learn its events a second time."""
         self.writer.flush(timeout_s=FINAL_FLUSH_S if final else FLUSH_S)
-        self.checkpoints.write(self.core.checkpoint(self._seq, self.config.learner.member))
-        self._seq += 1
-        self._since_checkpoint = 0
-        self._last_checkpoint = time.monotonic()
-        for slot in self.config.learned_slots:
-            self.metrics.weighed(slot, self._weights.get(slot, ()))
-        if final or time.monotonic() - self._last_publish >= self.config.learner.publish_interval_s:
-            self._last_publish = time.monotonic()
-            self._publish()
+        member = self.config.learner.member
+        self.resources.checkpoints.write(self.core.checkpoint(self.cadence.seq, member))
+        self.cadence.checkpointed()
+        self.resources.show_weights()
+        if self.cadence.publish_due() or final:
+            self.publishing.publish(self.core)
             if final:
                 self.writer.flush(timeout_s=FINAL_FLUSH_S)  # the announcements, on the way out
+
+    def _follow_tuning(self) -> None:
+        self.cadence.tuning_read()
+        changed, failed = self.switch.follow(self.core, lambda: True)
+        if failed:
+            self.cadence.tuning_read(retry_s=TUNING_RETRY_S)
+        for slot in changed:
+            self.cadence.force()  # checkpoint and publish the switch at once
+            self.publishing.forget(slot)
 
     def _tuning_window(self, slot: str) -> list[RewardedEvent]:
         """What this learner has read: below its positions (a checkpoint has just made each
         of those events its own)."""
         before = {p: position.offset for p, position in self.core.positions.items()}
-        return self._rewarded_treatment(slot, before=before)
+        return rewarded_treatment(
+            self.config, self.resources.bootstrap_servers, slot, before=before
+        )
 
     def _send_model(self, slot: str, version_file: bytes) -> None:
         self.writer.send(self.config.kafka.topics.models, slot.encode(), version_file, None)

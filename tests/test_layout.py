@@ -141,7 +141,7 @@ def test_no_import_circles():
 
 
 def test_the_checks_see_a_violation():
-    assert "kafka" in {m.split(".")[0] for m in GRAPH["learner.loop"]}
+    assert "kafka" in {m.split(".")[0] for m in GRAPH["learner.member"]}
     assert {"os", "tempfile"} <= GRAPH["bandit.policies.vw"]
     assert _opens_files(MODULES["bandit.policies.vw"])
     assert _opens_files(MODULES["storage.config_file"])

@@ -96,7 +96,7 @@ def test_join_only_members_and_one_rewarded_learner_learn_every_event_once(learn
         for v in read_all(config.kafka.bootstrap_servers, config.kafka.topics.rewarded)
     ]
     sampled = {e.decision_id for e in rewarded if e.slot == "artwork" and weight_sampled(e)}
-    assert len(sampled) > 50 and len(learner._weights["artwork"]) == len(sampled)
+    assert len(sampled) > 50 and len(learner.resources.weights["artwork"]) == len(sampled)
     gauge = learner.metrics.registry.get_sample_value
     assert gauge("artbandit_learner_replay_max_weight", {"slot": "artwork"}) > 0
     assert 0 < gauge("artbandit_learner_replay_effective_share", {"slot": "artwork"}) <= 1

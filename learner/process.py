@@ -1,0 +1,99 @@
+"""What every learner process holds, whatever it learns from: its settings, metrics (and
+the server that shows them), the model store, its checkpoint directory, readiness, and the
+sampled importance weights behind the replay gauges. Each learner is built from this and
+its own parts; none inherits from another."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from prometheus_client import CollectorRegistry
+
+from bandit.config import Config
+from bandit.contracts.slots import SlotConfig
+from bandit.learning.tuning import Tuned
+from bandit.policies import Policy
+from learner.checkpoint_store import CheckpointStore
+from learner.metrics import LearnerMetrics, MetricsServer
+from storage.model_store import ModelStore, ModelStoreError
+
+RECENT_WEIGHTS = 10_000  # sampled importance weights per slot behind the replay gauges
+FLUSH_S = 60.0  # how long a checkpoint waits for Kafka to acknowledge the outputs
+FINAL_FLUSH_S = 10.0  # the same, for the checkpoint on the way out
+
+
+class LearnerError(RuntimeError):
+    """The learner cannot go on safely (e.g. Kafka refused an output); restart it."""
+
+
+class LearnerResources:
+    def __init__(
+        self,
+        config: Config,
+        bootstrap_servers: str,
+        registry: CollectorRegistry | None = None,
+        serve_metrics: bool = True,
+        progress: bool = False,
+    ):
+        self.config = config
+        self.bootstrap_servers = bootstrap_servers
+        self.metrics = LearnerMetrics(registry or CollectorRegistry())
+        self.serve_metrics = serve_metrics
+        self.progress = progress
+        self.metrics_port: int | None = None
+        self.store = ModelStore(config.model_store.path, config.model_store.keep_versions)
+        settings = config.learner
+        self.checkpoints = CheckpointStore(
+            settings.checkpoint_dir, settings.member, settings.keep_checkpoints
+        )
+        self.ready = threading.Event()
+        self.weights: dict[str, deque[float]] = {}  # slot -> recent sampled weights
+
+    def weighed(self, weights: Mapping[str, list[float]]) -> None:
+        """Keep the newest RECENT_WEIGHTS sampled importance weights per slot."""
+        for slot, sampled in weights.items():
+            self.weights.setdefault(slot, deque(maxlen=RECENT_WEIGHTS)).extend(sampled)
+
+    def show_weights(self) -> None:
+        for slot in self.config.learned_slots:
+            self.metrics.weighed(slot, self.weights.get(slot, ()))
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """The checkpoint directory locked, and the metrics served, while a learner runs."""
+        self.checkpoints.lock()
+        try:
+            server = None
+            if self.serve_metrics:
+                settings = self.config.learner
+                server = MetricsServer(
+                    self.metrics.registry, settings.metrics_host, settings.metrics_port
+                )
+                self.metrics_port = server.port
+            try:
+                yield
+            finally:
+                if server is not None:
+                    server.stop()
+        finally:
+            self.checkpoints.unlock()
+
+
+def warm_start_policies(
+    store: ModelStore, keys: Mapping[str, SlotConfig]
+) -> tuple[dict[str, Policy], dict[str, Tuned]]:
+    """The policies of `keys` (slots, shadows) that have a published version: the newest,
+    and the tuned settings it learned under. A slot without a checkpointed model starts
+    from it."""
+    policies, tuning = {}, {}
+    for slot, slot_config in keys.items():
+        try:
+            stored = store.load_latest(slot, slot_config)
+        except ModelStoreError:
+            continue
+        policies[slot] = stored.policy
+        tuning[slot] = Tuned(stored.info.tuning_revision, tuple(stored.info.tuned))
+    return policies, tuning

@@ -1,0 +1,129 @@
+"""Following a slot's tuning history: when the tuner or an operator asks for other settings
+than a slot's policy learns under, a new policy under them learns the slot's most recent
+`tuning.window_events` treatment events from the rewarded topic, once each, and takes over.
+
+Right after a checkpoint every output is acknowledged, so the rewarded topic holds every
+event the policy has learned. The learner switches there, before its next record; the next
+checkpoint, forced at once, makes the switch durable, and a crash before it restarts from
+the old policy, which switches again the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+from kafka.errors import KafkaError
+
+from bandit.config import Config
+from bandit.contracts import events
+from bandit.contracts.events import RewardedEvent
+from bandit.learning.tuning import Tuned, TunedPolicies, recent_window, tuned_slot, warm_start
+from kafkaio.read import TopicMissing, read_topic
+from learner.metrics import LearnerMetrics
+from storage.model_store import ModelStore, ModelStoreError
+
+log = logging.getLogger(__name__)
+
+TUNING_RETRY_S = 30.0  # after a switch failed on Kafka, so retries never starve the poll
+
+
+class TuningSwitch:
+    """The part of a learner that switches its slots to the settings their history asks
+    for. `window(slot)` gives the slot's treatment events the learner has learned."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: ModelStore,
+        metrics: LearnerMetrics,
+        window: Callable[[str], list[RewardedEvent]],
+    ):
+        self.config = config
+        self.store = store
+        self.metrics = metrics
+        self.window = window
+        self.refused: set[tuple[str, Tuned]] = set()
+
+    def follow(self, core: TunedPolicies, caught_up: Callable[[], bool]) -> tuple[list[str], bool]:
+        """Switch or relabel each slot whose history asks for other settings. Returns the
+        slots that changed (to checkpoint and publish at once) and whether a switch failed
+        on Kafka (to read the history again later rather than at the next checkpoint)."""
+        changed: list[str] = []
+        failed = False
+        for slot, policy in list(core.policies.items()):
+            if policy.slot.policy != "vw" or slot not in self.config.slots:  # shadows: fixed
+                continue
+            try:
+                state = self.store.tuning(slot)
+            except (OSError, ModelStoreError) as exc:
+                log.error("slot %s: cannot read its tuning history: %s", slot, exc)
+                continue
+            self.metrics.tuning_wanted_revision.labels(slot).set(state.revision)
+            running = core.tuned(slot)
+            wanted = Tuned(state.revision, tuple(state.overrides))
+            if wanted.revision == running.revision or (slot, wanted) in self.refused:
+                continue
+            if wanted.overrides == running.overrides:  # e.g. a pin of what runs: relabel
+                core.tuning[slot] = wanted
+            elif not caught_up():
+                log.info("slot %s: switching to tuning revision %d once the inputs are read "
+                         "to their end", slot, wanted.revision)  # fmt: skip
+                continue
+            elif not self._switched(core, slot, wanted):
+                failed = failed or (slot, wanted) not in self.refused
+                continue
+            self.metrics.tuning_revision.labels(slot).set(wanted.revision)
+            changed.append(slot)
+        return changed, failed
+
+    def _switched(self, core: TunedPolicies, slot: str, wanted: Tuned) -> bool:
+        """Switch `slot` to `wanted`; False (logged, counted) when it could not."""
+        try:
+            self._switch(core, slot, wanted)
+        except ValueError as exc:  # settings the config refuses: not retried
+            self.refused.add((slot, wanted))
+            self.metrics.tuning_failures.labels(slot).inc()
+            log.error("slot %s: tuning revision %d refused: %s", slot, wanted.revision, exc)
+            return False
+        except (KafkaError, TopicMissing, OSError) as exc:
+            self.metrics.tuning_failures.labels(slot).inc()
+            log.error("slot %s: switch to tuning revision %d failed, will retry in %.0f s: %s",
+                      slot, wanted.revision, TUNING_RETRY_S, exc)  # fmt: skip
+            return False
+        return True
+
+    def _switch(self, core: TunedPolicies, slot: str, wanted: Tuned) -> None:
+        started = time.perf_counter()
+        slot_config = tuned_slot(slot, self.config.slots[slot], wanted.overrides)
+        window = recent_window(slot, self.window(slot), self.config.tuning.window_events)
+        policy = warm_start(slot_config, window)
+        core.switch(slot, wanted, policy)
+        self.metrics.tuning_switches.labels(slot).inc()
+        log.info(
+            "slot %s: switched to tuning revision %d (%s), warm-started on %d events in %.1f s",
+            slot, wanted.revision, " ".join(wanted.overrides) or "configured settings",
+            policy.examples_learned, time.perf_counter() - started,
+        )  # fmt: skip
+
+
+def rewarded_treatment(
+    config: Config,
+    bootstrap_servers: str,
+    slot: str,
+    partitions: set[int] | None = None,
+    before: Mapping[int, int] | None = None,
+) -> list[RewardedEvent]:
+    """The slot's treatment events on the rewarded topic (see `read_topic`), each
+    decision once."""
+    found: dict[str, RewardedEvent] = {}
+    kafka, topic = config.kafka, config.kafka.topics.rewarded
+    for value in read_topic(kafka, bootstrap_servers, topic, partitions, before=before):
+        try:
+            event = events.decode(value, RewardedEvent)
+        except events.EventError:
+            continue  # not a learner's output; the replay reports such lines
+        if event.slot == slot and event.group == "treatment":
+            found.setdefault(event.decision_id, event)
+    return list(found.values())
