@@ -13,6 +13,8 @@ COPY learner ./learner
 COPY replay ./replay
 COPY kafkaio ./kafkaio
 COPY storage ./storage
+COPY tuning ./tuning
+COPY training ./training
 COPY sim ./sim
 COPY artbandit ./artbandit
 COPY configs ./configs

@@ -34,7 +34,7 @@ demo: $(VENV)/.installed-runtime
 # A file's tests stay on one worker, so its module fixtures (backlogs, logs) are built once.
 TEST_WORKERS ?= 4
 # Every package of the product, as `make lint` and tests/test_types.py type-check them.
-PACKAGES := bandit storage kafkaio serving learner replay sim artbandit
+PACKAGES := bandit storage kafkaio serving learner replay tuning training sim artbandit
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadfile

@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_common_arguments(tune)
     tune.set_defaults(run=_run_tune)
-    from replay.tune import add_arguments as add_tune_arguments
+    from tuning.tune import add_arguments as add_tune_arguments
 
     add_tune_arguments(tune)
 
@@ -245,8 +245,8 @@ def _run_audit(args: argparse.Namespace, config: Config) -> int:
 
 def _run_train(args: argparse.Namespace, config: Config) -> int:
     from replay.logs import LogError, read_log_argument
-    from replay.train import TrainError, announce, train
     from storage.model_store import ModelStoreError
+    from training.train import TrainError, announce, train
 
     try:
         log = read_log_argument(args, config)
@@ -274,7 +274,7 @@ def _run_train(args: argparse.Namespace, config: Config) -> int:
 
 
 def _run_tune(args: argparse.Namespace, config: Config) -> int:
-    from replay.tune import run
+    from tuning.tune import run
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -285,7 +285,8 @@ def _run_tune(args: argparse.Namespace, config: Config) -> int:
 def _run_report_lift(args: argparse.Namespace, config: Config) -> int:
     import json
 
-    from bandit.measurement.lift import lift_report, table, tally, to_dict
+    from bandit.measurement.lift import lift_report, table, to_dict
+    from bandit.measurement.tallies import tally
     from replay.logs import LogError, read_log_argument
 
     try:

@@ -21,7 +21,7 @@ import numpy as np
 
 from bandit.contracts import events
 from bandit.contracts.slots import SlotConfig, SlotKind
-from bandit.measurement.lift import GROUPS, UNIT_BUCKETS, GroupTally, PartitionTally, tally
+from bandit.measurement.tallies import GROUPS, UNIT_BUCKETS, GroupTally, PartitionTally, tally
 from bandit.policies import build_policy
 from serving.admin import lift_answer
 from sim.synthetic import SyntheticWorld, rewarded_log

@@ -3,7 +3,7 @@
 Plays `--decisions` requests of a world (sim/suite.py) with the defaults, then times, on
 the rewarded events that produced: decoding them from JSON (what the learner does reading
 the rewarded topic), warm-starting a policy on the tuning window (what blocks the learner
-during a switch), and one tuning round (`replay.tune.judge`, what `artbandit tune` runs).
+during a switch), and one tuning round (`tuning.tune.judge`, what `artbandit tune` runs).
 
     python benchmarks/switch_bench.py [--world hero-device-many] [--decisions 100000]
 """
@@ -22,8 +22,8 @@ from bandit.contracts import events
 from bandit.contracts.events import RewardedEvent
 from bandit.learning.tuning import recent_window, tuned_slot, warm_start
 from bandit.policies import Policy
-from replay.tune import judge
 from sim.suite import SUITE, play
+from tuning.tune import judge
 
 
 def main() -> int:

@@ -1,7 +1,7 @@
 """Self-tuning against the defaults, world by world across the suite (sim/suite.py).
 
 Each world runs twice from the same seed: once with the built-in defaults, and once with
-self-tuning in process: every `--every` decisions the tuner (`replay.tune.judge`, what
+self-tuning in process: every `--every` decisions the tuner (`tuning.tune.judge`, what
 `artbandit tune` runs) replays the slot's log so far through the candidate settings, and
 when one wins significantly the policy is warm-started on the same window
 (`bandit.learning.tuning.warm_start`, what the learner does) and takes over. Prints each world's
@@ -27,8 +27,8 @@ from bandit.contracts.events import RewardedEvent
 from bandit.learning.tuning import TuningState, recent_window, tuned_slot, warm_start
 from bandit.policies import Policy
 from replay.progress import Progress
-from replay.tune import advance, judge
 from sim.suite import CHECKPOINTS, WorldSpec, play
+from tuning.tune import advance, judge
 
 
 def measure(spec: WorldSpec, args: argparse.Namespace):

@@ -14,7 +14,8 @@ from kafka.structs import OffsetAndMetadata
 
 from bandit.learning.checkpoint import Checkpoint, PartitionState
 from bandit.learning.learner_core import LearnerCore
-from bandit.measurement.lift import PartitionTally, RecentTallies
+from bandit.measurement.lift import RecentTallies
+from bandit.measurement.tallies import PartitionTally
 from learner.cadence import Cadence
 from learner.process import FINAL_FLUSH_S, FLUSH_S, LearnerError, LearnerResources
 from learner.rebalance import offsets

@@ -13,7 +13,8 @@ from flask import Blueprint, Response, current_app, request
 
 from bandit.config import SHADOW, Config, ConfigError, shadow_key
 from bandit.learning.tuning import TuningError, TuningState
-from bandit.measurement.lift import decisions, lift_report, merge, to_dict
+from bandit.measurement.lift import lift_report, to_dict
+from bandit.measurement.tallies import decisions, merge
 from serving import api
 from serving.state import ServiceState, apply_config, json_response, request_body, service_state
 from storage.model_store import UNTRAINED, ModelStore, ModelStoreError

@@ -382,7 +382,8 @@ def _report_lift(
 ) -> None:
     """`artbandit report lift` on the demo's log: the lift per slot with its guardrails and
     the check of off-policy estimation against the holdout."""
-    from bandit.measurement.lift import lift_report, table, tally
+    from bandit.measurement.lift import lift_report, table
+    from bandit.measurement.tallies import tally
 
     stream.write(f"\n$ artbandit report lift --log {log_path}\n")
     stream.write(table(lift_report(tally(logged), config)) + "\n")

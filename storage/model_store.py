@@ -26,7 +26,7 @@ import msgspec
 from bandit import __version__
 from bandit.contracts.slots import SlotConfig
 from bandit.learning.tuning import TuningState, tuned_slot
-from bandit.measurement.lift import PartitionTally
+from bandit.measurement.tallies import PartitionTally
 from bandit.policies import Policy, policy_class
 from storage.durable import create_file, replace_file
 

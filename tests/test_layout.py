@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("bandit", "serving", "learner", "replay", "kafkaio", "storage", "sim", "artbandit")
+PACKAGES = ("bandit", "serving", "learner", "replay", "kafkaio", "storage", "tuning", "training",
+            "sim", "artbandit")  # fmt: skip
 SHELLS = ("serving", "learner", "replay")
 # What the core may never reach for: it decides and learns on plain data, and is handed the
 # time (a clock) instead of reading it.
@@ -28,8 +29,21 @@ ALLOWED = {
     "serving": {"bandit", "kafkaio", "storage"},
     "learner": {"bandit", "kafkaio", "storage"},
     "replay": {"bandit", "kafkaio", "storage"},
+    # self-tuning and warm start judge and train with replay's readers and estimators
+    "tuning": {"bandit", "kafkaio", "storage", "replay"},
+    "training": {"bandit", "kafkaio", "storage", "replay"},
     "sim": {"bandit", "kafkaio", "storage", "serving", "replay"},
-    "artbandit": {"bandit", "kafkaio", "storage", "serving", "learner", "replay", "sim"},
+    "artbandit": {
+        "bandit",
+        "kafkaio",
+        "storage",
+        "serving",
+        "learner",
+        "replay",
+        "tuning",
+        "training",
+        "sim",
+    },
 }
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import msgspec
 
-from bandit.measurement.lift import SlotTallies
+from bandit.measurement.tallies import SlotTallies
 
 
 class CheckpointError(RuntimeError):

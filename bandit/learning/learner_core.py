@@ -23,7 +23,8 @@ from bandit.contracts.slots import SlotConfig
 from bandit.learning.checkpoint import Checkpoint, CheckpointError, PartitionState, SlotState
 from bandit.learning.join import DeadLetter, JoinResult, RewardJoin
 from bandit.learning.tuning import Tuned, TunedPolicies, tuned_slot
-from bandit.measurement.lift import RecentTallies, SlotTallies, merge, tally
+from bandit.measurement.lift import RecentTallies
+from bandit.measurement.tallies import SlotTallies, merge, tally
 from bandit.policies import Policy, policy_class
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,8 @@ import pytest
 
 from bandit.contracts.events import Candidate, Context, PolicyRef, RewardedEvent
 from bandit.measurement import calibration
-from bandit.measurement.lift import lift_report, tally
+from bandit.measurement.lift import lift_report
+from bandit.measurement.tallies import tally
 from replay.evaluate import Settings, evaluate
 from replay.logs import ReplayLog
 from storage.config_file import load_config

@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 from bandit.contracts.events import Outcomes
 from bandit.contracts.slots import SlotKind
-from bandit.measurement.lift import UNIT_BUCKETS, lift_report, merge, table, tally
+from bandit.measurement.lift import lift_report, table
 from bandit.measurement.stats import ratio_rate
+from bandit.measurement.tallies import UNIT_BUCKETS, merge, tally
 from replay.logs import write_log
 from storage.config_file import load_config
 from tests.replay.conftest import uniform_log

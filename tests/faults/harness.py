@@ -21,7 +21,7 @@ from kafka import KafkaConsumer
 from bandit.config import Config
 from bandit.contracts import events
 from bandit.contracts.slots import SlotKind
-from bandit.measurement.lift import merge
+from bandit.measurement.tallies import merge
 from bandit.policies import build_policy
 from kafkaio.embedded_broker import die_with_parent, free_port
 from kafkaio.produce import produce_stream

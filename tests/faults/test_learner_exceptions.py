@@ -18,7 +18,7 @@ from bandit.config import Config
 from bandit.contracts import events
 from bandit.learning.join import RewardJoin
 from bandit.learning.learner_core import LearnerCore
-from bandit.measurement.lift import decisions, merge
+from bandit.measurement.tallies import decisions, merge
 from learner.checkpoint_store import CheckpointStore
 from learner.loop import KafkaLearner
 from learner.writer import OutputWriter

@@ -12,12 +12,12 @@ import numpy as np
 from bandit.contracts.slots import SlotConfig, SlotKind
 from bandit.policies import build_policy
 from replay.logs import write_log
-from replay.train import train
 from sim.synthetic import SyntheticWorld
 from storage.config_file import load_config
 from storage.model_store import ModelStore, parse_version_file
 from tests.helpers import read_all
 from tests.replay.conftest import uniform_log
+from training.train import train
 
 ARTBANDIT = str(Path(sys.executable).with_name("artbandit"))
 

@@ -1,4 +1,4 @@
-"""Self-tuning's judgement (`replay.tune`): a setting that learns the world better wins with
+"""Self-tuning's judgement (`tuning.tune`): a setting that learns the world better wins with
 a significant gain; one that makes no difference never does; `artbandit tune` records a
 winner of two rounds in a row as the slot's next tuning revision, and leaves a pinned slot
 alone."""
@@ -19,11 +19,11 @@ from bandit.contracts.slots import SlotConfig, SlotKind
 from bandit.policies import build_policy
 from replay.logs import write_log
 from replay.rounds import Rounds
-from replay.tune import _influence, candidate_settings, judge
 from sim.synthetic import SyntheticWorld
 from storage.config_file import load_config
 from storage.model_store import ModelStore
 from tests.replay.conftest import rewarded_log, uniform_log
+from tuning.tune import _influence, candidate_settings, judge
 
 ARTBANDIT = str(Path(sys.executable).with_name("artbandit"))
 WITH_INTERACTIONS = 'interactions=["UA", "UI", "CA", "CI"]'

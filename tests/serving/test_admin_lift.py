@@ -5,7 +5,8 @@ import time
 
 from bandit.contracts import events
 from bandit.contracts.events import Candidate, Context, DecisionEvent, FeedbackEvent, PolicyRef
-from bandit.measurement.lift import lift_report, tally, to_dict
+from bandit.measurement.lift import lift_report, to_dict
+from bandit.measurement.tallies import tally
 from kafkaio.produce import produce
 from tests.helpers import read_all, running_learner, running_service, wait_for
 

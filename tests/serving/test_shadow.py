@@ -20,7 +20,7 @@ from bandit.contracts.events import (
 )
 from bandit.contracts.slots import SlotKind
 from bandit.learning.learner_core import Input, LearnerCore, Record, StepOutput
-from bandit.measurement.lift import PartitionTally, tally
+from bandit.measurement.tallies import PartitionTally, tally
 from bandit.policies import build_policy
 from replay.audit import audit
 from replay.evaluate import Settings, evaluate
