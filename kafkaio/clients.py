@@ -19,7 +19,7 @@ from typing import Any, Literal
 import msgspec
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from bandit.config import KafkaConfig
+from bandit.contracts.kafka import KafkaConfig
 
 Role = Literal[
     "event_producer",  # serving's decision and feedback log

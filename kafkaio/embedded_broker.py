@@ -16,7 +16,7 @@ from types import TracebackType
 
 from kafka.errors import KafkaError
 
-from bandit.config import KafkaConfig
+from bandit.contracts.kafka import KafkaConfig
 from kafkaio import clients
 
 

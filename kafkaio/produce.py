@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from bandit.config import Config, KafkaConfig
+from bandit.config import Config
 from bandit.contracts import events
+from bandit.contracts.kafka import KafkaConfig
 from kafkaio import clients
 
 

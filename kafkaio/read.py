@@ -6,7 +6,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 
 from kafka import TopicPartition
 
-from bandit.config import KafkaConfig
+from bandit.contracts.kafka import KafkaConfig
 from kafkaio import clients
 
 

@@ -140,46 +140,18 @@ def _evaluate_slot(
     treatment = [e for e in slot_events if e.group == "treatment"]
     control = [e for e in slot_events if e.group == "control"]
     applicable = [t for t in targets if t.applies_to(slot)]
-    warnings: list[str] = []
     if not treatment:
         raise est.EstimatorError(f"slot {slot}: no treatment events to evaluate targets on")
-    rounds = Rounds.from_events(slot, treatment)
-    train: Rounds | None = None
-    if any(t.trains for t in applicable):
-        train, rounds = rounds.split(settings.train_fraction)
-        if not len(rounds) or not len(train):
-            raise est.EstimatorError(
-                f"slot {slot}: {len(treatment)} events are too few to train on "
-                f"{settings.train_fraction:.0%} and evaluate on the rest"
-            )
-    warnings += _propensity_warnings(rounds)
-    q = None
-    names = list(settings.estimators)
-    if settings.reward_model and applicable:  # no target here, no model to fit
-        q = reward_model.fit_predict(rounds, config.slots[slot], settings.seed, quiet)
-    else:
-        dropped = [e.name for e in est.make_estimators(names) if e.needs_model]
-        names = [n for n in names if n not in dropped]
-        if dropped:
-            warnings.append(f"no reward model: {', '.join(dropped)} left out")
-    estimators = est.make_estimators(names, settings.max_weight, settings.switch_tau)
+    train, rounds = _train_and_evaluated(slot, treatment, applicable, settings)
+    warnings = _propensity_warnings(rounds)
+    q, estimators = _model_and_estimators(rounds, slot, applicable, config, settings, quiet,
+                                          warnings)  # fmt: skip
     segment = rounds.segment(settings.segment) if settings.segment else None
     ranked = config.slots[slot].kind.ranked
     logged = {"treatment": rounds}
     if control:
         logged["control"] = _control_rounds(slot, control, None if train is None else rounds)
-    logging_value = {
-        group: est.mean_estimate("on_policy", _page_rewards(part), settings.confidence)
-        for group, part in logged.items()
-    }
-    logging_by_position = {
-        group: [
-            est.mean_estimate("on_policy", part.reward[part.position == position],
-                              settings.confidence)
-            for position in sorted(set(part.position.tolist()))
-        ]
-        for group, part in logged.items()
-    } if ranked else {}  # fmt: skip
+    logging_value, logging_by_position = _logged_values(logged, ranked, settings.confidence)
     gaps = []
     if control:
         gaps = _calibration(rounds, logged["control"], q, estimators, config, settings)
@@ -197,19 +169,9 @@ def _evaluate_slot(
         pmf = target.probabilities(train, rounds, quiet, hook)
         exposure[target.name] = float((pmf * flagged).sum(axis=1).mean())
         data = off_policy_data(rounds, pmf, q)
-        kept = rejection_kept(rounds, pmf, settings.seed) if settings.rejection else None
-        for position in sorted(set(rounds.position.tolist())):
-            mask = rounds.position == position
-            result = _evaluate_target(
-                target.name, position if ranked else None, rounds.select(mask), pmf[mask],
-                data.select(mask), estimators, settings,
-                None if segment is None else segment[mask],
-            )  # fmt: skip
-            if kept is not None:
-                result.rejection = rejection_estimate(
-                    rounds.reward[mask & kept], settings.confidence
-                )
-            results.append(result)
+        results += _by_position(
+            target.name, rounds, pmf, data, estimators, settings, ranked, segment
+        )
         if ranked:
             slate = None if logger is None or orderings is None else (logger, orderings)
             page_results.append(
@@ -222,6 +184,88 @@ def _evaluate_slot(
         warnings=warnings, logging_by_position=logging_by_position, pages=page_results,
         calibration=gaps, flagged_exposure=exposure if flagged.any() else {},
     )  # fmt: skip
+
+
+def _train_and_evaluated(
+    slot: str, treatment: list[RewardedEvent], applicable: list[Target], settings: Settings
+) -> tuple[Rounds | None, Rounds]:
+    """The rounds a learning target trains on (None if none trains) and those evaluated."""
+    rounds = Rounds.from_events(slot, treatment)
+    if not any(t.trains for t in applicable):
+        return None, rounds
+    train, rounds = rounds.split(settings.train_fraction)
+    if not len(rounds) or not len(train):
+        raise est.EstimatorError(
+            f"slot {slot}: {len(treatment)} events are too few to train on "
+            f"{settings.train_fraction:.0%} and evaluate on the rest"
+        )
+    return train, rounds
+
+
+def _model_and_estimators(
+    rounds: Rounds,
+    slot: str,
+    applicable: list[Target],
+    config: Config,
+    settings: Settings,
+    quiet: bool,
+    warnings: list[str],
+) -> tuple[np.ndarray | None, list[est.Estimator]]:
+    """The reward model's predictions (None without one: no target, or --no-reward-model)
+    and the estimators that can run with what there is."""
+    q = None
+    names = list(settings.estimators)
+    if settings.reward_model and applicable:  # no target here, no model to fit
+        q = reward_model.fit_predict(rounds, config.slots[slot], settings.seed, quiet)
+    else:
+        dropped = [e.name for e in est.make_estimators(names) if e.needs_model]
+        names = [n for n in names if n not in dropped]
+        if dropped:
+            warnings.append(f"no reward model: {', '.join(dropped)} left out")
+    return q, est.make_estimators(names, settings.max_weight, settings.switch_tau)
+
+
+def _logged_values(
+    logged: dict[str, Rounds], ranked: bool, confidence: float
+) -> tuple[dict[str, est.Estimate], dict[str, list[est.Estimate]]]:
+    """Each group's on-policy value (per event: per page for rows), and per position."""
+    value = {
+        group: est.mean_estimate("on_policy", _page_rewards(part), confidence)
+        for group, part in logged.items()
+    }
+    by_position = {
+        group: [
+            est.mean_estimate("on_policy", part.reward[part.position == position], confidence)
+            for position in sorted(set(part.position.tolist()))
+        ]
+        for group, part in logged.items()
+    } if ranked else {}  # fmt: skip
+    return value, by_position
+
+
+def _by_position(
+    name: str,
+    rounds: Rounds,
+    pmf: np.ndarray,
+    data: est.OffPolicyData,
+    estimators: list[est.Estimator],
+    settings: Settings,
+    ranked: bool,
+    segment: np.ndarray | None,
+) -> list[TargetResult]:
+    """A target's results at each position (one for single-choice slots)."""
+    kept = rejection_kept(rounds, pmf, settings.seed) if settings.rejection else None
+    results = []
+    for position in sorted(set(rounds.position.tolist())):
+        mask = rounds.position == position
+        result = _evaluate_target(
+            name, position if ranked else None, rounds.select(mask), pmf[mask],
+            data.select(mask), estimators, settings, None if segment is None else segment[mask],
+        )  # fmt: skip
+        if kept is not None:
+            result.rejection = rejection_estimate(rounds.reward[mask & kept], settings.confidence)
+        results.append(result)
+    return results
 
 
 def _calibration(

@@ -21,8 +21,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bandit.config import Config, KafkaConfig, resolve_bootstrap
+from bandit.config import Config, resolve_bootstrap
 from bandit.contracts import events
+from bandit.contracts.kafka import KafkaConfig
 from kafkaio.clients import check_tls
 from kafkaio.read import TopicMissing, read_topic
 from replay.progress import Progress

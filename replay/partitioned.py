@@ -24,8 +24,6 @@ reward model of DM and the DR family is cross-fitted within each partition.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -35,7 +33,8 @@ from bandit.config import Config
 from bandit.measurement import calibration
 from replay import estimators as est
 from replay import holdout, pages, reward_model
-from replay.columnar import ColumnarError, Partition, partition_paths, read_partition
+from replay.columnar import Partition, partition_paths, read_partition
+from replay.engines import mapper
 from replay.evaluate import (
     TOP_SEGMENTS,
     PageResult,
@@ -157,14 +156,7 @@ def _slot_sums(
         control_events=len(control.events),
         treatment_rounds=len(treatment),
     )
-    for group, rounds in (("treatment", treatment), ("control", control)):
-        if len(rounds):
-            page = np.bincount(rounds.event_index, weights=rounds.reward,
-                               minlength=len(rounds.events))  # fmt: skip
-            out.logged[group] = plain(page)
-            for position in np.unique(rounds.position).tolist():
-                at = rounds.reward[rounds.position == position]
-                out.logged_positions[(group, position)] = plain(at)
+    _add_logged(out, {"treatment": treatment, "control": control})
     targets = [t for t in (parse_target(s, config, settings.seed) for s in specs)
                if t.applies_to(slot)]  # fmt: skip
     if not len(treatment):
@@ -187,54 +179,87 @@ def _slot_sums(
         out.exposure["shown"] = float(flagged[np.arange(len(treatment)), treatment.chosen].sum())
     if not targets:
         return out
-    ranked = config.slots[slot].kind.ranked
-    positions = np.unique(treatment.position).tolist()
-    segment = _segment(treatment, settings.segment)
-    by_segment: dict[tuple[int, str], Columns] = {}
-    by_position = {position: Columns() for position in positions}
-    by_page = Columns()
-    max_weight: dict[int, dict[str, float]] = {position: {} for position in positions}
+    columns = _TargetColumns(treatment, config.slots[slot].kind.ranked, settings.segment)
     for target in targets:
         pmf = target.probabilities(None, treatment, True)
         if flagged is not None:
             out.exposure[target.name] = float((pmf * flagged).sum())
-        data = off_policy_data(treatment, pmf, q)
-        for position in positions:
+        columns.add(target.name, off_policy_data(treatment, pmf, q), estimators)
+    columns.summed_into(out, settings.bootstrap, seed)
+    return out
+
+
+def _add_logged(out: SlotSums, groups: dict[str, Rounds]) -> None:
+    """Each group's on-policy reward: per page, and per position."""
+    for group, rounds in groups.items():
+        if len(rounds):
+            page = np.bincount(rounds.event_index, weights=rounds.reward,
+                               minlength=len(rounds.events))  # fmt: skip
+            out.logged[group] = plain(page)
+            for position in np.unique(rounds.position).tolist():
+                at = rounds.reward[rounds.position == position]
+                out.logged_positions[(group, position)] = plain(at)
+
+
+class _TargetColumns:
+    """The estimators' columns of every target over a slot's treatment rounds: per
+    position, per segment value and, for ranked slots, per page."""
+
+    def __init__(self, treatment: Rounds, ranked: bool, segment: str | None):
+        self.treatment = treatment
+        self.ranked = ranked
+        self.positions = np.unique(treatment.position).tolist()
+        self.segment = _segment(treatment, segment)
+        self.by_segment: dict[tuple[int, str], Columns] = {}
+        self.by_position = {position: Columns() for position in self.positions}
+        self.by_page = Columns()
+        self.max_weight: dict[int, dict[str, float]] = {p: {} for p in self.positions}
+
+    def add(self, name: str, data: est.OffPolicyData, estimators: list[est.Estimator]) -> None:
+        treatment, segment = self.treatment, self.segment
+        for position in self.positions:
             mask = treatment.position == position
             chosen = data.select(mask)
-            columns = by_position[position]
-            columns.add_weights(target.name, chosen.weights)
-            max_weight[position][target.name] = float(chosen.weights.max())
-            for estimator in estimators:
-                columns.add((target.name, estimator.name), estimator.pieces(chosen))
+            _add_columns(self.by_position[position], name, chosen, estimators)
+            self.max_weight[position][name] = float(chosen.weights.max())
             if segment is None:
                 continue
             for value in np.unique(segment[mask]).tolist():
-                in_value = chosen.select(segment[mask] == value)
-                in_segment = by_segment.setdefault((position, value), Columns())
-                in_segment.add_weights(target.name, in_value.weights)
-                for estimator in estimators:
-                    in_segment.add((target.name, estimator.name), estimator.pieces(in_value))
-        if ranked:
+                in_segment = self.by_segment.setdefault((position, value), Columns())
+                _add_columns(in_segment, name, chosen.select(segment[mask] == value), estimators)
+        if self.ranked:
+            by_page = self.by_page
             weight = pages.page_weight(treatment, data.target_chosen / data.propensity)
-            by_page.add_weights(target.name, weight)
+            by_page.add_weights(name, weight)
             for estimator in estimators:
-                by_page.add((target.name, estimator.name),
+                by_page.add((name, estimator.name),
                             pages.by_page(estimator.pieces(data), treatment))  # fmt: skip
-            by_page.add((target.name, "standard_ips"), pages.standard(treatment, weight))
-            by_page.add((target.name, "standard_snips"), pages.standard(treatment, weight, True))
-    for position, columns in by_position.items():
-        out.positions[position] = Summed(
-            columns.moments(settings.bootstrap, seed), columns.layouts, columns.weights,
-            max_weight[position],
-        )  # fmt: skip
-    for key, columns in by_segment.items():
-        out.segments[key] = Summed(columns.moments(0, seed), columns.layouts, columns.weights, {})
-    if ranked:
-        out.pages = Summed(
-            by_page.moments(settings.bootstrap, seed), by_page.layouts, by_page.weights, {}
-        )
-    return out
+            by_page.add((name, "standard_ips"), pages.standard(treatment, weight))
+            by_page.add((name, "standard_snips"), pages.standard(treatment, weight, True))
+
+    def summed_into(self, out: SlotSums, bootstrap: int, seed: np.random.SeedSequence) -> None:
+        for position, columns in self.by_position.items():
+            out.positions[position] = Summed(
+                columns.moments(bootstrap, seed), columns.layouts, columns.weights,
+                self.max_weight[position],
+            )  # fmt: skip
+        for key, columns in self.by_segment.items():
+            out.segments[key] = Summed(
+                columns.moments(0, seed), columns.layouts, columns.weights, {}
+            )
+        if self.ranked:
+            by_page = self.by_page
+            out.pages = Summed(
+                by_page.moments(bootstrap, seed), by_page.layouts, by_page.weights, {}
+            )
+
+
+def _add_columns(
+    columns: Columns, name: str, data: est.OffPolicyData, estimators: list[est.Estimator]
+) -> None:
+    columns.add_weights(name, data.weights)
+    for estimator in estimators:
+        columns.add((name, estimator.name), estimator.pieces(data))
 
 
 MAX_SEGMENT_VALUES = 10_000  # per partition: each value's sums are kept until the merge
@@ -288,33 +313,8 @@ def _slot_result(slot: str, sums: SlotSums, config: Config, settings: Settings) 
     if sums.calibration is not None and sums.control_events:
         gaps = holdout.gaps(sums.calibration, sums.logged["control"], confidence)
     warnings += calibration.warnings(gaps)
-    targets = []
-    for position, summed in sorted(sums.positions.items()):
-        for target in summed.weights:
-            estimates, ess, mean_weight = summed.target(target, confidence)
-            result_ = TargetResult(
-                target=target, position=position if ranked else None, estimates=estimates,
-                effective_sample_size=ess,
-                weights={"mean": mean_weight, "max": summed.max_weight[target]},
-                weight_sample=[], curve=[],
-            )  # fmt: skip
-            result_.segments = _top_segments(sums.segments, position, target, confidence)
-            if ess < min(100.0, 0.01 * summed.sums.rounds):
-                result_.warnings.append(
-                    f"effective sample size {ess:.0f}: the estimates rest on few rounds"
-                )
-            targets.append(result_)
-    page_results = []
-    if sums.pages is not None:
-        for target in sums.pages.weights:
-            estimates, ess, mean_weight = sums.pages.target(target, confidence)
-            assumptions = {
-                e.estimator: pages.ASSUMPTIONS[
-                    "standard" if e.estimator.startswith("standard") else "reward-interaction"
-                ]
-                for e in estimates
-            }
-            page_results.append(PageResult(target, estimates, assumptions, ess, mean_weight))
+    targets = _target_results(sums, ranked, confidence)
+    page_results = _page_results(sums.pages, confidence) if sums.pages is not None else []
     return SlotResult(
         slot=slot, events=sums.events, treatment_rounds=sums.treatment_rounds,
         evaluated_rounds=sums.treatment_rounds, train_events=0,
@@ -339,8 +339,10 @@ def replay_partitioned(
     check_settings(specs, config, settings)
     paths = [str(p) for p in partition_paths(directory)]
     progress = Progress(len(paths), f"replaying {len(paths)} partitions", quiet=quiet)
-    with _mapper(engine, workers) as map_:
-        parts = map_(paths, specs, config, settings, progress.update)
+    with mapper(engine, workers) as map_:
+        parts: list[PartitionSums] = map_(
+            partition_sums, paths, (specs, config, settings), progress.update
+        )
     progress.close()
     merged = parts[0]
     for part in parts[1:]:
@@ -348,68 +350,40 @@ def replay_partitioned(
     return result(directory, merged, config, settings)
 
 
-Mapper = Callable[[list[str], list[str], Config, Settings, Callable[[int], None]],
-                  list[PartitionSums]]  # fmt: skip
+def _target_results(sums: SlotSums, ranked: bool, confidence: float) -> list[TargetResult]:
+    """Each target's estimates at each position, with its top segments."""
+    targets = []
+    for position, summed in sorted(sums.positions.items()):
+        for target in summed.weights:
+            estimates, ess, mean_weight = summed.target(target, confidence)
+            result_ = TargetResult(
+                target=target, position=position if ranked else None, estimates=estimates,
+                effective_sample_size=ess,
+                weights={"mean": mean_weight, "max": summed.max_weight[target]},
+                weight_sample=[], curve=[],
+            )  # fmt: skip
+            result_.segments = _top_segments(sums.segments, position, target, confidence)
+            if ess < min(100.0, 0.01 * summed.sums.rounds):
+                result_.warnings.append(
+                    f"effective sample size {ess:.0f}: the estimates rest on few rounds"
+                )
+            targets.append(result_)
+    return targets
 
 
-@contextmanager
-def _mapper(engine: str, workers: int) -> Iterator[Mapper]:
-    """`partition_sums` over every path, in path order, computed where `engine` says."""
-    if engine == "local":
-
-        def local(
-            paths: list[str],
-            specs: list[str],
-            config: Config,
-            settings: Settings,
-            done: Callable[[int], None],
-        ) -> list[PartitionSums]:
-            out = []
-            for index, path in enumerate(paths):
-                out.append(partition_sums(path, index, specs, config, settings))
-                done(index + 1)
-            return out
-
-        yield local
-        return
-    try:
-        from distributed import Client, LocalCluster, as_completed
-    except ImportError:  # pragma: no cover - a dependency of the package
-        raise ColumnarError("--engine dask needs the `distributed` package") from None
-    if engine == "dask":
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None,
-        )  # fmt: skip
-    elif "://" in engine:
-        cluster = None
-    else:
-        raise ColumnarError(f"--engine {engine}: use local, dask or a scheduler's tcp://HOST:PORT")
-    client = Client(cluster if cluster is not None else engine, timeout="30s")
-
-    def distributed(
-        paths: list[str],
-        specs: list[str],
-        config: Config,
-        settings: Settings,
-        done: Callable[[int], None],
-    ) -> list[PartitionSums]:
-        futures = [
-            client.submit(partition_sums, path, index, specs, config, settings, pure=False)
-            for index, path in enumerate(paths)
-        ]
-        for finished, future in enumerate(as_completed(futures), start=1):
-            future.result()  # raises a partition's error here, with its traceback
-            done(finished)
-        gathered: list[PartitionSums] = client.gather(futures)
-        return gathered
-
-    try:
-        yield distributed
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+def _page_results(summed: Summed, confidence: float) -> list[PageResult]:
+    """A ranked slot's page values per target, with the assumption each estimator makes."""
+    page_results = []
+    for target in summed.weights:
+        estimates, ess, mean_weight = summed.target(target, confidence)
+        assumptions = {
+            e.estimator: pages.ASSUMPTIONS[
+                "standard" if e.estimator.startswith("standard") else "reward-interaction"
+            ]
+            for e in estimates
+        }
+        page_results.append(PageResult(target, estimates, assumptions, ess, mean_weight))
+    return page_results
 
 
 def _merged(mine: dict[K, S], theirs: dict[K, S]) -> dict[K, S]:

@@ -29,8 +29,9 @@ from kafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from bandit.config import Config, KafkaConfig, resolve_bootstrap
+from bandit.config import Config, resolve_bootstrap
 from bandit.contracts import events
+from bandit.contracts.kafka import KafkaConfig
 from kafkaio import clients
 
 if TYPE_CHECKING:  # imported for types only: prometheus_client must load after the fork setup

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from kafka import TopicPartition
 from kafka.errors import KafkaError
 
-from bandit.config import KafkaConfig
+from bandit.contracts.kafka import KafkaConfig
 from kafkaio import clients
 from storage.model_store import ModelStore, ModelStoreError, VersionInfo
 

@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bandit.config import KafkaConfig
 from bandit.contracts import events
 from bandit.contracts.events import FeedbackEvent
+from bandit.contracts.kafka import KafkaConfig
 from kafkaio import clients
 from serving.client import Client
 from sim.page import (
