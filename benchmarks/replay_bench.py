@@ -32,9 +32,9 @@ from bandit.contracts import events
 from bandit.contracts.slots import SlotConfig, SlotKind
 from bandit.policies import build_policy
 from replay import estimators as est
-from replay.evaluate import Settings
 from replay.logs import read_log, write_log
 from replay.partitioned import load_rate, replay_partitioned
+from replay.results import Settings
 from replay.rounds import Rounds
 from replay.targets import parse_target
 from sim.synthetic import SyntheticWorld, rewarded_log

@@ -10,11 +10,12 @@ from pathlib import Path
 from bandit.config import Config, ConfigError
 from replay import estimators as est
 from replay.columnar import ColumnarError, write_partitions
-from replay.evaluate import ReplayResult, Settings, evaluate
+from replay.evaluate import evaluate
 from replay.logs import LogError, read_log_argument
 from replay.partitioned import replay_partitioned
 from replay.rejection import NotUniformError
 from replay.report import table, to_html, to_json
+from replay.results import ReplayResult, Settings
 from replay.targets import TargetError, parse_target
 
 DEFAULT_TARGETS = ("uniform", "default")

@@ -35,17 +35,10 @@ from replay import estimators as est
 from replay import holdout, pages, reward_model
 from replay.columnar import Partition, partition_paths, read_partition
 from replay.engines import mapper
-from replay.evaluate import (
-    TOP_SEGMENTS,
-    PageResult,
-    ReplayResult,
-    Settings,
-    SlotResult,
-    TargetResult,
-    off_policy_data,
-)
+from replay.evaluate import TOP_SEGMENTS, off_policy_data
 from replay.moments import Moments
 from replay.progress import Progress
+from replay.results import PageResult, ReplayResult, Settings, SlotResult, TargetResult
 from replay.rounds import Rounds
 from replay.summed import Columns, Summed, plain
 from replay.targets import TargetError, parse_target

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from replay.estimators import Estimate
-from replay.evaluate import ReplayResult, SlotResult, TargetResult
+from replay.results import ReplayResult, SlotResult, TargetResult
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -69,24 +69,12 @@ def create_app(
         config, store, on_reload=lambda e, entry: _on_reload(metrics, e, entry)
     )
     policies.refresh()
-    producer: EventProducer | ShipperClient
-    if shipper_path is not None:
-        producer = ShipperClient(
-            shipper_path,
-            config.serving.log_buffer_events,
-            config.serving.log_outage_s,
-            lambda topic, reason: metrics.events_dropped.labels(topic, reason).inc(),
-        )
-    else:
-        producer = EventProducer.for_service(config, metrics)
+    producer = _producer(config, metrics, shipper_path)
     model_feed = ModelFeed(
-        config.kafka,
-        resolve_bootstrap(config),
-        config.kafka.topics.models,
-        store,
+        config.kafka, resolve_bootstrap(config), config.kafka.topics.models, store,
         on_version=lambda info: _on_published(metrics, policies, info),
         client_id=f"{config.kafka.client_id}-serving",
-    )
+    )  # fmt: skip
     holdout = Holdout(config.serving.holdout_salt, config.serving.user_hash_salt, holdout_seed)
     state = ServiceState(
         config=config,
@@ -108,7 +96,9 @@ def create_app(
     app = Flask("artbandit")
     app.config["MAX_CONTENT_LENGTH"] = config.serving.max_body_bytes
     app.extensions["artbandit"] = state
-    _register_routes(app, state)
+    _register_timing(app, state)
+    _register_api(app, state)
+    _register_operations(app, state)
     app.register_blueprint(admin)
     _register_errors(app, state)
     return app
@@ -130,7 +120,24 @@ def _on_published(
         policies.refresh()
 
 
-def _register_routes(app: Flask, state: ServiceState) -> None:
+def _producer(
+    config: Config, metrics: ServingMetrics, shipper_path: str | None
+) -> EventProducer | ShipperClient:
+    """Where this process's events go: the host's shipper process under `artbandit serve`,
+    else a Kafka producer of its own."""
+    if shipper_path is None:
+        return EventProducer.for_service(config, metrics)
+    return ShipperClient(
+        shipper_path,
+        config.serving.log_buffer_events,
+        config.serving.log_outage_s,
+        lambda topic, reason: metrics.events_dropped.labels(topic, reason).inc(),
+    )
+
+
+def _register_timing(app: Flask, state: ServiceState) -> None:
+    """Every request timed (and the worker's threads started on its first)."""
+
     @app.before_request
     def _start_timer() -> None:
         g.started = time.perf_counter()
@@ -144,6 +151,10 @@ def _register_routes(app: Flask, state: ServiceState) -> None:
         state.metrics.request_seconds.labels(endpoint).observe(time.perf_counter() - g.started)
         response.headers.update(SECURITY_HEADERS)
         return response
+
+
+def _register_api(app: Flask, state: ServiceState) -> None:
+    """The frontend's routes: a page decided, feedback accepted."""
 
     @app.post("/v1/decide")
     def decide() -> Response:
@@ -168,6 +179,10 @@ def _register_routes(app: Flask, state: ServiceState) -> None:
             accepted += state.producer.send(topic, event.decision_id, event)
             state.metrics.feedback.labels(event.type).inc()
         return json_response(api.FeedbackAccepted(accepted), status=202)
+
+
+def _register_operations(app: Flask, state: ServiceState) -> None:
+    """The operators' routes: health, readiness, metrics, the OpenAPI document."""
 
     @app.get("/healthz")
     def healthz() -> Response:

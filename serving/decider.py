@@ -78,44 +78,48 @@ class PageDecider:
                     continue
             fraction = slot_config.holdout_fraction
             group = self.holdout.group(bucket, fraction)
-            candidates: Sequence[Candidate] = slot.candidates
-            shadow = None
             if group == "control":
-                policy_ref = CONTROL_POLICY
-                choice = self.control[slot.slot].decide(context, candidates, slot.select)
-                if choice.default_probability is not None:  # a single-choice slot
-                    treated = self._default_probability(slot, context)
-                    choice = dataclasses.replace(choice, default_probability=treated)
+                policy_ref, choice = CONTROL_POLICY, self._control(slot, context)
+                candidates: Sequence[Candidate] = slot.candidates
+                shadow = None
             else:
-                exposure = slot_config.exposure
-                candidates = self.shares.flag(slot.slot, exposure, candidates)
-                draw = None
-                if exposure.consistent_period_s is not None and user_id is not None:
-                    draw = self.holdout.draw(
-                        user_id, slot.slot, slot.key, now, exposure.consistent_period_s
-                    )
-                policy_ref, choice = self._treatment(index, slot, candidates, context, draw)
-                self.shares.record(slot.slot, exposure, candidates, choice.chosen[0])
-                if not policy_ref.version.startswith(f"{SHADOW}:"):  # not promoted
-                    shadow = self._shadow(slot, candidates, context, choice)
+                policy_ref, choice, candidates, shadow = self._treated(
+                    index, slot, context, user_id, now
+                )
             decision_id = os.urandom(16).hex()  # 128 random bits, as uuid4, at a third the cost
             decisions.append(_answer(decision_id, slot, choice, group, policy_ref.version))
-            events.append(
-                choice.event(
-                    decision_id,
-                    now,
-                    slot.slot,
-                    slot.key,
-                    context,
-                    candidates,
-                    policy_ref,
-                    group=group,
-                    user_hash=user_hash,
-                    holdout_fraction=fraction,
-                    shadow=shadow,
-                )
-            )
+            events.append(choice.event(
+                decision_id, now, slot.slot, slot.key, context, candidates, policy_ref,
+                group=group, user_hash=user_hash, holdout_fraction=fraction, shadow=shadow,
+            ))  # fmt: skip
         return PageDecision(decisions, events)
+
+    def _control(self, slot: SlotRequest, context: Context) -> Choice:
+        """The editorial default, logged with what the treatment would give it."""
+        choice = self.control[slot.slot].decide(context, slot.candidates, slot.select)
+        if choice.default_probability is not None:  # a single-choice slot
+            treated = self._default_probability(slot, context)
+            choice = dataclasses.replace(choice, default_probability=treated)
+        return choice
+
+    def _treated(
+        self, index: int, slot: SlotRequest, context: Context, user_id: str | None, now: float
+    ) -> tuple[PolicyRef, Choice, Sequence[Candidate], ShadowScore | None]:
+        """The treatment's choice, over the candidates as the exposure floor flags them, and
+        the shadow's score of it."""
+        exposure = self.config.slots[slot.slot].exposure
+        candidates = self.shares.flag(slot.slot, exposure, slot.candidates)
+        draw = None
+        if exposure.consistent_period_s is not None and user_id is not None:
+            draw = self.holdout.draw(
+                user_id, slot.slot, slot.key, now, exposure.consistent_period_s
+            )
+        policy_ref, choice = self._treatment(index, slot, candidates, context, draw)
+        self.shares.record(slot.slot, exposure, candidates, choice.chosen[0])
+        shadow = None
+        if not policy_ref.version.startswith(f"{SHADOW}:"):  # not promoted
+            shadow = self._shadow(slot, candidates, context, choice)
+        return policy_ref, choice, candidates, shadow
 
     def _shadow(
         self, slot: SlotRequest, candidates: Sequence[Candidate], context: Context, choice: Choice

@@ -213,6 +213,23 @@ def _reset(out: Path) -> None:
     (out / "plots").mkdir(parents=True, exist_ok=True)
 
 
+def _demo_config(
+    options: DemoOptions, out: Path, broker: EmbeddedBroker, serve_port: int, metrics_port: int
+) -> tuple[Config, list[str]]:
+    """The demo's config (its settings, its own places, then the caller's), and the
+    arguments that give its child processes the same."""
+    sets = demo_overrides(out, broker.bootstrap_servers, serve_port, metrics_port)
+    sets += list(options.overrides)
+    config = load_config(options.config_path, sets)
+    for slot in (ARTWORK, HERO, ROWS):
+        if slot not in config.slots:
+            raise ConfigError(f"slots.{slot}", "the demo's page needs this slot")
+    config_args = ["--config", options.config_path] if options.config_path else []
+    for setting in sets:
+        config_args += ["--set", setting]
+    return config, config_args
+
+
 def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> DemoResult:
     out = options.out
     _reset(out)
@@ -226,15 +243,7 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> DemoResult:
     )
     with EmbeddedBroker(port=0) as broker:
         serve_port, metrics_port = free_port(), free_port()
-        sets = demo_overrides(out, broker.bootstrap_servers, serve_port, metrics_port)
-        sets += list(options.overrides)
-        config = load_config(options.config_path, sets)
-        for slot in (ARTWORK, HERO, ROWS):
-            if slot not in config.slots:
-                raise ConfigError(f"slots.{slot}", "the demo's page needs this slot")
-        config_args = ["--config", options.config_path] if options.config_path else []
-        for setting in sets:
-            config_args += ["--set", setting]
+        config, config_args = _demo_config(options, out, broker, serve_port, metrics_port)
         say.line(
             f"  broker {broker.bootstrap_servers}, service 127.0.0.1:{serve_port}, "
             f"learner metrics 127.0.0.1:{metrics_port}; logs in {out / 'logs'}/"
@@ -255,7 +264,6 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> DemoResult:
                 )
             log_path = out / "rewarded.jsonl.gz"
             logged = _export_log(config, log_path, options.quiet)
-            rewarded = len(logged)
             children.stop("server")
         finally:
             children.stop_all()
@@ -267,17 +275,9 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> DemoResult:
 
     report_path = report.write(out, tally, world, replay_path)
     result = DemoResult(
-        tally,
-        frontend.decisions,
-        frontend.sent,
-        learned,
-        published,
-        rewarded,
-        log_path,
-        report_path,
-        replay_path,
-        options.duration_s,
-    )
+        tally, frontend.decisions, frontend.sent, learned, published, len(logged), log_path,
+        report_path, replay_path, options.duration_s,
+    )  # fmt: skip
     _write_summary(out / "summary.json", result)
     return result
 

@@ -225,38 +225,11 @@ class SuiteWorld:
         if spec.editorial:  # the editorial default first, the same item on every page
             items = np.concatenate(([2 * self.catalogue], items[1:]))
         styles = self.style[items % len(self.style)]
-        observable = np.zeros(len(items))
-        if spec.signal == "user":
-            observable = effects["user"][segment, styles]
-        elif spec.signal == "context":
-            observable = effects["context"][device, styles]
-        elif spec.signal == "popularity":
-            observable = self.popularity[items % len(self.popularity)]
+        observable = self._observable(effects, segment, device, items, styles)
         logits = self.base + spec.strength * observable
         logits += self._editorial(segment, len(items))
         p_true = _sigmoid(logits + spec.hidden * effects["hidden"][taste, styles])
-        # what can be known: the taste's distribution given the segment, unless anonymous
-        tastes = (
-            self.taste_given_segment.mean(axis=0)
-            if anonymous
-            else self.taste_given_segment[segment]
-        )
-        if anonymous and spec.signal == "user":  # the segment is not seen either
-            seen = np.mean(
-                [
-                    self.taste_given_segment[s]
-                    @ _sigmoid(
-                        self.base
-                        + spec.strength * effects["user"][s, styles][None, :]
-                        + self._editorial(s, len(items))[None, :]
-                        + spec.hidden * effects["hidden"][:, styles]
-                    )
-                    for s in range(SEGMENTS)
-                ],
-                axis=0,
-            )
-        else:
-            seen = tastes @ _sigmoid(logits[None, :] + spec.hidden * effects["hidden"][:, styles])
+        seen = self._seen(effects, segment if not anonymous else None, logits, styles)
         user: dict[str, FeatureValue] = {} if anonymous else {"segment": f"s{segment}"}
         request: dict[str, FeatureValue] = {"device": f"d{device}"}
         context = Context(user=user, request=request)
@@ -269,6 +242,58 @@ class SuiteWorld:
             for k, (i, style) in enumerate(zip(items, styles, strict=True))
         ]
         return Request(context, candidates, p_true, seen)
+
+    def _observable(
+        self,
+        effects: dict[str, np.ndarray],
+        segment: int,
+        device: int,
+        items: np.ndarray,
+        styles: np.ndarray,
+    ) -> np.ndarray:
+        """(candidates,) what the world's observable signal adds, before its strength."""
+        match self.spec.signal:
+            case "user":
+                values: np.ndarray = effects["user"][segment, styles]
+            case "context":
+                values = effects["context"][device, styles]
+            case "popularity":
+                values = self.popularity[items % len(self.popularity)]
+            case _:
+                values = np.zeros(len(items))
+        return values
+
+    def _seen(
+        self,
+        effects: dict[str, np.ndarray],
+        segment: int | None,
+        logits: np.ndarray,
+        styles: np.ndarray,
+    ) -> np.ndarray:
+        """(candidates,) the click rate expected from what is observable: over the hidden
+        taste given the segment, or, for an anonymous visitor (`segment` None), over the
+        tastes of every segment (and over the segments too when they carry the signal)."""
+        spec, hidden = self.spec, self.spec.hidden * effects["hidden"][:, styles]
+        if segment is not None or spec.signal != "user":
+            tastes = (
+                self.taste_given_segment[segment]
+                if segment is not None
+                else self.taste_given_segment.mean(axis=0)
+            )
+            expected: np.ndarray = tastes @ _sigmoid(logits[None, :] + hidden)
+            return expected
+        by_segment = [
+            self.taste_given_segment[s]
+            @ _sigmoid(
+                self.base
+                + spec.strength * effects["user"][s, styles][None, :]
+                + self._editorial(s, len(styles))[None, :]
+                + hidden
+            )
+            for s in range(SEGMENTS)
+        ]
+        seen: np.ndarray = np.mean(by_segment, axis=0)
+        return seen
 
     def _editorial(self, segment: int, count: int) -> np.ndarray:
         """(candidates,) the editorial default's logit offset for a segment."""

@@ -169,23 +169,31 @@ def judge(
         gain = value - live_value
         scored.append(Scored(overrides, value, gain, error, gain - z * error, name, needed[name]))
     scored.sort(key=lambda s: (s.qualifies, s.significance), reverse=True)
+    return _verdict(slot, len(window), running_scored, scored, tuning.confidence)
+
+
+def _verdict(
+    slot: str, events: int, running: Scored, scored: list[Scored], confidence: float
+) -> Verdict:
+    """The round's verdict on candidates ranked best first: the best wins when its gain is
+    significant and at least what tuning.min_gain asks."""
     best = scored[0] if scored else None
     if best is None:
-        return Verdict(slot, len(window), running_scored, scored, None, "no candidates")
+        return Verdict(slot, events, running, scored, None, "no candidates")
     if best.lower_bound <= 0:  # none qualifies: the first is the most significant
         reason = (
             f"no candidate's gain is significant (best: {best.name}, lower bound "
             f"{best.lower_bound:+.5f})"
         )
-        return Verdict(slot, len(window), running_scored, scored, None, reason)
+        return Verdict(slot, events, running, scored, None, reason)
     if not best.qualifies:
         reason = (f"the best gain {best.gain:+.5f} ({best.name}, {best.judge}) is below "
                   f"tuning.min_gain ({best.needed:.5f})")  # fmt: skip
-        return Verdict(slot, len(window), running_scored, scored, None, reason)
+        return Verdict(slot, events, running, scored, None, reason)
     reason = (f"{best.name}: gain {best.gain:+.5f} ({best.judge}), lower bound "
-              f"{best.lower_bound:+.5f} > 0 at {tuning.confidence:.0%} over "
+              f"{best.lower_bound:+.5f} > 0 at {confidence:.0%} over "
               f"{len(scored)} candidates")  # fmt: skip
-    return Verdict(slot, len(window), running_scored, scored, best, reason)
+    return Verdict(slot, events, running, scored, best, reason)
 
 
 def _reducible(rounds: Rounds, first: int, running_value: float) -> float:

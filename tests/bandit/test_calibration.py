@@ -11,8 +11,9 @@ from bandit.contracts.events import Candidate, Context, PolicyRef, RewardedEvent
 from bandit.measurement import calibration
 from bandit.measurement.lift import lift_report
 from bandit.measurement.tallies import tally
-from replay.evaluate import Settings, evaluate
+from replay.evaluate import evaluate
 from replay.logs import ReplayLog
+from replay.results import Settings
 from storage.config_file import load_config
 
 CONFIG = load_config(environ={}, overrides=["slots.artwork.holdout_fraction=0.2"])

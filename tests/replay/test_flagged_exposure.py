@@ -5,9 +5,10 @@ import msgspec
 
 from bandit.contracts.events import Candidate, Context, PolicyRef, RewardedEvent
 from bandit.policies import build_policy
-from replay.evaluate import Settings, evaluate
+from replay.evaluate import evaluate
 from replay.logs import ReplayLog
 from replay.report import table
+from replay.results import Settings
 from replay.targets import parse_target
 from storage.config_file import load_config
 

@@ -13,9 +13,10 @@ import pytest
 
 from bandit.contracts.slots import SlotKind
 from replay import columnar
-from replay.evaluate import Settings, evaluate
+from replay.evaluate import evaluate
 from replay.logs import ReplayLog, write_log
 from replay.partitioned import replay_partitioned
+from replay.results import Settings
 from replay.rounds import Rounds
 from replay.targets import parse_target
 from storage.config_file import load_config

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from replay import estimators as est
-from replay.evaluate import Settings, evaluate
+from replay.evaluate import evaluate
 from replay.logs import ReplayLog
 from replay.report import table
+from replay.results import Settings
 from replay.rounds import Rounds
 from replay.targets import parse_target
 from storage.config_file import load_config

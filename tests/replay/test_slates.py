@@ -16,8 +16,9 @@ from bandit.contracts.events import PolicyRef
 from bandit.contracts.slots import SlotKind
 from replay import estimators as est
 from replay import slates
-from replay.evaluate import Settings, evaluate
+from replay.evaluate import evaluate
 from replay.logs import ReplayLog
+from replay.results import Settings
 from replay.rounds import Rounds
 from replay.targets import parse_target
 from storage.config_file import load_config

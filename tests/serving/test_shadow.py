@@ -23,8 +23,9 @@ from bandit.learning.learner_core import Input, LearnerCore, Record, StepOutput
 from bandit.measurement.tallies import PartitionTally, tally
 from bandit.policies import build_policy
 from replay.audit import audit
-from replay.evaluate import Settings, evaluate
+from replay.evaluate import evaluate
 from replay.logs import ReplayLog
+from replay.results import Settings
 from replay.targets import parse_target
 from storage.config_file import load_config
 from storage.model_store import ModelStore
