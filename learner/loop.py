@@ -14,14 +14,13 @@ trusts.
 from __future__ import annotations
 
 import threading
-
-from prometheus_client import CollectorRegistry
+from typing import Unpack
 
 from bandit.config import Config
 from bandit.learning.learner_core import LearnerCore
 from bandit.measurement.lift import RecentTallies
 from learner.member import GroupMember, LearnerStatus
-from learner.process import LearnerError, LearnerResources
+from learner.process import LearnerError, LearnerOptions, LearnerResources
 
 __all__ = ["KafkaLearner", "LearnerError", "LearnerStatus"]
 
@@ -31,17 +30,8 @@ class KafkaLearner:
     leave the group and return. Everything it opens is built whole when it runs
     (`GroupMember.open`), or it fails before the first record."""
 
-    def __init__(
-        self,
-        config: Config,
-        bootstrap_servers: str,
-        registry: CollectorRegistry | None = None,
-        serve_metrics: bool = True,
-        progress: bool = False,
-    ):
-        self.resources = LearnerResources(
-            config, bootstrap_servers, registry, serve_metrics, progress
-        )
+    def __init__(self, config: Config, bootstrap_servers: str, **options: Unpack[LearnerOptions]):
+        self.resources = LearnerResources(config, bootstrap_servers, **options)
         self.config = config
         self.metrics = self.resources.metrics
         self.ready = self.resources.ready

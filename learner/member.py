@@ -5,7 +5,6 @@ whole by `GroupMember.open` (learner.loop has the protocol that makes it exactly
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 from collections import Counter
@@ -145,17 +144,10 @@ class GroupMember:
         self.core.close()
 
     def run_until(self, stop: threading.Event) -> None:
-        last_progress = time.monotonic()
-        while not stop.is_set():
-            self.step()
-            if self.cadence.checkpoint_due():
-                self.checkpoint()
-            if self.cadence.tuning_due():
-                self.follow_tuning()  # right after a checkpoint: it has everything
-            if self.resources.progress and time.monotonic() - last_progress > PROGRESS_INTERVAL_S:
-                last_progress = time.monotonic()
-                print(_progress_line(self.status), file=sys.stderr, flush=True)
-        self.checkpoint(final=True)
+        self.resources.run_steps(stop, self.cadence, self, PROGRESS_INTERVAL_S)
+
+    def progress(self) -> str:
+        return _progress_line(self.status)
 
     # ------------------------------------------------------------------ one step
     def step(self) -> None:

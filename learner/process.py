@@ -5,10 +5,13 @@ its own parts; none inherits from another."""
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Protocol, TypedDict, Unpack
 
 from prometheus_client import CollectorRegistry
 
@@ -16,6 +19,7 @@ from bandit.config import Config
 from bandit.contracts.slots import SlotConfig
 from bandit.learning.tuning import Tuned
 from bandit.policies import Policy
+from learner.cadence import Cadence
 from learner.checkpoint_store import CheckpointStore
 from learner.metrics import LearnerMetrics, MetricsServer
 from storage.model_store import ModelStore, ModelStoreError
@@ -29,20 +33,34 @@ class LearnerError(RuntimeError):
     """The learner cannot go on safely (e.g. Kafka refused an output); restart it."""
 
 
+class Steps(Protocol):
+    """What `LearnerResources.run_steps` drives."""
+
+    def step(self) -> None: ...
+
+    def checkpoint(self, in_rebalance: bool = False, final: bool = False) -> None: ...
+
+    def follow_tuning(self) -> None: ...
+
+    def progress(self) -> str: ...
+
+
+class LearnerOptions(TypedDict, total=False):
+    """How a learner process runs besides its config: the metrics registry (default: its
+    own), whether it serves /metrics (default yes) and prints progress (default no)."""
+
+    registry: CollectorRegistry | None
+    serve_metrics: bool
+    progress: bool
+
+
 class LearnerResources:
-    def __init__(
-        self,
-        config: Config,
-        bootstrap_servers: str,
-        registry: CollectorRegistry | None = None,
-        serve_metrics: bool = True,
-        progress: bool = False,
-    ):
+    def __init__(self, config: Config, bootstrap_servers: str, **options: Unpack[LearnerOptions]):
         self.config = config
         self.bootstrap_servers = bootstrap_servers
-        self.metrics = LearnerMetrics(registry or CollectorRegistry())
-        self.serve_metrics = serve_metrics
-        self.progress = progress
+        self.metrics = LearnerMetrics(options.get("registry") or CollectorRegistry())
+        self.serve_metrics = options.get("serve_metrics", True)
+        self.progress = options.get("progress", False)
         self.metrics_port: int | None = None
         self.store = ModelStore(config.model_store.path, config.model_store.keep_versions)
         settings = config.learner
@@ -60,6 +78,27 @@ class LearnerResources:
     def show_weights(self) -> None:
         for slot in self.config.learned_slots:
             self.metrics.weighed(slot, self.weights.get(slot, ()))
+
+    def run_steps(
+        self,
+        stop: threading.Event,
+        cadence: Cadence,
+        steps: Steps,
+        every_s: float,
+    ) -> None:
+        """Step until `stop` is set: checkpoint when due, read the tuning history right after
+        a checkpoint, print progress every `every_s` when asked; then the final checkpoint."""
+        last_progress = time.monotonic()
+        while not stop.is_set():
+            steps.step()
+            if cadence.checkpoint_due():
+                steps.checkpoint()
+            if cadence.tuning_due():
+                steps.follow_tuning()  # right after a checkpoint: it has everything
+            if self.progress and time.monotonic() - last_progress > every_s:
+                last_progress = time.monotonic()
+                print(steps.progress(), file=sys.stderr, flush=True)
+        steps.checkpoint(final=True)
 
     @contextmanager
     def running(self) -> Iterator[None]:

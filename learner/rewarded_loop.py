@@ -11,13 +11,12 @@ its own `learner.member` (its checkpoint directory).
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 from collections import Counter
+from typing import Unpack
 
 from kafka import KafkaConsumer, TopicPartition
-from prometheus_client import CollectorRegistry
 
 from bandit.config import Config, policy_slots
 from bandit.contracts.events import RewardedEvent
@@ -26,7 +25,13 @@ from bandit.learning.rewarded_learning import RewardedLearnerCore
 from kafkaio import clients
 from kafkaio.topics import ensure_topics
 from learner.cadence import Cadence
-from learner.process import FINAL_FLUSH_S, FLUSH_S, LearnerResources, warm_start_policies
+from learner.process import (
+    FINAL_FLUSH_S,
+    FLUSH_S,
+    LearnerOptions,
+    LearnerResources,
+    warm_start_policies,
+)
 from learner.publisher import ModelPublisher, Publishing
 from learner.tuning_switch import TUNING_RETRY_S, TuningSwitch, rewarded_treatment
 from learner.writer import OutputError, OutputWriter
@@ -44,17 +49,8 @@ class RewardedLearner:
     """Learns the owned slots from the rewarded topic. `run(stop)` until `stop` is set, then
     checkpoint, publish and return."""
 
-    def __init__(
-        self,
-        config: Config,
-        bootstrap_servers: str,
-        registry: CollectorRegistry | None = None,
-        serve_metrics: bool = True,
-        progress: bool = False,
-    ):
-        self.resources = LearnerResources(
-            config, bootstrap_servers, registry, serve_metrics, progress
-        )
+    def __init__(self, config: Config, bootstrap_servers: str, **options: Unpack[LearnerOptions]):
+        self.resources = LearnerResources(config, bootstrap_servers, **options)
         self.config = config
         self.metrics = self.resources.metrics
         self.ready = self.resources.ready
@@ -146,18 +142,10 @@ class _Reader:
         self.consumer = self._consumer()
 
     def run_until(self, stop: threading.Event) -> None:
-        last_progress = time.monotonic()
-        while not stop.is_set():
-            self._step()
-            if self.cadence.checkpoint_due():
-                self._checkpoint()
-            if self.cadence.tuning_due():
-                self._follow_tuning()  # right after a checkpoint: it has everything
-            if self.resources.progress and time.monotonic() - last_progress > PROGRESS_INTERVAL_S:
-                last_progress = time.monotonic()
-                print(f"rewarded learner: read {self.learner.consumed:,}, "
-                      f"{dict(self.learner.outcomes)}", file=sys.stderr, flush=True)  # fmt: skip
-        self._checkpoint(final=True)
+        self.resources.run_steps(stop, self.cadence, self, PROGRESS_INTERVAL_S)
+
+    def progress(self) -> str:
+        return f"rewarded learner: read {self.learner.consumed:,}, {dict(self.learner.outcomes)}"
 
     def _consumer(self) -> KafkaConsumer:
         """Every partition of the rewarded topic, each from its checkpointed offset."""
@@ -185,7 +173,7 @@ class _Reader:
                 consumer.seek_to_beginning(tp)
         return consumer
 
-    def _step(self) -> None:
+    def step(self) -> None:
         batch = self.consumer.poll(timeout_ms=200)
         outcomes: Counter[str] = Counter()
         weights: dict[str, list[float]] = {}
@@ -207,7 +195,7 @@ class _Reader:
             if outcomes[outcome]:
                 self.metrics.joins.labels(outcome).inc(outcomes[outcome])
 
-    def _checkpoint(self, final: bool = False) -> None:
+    def checkpoint(self, in_rebalance: bool = False, final: bool = False) -> None:
         """Make the announcements sent so far durable, write the checkpoint, then publish
         when due. Never the other way round: a version published before its checkpoint,
         by a learner killed in between, would be the warm start of a successor with no
@@ -222,7 +210,7 @@ class _Reader:
             if final:
                 self.writer.flush(timeout_s=FINAL_FLUSH_S)  # the announcements, on the way out
 
-    def _follow_tuning(self) -> None:
+    def follow_tuning(self) -> None:
         self.cadence.tuning_read()
         changed, failed = self.switch.follow(self.core, lambda: True)
         if failed:

@@ -5,23 +5,18 @@ merged estimates are identical."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any
 
 from replay.columnar import ColumnarError
 
-
-class Mapper(Protocol):
-    def __call__(
-        self,
-        work: Callable[..., Any],
-        paths: Sequence[str],
-        args: tuple[Any, ...],
-        done: Callable[[int], None],
-    ) -> list[Any]:
-        """`work(path, index, *args)` for every path, in path order; `done(count)` after
-        each one finishes."""
+# `mapper(work, paths, args, done)`: `work(path, index, *args)` for every path, in path
+# order, calling `done(count)` after each one finishes
+Mapper = Callable[
+    [Callable[..., Any], Sequence[str], tuple[Any, ...], Callable[[int], None]], list[Any]
+]
 
 
 @contextmanager
@@ -44,7 +39,7 @@ def mapper(engine: str, workers: int) -> Iterator[Mapper]:
         raise ColumnarError(f"--engine {engine}: use local, dask or a scheduler's tcp://HOST:PORT")
     client = Client(cluster if cluster is not None else engine, timeout="30s")
     try:
-        yield _Distributed(client)
+        yield functools.partial(_distributed, client)
     finally:
         client.close()
         if cluster is not None:
@@ -64,25 +59,20 @@ def _local(
     return out
 
 
-class _Distributed:
-    def __init__(self, client: Any):
-        self.client = client
+def _distributed(
+    client: Any,
+    work: Callable[..., Any],
+    paths: Sequence[str],
+    args: tuple[Any, ...],
+    done: Callable[[int], None],
+) -> list[Any]:
+    from distributed import as_completed
 
-    def __call__(
-        self,
-        work: Callable[..., Any],
-        paths: Sequence[str],
-        args: tuple[Any, ...],
-        done: Callable[[int], None],
-    ) -> list[Any]:
-        from distributed import as_completed
-
-        futures = [
-            self.client.submit(work, path, index, *args, pure=False)
-            for index, path in enumerate(paths)
-        ]
-        for finished, future in enumerate(as_completed(futures), start=1):
-            future.result()  # raises a partition's error here, with its traceback
-            done(finished)
-        gathered: list[Any] = self.client.gather(futures)
-        return gathered
+    futures = [
+        client.submit(work, path, index, *args, pure=False) for index, path in enumerate(paths)
+    ]
+    for finished, future in enumerate(as_completed(futures), start=1):
+        future.result()  # raises a partition's error here, with its traceback
+        done(finished)
+    gathered: list[Any] = client.gather(futures)
+    return gathered
