@@ -65,3 +65,14 @@ def test_the_readme_layout_lists_every_module():
     }
     assert files - listed == set(), "modules missing from the README layout"
     assert listed - files == set(), "the README layout names modules that do not exist"
+
+
+def test_the_design_layout_names_every_package_and_group():
+    from tests.test_layout import PACKAGES
+
+    design = (CATALOGUE.parents[1] / "docs" / "design.md").read_text()
+    layout = design[design.index("## Layout") : design.index("## Where state lives")]
+    groups = [p.parent.name for p in (CATALOGUE.parents[1] / "bandit").glob("*/__init__.py")]
+    missing = [f"{p}/" for p in PACKAGES if f"{p}/" not in layout]
+    missing += [f"{g}/" for g in groups if f"  {g}/" not in layout]
+    assert not missing, f"docs/design.md's layout misses {missing}"
