@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Protocol
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
@@ -24,25 +25,28 @@ from learner.writer import OutputError, OutputWriter
 log = logging.getLogger(__name__)
 
 
+class Running(Protocol):
+    """The running member whose checkpoints these are."""
+
+    resources: LearnerResources
+    core: LearnerCore
+    writer: OutputWriter
+    consumer: KafkaConsumer
+    cadence: Cadence
+    recent: RecentTallies
+
+
 class Checkpointing:
-    def __init__(
-        self,
-        resources: LearnerResources,
-        core: LearnerCore,
-        writer: OutputWriter,
-        consumer: KafkaConsumer,
-        cadence: Cadence,
-        recent: RecentTallies,
-    ):
-        self.resources = resources
-        self.config = resources.config
-        self.metrics = resources.metrics
-        self.checkpoints = resources.checkpoints
-        self.core = core
-        self.writer = writer
-        self.consumer = consumer
-        self.cadence = cadence
-        self.recent = recent
+    def __init__(self, member: Running):
+        self.resources = member.resources
+        self.config = member.resources.config
+        self.metrics = member.resources.metrics
+        self.checkpoints = member.resources.checkpoints
+        self.core = member.core
+        self.writer = member.writer
+        self.consumer = member.consumer
+        self.cadence = member.cadence
+        self.recent = member.recent
         self._tally_progress: dict[tuple[str, int], tuple[int, int]] = {}  # last sums written
 
     def write(self, in_rebalance: bool = False, final: bool = False) -> None:

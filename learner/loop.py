@@ -20,12 +20,12 @@ from bandit.config import Config
 from bandit.learning.learner_core import LearnerCore
 from bandit.measurement.lift import RecentTallies
 from learner.member import GroupMember, LearnerStatus
-from learner.process import LearnerError, LearnerOptions, LearnerResources
+from learner.process import LearnerError, LearnerOptions, LearnerResources, ResourceViews
 
 __all__ = ["KafkaLearner", "LearnerError", "LearnerStatus"]
 
 
-class KafkaLearner:
+class KafkaLearner(ResourceViews):
     """One member of the learner group. `run(stop)` until `stop` is set, then checkpoint,
     leave the group and return. Everything it opens is built whole when it runs
     (`GroupMember.open`), or it fails before the first record."""
@@ -33,16 +33,10 @@ class KafkaLearner:
     def __init__(self, config: Config, bootstrap_servers: str, **options: Unpack[LearnerOptions]):
         self.resources = LearnerResources(config, bootstrap_servers, **options)
         self.config = config
-        self.metrics = self.resources.metrics
-        self.ready = self.resources.ready
         self.metrics.start_at_zero(list(config.slots))
         self._recent = RecentTallies(config.learner.recent_window_s)  # calibration, guardrails
         self._status = LearnerStatus(0, {}, 0, 0, 0, 0)
         self._running: GroupMember | None = None  # for inspection only: `core`
-
-    @property
-    def metrics_port(self) -> int | None:
-        return self.resources.metrics_port
 
     @property
     def core(self) -> LearnerCore:

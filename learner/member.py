@@ -81,7 +81,7 @@ class GroupMember:
             ModelPublisher(resources.store, self._send_model), self.metrics
         )
         self.switch = TuningSwitch(config, resources.store, self.metrics, self._tuning_window)
-        self.checkpointing = Checkpointing(resources, core, writer, consumer, self.cadence, recent)
+        self.checkpointing = Checkpointing(self)
         topics = config.kafka.topics
         self._topic_input = {topics.decisions: Input.DECISIONS, topics.feedback: Input.FEEDBACK}
         self._consumed = 0
@@ -292,7 +292,7 @@ def _restore(resources: LearnerResources) -> tuple[LearnerCore, int]:
     policies, tuning = warm_start_policies(resources.store, learned_keys(config))
     checkpoint = checkpoints.latest()
     if checkpoint is None:
-        core = LearnerCore(config, policies, None, tuning, clock=time.time)
+        core = LearnerCore(config, clock=time.time, policies=policies, tuning=tuning)
         return core, checkpoints.next_seq()
     if checkpoint.topics != inputs:
         raise CheckpointError(

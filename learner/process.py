@@ -121,6 +121,25 @@ class LearnerResources:
             self.checkpoints.unlock()
 
 
+class ResourceViews:
+    """What a caller watching a learner run reads of it: its metrics, when it is ready, and
+    the port its metrics are served on."""
+
+    resources: LearnerResources
+
+    @property
+    def metrics(self) -> LearnerMetrics:
+        return self.resources.metrics
+
+    @property
+    def ready(self) -> threading.Event:
+        return self.resources.ready
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self.resources.metrics_port
+
+
 def warm_start_policies(
     store: ModelStore, keys: Mapping[str, SlotConfig]
 ) -> tuple[dict[str, Policy], dict[str, Tuned]]:

@@ -30,6 +30,7 @@ from learner.process import (
     FLUSH_S,
     LearnerOptions,
     LearnerResources,
+    ResourceViews,
     warm_start_policies,
 )
 from learner.publisher import ModelPublisher, Publishing
@@ -45,23 +46,17 @@ class RewardedLearnerError(RuntimeError):
     """The rewarded learner cannot go on; a restart continues from its last checkpoint."""
 
 
-class RewardedLearner:
+class RewardedLearner(ResourceViews):
     """Learns the owned slots from the rewarded topic. `run(stop)` until `stop` is set, then
     checkpoint, publish and return."""
 
     def __init__(self, config: Config, bootstrap_servers: str, **options: Unpack[LearnerOptions]):
         self.resources = LearnerResources(config, bootstrap_servers, **options)
         self.config = config
-        self.metrics = self.resources.metrics
-        self.ready = self.resources.ready
         self.topic = config.kafka.topics.rewarded
         self.outcomes: Counter[str] = Counter()  # learned, duplicate, not_owned, ...
         self.consumed = 0
         self._running: _Reader | None = None  # for inspection only: `core`
-
-    @property
-    def metrics_port(self) -> int | None:
-        return self.resources.metrics_port
 
     @property
     def core(self) -> RewardedLearnerCore:
@@ -104,7 +99,7 @@ class RewardedLearner:
             keys = policy_slots(self.config, self.config.learned_slots)
             policies, tuning = warm_start_policies(self.resources.store, keys)
             core = RewardedLearnerCore(
-                self.config, self.topic, policies, None, tuning, clock=time.time
+                self.config, self.topic, clock=time.time, policies=policies, tuning=tuning
             )
             return core, checkpoints.next_seq()
         if checkpoint.topics != (self.topic, ""):

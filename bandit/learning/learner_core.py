@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Unpack
 
 import msgspec
 
@@ -22,7 +23,7 @@ from bandit.contracts import events
 from bandit.contracts.slots import SlotConfig
 from bandit.learning.checkpoint import Checkpoint, CheckpointError, PartitionState, SlotState
 from bandit.learning.join import DeadLetter, JoinResult, RewardJoin
-from bandit.learning.tuning import Tuned, TunedPolicies, tuned_slot
+from bandit.learning.tuning import Held, Tuned, TunedPolicies, tuned_slot
 from bandit.measurement.lift import RecentTallies
 from bandit.measurement.tallies import SlotTallies, merge, tally
 from bandit.policies import Policy, policy_class
@@ -87,11 +88,9 @@ class LearnerCore(TunedPolicies):
     def __init__(
         self,
         config: Config,
-        policies: Mapping[str, Policy] | None = None,
-        learned_here: Mapping[str, int] | None = None,
-        tuning: Mapping[str, Tuned] | None = None,
         *,
         clock: Callable[[], float],
+        **held: Unpack[Held],
     ):
         self.config = config
         self.clock = clock  # epoch seconds, for the times events and checkpoints are stamped
@@ -99,7 +98,7 @@ class LearnerCore(TunedPolicies):
         # Only the slots this learner owns (another group learns and publishes the others),
         # keyed by slot and by `shadow_key(slot)` for a slot's shadow policy, which learns
         # from the same events (its versions are published beside the slot's).
-        self._hold(learned_keys(config), policies, learned_here, tuning)
+        self._hold(learned_keys(config), held)
         self.joins: dict[int, RewardJoin] = {}
         # Per partition, the next offset to read from (decisions, feedback).
         self.offsets: dict[int, list[int]] = {}
@@ -320,7 +319,7 @@ class LearnerCore(TunedPolicies):
             else:
                 policies[slot] = policy
         learned = {slot: state.learned_here for slot, state in checkpoint.slots.items()}
-        core = cls(config, policies, learned, tuning, clock=clock)
+        core = cls(config, clock=clock, policies=policies, learned_here=learned, tuning=tuning)
         core.pending = dict(checkpoint.partitions)
         return core
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Unpack
 
 import msgspec
 
@@ -28,7 +29,7 @@ from bandit.config import Config, policy_slots, shadow_key
 from bandit.contracts import events
 from bandit.learning.checkpoint import Checkpoint, PartitionState, SlotState
 from bandit.learning.learner_core import restore_policies, weight_of, weight_sampled
-from bandit.learning.tuning import Tuned, TunedPolicies
+from bandit.learning.tuning import Held, TunedPolicies
 from bandit.policies import Policy
 
 Key = tuple[float, str]  # (joined_at, decision_id): a partition's order of rewarded events
@@ -50,16 +51,14 @@ class RewardedLearnerCore(TunedPolicies):
         self,
         config: Config,
         topic: str,
-        policies: Mapping[str, Policy] | None = None,
-        learned_here: Mapping[str, int] | None = None,
-        tuning: Mapping[str, Tuned] | None = None,
         *,
         clock: Callable[[], float],
+        **held: Unpack[Held],
     ):
         self.config = config
         self.clock = clock  # epoch seconds, for the times events and checkpoints are stamped
         self.topic = topic
-        self._hold(policy_slots(config, config.learned_slots), policies, learned_here, tuning)
+        self._hold(policy_slots(config, config.learned_slots), held)
         self.positions: dict[int, Position] = {}
 
     def process(
@@ -148,7 +147,9 @@ class RewardedLearnerCore(TunedPolicies):
         keys = policy_slots(config, config.learned_slots)
         policies, tuning = restore_policies(keys, checkpoint)
         learned = {key: state.learned_here for key, state in checkpoint.slots.items()}
-        core = cls(config, topic, policies, learned, tuning, clock=clock)
+        core = cls(
+            config, topic, clock=clock, policies=policies, learned_here=learned, tuning=tuning
+        )
         for partition, read in checkpoint.partitions.items():
             joined_at, decision_id = msgspec.msgpack.decode(read.join, type=tuple[float, str])
             core.positions[partition] = Position(read.decisions_offset, (joined_at, decision_id))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from typing import TypedDict
 
 import msgspec
 
@@ -129,6 +130,15 @@ class TuningState(msgspec.Struct, frozen=True, kw_only=True):
         raise TuningError(f"slot {self.slot}: no revision {revision} (kept: {known})")
 
 
+class Held(TypedDict, total=False):
+    """What a learner's core starts from (each optional): policies by key, the examples each
+    learned here, and the tuned settings each learns under."""
+
+    policies: Mapping[str, Policy]
+    learned_here: Mapping[str, int]
+    tuning: Mapping[str, Tuned]
+
+
 class TunedPolicies:
     """A learner's policies by key, with the tuned settings each learns under (a key not in
     `tuning` learns under the configured ones) and the examples each learned here."""
@@ -137,15 +147,11 @@ class TunedPolicies:
     tuning: dict[str, Tuned]
     learned_here: Counter[str]
 
-    def _hold(
-        self,
-        keys: Mapping[str, SlotConfig],
-        policies: Mapping[str, Policy] | None,
-        learned_here: Mapping[str, int] | None,
-        tuning: Mapping[str, Tuned] | None,
-    ) -> None:
+    def _hold(self, keys: Mapping[str, SlotConfig], held: Held) -> None:
         """Hold the policies of `keys`: those given, under the tuned settings they learned
         under, and a fresh one of the configured settings for each other key."""
+        policies, tuning = held.get("policies"), held.get("tuning")
+        learned_here = held.get("learned_here")
         self.policies = {key: p for key, p in (policies or {}).items() if key in keys}
         self.tuning = {key: t for key, t in (tuning or {}).items() if key in self.policies}
         for key, slot_config in keys.items():
