@@ -54,6 +54,9 @@ def test_flagged_titles_get_the_floor_and_rare_ones_are_flagged_by_the_service(m
     config = make_config(
         "slots.artwork.exposure.floor=0.2", "slots.artwork.exposure.below_share=0.1",
         "slots.artwork.exploration.epsilon=0.2", "slots.artwork.holdout_fraction=0.0",
+        # seeded: the draws, and so the counts asserted below, are the same on every run
+        # (unseeded, about one run in four left fewer than 50 pages with both flagged)
+        "slots.artwork.seed=11",
     )  # fmt: skip
     candidates = [*ARTWORKS[:3], {**ARTWORKS[3], "floor": True}]
     requests = 600
