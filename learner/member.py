@@ -31,7 +31,7 @@ from learner.process import (
 )
 from learner.publisher import ModelPublisher, Publishing
 from learner.rebalance import Rebalance
-from learner.tuning_switch import TUNING_RETRY_S, TuningSwitch, rewarded_treatment
+from learner.tuning_switch import TuningSwitch, rewarded_treatment
 from learner.writer import OutputError, OutputWriter
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,10 @@ class GroupMember:
         self.publishing = Publishing(
             ModelPublisher(resources.store, self._send_model), self.metrics
         )
-        self.switch = TuningSwitch(config, resources.store, self.metrics, self._tuning_window)
+        self.switch = TuningSwitch(
+            config, resources.store, self.metrics, self._tuning_window, self.cadence,
+            self.publishing,
+        )  # fmt: skip
         self.checkpointing = Checkpointing(self)
         topics = config.kafka.topics
         self._topic_input = {topics.decisions: Input.DECISIONS, topics.feedback: Input.FEEDBACK}
@@ -242,15 +245,8 @@ class GroupMember:
     # ------------------------------------------------------------------ self-tuning
     def follow_tuning(self) -> None:
         """Switch the slots whose tuning history asks for other settings (TuningSwitch)."""
-        self.cadence.tuning_read()
-        if not self.core.joins:  # the group has not assigned this member any partition
-            return
-        changed, failed = self.switch.follow(self.core, self._caught_up)
-        if failed:
-            self.cadence.tuning_read(retry_s=TUNING_RETRY_S)
-        for slot in changed:
-            self.cadence.force()  # checkpoint and publish the switch at once
-            self.publishing.forget(slot)
+        # no partitions: the group has not assigned this member any, so nothing to switch
+        self.switch.follow(self.core, self._caught_up, possible=bool(self.core.joins))
 
     def _caught_up(self) -> bool:
         """Every input of every assigned partition read to its end. Then each rewarded event

@@ -34,7 +34,7 @@ from learner.process import (
     warm_start_policies,
 )
 from learner.publisher import ModelPublisher, Publishing
-from learner.tuning_switch import TUNING_RETRY_S, TuningSwitch, rewarded_treatment
+from learner.tuning_switch import TuningSwitch, rewarded_treatment
 from learner.writer import OutputError, OutputWriter
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,10 @@ class _Reader:
         self.publishing = Publishing(
             ModelPublisher(resources.store, self._send_model), self.metrics
         )
-        self.switch = TuningSwitch(self.config, resources.store, self.metrics, self._tuning_window)
+        self.switch = TuningSwitch(
+            self.config, resources.store, self.metrics, self._tuning_window, self.cadence,
+            self.publishing,
+        )  # fmt: skip
         self._counted: dict[str, int] = {}  # examples_learned as the metric has it
         self.consumer = self._consumer()
 
@@ -206,13 +209,7 @@ class _Reader:
                 self.writer.flush(timeout_s=FINAL_FLUSH_S)  # the announcements, on the way out
 
     def follow_tuning(self) -> None:
-        self.cadence.tuning_read()
-        changed, failed = self.switch.follow(self.core, lambda: True)
-        if failed:
-            self.cadence.tuning_read(retry_s=TUNING_RETRY_S)
-        for slot in changed:
-            self.cadence.force()  # checkpoint and publish the switch at once
-            self.publishing.forget(slot)
+        self.switch.follow(self.core, lambda: True)
 
     def _tuning_window(self, slot: str) -> list[RewardedEvent]:
         """What this learner has read: below its positions (a checkpoint has just made each

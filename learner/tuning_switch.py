@@ -21,7 +21,9 @@ from bandit.contracts import events
 from bandit.contracts.events import RewardedEvent
 from bandit.learning.tuning import Tuned, TunedPolicies, recent_window, tuned_slot, warm_start
 from kafkaio.read import TopicMissing, read_topic
+from learner.cadence import Cadence
 from learner.metrics import LearnerMetrics
+from learner.publisher import Publishing
 from storage.model_store import ModelStore, ModelStoreError
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,8 @@ TUNING_RETRY_S = 30.0  # after a switch failed on Kafka, so retries never starve
 
 class TuningSwitch:
     """The part of a learner that switches its slots to the settings their history asks
-    for. `window(slot)` gives the slot's treatment events the learner has learned."""
+    for. `window(slot)` gives the slot's treatment events the learner has learned; a switch
+    is checkpointed and published at once (`cadence`, `publishing`)."""
 
     def __init__(
         self,
@@ -39,14 +42,34 @@ class TuningSwitch:
         store: ModelStore,
         metrics: LearnerMetrics,
         window: Callable[[str], list[RewardedEvent]],
+        cadence: Cadence,
+        publishing: Publishing,
     ):
         self.config = config
         self.store = store
         self.metrics = metrics
         self.window = window
+        self.cadence = cadence
+        self.publishing = publishing
         self.refused: set[tuple[str, Tuned]] = set()
 
-    def follow(self, core: TunedPolicies, caught_up: Callable[[], bool]) -> tuple[list[str], bool]:
+    def follow(
+        self, core: TunedPolicies, caught_up: Callable[[], bool], possible: bool = True
+    ) -> None:
+        """Read the history once more (unless not `possible`: a member with no partitions),
+        switch the slots it asks to switch, and have each switch checkpointed and published
+        at once; after a switch that failed on Kafka, read again later."""
+        self.cadence.tuning_read()
+        if not possible:
+            return
+        changed, failed = self._follow(core, caught_up)
+        if failed:
+            self.cadence.tuning_read(retry_s=TUNING_RETRY_S)
+        for slot in changed:
+            self.cadence.force()
+            self.publishing.forget(slot)
+
+    def _follow(self, core: TunedPolicies, caught_up: Callable[[], bool]) -> tuple[list[str], bool]:
         """Switch or relabel each slot whose history asks for other settings. Returns the
         slots that changed (to checkpoint and publish at once) and whether a switch failed
         on Kafka (to read the history again later rather than at the next checkpoint)."""

@@ -18,6 +18,7 @@ from bandit.contracts.events import (
     PolicyRef,
     ShadowScore,
 )
+from bandit.contracts.slots import Exposure
 from bandit.policies import Choice, DefaultPolicy
 from bandit.policies.base import default_order
 from serving.api import DecideRequest, Decision, RequestError, SlotRequest
@@ -84,7 +85,7 @@ class PageDecider:
                 shadow = None
             else:
                 policy_ref, choice, candidates, shadow = self._treated(
-                    index, slot, context, user_id, now
+                    index, slot, slot_config.exposure, context, user_id, now
                 )
             decision_id = os.urandom(16).hex()  # 128 random bits, as uuid4, at a third the cost
             decisions.append(_answer(decision_id, slot, choice, group, policy_ref.version))
@@ -103,11 +104,16 @@ class PageDecider:
         return choice
 
     def _treated(
-        self, index: int, slot: SlotRequest, context: Context, user_id: str | None, now: float
+        self,
+        index: int,
+        slot: SlotRequest,
+        exposure: Exposure,
+        context: Context,
+        user_id: str | None,
+        now: float,
     ) -> tuple[PolicyRef, Choice, Sequence[Candidate], ShadowScore | None]:
         """The treatment's choice, over the candidates as the exposure floor flags them, and
         the shadow's score of it."""
-        exposure = self.config.slots[slot.slot].exposure
         candidates = self.shares.flag(slot.slot, exposure, slot.candidates)
         draw = None
         if exposure.consistent_period_s is not None and user_id is not None:
