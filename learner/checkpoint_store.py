@@ -5,7 +5,9 @@ moment leaves the previous checkpoint whole; a file that does not verify (magic,
 skipped in favour of the one before it. Members of one consumer group share `root`: each
 writes under `<root>/<member>/`, and a partition handed over on a rebalance is also written
 to `<root>/partitions/<n>.state`, so its next owner continues its open joins from wherever
-the newest state of that partition is.
+the newest state of that partition is. The open decisions themselves are in segments
+(`learner.segment_files`, under `<root>/segments/`), which a checkpoint names but never
+rewrites: it costs what changed since the one before.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from typing import TypeVar
 import msgspec
 
 from bandit.learning.checkpoint import Checkpoint, CheckpointError, PartitionState
+from learner.segment_files import SegmentFiles
 from storage.durable import replace_file
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 MAGIC = b"artbandit-checkpoint/1\n"
+_SEGMENTS = "segments"  # the group's segment directories, beside the members'
 _NAME = re.compile(r"^checkpoint-(\d{10})\.bin$")
 
 
@@ -40,6 +44,8 @@ class CheckpointStore:
         self.keep = keep
         self.directory = self.root / member
         self._lock_fd: int | None = None
+        self.segments = SegmentFiles(self.root / _SEGMENTS, member, keep)
+        self.written_bytes = 0  # the newest checkpoint's file, for the checkpoint-size metric
 
     def lock(self) -> None:
         """Hold this member's directory for the life of the process (released by the kernel
@@ -60,12 +66,14 @@ class CheckpointStore:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+        self.segments.close()
 
     def write(self, checkpoint: Checkpoint) -> Path:
         """Write `checkpoint` durably and atomically, then delete the oldest beyond `keep`."""
         assert checkpoint.member == self.member, "a member writes only its own checkpoints"
         path = self.directory / f"checkpoint-{checkpoint.seq:010d}.bin"
-        _write_file(path, msgspec.msgpack.encode(checkpoint))
+        self.written_bytes = _write_file(path, msgspec.msgpack.encode(checkpoint))
+        self.segments.committed()
         for old in self._files()[: -self.keep]:
             with contextlib.suppress(FileNotFoundError):
                 old.unlink()
@@ -92,7 +100,7 @@ class CheckpointStore:
         newest: dict[int, PartitionState] = {}
 
         def consider(partition: int, state: PartitionState) -> None:
-            if partition not in newest or state.progress > newest[partition].progress:
+            if partition not in newest or state.order > newest[partition].order:
                 newest[partition] = state
 
         for partition in partitions:
@@ -124,7 +132,8 @@ class CheckpointStore:
     def _members(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name != "partitions")
+        shared = {"partitions", _SEGMENTS}
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name not in shared)
 
     def _files(self, member: str | None = None) -> list[Path]:
         directory = self.root / (member or self.member)
@@ -141,9 +150,11 @@ class CheckpointStore:
         return int(match.group(1)) + 1
 
 
-def _write_file(path: Path, body: bytes) -> None:
+def _write_file(path: Path, body: bytes) -> int:
     digest = hashlib.sha256(body).hexdigest().encode()
-    replace_file(path, MAGIC + digest + b"\n" + body)
+    data = MAGIC + digest + b"\n" + body
+    replace_file(path, data)
+    return len(data)
 
 
 def _read_file(path: Path, type_: type[T]) -> T | None:

@@ -56,6 +56,7 @@ class Checkpointing:
         consumer) it does not commit; the next regular checkpoint does.
         """
         started = time.perf_counter()
+        segment_bytes = self.checkpoints.segments.written_bytes
         seq = self.cadence.seq
         # On the way out, a broker that is gone (a demo killed with its broker) must not hold
         # the exit for a minute: the previous checkpoint stays, and a restart continues there.
@@ -73,7 +74,10 @@ class Checkpointing:
                 "continues from it"
             ) from exc
         self.cadence.checkpointed()
-        self.metrics.checkpointed(time.perf_counter() - started, checkpoint.created_at)
+        written = self.checkpoints.written_bytes + self.checkpoints.segments.written_bytes
+        self.metrics.checkpointed(
+            time.perf_counter() - started, checkpoint.created_at, written - segment_bytes
+        )
         if in_rebalance:
             return
         self._commit(checkpoint.partitions)

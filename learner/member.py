@@ -288,7 +288,10 @@ def _restore(resources: LearnerResources) -> tuple[LearnerCore, int]:
     policies, tuning = warm_start_policies(resources.store, learned_keys(config))
     checkpoint = checkpoints.latest()
     if checkpoint is None:
-        core = LearnerCore(config, clock=time.time, policies=policies, tuning=tuning)
+        core = LearnerCore(
+            config, clock=time.time, segments=checkpoints.segments, policies=policies,
+            tuning=tuning,
+        )  # fmt: skip
         return core, checkpoints.next_seq()
     if checkpoint.topics != inputs:
         raise CheckpointError(
@@ -297,7 +300,9 @@ def _restore(resources: LearnerResources) -> tuple[LearnerCore, int]:
             "elsewhere"
         )
     log.info("restored checkpoint %d", checkpoint.seq)
-    core = LearnerCore.from_checkpoint(config, checkpoint, policies, tuning, clock=time.time)
+    core = LearnerCore.from_checkpoint(
+        config, checkpoint, policies, tuning, clock=time.time, segments=checkpoints.segments
+    )
     return core, checkpoint.seq + 1
 
 

@@ -98,6 +98,16 @@ class LearnerMetrics:
             buckets=CHECKPOINT_BUCKETS,
             registry=registry,
         )
+        self.checkpoint_last_seconds = Gauge(
+            "artbandit_learner_last_checkpoint_duration_seconds",
+            "Time the newest checkpoint took (the histogram's newest observation).",
+            registry=registry,
+        )
+        self.checkpoint_bytes = Gauge(
+            "artbandit_learner_last_checkpoint_bytes",
+            "Bytes the newest checkpoint wrote: its file and the new segments of open joins.",
+            registry=registry,
+        )
         self.checkpoint_time = Gauge(
             "artbandit_learner_last_checkpoint_timestamp_seconds",
             "When the newest checkpoint was written (Unix time).",
@@ -229,8 +239,10 @@ class LearnerMetrics:
             self.replay_effective_share.labels(slot).set(effective / len(values))
             self.replay_max_weight.labels(slot).set(float(values.max()))
 
-    def checkpointed(self, duration_s: float, at: float) -> None:
+    def checkpointed(self, duration_s: float, at: float, written_bytes: int) -> None:
         self.checkpoint_seconds.observe(duration_s)
+        self.checkpoint_last_seconds.set(duration_s)
+        self.checkpoint_bytes.set(written_bytes)
         self.checkpoint_time.set(at)
         self._last_checkpoint_at = at
 

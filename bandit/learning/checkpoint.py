@@ -37,11 +37,18 @@ class PartitionState(msgspec.Struct, frozen=True):
     join: bytes
     # the lift report's sums of this partition's rewarded events (slot -> period -> group)
     lift: SlotTallies = {}
+    watermark: float = -1.0  # the join's event time, which moves on when inputs are idle
 
     @property
     def progress(self) -> int:
         """Offsets only move forward, so the larger sum is the newer state of a partition."""
         return self.decisions_offset + self.feedback_offset
+
+    @property
+    def order(self) -> tuple[int, float]:
+        """Newer states sort later: by progress, then by event time (an idle partition's
+        windows close, and its segments are retired, without reading a record)."""
+        return self.progress, self.watermark
 
 
 class Checkpoint(msgspec.Struct, frozen=True):

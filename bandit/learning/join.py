@@ -18,7 +18,9 @@ A learner that owns only some slots (`owned`) passes over the decisions of the o
 their feedback (remembered for as long as a closed decision is), so nothing of another
 learner's is held or dead-lettered twice; input that belongs to no slot (an unknown slot,
 feedback whose decision never arrives) is dead-lettered only where `reports_unowned` is set.
-The state is plain data: `snapshot()` / `restore()` carry it through a checkpoint.
+`snapshot()` / `restore()` carry the state through a checkpoint: the decisions themselves
+live in segments (`bandit.learning.segments`), so memory holds only an index of the open
+ones and what changed since the last snapshot, and a snapshot writes only that change.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import msgspec
 
 from bandit.contracts.events import DecisionEvent, FeedbackEvent, Outcomes, RewardedEvent
 from bandit.contracts.slots import SlotConfig
+from bandit.learning.segments import Kind, MemorySegments, Segments, encode_segment, read_index
 
 _NEVER = -1.0  # event time before any event: timestamps are never negative
 
@@ -72,13 +75,25 @@ class _Open(msgspec.Struct):
 
 
 class _State(msgspec.Struct):
+    """What a checkpoint holds of a join: its clocks, the feedback still waiting for its
+    decision, and the segments (name, when all of it is forgotten) that hold the rest."""
+
     watermark: float
     decisions_time: float
     feedback_time: float
-    open: list[_Open]
     waiting: list[FeedbackEvent]  # feedback whose decision has not arrived yet
-    closed: list[tuple[str, float]]  # recently closed decision ids, to tell late from unknown
-    ignored: list[tuple[str, float]] = []  # recent decision ids of slots owned elsewhere
+    segments: list[tuple[str, float]] = []  # oldest first
+    # the whole state, as checkpoints before segments held it: read, then written as segments
+    open: list[_Open] = []
+    closed: list[tuple[str, float]] = []
+    ignored: list[tuple[str, float]] = []
+
+
+# Where an entry's newest copy lies, packed in one int to keep the open index small:
+# segment number (this join's), offset and length in the segment.
+_OFFSET_BITS, _LENGTH_BITS = 40, 32
+_ENCODER = msgspec.msgpack.Encoder()
+_OPEN = msgspec.msgpack.Decoder(_Open)
 
 
 class RewardJoin:
@@ -88,32 +103,45 @@ class RewardJoin:
         allowed_lateness_s: float = 60.0,
         owned: Collection[str] | None = None,
         reports_unowned: bool = True,
+        segments: Segments | None = None,
     ):
         self.slots = slots
         self.allowed_lateness_s = allowed_lateness_s
         self.owned = frozenset(slots if owned is None else owned)
         self.reports_unowned = reports_unowned
+        self.segments: Segments = MemorySegments() if segments is None else segments
         self.watermark = _NEVER  # every window closing at or before it is closed
         self.decisions_time = _NEVER  # newest ts read from each input
         self.feedback_time = _NEVER
-        self._open: dict[str, _Open] = {}
+        # decision_id -> the open decision if it changed since the last snapshot (hot), else
+        # where its newest copy lies in the segments (cold: packed by `_ref`)
+        self._open: dict[str, _Open | int] = {}
+        self._hot: list[str] = []  # ids made hot since the last snapshot (may repeat)
+        self._markers: list[tuple[str, Kind, float]] = []  # closed or ignored, not yet written
+        self._names: list[str] = []  # segment number -> name
+        self._live: dict[str, float] = {}  # segment name -> when all of it is forgotten
         self._closing: list[tuple[float, str]] = []  # heap of (closes_at, decision_id)
         self._waiting: dict[str, list[FeedbackEvent]] = {}
         self._closed: dict[str, float] = {}  # decision_id -> until when stragglers are "late"
         self._ignored: dict[str, float] = {}  # decision_id (slot owned elsewhere) -> until when
         self._forgetting: list[tuple[float, str]] = []  # heap over _closed and _ignored
         self._expiring: list[tuple[float, str]] = []  # heap of when waiting feedback is orphaned
+        self._unread: _State | None = None  # restored, segments not read yet (see `_read`)
+        self._unread_bytes = b""
 
     @property
     def open_decisions(self) -> int:
+        self._read()
         return len(self._open)
 
     def is_open(self, decision_id: str) -> bool:
         """Whether the decision's window is still open here (its reward not yet emitted)."""
+        self._read()
         return decision_id in self._open
 
     def add_decision(self, decision: DecisionEvent, into: JoinResult | None = None) -> JoinResult:
         """Join a decision; what it produced is added to `into` (a new result if none)."""
+        self._read()
         result = JoinResult() if into is None else into
         slot = self.slots.get(decision.slot)
         if slot is None:
@@ -126,16 +154,17 @@ class RewardJoin:
             result.duplicates += 1  # as a learner of every slot would count it
         elif decision.slot not in self.owned:
             result.not_owned += 1 + len(self._waiting.pop(decision.decision_id, []))
-            if decision.decision_id not in self._ignored:
-                forget_at = decision.ts + slot.attribution_window_s + 2 * self.allowed_lateness_s
-                self._ignored[decision.decision_id] = forget_at
-                heapq.heappush(self._forgetting, (forget_at, decision.decision_id))
+            forget_at = decision.ts + slot.attribution_window_s + 2 * self.allowed_lateness_s
+            self._ignored[decision.decision_id] = forget_at
+            self._markers.append((decision.decision_id, Kind.IGNORED, forget_at))
+            heapq.heappush(self._forgetting, (forget_at, decision.decision_id))
         elif decision.decision_id in self._open or decision.decision_id in self._closed:
             result.duplicates += 1
         else:
             closes_at = decision.ts + slot.attribution_window_s + self.allowed_lateness_s
             entry = _Open(decision, closes_at)
             self._open[decision.decision_id] = entry
+            self._hot.append(decision.decision_id)
             heapq.heappush(self._closing, (closes_at, decision.decision_id))
             for feedback in self._waiting.pop(decision.decision_id, []):
                 self._attach(entry, feedback, result)
@@ -144,10 +173,14 @@ class RewardJoin:
 
     def add_feedback(self, feedback: FeedbackEvent, into: JoinResult | None = None) -> JoinResult:
         """Join a feedback event; what it produced is added to `into` (a new result if none)."""
+        self._read()
         result = JoinResult() if into is None else into
-        entry = self._open.get(feedback.decision_id)
-        if entry is not None:
-            self._attach(entry, feedback, result)
+        found = self._open.get(feedback.decision_id)
+        if found is not None:
+            entry = found if isinstance(found, _Open) else self._load(found)
+            if self._attach(entry, feedback, result) and entry is not found:
+                self._open[feedback.decision_id] = entry  # changed: hot until the next snapshot
+                self._hot.append(feedback.decision_id)
         elif feedback.decision_id in self._ignored:
             result.not_owned += 1
         elif feedback.decision_id in self._closed:
@@ -170,9 +203,11 @@ class RewardJoin:
     def advance(self, watermark: float) -> JoinResult:
         """Move event time forward when an input is idle (nothing more to read) and close
         what is due; the watermark never moves back."""
+        self._read()
         return self._advance(watermark, JoinResult())
 
-    def _attach(self, entry: _Open, feedback: FeedbackEvent, result: JoinResult) -> None:
+    def _attach(self, entry: _Open, feedback: FeedbackEvent, result: JoinResult) -> bool:
+        """Add `feedback` to its open decision; False when it is refused or a duplicate."""
         if feedback.position is not None and feedback.position >= len(entry.decision.chosen):
             reason = f"position {feedback.position} beyond the {len(entry.decision.chosen)} chosen"
             result.dead_letters.append(DeadLetter(feedback, "bad_position", reason))
@@ -183,6 +218,8 @@ class RewardJoin:
             result.duplicates += 1
         else:
             entry.feedback.append(feedback)
+            return True
+        return False
 
     def _advance(self, ts: float, result: JoinResult) -> JoinResult:
         """Raise the watermark to `ts` (never lower it) and close every window that is due.
@@ -193,12 +230,16 @@ class RewardJoin:
         self.watermark = max(self.watermark, ts)
         while self._closing and self._closing[0][0] <= self.watermark:
             closes_at, decision_id = heapq.heappop(self._closing)
-            entry = self._open.pop(decision_id)
+            found = self._open.pop(decision_id)
             # Remember it long enough to call its stragglers late rather than unknown.
             forget_at = closes_at + self.allowed_lateness_s
             self._closed[decision_id] = forget_at
             heapq.heappush(self._forgetting, (forget_at, decision_id))
-            self._close(entry, result)
+            if isinstance(found, _Open):  # its newest state is in no segment: say it closed
+                self._markers.append((decision_id, Kind.CLOSED, forget_at))
+                self._close(found, result)
+            else:
+                self._close(self._load(found), result)
         self._expire(result)
         return result
 
@@ -234,16 +275,55 @@ class RewardJoin:
         longest = max(s.attribution_window_s for s in self.slots.values())
         return longest + 2 * self.allowed_lateness_s
 
+    # ------------------------------------------------------------------ segments
+    def _load(self, ref: int) -> _Open:
+        number, offset, length = _unpack(ref)
+        return _OPEN.decode(self.segments.read(self._names[number], offset, length))
+
+    def _write_segment(self) -> None:
+        """Write what changed since the last snapshot as one segment (if anything did)."""
+        entries: list[tuple[str, Kind, float, bytes]] = [
+            (decision_id, kind, until, b"") for decision_id, kind, until in self._markers
+        ]
+        hot: list[tuple[str, _Open]] = []
+        for decision_id in dict.fromkeys(self._hot):
+            entry = self._open.get(decision_id)
+            if isinstance(entry, _Open):
+                hot.append((decision_id, entry))
+                entries.append((decision_id, Kind.OPEN, entry.closes_at, _ENCODER.encode(entry)))
+        self._hot.clear()
+        self._markers.clear()
+        if not entries:
+            return
+        blob, offsets = encode_segment(entries)
+        name = self.segments.write(blob)
+        number = len(self._names)
+        self._names.append(name)
+        lateness = self.allowed_lateness_s
+        self._live[name] = max(
+            until + lateness if kind is Kind.OPEN else until for _, kind, until, _ in entries
+        )
+        for (decision_id, _), offset, (_, _, _, body) in zip(
+            hot, offsets[len(entries) - len(hot) :], entries[len(entries) - len(hot) :], strict=True
+        ):
+            self._open[decision_id] = _pack(number, offset, len(body))
+
     def snapshot(self) -> bytes:
-        """The whole join state as bytes, for a checkpoint."""
+        """The join's state for a checkpoint: what changed since the last snapshot is written
+        as a new segment first, and segments no longer needed are retired."""
+        if self._unread is not None:
+            return self._unread_bytes  # restored and never touched: the same state
+        self._write_segment()
+        retired = [name for name, until in self._live.items() if until <= self.watermark]
+        for name in retired:
+            del self._live[name]
+        self.segments.retire(retired)
         state = _State(
             watermark=self.watermark,
             decisions_time=self.decisions_time,
             feedback_time=self.feedback_time,
-            open=list(self._open.values()),
             waiting=[f for feedback in self._waiting.values() for f in feedback],
-            closed=list(self._closed.items()),
-            ignored=list(self._ignored.items()),
+            segments=list(self._live.items()),
         )
         return msgspec.msgpack.encode(state)
 
@@ -255,30 +335,85 @@ class RewardJoin:
         allowed_lateness_s: float = 60.0,
         owned: Collection[str] | None = None,
         reports_unowned: bool = True,
+        segments: Segments | None = None,
     ) -> RewardJoin:
-        state = msgspec.msgpack.decode(data, type=_State)
-        join = cls(slots, allowed_lateness_s, owned, reports_unowned)
-        join.watermark = state.watermark
-        join.decisions_time = state.decisions_time
-        join.feedback_time = state.feedback_time
-        for entry in state.open:
-            join._open[entry.decision.decision_id] = entry
-            join._closing.append((entry.closes_at, entry.decision.decision_id))
-        heapq.heapify(join._closing)
-        for feedback in state.waiting:
-            if feedback.decision_id not in join._waiting:
-                join._waiting[feedback.decision_id] = []
-                expires = feedback.ts + join._orphan_after_s()
-                join._expiring.append((expires, feedback.decision_id))
-            join._waiting[feedback.decision_id].append(feedback)
-        heapq.heapify(join._expiring)
-        join._closed = dict(state.closed)
-        join._ignored = dict(state.ignored)
-        join._forgetting = [
-            (until, decision_id) for decision_id, until in [*state.closed, *state.ignored]
-        ]
-        heapq.heapify(join._forgetting)
+        """The join as `snapshot` left it. Its segments' indexes are read on first use, not
+        here: a rebalance callback that restores a partition must return at once."""
+        join = cls(slots, allowed_lateness_s, owned, reports_unowned, segments)
+        join._unread = msgspec.msgpack.decode(data, type=_State)
+        join._unread_bytes = data
+        join.watermark = join._unread.watermark
+        join.decisions_time = join._unread.decisions_time
+        join.feedback_time = join._unread.feedback_time
         return join
+
+    def _read(self) -> None:
+        """Rebuild the in-memory index from the restored state's segments (once)."""
+        state, self._unread = self._unread, None
+        if state is None:
+            return
+        newest: dict[str, tuple[int, float, int]] = {}  # id -> (kind, time, ref)
+        for name, until in state.segments:
+            number = len(self._names)
+            self._names.append(name)
+            self._live[name] = until
+            index = read_index(self.segments, name)
+            for decision_id, kind, time, offset, length in zip(
+                index.ids, index.kinds, index.times, index.offsets, index.lengths, strict=True
+            ):
+                newest[decision_id] = (kind, time, _pack(number, offset, length))
+        for entry in state.open:  # a checkpoint from before segments
+            newest[entry.decision.decision_id] = (Kind.OPEN, entry.closes_at, -1)
+            self._open[entry.decision.decision_id] = entry
+            self._hot.append(entry.decision.decision_id)
+        for decision_id, until in state.closed:
+            newest[decision_id] = (Kind.CLOSED, until, -1)
+            self._markers.append((decision_id, Kind.CLOSED, until))
+        for decision_id, until in state.ignored:
+            newest[decision_id] = (Kind.IGNORED, until, -1)
+            self._markers.append((decision_id, Kind.IGNORED, until))
+        self._index(newest)
+        for feedback in state.waiting:
+            if feedback.decision_id not in self._waiting:
+                self._waiting[feedback.decision_id] = []
+                expires = feedback.ts + self._orphan_after_s()
+                self._expiring.append((expires, feedback.decision_id))
+            self._waiting[feedback.decision_id].append(feedback)
+        heapq.heapify(self._expiring)
+
+    def _index(self, newest: dict[str, tuple[int, float, int]]) -> None:
+        """Open, closed and ignored decisions from each id's newest entry."""
+        watermark, lateness = self.watermark, self.allowed_lateness_s
+        for decision_id, (kind, time, ref) in newest.items():
+            if kind == Kind.OPEN and time > watermark:
+                if ref >= 0:
+                    self._open[decision_id] = ref
+                self._closing.append((time, decision_id))
+                continue
+            until = time + lateness if kind == Kind.OPEN else time
+            if until <= watermark:
+                continue  # forgotten
+            if kind == Kind.IGNORED:
+                self._ignored[decision_id] = until
+            else:
+                self._closed[decision_id] = until
+            self._forgetting.append((until, decision_id))
+        heapq.heapify(self._closing)
+        heapq.heapify(self._forgetting)
+
+
+def _pack(number: int, offset: int, length: int) -> int:
+    if length >> _LENGTH_BITS or offset >> _OFFSET_BITS:
+        raise ValueError(f"a segment entry of {length} bytes at {offset} is too large")
+    return (number << (_OFFSET_BITS + _LENGTH_BITS)) | (offset << _LENGTH_BITS) | length
+
+
+def _unpack(ref: int) -> tuple[int, int, int]:
+    return (
+        ref >> (_OFFSET_BITS + _LENGTH_BITS),
+        (ref >> _LENGTH_BITS) & ((1 << _OFFSET_BITS) - 1),
+        ref & ((1 << _LENGTH_BITS) - 1),
+    )
 
 
 def rewards_of(slot: SlotConfig, positions: int, feedback: list[FeedbackEvent]) -> list[float]:

@@ -23,6 +23,7 @@ from bandit.contracts import events
 from bandit.contracts.slots import SlotConfig
 from bandit.learning.checkpoint import Checkpoint, CheckpointError, PartitionState, SlotState
 from bandit.learning.join import DeadLetter, JoinResult, RewardJoin
+from bandit.learning.segments import MemorySegments, Segments
 from bandit.learning.tuning import Held, Tuned, TunedPolicies, tuned_slot
 from bandit.measurement.lift import RecentTallies
 from bandit.measurement.tallies import SlotTallies, merge, tally
@@ -90,10 +91,14 @@ class LearnerCore(TunedPolicies):
         config: Config,
         *,
         clock: Callable[[], float],
+        segments: Callable[[int], Segments] | None = None,
         **held: Unpack[Held],
     ):
         self.config = config
         self.clock = clock  # epoch seconds, for the times events and checkpoints are stamped
+        # Per partition, where its join keeps the decisions it is not working on (on disk in
+        # a learner process: learner.segment_files; in memory here by default).
+        self.segments = segments or _memory_segments()
         self.topics = (config.kafka.topics.decisions, config.kafka.topics.feedback)
         # Only the slots this learner owns (another group learns and publishes the others),
         # keyed by slot and by `shadow_key(slot)` for a slot's shadow policy, which learns
@@ -119,13 +124,15 @@ class LearnerCore(TunedPolicies):
         read yet, the consumer starts at the group's committed offset)."""
         config = self.config
         settings = (config.learner.allowed_lateness_s, config.learned_slots, config.reports_unowned)
+        segments = self.segments(partition)
         self.pending.pop(partition, None)
         if state is None:
-            self.joins[partition] = RewardJoin(config.slots, *settings)
+            self.joins[partition] = RewardJoin(config.slots, *settings, segments)
             self.offsets[partition] = [-1, -1]
             self.tallies[partition] = {}
         else:
-            self.joins[partition] = RewardJoin.restore(config.slots, state.join, *settings)
+            join = RewardJoin.restore(config.slots, state.join, *settings, segments)
+            self.joins[partition] = join
             self.offsets[partition] = [state.decisions_offset, state.feedback_offset]
             self.tallies[partition] = merge([state.lift])
 
@@ -138,9 +145,13 @@ class LearnerCore(TunedPolicies):
     def partition_state(self, partition: int) -> PartitionState:
         """A copy: the live state goes on changing."""
         decisions_offset, feedback_offset = self.offsets[partition]
-        join = self.joins[partition].snapshot()
+        join = self.joins[partition]
         return PartitionState(
-            decisions_offset, feedback_offset, join, merge([self.tallies[partition]])
+            decisions_offset,
+            feedback_offset,
+            join.snapshot(),
+            merge([self.tallies[partition]]),
+            join.watermark,
         )
 
     def slot_config(self, slot: str) -> SlotConfig:
@@ -307,6 +318,7 @@ class LearnerCore(TunedPolicies):
         fallback_tuning: Mapping[str, Tuned] | None = None,
         *,
         clock: Callable[[], float],
+        segments: Callable[[int], Segments] | None = None,
     ) -> LearnerCore:
         """The core as it was at `checkpoint` (partitions are assigned separately). A slot
         whose policy no longer loads under the current config starts from `fallback`
@@ -319,9 +331,18 @@ class LearnerCore(TunedPolicies):
             else:
                 policies[slot] = policy
         learned = {slot: state.learned_here for slot, state in checkpoint.slots.items()}
-        core = cls(config, clock=clock, policies=policies, learned_here=learned, tuning=tuning)
+        core = cls(
+            config, clock=clock, segments=segments, policies=policies, learned_here=learned,
+            tuning=tuning,
+        )  # fmt: skip
         core.pending = dict(checkpoint.partitions)
         return core
+
+
+def _memory_segments() -> Callable[[int], Segments]:
+    """Each partition's segments in memory, kept across revoke and assign."""
+    stores: dict[int, MemorySegments] = {}
+    return lambda partition: stores.setdefault(partition, MemorySegments())
 
 
 def restore_policies(

@@ -13,7 +13,8 @@ from bandit.contracts.events import (
     Outcomes,
     PolicyRef,
 )
-from bandit.learning.join import JoinResult, RewardJoin, outcomes_of, rewards_of
+from bandit.learning.join import JoinResult, RewardJoin, _Open, outcomes_of, rewards_of
+from bandit.learning.segments import MemorySegments
 from storage.config_file import load_config
 
 CONFIG = load_config(
@@ -207,22 +208,78 @@ def test_replayed_duplicates_do_not_change_the_outcome(events, random):
 @settings(max_examples=200, deadline=None)
 @given(streams(), st.data())
 def test_snapshot_and_restore_mid_stream_changes_nothing(events, data):
-    cut = data.draw(st.integers(0, len(events)))
-    first = RewardJoin(SLOTS, LATENESS)
-    before = run(events[:cut], first, close=False)
-    restored = RewardJoin.restore(SLOTS, first.snapshot(), LATENESS)
-    after = run(events[cut:], restored)
-    combined = outcome(before), outcome(after)
-    merged = tuple(sorted(a + b) for a, b in zip(*combined, strict=True))
+    """Restored at any cuts, each time from the last snapshot's segments alone."""
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(events)), max_size=4)))
+    segments = MemorySegments()
+    join = RewardJoin(SLOTS, LATENESS, segments=segments)
+    parts, start = [], 0
+    for cut in [*cuts, len(events)]:
+        parts.append(run(events[start:cut], join, close=cut == len(events)))
+        if cut < len(events):
+            join = RewardJoin.restore(SLOTS, join.snapshot(), LATENESS, segments=segments)
+        start = cut
+    merged = tuple(
+        sorted(item for part in lists for item in part)
+        for lists in zip(*map(outcome, parts), strict=True)
+    )
     assert merged == outcome(run(events))
 
 
-def test_snapshot_is_compact_plain_data():
-    join = RewardJoin(SLOTS, LATENESS)
-    join.add_decision(decision("d1"))
+def test_a_snapshot_holds_no_decision_and_writes_only_what_changed():
+    segments = MemorySegments()
+    join = RewardJoin(SLOTS, LATENESS, segments=segments)
+    for i in range(100):
+        join.add_decision(decision(f"d{i}", ts=float(i)))
+        join.add_feedback(feedback(f"d{i}", "impression", ts=float(i)))
     join.add_feedback(feedback("ghost", "click"))
     state = msgspec.msgpack.decode(join.snapshot())
-    assert len(state["open"]) == 1 and len(state["waiting"]) == 1
+    assert len(state["waiting"]) == 1 and len(state["segments"]) == 1
+    assert len(msgspec.msgpack.encode(state)) < 300  # no decision in it
+    first = sum(len(blob) for blob in segments.blobs.values())
+    join.add_feedback(feedback("d5", "click", ts=200.0))
+    join.snapshot()
+    second = sum(len(blob) for blob in segments.blobs.values()) - first
+    assert len(segments.blobs) == 2 and second < first / 20  # one decision rewritten
+
+
+def test_segments_are_retired_once_all_they_hold_is_forgotten():
+    segments = MemorySegments()
+    join = RewardJoin(SLOTS, LATENESS, segments=segments)
+    join.add_decision(decision("d1", ts=0.0))
+    join.snapshot()
+    join.add_decision(decision("d2", ts=100.0))
+    join.snapshot()
+    assert len(segments.blobs) == 2
+    join.advance(WINDOW + 2 * LATENESS)  # d1 closed and forgotten, d2 still open
+    join.snapshot()
+    assert len(segments.blobs) == 1
+    restored = RewardJoin.restore(SLOTS, join.snapshot(), LATENESS, segments=segments)
+    assert restored.is_open("d2") and not restored.is_open("d1")
+
+
+def test_a_checkpoint_from_before_segments_is_read_and_then_written_as_segments():
+    old = _LegacyState(
+        watermark=5.0, decisions_time=5.0, feedback_time=5.0,
+        open=[_Open(decision("d1", ts=5.0), 5.0 + WINDOW + LATENESS)], waiting=[],
+        closed=[("d0", 60.0)], ignored=[],
+    )  # fmt: skip
+    segments = MemorySegments()
+    join = RewardJoin.restore(SLOTS, msgspec.msgpack.encode(old), LATENESS, segments=segments)
+    assert join.open_decisions == 1  # read on first use
+    again = RewardJoin.restore(SLOTS, join.snapshot(), LATENESS, segments=segments)
+    assert again.is_open("d1") and len(segments.blobs) == 1
+    result = again.add_feedback(feedback("d0", "click", ts=6.0))
+    assert [d.code for d in result.dead_letters] == ["late"]
+
+
+class _LegacyState(msgspec.Struct):
+    watermark: float
+    decisions_time: float
+    feedback_time: float
+    open: list[_Open]
+    waiting: list[FeedbackEvent]
+    closed: list[tuple[str, float]]
+    ignored: list[tuple[str, float]]
 
 
 def test_watch_reports_are_cumulative_so_the_largest_counts():
