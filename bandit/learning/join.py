@@ -68,7 +68,19 @@ class JoinResult:
         self.not_owned += other.not_owned
 
 
+class _Entry(msgspec.Struct, array_like=True):
+    """An open decision as the join holds it: the decision stays encoded (a tenth of its
+    size as objects) until its window closes; what feedback needs of it is beside it."""
+
+    decision: msgspec.Raw  # the DecisionEvent, msgpack
+    positions: int  # how many were chosen
+    closes_at: float
+    feedback: list[FeedbackEvent] = msgspec.field(default_factory=list)
+
+
 class _Open(msgspec.Struct):
+    """An open decision as checkpoints before segments held it."""
+
     decision: DecisionEvent
     closes_at: float
     feedback: list[FeedbackEvent] = msgspec.field(default_factory=list)
@@ -83,6 +95,7 @@ class _State(msgspec.Struct):
     feedback_time: float
     waiting: list[FeedbackEvent]  # feedback whose decision has not arrived yet
     segments: list[tuple[str, float]] = []  # oldest first
+    closed_through: float = _NEVER  # every window closing before it is closed
     # the whole state, as checkpoints before segments held it: read, then written as segments
     open: list[_Open] = []
     closed: list[tuple[str, float]] = []
@@ -93,7 +106,9 @@ class _State(msgspec.Struct):
 # segment number (this join's), offset and length in the segment.
 _OFFSET_BITS, _LENGTH_BITS = 40, 32
 _ENCODER = msgspec.msgpack.Encoder()
-_OPEN = msgspec.msgpack.Decoder(_Open)
+_ENTRY = msgspec.msgpack.Decoder(_Entry)
+_DECISION = msgspec.msgpack.Decoder(DecisionEvent)
+CLOSE_BATCH = 5_000  # windows closed per call at most: a jump of event time closes in steps
 
 
 class RewardJoin:
@@ -115,7 +130,7 @@ class RewardJoin:
         self.feedback_time = _NEVER
         # decision_id -> the open decision if it changed since the last snapshot (hot), else
         # where its newest copy lies in the segments (cold: packed by `_ref`)
-        self._open: dict[str, _Open | int] = {}
+        self._open: dict[str, _Entry | int] = {}
         self._hot: list[str] = []  # ids made hot since the last snapshot (may repeat)
         self._markers: list[tuple[str, Kind, float]] = []  # closed or ignored, not yet written
         self._names: list[str] = []  # segment number -> name
@@ -162,7 +177,8 @@ class RewardJoin:
             result.duplicates += 1
         else:
             closes_at = decision.ts + slot.attribution_window_s + self.allowed_lateness_s
-            entry = _Open(decision, closes_at)
+            encoded = msgspec.Raw(_ENCODER.encode(decision))
+            entry = _Entry(encoded, len(decision.chosen), closes_at)
             self._open[decision.decision_id] = entry
             self._hot.append(decision.decision_id)
             heapq.heappush(self._closing, (closes_at, decision.decision_id))
@@ -177,7 +193,7 @@ class RewardJoin:
         result = JoinResult() if into is None else into
         found = self._open.get(feedback.decision_id)
         if found is not None:
-            entry = found if isinstance(found, _Open) else self._load(found)
+            entry = found if isinstance(found, _Entry) else self._load(found)
             if self._attach(entry, feedback, result) and entry is not found:
                 self._open[feedback.decision_id] = entry  # changed: hot until the next snapshot
                 self._hot.append(feedback.decision_id)
@@ -206,11 +222,14 @@ class RewardJoin:
         self._read()
         return self._advance(watermark, JoinResult())
 
-    def _attach(self, entry: _Open, feedback: FeedbackEvent, result: JoinResult) -> bool:
+    def _attach(self, entry: _Entry, feedback: FeedbackEvent, result: JoinResult) -> bool:
         """Add `feedback` to its open decision; False when it is refused or a duplicate."""
-        if feedback.position is not None and feedback.position >= len(entry.decision.chosen):
-            reason = f"position {feedback.position} beyond the {len(entry.decision.chosen)} chosen"
+        if feedback.position is not None and feedback.position >= entry.positions:
+            reason = f"position {feedback.position} beyond the {entry.positions} chosen"
             result.dead_letters.append(DeadLetter(feedback, "bad_position", reason))
+        elif entry.closes_at <= self.watermark:  # due, and closing in a later step
+            reason = "late: the decision's window had closed"
+            result.dead_letters.append(DeadLetter(feedback, "late", reason))
         elif feedback.ts > entry.closes_at:
             reason = "late: after the attribution window"
             result.dead_letters.append(DeadLetter(feedback, "late", reason))
@@ -228,23 +247,35 @@ class RewardJoin:
         it is the same however the two inputs interleaved.
         """
         self.watermark = max(self.watermark, ts)
-        while self._closing and self._closing[0][0] <= self.watermark:
+        budget = CLOSE_BATCH
+        while budget and self._closing and self._closing[0][0] <= self.watermark:
+            budget -= 1
             closes_at, decision_id = heapq.heappop(self._closing)
             found = self._open.pop(decision_id)
             # Remember it long enough to call its stragglers late rather than unknown.
             forget_at = closes_at + self.allowed_lateness_s
             self._closed[decision_id] = forget_at
             heapq.heappush(self._forgetting, (forget_at, decision_id))
-            if isinstance(found, _Open):  # its newest state is in no segment: say it closed
-                self._markers.append((decision_id, Kind.CLOSED, forget_at))
-                self._close(found, result)
-            else:
-                self._close(self._load(found), result)
+            self._markers.append((decision_id, Kind.CLOSED, forget_at))
+            self._close(found if isinstance(found, _Entry) else self._load(found), result)
         self._expire(result)
         return result
 
-    def _close(self, entry: _Open, result: JoinResult) -> None:
-        decision = entry.decision
+    @property
+    def behind(self) -> bool:
+        """Whether windows are due that a batch limit left open (`advance` closes more)."""
+        self._read()
+        return bool(self._closing) and self._closing[0][0] <= self.watermark
+
+    @property
+    def closed_through(self) -> float:
+        """Every window closing before this is closed (the watermark, unless some are due)."""
+        if self._closing and self._closing[0][0] < self.watermark:
+            return self._closing[0][0]
+        return self.watermark
+
+    def _close(self, entry: _Entry, result: JoinResult) -> None:
+        decision = _DECISION.decode(entry.decision)
         if not any(f.type == "impression" for f in entry.feedback):
             result.not_impressed.append(decision)
             return
@@ -276,19 +307,19 @@ class RewardJoin:
         return longest + 2 * self.allowed_lateness_s
 
     # ------------------------------------------------------------------ segments
-    def _load(self, ref: int) -> _Open:
+    def _load(self, ref: int) -> _Entry:
         number, offset, length = _unpack(ref)
-        return _OPEN.decode(self.segments.read(self._names[number], offset, length))
+        return _ENTRY.decode(self.segments.read(self._names[number], offset, length))
 
     def _write_segment(self) -> None:
         """Write what changed since the last snapshot as one segment (if anything did)."""
         entries: list[tuple[str, Kind, float, bytes]] = [
             (decision_id, kind, until, b"") for decision_id, kind, until in self._markers
         ]
-        hot: list[tuple[str, _Open]] = []
+        hot: list[tuple[str, _Entry]] = []
         for decision_id in dict.fromkeys(self._hot):
             entry = self._open.get(decision_id)
-            if isinstance(entry, _Open):
+            if isinstance(entry, _Entry):
                 hot.append((decision_id, entry))
                 entries.append((decision_id, Kind.OPEN, entry.closes_at, _ENCODER.encode(entry)))
         self._hot.clear()
@@ -314,7 +345,8 @@ class RewardJoin:
         if self._unread is not None:
             return self._unread_bytes  # restored and never touched: the same state
         self._write_segment()
-        retired = [name for name, until in self._live.items() if until <= self.watermark]
+        closed_through = self.closed_through
+        retired = [name for name, until in self._live.items() if until < closed_through]
         for name in retired:
             del self._live[name]
         self.segments.retire(retired)
@@ -324,6 +356,7 @@ class RewardJoin:
             feedback_time=self.feedback_time,
             waiting=[f for feedback in self._waiting.values() for f in feedback],
             segments=list(self._live.items()),
+            closed_through=closed_through,
         )
         return msgspec.msgpack.encode(state)
 
@@ -362,17 +395,20 @@ class RewardJoin:
                 index.ids, index.kinds, index.times, index.offsets, index.lengths, strict=True
             ):
                 newest[decision_id] = (kind, time, _pack(number, offset, length))
-        for entry in state.open:  # a checkpoint from before segments
-            newest[entry.decision.decision_id] = (Kind.OPEN, entry.closes_at, -1)
-            self._open[entry.decision.decision_id] = entry
-            self._hot.append(entry.decision.decision_id)
+        for legacy in state.open:  # a checkpoint from before segments
+            decision_id, decision = legacy.decision.decision_id, legacy.decision
+            newest[decision_id] = (Kind.OPEN, legacy.closes_at, -1)
+            encoded = msgspec.Raw(_ENCODER.encode(decision))
+            entry = _Entry(encoded, len(decision.chosen), legacy.closes_at, legacy.feedback)
+            self._open[decision_id] = entry
+            self._hot.append(decision_id)
         for decision_id, until in state.closed:
             newest[decision_id] = (Kind.CLOSED, until, -1)
             self._markers.append((decision_id, Kind.CLOSED, until))
         for decision_id, until in state.ignored:
             newest[decision_id] = (Kind.IGNORED, until, -1)
             self._markers.append((decision_id, Kind.IGNORED, until))
-        self._index(newest)
+        self._index(newest, state.closed_through if state.segments else self.watermark)
         for feedback in state.waiting:
             if feedback.decision_id not in self._waiting:
                 self._waiting[feedback.decision_id] = []
@@ -381,23 +417,22 @@ class RewardJoin:
             self._waiting[feedback.decision_id].append(feedback)
         heapq.heapify(self._expiring)
 
-    def _index(self, newest: dict[str, tuple[int, float, int]]) -> None:
-        """Open, closed and ignored decisions from each id's newest entry."""
+    def _index(self, newest: dict[str, tuple[int, float, int]], closed_through: float) -> None:
+        """Open, closed and ignored decisions from each id's newest entry. An open entry is
+        open unless a later one closed it, or its window closed and was forgotten before
+        `closed_through` (the segment that said it closed may be gone)."""
         watermark, lateness = self.watermark, self.allowed_lateness_s
         for decision_id, (kind, time, ref) in newest.items():
-            if kind == Kind.OPEN and time > watermark:
+            if kind == Kind.OPEN:
+                if time + lateness < closed_through:
+                    continue  # closed and forgotten
                 if ref >= 0:
                     self._open[decision_id] = ref
                 self._closing.append((time, decision_id))
-                continue
-            until = time + lateness if kind == Kind.OPEN else time
-            if until <= watermark:
-                continue  # forgotten
-            if kind == Kind.IGNORED:
-                self._ignored[decision_id] = until
-            else:
-                self._closed[decision_id] = until
-            self._forgetting.append((until, decision_id))
+            elif time > watermark:
+                remembered = self._ignored if kind == Kind.IGNORED else self._closed
+                remembered[decision_id] = time
+                self._forgetting.append((time, decision_id))
         heapq.heapify(self._closing)
         heapq.heapify(self._forgetting)
 

@@ -205,17 +205,15 @@ class LearnerCore(TunedPolicies):
         """Move a partition's event time on when an input has nothing more to read: the other
         input's time then leads, or, with both read to the end, the wall clock."""
         join = self.joins[partition]
+        watermark = join.watermark
         if decisions_idle and feedback_idle:
-            if not self.config.learner.idle_advance:
-                return
-            watermark = now
+            if self.config.learner.idle_advance:
+                watermark = now
         elif feedback_idle:
             watermark = join.decisions_time
         elif decisions_idle:
             watermark = join.feedback_time
-        else:
-            return
-        if watermark > join.watermark:
+        if watermark > join.watermark or join.behind:  # behind: more windows are due
             self._collect(partition, join.advance(watermark), out)
 
     def _collect(self, partition: int, result: JoinResult, out: StepOutput) -> None:

@@ -1,5 +1,7 @@
 """The reward join: scripted cases for each outcome, and properties over arrival orders."""
 
+import contextlib
+
 import msgspec
 import pytest
 from hypothesis import given, settings
@@ -13,6 +15,7 @@ from bandit.contracts.events import (
     Outcomes,
     PolicyRef,
 )
+from bandit.learning import join as join_module
 from bandit.learning.join import JoinResult, RewardJoin, _Open, outcomes_of, rewards_of
 from bandit.learning.segments import MemorySegments
 from storage.config_file import load_config
@@ -55,6 +58,8 @@ def run(events, join: RewardJoin | None = None, close: bool = True) -> JoinResul
             total.extend(join.add_feedback(event))
     if close:
         total.extend(join.advance(AFTER_ALL))
+        while join.behind:  # more were due than one call closes
+            total.extend(join.advance(AFTER_ALL))
     return total
 
 
@@ -225,6 +230,39 @@ def test_snapshot_and_restore_mid_stream_changes_nothing(events, data):
     assert merged == outcome(run(events))
 
 
+@settings(max_examples=100, deadline=None)
+@given(streams(), st.data())
+def test_closing_a_few_windows_per_step_changes_nothing(events, data):
+    """When event time jumps, windows close a batch per call; feedback for one that is due
+    but not yet closed is late as if it had closed, and a restore mid-way closes the rest."""
+    expected = outcome(run(events))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(events)), max_size=3)))
+    with closing_batch(data.draw(st.integers(1, 3))):
+        segments = MemorySegments()
+        join = RewardJoin(SLOTS, LATENESS, segments=segments)
+        parts, start = [], 0
+        for cut in [*cuts, len(events)]:
+            parts.append(run(events[start:cut], join, close=cut == len(events)))
+            if cut < len(events):
+                join = RewardJoin.restore(SLOTS, join.snapshot(), LATENESS, segments=segments)
+            start = cut
+    merged = tuple(
+        sorted(item for part in lists for item in part)
+        for lists in zip(*map(outcome, parts), strict=True)
+    )
+    assert merged == expected
+
+
+@contextlib.contextmanager
+def closing_batch(size: int):
+    before = join_module.CLOSE_BATCH
+    join_module.CLOSE_BATCH = size
+    try:
+        yield
+    finally:
+        join_module.CLOSE_BATCH = before
+
+
 def test_a_snapshot_holds_no_decision_and_writes_only_what_changed():
     segments = MemorySegments()
     join = RewardJoin(SLOTS, LATENESS, segments=segments)
@@ -250,7 +288,7 @@ def test_segments_are_retired_once_all_they_hold_is_forgotten():
     join.add_decision(decision("d2", ts=100.0))
     join.snapshot()
     assert len(segments.blobs) == 2
-    join.advance(WINDOW + 2 * LATENESS)  # d1 closed and forgotten, d2 still open
+    join.advance(WINDOW + 2 * LATENESS + 1)  # d1 closed and forgotten, d2 still open
     join.snapshot()
     assert len(segments.blobs) == 1
     restored = RewardJoin.restore(SLOTS, join.snapshot(), LATENESS, segments=segments)
