@@ -17,10 +17,9 @@ from collections.abc import Callable, Mapping
 from kafka.errors import KafkaError
 
 from bandit.config import Config
-from bandit.contracts import events
 from bandit.contracts.events import RewardedEvent
 from bandit.learning.tuning import Tuned, TunedPolicies, recent_window, tuned_slot, warm_start
-from kafkaio.read import TopicMissing, read_topic
+from kafkaio.read import TopicMissing, recent_treatment
 from learner.cadence import Cadence
 from learner.metrics import LearnerMetrics
 from learner.publisher import Publishing
@@ -138,15 +137,11 @@ def rewarded_treatment(
     partitions: set[int] | None = None,
     before: Mapping[int, int] | None = None,
 ) -> list[RewardedEvent]:
-    """The slot's treatment events on the rewarded topic (see `read_topic`), each
-    decision once."""
-    found: dict[str, RewardedEvent] = {}
-    kafka, topic = config.kafka, config.kafka.topics.rewarded
-    for value in read_topic(kafka, bootstrap_servers, topic, partitions, before=before):
-        try:
-            event = events.decode(value, RewardedEvent)
-        except events.EventError:
-            continue  # not a learner's output; the replay reports such lines
-        if event.slot == slot and event.group == "treatment":
-            found.setdefault(event.decision_id, event)
-    return list(found.values())
+    """The slot's newest `tuning.window_events` treatment events on the rewarded topic (at
+    least, per partition; see `recent_treatment`), each decision once: a switch reads only
+    its window, however long the topic."""
+    kafka = config.kafka
+    return recent_treatment(
+        kafka, bootstrap_servers, kafka.topics.rewarded, slot, config.tuning.window_events,
+        partitions, before,
+    )  # fmt: skip

@@ -25,7 +25,7 @@ from bandit.config import Config, resolve_bootstrap
 from bandit.contracts import events
 from bandit.contracts.kafka import KafkaConfig
 from kafkaio.clients import check_tls
-from kafkaio.read import TopicMissing, read_topic
+from kafkaio.read import TopicMissing, read_topic, recent_treatment
 from replay.progress import Progress
 
 KAFKA_PREFIX = "kafka://"
@@ -87,6 +87,23 @@ def read_log(
     progress.close()
     log.events.sort(key=lambda e: e.ts)
     return log
+
+
+def read_recent_treatment(
+    source: str, bootstrap_servers: str | None, kafka: KafkaConfig, slot: str, count: int
+) -> list[events.RewardedEvent]:
+    """The slot's newest `count` treatment events (at least, per partition) of a
+    `kafka://topic` log, each decision once, read backwards from the end: what the tuner
+    judges on, at a cost that does not grow with the topic."""
+    if not bootstrap_servers:
+        raise LogError(f"{source}: reading a topic needs kafka.bootstrap_servers")
+    topic = source.removeprefix(KAFKA_PREFIX)
+    check_tls(kafka, bootstrap_servers)
+    try:
+        found = recent_treatment(kafka, bootstrap_servers, topic, slot, count)
+    except TopicMissing:
+        raise LogError(f"kafka://{topic}: no such topic") from None
+    return sorted(found, key=lambda e: e.ts)
 
 
 def read_log_argument(args: argparse.Namespace, config: Config) -> ReplayLog:

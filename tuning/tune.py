@@ -36,7 +36,7 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -48,7 +48,7 @@ from bandit.contracts.slots import SlotConfig
 from bandit.learning.tuning import TuningState, recent_window, tuned_slot
 from bandit.policies import build_policy
 from replay import reward_model
-from replay.logs import KAFKA_PREFIX, LogError, read_log
+from replay.logs import KAFKA_PREFIX, LogError, read_log, read_recent_treatment
 from replay.rounds import Rounds
 from replay.targets import score
 from storage.model_store import ModelStore, ModelStoreError
@@ -308,11 +308,9 @@ def run(args: argparse.Namespace, config: Config, bootstrap: str, stop: threadin
     interval = config.tuning.interval_s if args.every == -1.0 else args.every
     while True:
         try:
-            log = read_log(
-                source, bootstrap, skip_bad=args.skip_bad, quiet=args.quiet, kafka=config.kafka
-            )
+            window = _window_reader(args, config, bootstrap, source)
             for slot in slots:
-                tune_slot(store, config, slot, log.events, dry_run=args.dry_run)
+                tune_slot(store, config, slot, window(slot), dry_run=args.dry_run)
         except LogError as exc:
             print(f"artbandit tune: {exc}", file=sys.stderr)
             if interval is None:
@@ -323,6 +321,20 @@ def run(args: argparse.Namespace, config: Config, bootstrap: str, stop: threadin
                 return 1
         if interval is None or stop.wait(interval):
             return 0
+
+
+def _window_reader(
+    args: argparse.Namespace, config: Config, bootstrap: str, source: str
+) -> Callable[[str], Sequence[RewardedEvent]]:
+    """What a round judges each slot on: from a topic only the slot's newest
+    `tuning.window_events` treatment events, read from the end (a round costs the same
+    however long the topic); from a file, the whole file, read once."""
+    if source.startswith(KAFKA_PREFIX):
+        count = config.tuning.window_events
+        return lambda slot: read_recent_treatment(source, bootstrap, config.kafka, slot, count)
+    log = read_log(source, bootstrap, skip_bad=args.skip_bad, quiet=args.quiet,
+                   kafka=config.kafka)  # fmt: skip
+    return lambda slot: log.events
 
 
 def tune_slot(

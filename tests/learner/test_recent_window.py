@@ -1,0 +1,81 @@
+"""The tuning window read from the end of the rewarded topic: the same events a full read
+would pick, found without reading the topic from its start (real broker)."""
+
+import random
+
+import pytest
+from kafka.admin import NewTopic
+
+from bandit.contracts import events
+from bandit.contracts.events import Candidate, Context, PolicyRef, RewardedEvent
+from bandit.contracts.kafka import KafkaConfig
+from bandit.learning.tuning import recent_window
+from kafkaio import clients
+from kafkaio.produce import produce
+from kafkaio.read import read_recent, read_topic, recent_treatment
+
+PARTITIONS = 3
+
+
+def rewarded(n: int, slot: str, group: str) -> RewardedEvent:
+    decision = events.DecisionEvent(
+        decision_id=f"d{n:06d}", ts=1000.0 + n, slot=slot, key="k", user_hash="u",
+        group=group, policy=PolicyRef(name="vw", version="v1"), context=Context(),
+        candidates=[Candidate(id="a"), Candidate(id="b")], chosen=["a"],
+        probabilities=[0.5], explored=False,
+    )  # fmt: skip
+    return RewardedEvent.from_decision(decision, [float(n % 2)], True, decision.ts + 60)
+
+
+@pytest.fixture(scope="module")
+def mixed_topic(broker):
+    """3,000 rewarded events of two slots and both groups (some twice, as an at-least-once
+    writer leaves them) and a line that is no event, over three partitions."""
+    topic = f"rewarded-window-{random.getrandbits(32):08x}"
+    admin = clients.admin(KafkaConfig(), broker.bootstrap_servers)
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    admin.close()
+    rng = random.Random(3)
+    made = [
+        rewarded(n, rng.choice(["artwork", "hero"]), rng.choice(["treatment"] * 9 + ["control"]))
+        for n in range(3000)
+    ]
+    again = rng.sample(made[-500:], 40)
+    messages = [(e.decision_id, events.encode(e)) for e in [*made, *again]]
+    messages.insert(1500, ("junk", b"not an event"))
+    produce(broker.bootstrap_servers, topic, messages)
+    return topic, made
+
+
+def test_the_window_read_from_the_end_is_the_window_of_a_full_read(broker, mixed_topic):
+    topic, made = mixed_topic
+    for count in (1, 50, 400, 5000):
+        recent = recent_treatment(KafkaConfig(), broker.bootstrap_servers, topic, "artwork", count)
+        assert len({e.decision_id for e in recent}) == len(recent)  # each decision once
+        expected = recent_window("artwork", made, count)
+        assert recent_window("artwork", recent, count) == expected
+
+
+def test_only_what_the_window_needs_is_read(broker, mixed_topic):
+    topic, _ = mixed_topic
+    read: list[bytes] = []
+
+    def counting(value: bytes) -> bytes:
+        read.append(value)
+        return value
+
+    found = read_recent(KafkaConfig(), broker.bootstrap_servers, topic, counting, 30,
+                        key=lambda v: v.decode(errors="replace"))  # fmt: skip
+    everything = list(read_topic(KafkaConfig(), broker.bootstrap_servers, topic))
+    assert len(everything) == 3041
+    # One span per partition: 30 messages, and the embedded broker, which tells a partition's
+    # end as its last batch's start, adds at most that batch.
+    assert len(found) == len(read) >= 30 * PARTITIONS
+    assert len(read) < len(everything) / 3
+
+
+def test_before_limits_each_partition_and_leaves_the_others_out(broker, mixed_topic):
+    topic, _ = mixed_topic
+    found = read_recent(KafkaConfig(), broker.bootstrap_servers, topic, lambda v: v, 10 ** 6,
+                        key=bytes.hex, before={0: 5})  # fmt: skip
+    assert len(found) == 5
