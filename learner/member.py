@@ -154,7 +154,8 @@ class GroupMember:
 
     # ------------------------------------------------------------------ one step
     def step(self) -> None:
-        batch = self.consumer.poll(timeout_ms=200)
+        # Windows left due by a jump of event time close in steps: do not wait between them.
+        batch = self.consumer.poll(timeout_ms=0 if self.core.behind else 200)
         if self.fatal is not None:
             raise LearnerError(f"stopped in a rebalance: {self.fatal}") from self.fatal
         out = StepOutput()

@@ -166,6 +166,11 @@ class LearnerCore(TunedPolicies):
     def open_decisions(self) -> int:
         return sum(join.open_decisions for join in self.joins.values())
 
+    @property
+    def behind(self) -> bool:
+        """Some partition has windows due that its next step closes (see RewardJoin.behind)."""
+        return any(join.behind for join in self.joins.values())
+
     # -------------------------------------------------------------------- records
     def process(self, records: Iterable[Record], out: StepOutput) -> None:
         """Join, learn and collect outputs for `records`, each partition's in log order.
