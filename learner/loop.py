@@ -35,7 +35,7 @@ class KafkaLearner(ResourceViews):
         self.config = config
         self.metrics.start_at_zero(list(config.slots))
         self._recent = RecentTallies(config.learner.recent_window_s)  # calibration, guardrails
-        self._status = LearnerStatus(0, {}, 0, 0, 0, 0)
+        self._status = LearnerStatus(0, {}, 0, 0, 0, 0, 0)
         self._running: GroupMember | None = None  # for inspection only: `core`
 
     @property

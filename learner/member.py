@@ -37,6 +37,7 @@ from learner.writer import OutputError, OutputWriter
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_S = 10.0
+ALIGN_S = 60.0  # event time one input may lead the other by while that one has records left
 
 
 @dataclass
@@ -47,6 +48,7 @@ class LearnerStatus:
     learned: dict[str, int]
     open_decisions: int
     lag: int
+    waiting: int  # decisions not read yet whose feedback is held
     checkpoints: int
     partitions: int
 
@@ -75,7 +77,7 @@ class GroupMember:
         self.consumer = consumer
         self.recent = recent
         self.report = report
-        self.status = LearnerStatus(0, {}, 0, 0, 0, 0)
+        self.status = LearnerStatus(0, {}, 0, 0, 0, 0, 0)
         self.cadence = Cadence(config.learner, seq=seq)
         self.publishing = Publishing(
             ModelPublisher(resources.store, self._send_model), self.metrics
@@ -155,9 +157,10 @@ class GroupMember:
     # ------------------------------------------------------------------ one step
     def step(self) -> None:
         # Windows left due by a jump of event time close in steps: do not wait between them.
-        batch = self.consumer.poll(timeout_ms=0 if self.core.behind else 200)
+        batch = clients.poll(self.consumer, timeout_ms=0 if self.core.behind else 200)
         if self.fatal is not None:
             raise LearnerError(f"stopped in a rebalance: {self.fatal}") from self.fatal
+        self._read_restored()
         out = StepOutput()
         by_topic: Counter[str] = Counter()
         for tp, messages in batch.items():
@@ -177,23 +180,56 @@ class GroupMember:
             learned=dict(self.core.learned_here),
             open_decisions=self.core.open_decisions,
             lag=lag,
+            waiting=sum(join.waiting for join in self.core.joins.values()),
             checkpoints=self.cadence.checkpoints_written,
             partitions=len(self.core.joins),
         )
         self.report(self.status)
         self.metrics.open_decisions.set(self.status.open_decisions)
 
+    def _read_restored(self) -> None:
+        """Read back the open joins of partitions restored in the last rebalance: here, not
+        in its callback, which must return at once for the consumer to keep its session."""
+        for partition, join in self.core.joins.items():
+            if join.unread:
+                started = time.perf_counter()
+                log.info("partition %d: %d open decisions read back in %.1f s", partition,
+                         join.open_decisions, time.perf_counter() - started)  # fmt: skip
+
     def _advance_idle(self, out: StepOutput) -> int:
-        """Close what idle inputs allow; returns the total lag."""
+        """Close what idle inputs allow, and keep the inputs aligned; returns the total lag."""
         decisions, feedback = self.core.topics
         now = time.time()
         total = 0
         for partition in list(self.core.joins):
-            decisions_lag = self._lag(TopicPartition(decisions, partition))
-            feedback_lag = self._lag(TopicPartition(feedback, partition))
+            inputs = TopicPartition(decisions, partition), TopicPartition(feedback, partition)
+            decisions_lag, feedback_lag = self._lag(inputs[0]), self._lag(inputs[1])
             self.core.advance_idle(partition, decisions_lag == 0, feedback_lag == 0, now, out)
+            self._align(partition, inputs, decisions_lag, feedback_lag)
             total += (decisions_lag or 0) + (feedback_lag or 0)
         return total
+
+    def _align(
+        self,
+        partition: int,
+        inputs: tuple[TopicPartition, TopicPartition],
+        decisions_lag: int | None,
+        feedback_lag: int | None,
+    ) -> None:
+        """Pause an input whose event time runs more than ALIGN_S ahead of the other's while
+        that one may have records to read; resume it once the other is within half that, or
+        read to its end. Catching up a backlog, the small feedback messages drain faster than
+        the decisions: unpaused, every impression would wait in memory for its decision."""
+        join = self.core.joins[partition]
+        lead = join.feedback_time - join.decisions_time
+        paused = self.consumer.paused()
+        for tp, ahead, other_lag in ((inputs[0], -lead, feedback_lag),
+                                     (inputs[1], lead, decisions_lag)):  # fmt: skip
+            other_has_more = other_lag != 0  # None: its end not known yet, so it may have
+            if tp not in paused and ahead > ALIGN_S and other_has_more:
+                self.consumer.pause(tp)
+            elif tp in paused and (ahead <= ALIGN_S / 2 or not other_has_more):
+                self.consumer.resume(tp)
 
     def _lag(self, tp: TopicPartition) -> int | None:
         """Messages after our position, or None before the first fetch tells the end."""

@@ -149,6 +149,16 @@ class RewardJoin:
         self._read()
         return len(self._open)
 
+    @property
+    def waiting(self) -> int:
+        """Decisions not read yet whose feedback is held here."""
+        return len(self._waiting)
+
+    @property
+    def unread(self) -> bool:
+        """Restored, and its segments' indexes not read yet (the first use reads them)."""
+        return self._unread is not None
+
     def is_open(self, decision_id: str) -> bool:
         """Whether the decision's window is still open here (its reward not yet emitted)."""
         self._read()

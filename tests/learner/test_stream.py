@@ -8,6 +8,7 @@ import msgspec
 from bandit.contracts import events
 from bandit.contracts.events import Candidate, Context, DecisionEvent, FeedbackEvent, PolicyRef
 from kafkaio.produce import produce
+from kafkaio.topics import ensure_topics
 from storage.model_store import ModelStore
 from tests.helpers import Client, metric_value, read_all, running_learner, wait_for
 
@@ -176,3 +177,29 @@ def test_an_older_learner_reads_a_newer_writers_events_and_refuses_a_new_version
     (dead,) = read_events(bootstrap, topics.deadletter, events.DeadLetterEvent)
     assert (dead.code, dead.key) == ("newer_schema", "n2")
     assert "artbandit.decision/2" in dead.reason and "upgrade" in dead.reason
+
+
+def test_catching_up_the_feedback_waits_for_the_decisions_it_runs_ahead_of(learner_config):
+    """A backlog's small feedback messages drain faster than its decisions: the learner
+    pauses the input that runs ahead in event time, so little feedback waits in memory."""
+    config = learner_config("learner.max_poll_records=200", "learner.partitions=1")
+    ensure_topics(config, config.kafka.bootstrap_servers)  # one partition, not the broker's
+    padding = {f"f{k}": "x" * 40 for k in range(60)}  # decisions ten times feedback's size
+    stream = [
+        msgspec.structs.replace(decision(f"d{i:05d}", i / 2), context=Context(user=padding))
+        for i in range(6000)
+    ]  # 50 minutes
+    impressions = [feedback(f"d{i:05d}", "impression", i / 2 + 1) for i in range(6000)]
+    produce(config.kafka.bootstrap_servers, config.kafka.topics.feedback, keyed(*impressions))
+    produce(config.kafka.bootstrap_servers, config.kafka.topics.decisions, keyed(*stream))
+    most_waiting = 0
+    with running_learner(config, serve_metrics=False) as learner:
+
+        def done() -> bool:
+            nonlocal most_waiting
+            most_waiting = max(most_waiting, learner.status().waiting)
+            return learner.status().learned.get("artwork", 0) == 6000
+
+        wait_for(done, timeout_s=120, interval_s=0.01)
+    # 60 s of event time at two decisions a second, plus a poll's worth of records
+    assert most_waiting <= 120 + 200 + 200, most_waiting
