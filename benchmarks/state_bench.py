@@ -103,10 +103,11 @@ def main() -> None:
         run.follow(watch, until=lambda s: s.consumed >= args.kill_at * backlog.decisions)
         killed = watch.samples[-1]
         run.kill()
-        restart_s = run.restart(watch)
+        restart = run.restart(watch)
+        resumed = len(watch.samples)
         run.follow(watch, until=lambda s: s.open == 0 and run.caught_up())
         run.stop()
-        report(watch, killed, restart_s, run)
+        report(watch, killed, restart, resumed, run)
         verify(config, Path(tmp), backlog)
 
 
@@ -294,16 +295,24 @@ class Run:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(30)
 
-    def restart(self, watch: Watch) -> float:
-        """Start again; seconds until it learns again: the group has assigned its partitions,
-        and their open decisions are back (the gauge is set after the first step)."""
+    def restart(self, watch: Watch) -> tuple[float, float, float]:
+        """Start again; seconds until it serves metrics, until the group assigned it its
+        partitions, and until it learns again (their open decisions are back: the gauge is
+        set after the first step, which reads them back)."""
         started = time.monotonic()
         self.start()
+        up = assigned = None
         while True:
-            sample = self.sample()
+            values = self.metrics()
+            now = time.monotonic() - started
+            if values and up is None:
+                up = now
+            if values.get("artbandit_learner_assigned_partitions", 0) > 0 and assigned is None:
+                assigned = now
+            sample = self.sample() if values else None
             if sample is not None and sample.open > 0:
                 watch.samples.append(sample)
-                return time.monotonic() - started
+                return up or now, assigned or now, now
             time.sleep(0.1)
 
     def stop(self) -> None:
@@ -323,10 +332,12 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def report(watch: Watch, killed: Sample, restart_s: float, run: Run) -> None:
+def report(
+    watch: Watch, killed: Sample, restart: tuple[float, float, float], resumed: int, run: Run
+) -> None:
     samples = watch.samples
     peak_open = max(s.open for s in samples)
-    steady = [s for s in samples if s.open >= 0.9 * peak_open]
+    held = [s for s in samples if s.open >= 0.9 * peak_open]
     checkpoints = watch.checkpoints()
     durations = sorted(s.checkpoint_s for s in checkpoints)
     sizes = [s.checkpoint_bytes for s in checkpoints]
@@ -339,18 +350,24 @@ def report(watch: Watch, killed: Sample, restart_s: float, run: Run) -> None:
                  if "heartbeat" in line.lower() or "session" in line.lower()]  # fmt: skip
     print("\nresults")
     print(f"  open decisions: peak {peak_open:,.0f}; at the kill {killed.open:,.0f}")
-    print(f"  RSS while >= 90% of peak open: median {statistics.median(s.rss_mb for s in steady):,.0f} MB,"
-          f" max {max(s.rss_mb for s in steady):,.0f} MB; max over the run "
+    print(f"  RSS while >= 90% of peak open: median {statistics.median(s.rss_mb for s in held):,.0f} MB,"
+          f" max {max(s.rss_mb for s in held):,.0f} MB; max over the run "
           f"{max(s.rss_mb for s in samples):,.0f} MB")  # fmt: skip
     print(f"  checkpoints: {len(checkpoints)}; duration p50 {p(0.5):.3f} s, p99 {p(0.99):.3f} s, "
           f"max {durations[-1]:.3f} s")  # fmt: skip
     print(f"  bytes per checkpoint: median {statistics.median(sizes) / 1e6:.1f} MB, max "
           f"{max(sizes) / 1e6:.1f} MB")  # fmt: skip
-    print(f"  throughput before the kill: {throughput:,.0f} decisions/s")
-    print(
-        f"  restore after SIGKILL: {restart_s:.1f} s from the new process's start until it "
-        "learns again (group rejoin included)"
-    )
+    # at steady state: every window full, closing as many as open (after the restart)
+    full = [s for s in samples[resumed:] if s.open >= 0.95 * peak_open]
+    steady = (full[-1].consumed - full[0].consumed) / max(full[-1].at - full[0].at, 1e-9)
+    print(f"  throughput: {throughput:,.0f} decisions/s while the first window fills (nothing "
+          f"closes, nothing is learned); {steady:,.0f} decisions/s at steady state "
+          f"({len(full)} s with >= 95% of peak open: reading, closing and learning)")  # fmt: skip
+    up, assigned, learning = restart
+    print(f"  restore after SIGKILL: {learning:.1f} s from the new process's start until it "
+          f"learns again: metrics up at {up:.1f} s, partitions assigned at {assigned:.1f} s "
+          "(the group waits out the dead member's session), open decisions read back by "
+          f"{learning:.1f} s")  # fmt: skip
     print(f"  heartbeat or session lines in the learner's log: {len(heartbeat)}")
     for line in heartbeat[:5]:
         print(f"    {line[:160]}")

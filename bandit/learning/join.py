@@ -108,7 +108,7 @@ _OFFSET_BITS, _LENGTH_BITS = 40, 32
 _ENCODER = msgspec.msgpack.Encoder()
 _ENTRY = msgspec.msgpack.Decoder(_Entry)
 _DECISION = msgspec.msgpack.Decoder(DecisionEvent)
-CLOSE_BATCH = 5_000  # windows closed per call at most: a jump of event time closes in steps
+CLOSE_BATCH = 2_000  # windows a batch closes at most: a jump of event time closes in steps
 
 
 class RewardJoin:
@@ -141,6 +141,7 @@ class RewardJoin:
         self._ignored: dict[str, float] = {}  # decision_id (slot owned elsewhere) -> until when
         self._forgetting: list[tuple[float, str]] = []  # heap over _closed and _ignored
         self._expiring: list[tuple[float, str]] = []  # heap of when waiting feedback is orphaned
+        self.budget = CLOSE_BATCH  # windows still to close in this batch (see `refill`)
         self._unread: _State | None = None  # restored, segments not read yet (see `_read`)
         self._unread_bytes = b""
 
@@ -228,9 +229,16 @@ class RewardJoin:
 
     def advance(self, watermark: float) -> JoinResult:
         """Move event time forward when an input is idle (nothing more to read) and close
-        what is due; the watermark never moves back."""
+        what is due, a batch's worth at most; the watermark never moves back."""
         self._read()
+        self.refill()
         return self._advance(watermark, JoinResult())
+
+    def refill(self) -> None:
+        """Start a new batch: up to CLOSE_BATCH more windows may close. A batch's rewarded
+        events are held in memory until they are written, so a jump of event time (inputs
+        read to their ends, a restart after downtime) must not close millions at once."""
+        self.budget = CLOSE_BATCH
 
     def _attach(self, entry: _Entry, feedback: FeedbackEvent, result: JoinResult) -> bool:
         """Add `feedback` to its open decision; False when it is refused or a duplicate."""
@@ -257,9 +265,8 @@ class RewardJoin:
         it is the same however the two inputs interleaved.
         """
         self.watermark = max(self.watermark, ts)
-        budget = CLOSE_BATCH
-        while budget and self._closing and self._closing[0][0] <= self.watermark:
-            budget -= 1
+        while self.budget > 0 and self._closing and self._closing[0][0] <= self.watermark:
+            self.budget -= 1
             closes_at, decision_id = heapq.heappop(self._closing)
             found = self._open.pop(decision_id)
             # Remember it long enough to call its stragglers late rather than unknown.
@@ -273,7 +280,7 @@ class RewardJoin:
 
     @property
     def behind(self) -> bool:
-        """Whether windows are due that a batch limit left open (`advance` closes more)."""
+        """Whether windows are due that a batch's limit left open (`advance` closes more)."""
         self._read()
         return bool(self._closing) and self._closing[0][0] <= self.watermark
 

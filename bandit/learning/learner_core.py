@@ -189,6 +189,7 @@ class LearnerCore(TunedPolicies):
             result = results.get(record.partition)
             if result is None:
                 result = results[record.partition] = JoinResult()
+                join.refill()
             try:
                 if record.input is Input.DECISIONS:
                     join.add_decision(events.decode(record.value, events.DecisionEvent), result)
