@@ -153,26 +153,29 @@ class LearnerMetrics:
             "artbandit_learner_calibration_gap",
             "Off-policy estimate of the default policy from treatment minus control's measured "
             "reward per decision, over the calibration window; `bound` is value, low or high "
-            "(95%).",
+            "(95%, one look), or sequence_low or sequence_high (always-valid).",
             ["slot", "estimator", "bound"],
             registry=registry,
         )
         self.calibration_flagged = Gauge(
             "artbandit_learner_calibration_flagged",
-            "1 when the calibration gap's interval excludes 0 on enough weight to judge.",
+            "1 when the calibration gap's always-valid sequence excludes 0 on enough weight to "
+            "judge.",
             ["slot", "estimator"],
             registry=registry,
         )
         self.guardrail_lift = Gauge(
             "artbandit_learner_guardrail_lift",
             "Lift of an outcome per decision (clicks, plays, watch minutes), treatment over "
-            "control, over the calibration window; `bound` is value, low or high (95%).",
+            "control, over the calibration window; `bound` is value, low or high (95%, one "
+            "look), or sequence_low or sequence_high (always-valid).",
             ["slot", "outcome", "bound"],
             registry=registry,
         )
         self.guardrail_flagged = Gauge(
             "artbandit_learner_guardrail_flagged",
-            "1 when the outcome falls significantly while the slot's reward rises significantly.",
+            "1 when the outcome falls significantly while the slot's reward rises significantly, "
+            "both by their always-valid sequences.",
             ["slot", "outcome"],
             registry=registry,
         )
@@ -221,12 +224,16 @@ class LearnerMetrics:
     def watched(self, slot: str, recent: SlotLift) -> None:
         """Calibration and guardrails of the slot's recent decisions."""
         for guard in recent.guardrails:
-            for bound, value in (("value", guard.lift.value), ("low", guard.lift.low),
-                                 ("high", guard.lift.high)):  # fmt: skip
+            x = guard.lift
+            for bound, value in (("value", x.value), ("low", x.low), ("high", x.high),
+                                 ("sequence_low", x.sequence.low),
+                                 ("sequence_high", x.sequence.high)):  # fmt: skip
                 self.guardrail_lift.labels(slot, guard.outcome, bound).set(value)
             self.guardrail_flagged.labels(slot, guard.outcome).set(int(guard.flagged))
         for gap in recent.calibration:
-            for bound, value in (("value", gap.value), ("low", gap.low), ("high", gap.high)):
+            for bound, value in (("value", gap.value), ("low", gap.low), ("high", gap.high),
+                                 ("sequence_low", gap.sequence.low),
+                                 ("sequence_high", gap.sequence.high)):  # fmt: skip
                 self.calibration_gap.labels(slot, gap.estimator, bound).set(value)
             self.calibration_flagged.labels(slot, gap.estimator).set(int(gap.flagged))
             self.calibration_effective_rounds.labels(slot).set(gap.effective_rounds)

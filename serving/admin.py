@@ -179,18 +179,24 @@ def _check_shadow_gain(state: ServiceState, slot: str, force: bool) -> None:
                                status=409, reason="no_shadow")  # fmt: skip
     report = lift_answer(state.store, state.config)
     found = next((s for s in report["slots"] if s["slot"] == slot), None)
-    gain = found and found.get("shadow") and found["shadow"]["gain"]
-    if force or (gain and gain["low"] is not None and gain["low"] > 0):
+    shadow: dict[str, Any] | None = found.get("shadow") if found else None
+    watched: dict[str, Any] | None = shadow["sequence"] if shadow else None
+    if force or (watched and watched["low"] is not None and watched["low"] > 0):
         return
-    figures = (
-        f"gain {gain['value']:+.4f} [{gain['low']:+.4f}, {gain['high']:+.4f}] over "
-        f"{gain['impressions']:,.0f} decisions"
-        if gain and gain["low"] is not None
-        else "no measured gain yet"
-    )
+    figures = "no measured gain yet"
+    if shadow is not None and watched is not None and watched["low"] is not None:
+        gain = shadow["gain"]
+        more = shadow["needed"] - gain["impressions"] if shadow["needed"] is not None else None
+        figures = (
+            f"gain {gain['value']:+.4f}, always-valid [{watched['low']:+.4f}, "
+            f"{watched['high']:+.4f}] over {gain['impressions']:,.0f} decisions; "
+            + (f"at this gain about {more:,.0f} more decisions would show it"
+               if more is not None and more > 0 else "no gain to show")
+        )  # fmt: skip
     raise api.RequestError(
         "version", f"the shadow's gain over the live policy is not significant ({figures}); "
-        "wait for more decisions, or pass force", status=409, reason="not_significant",
+        "asking again is safe (the interval stays valid however often it is read): wait for "
+        "more decisions, or pass force", status=409, reason="not_significant",
     )  # fmt: skip
 
 

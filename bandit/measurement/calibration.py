@@ -30,6 +30,7 @@ from statistics import NormalDist
 from typing import NamedTuple
 
 from bandit.contracts.events import DecisionEvent
+from bandit.measurement.sequential import RELATIVE_TAU, UNDEFINED, ConfidenceSequence, sequence
 from bandit.policies.base import default_order
 
 MIN_EFFECTIVE = 100.0  # effective rounds below which a gap is not judged: weights too few
@@ -89,6 +90,9 @@ class Gap:
     scope: str  # the decisions compared: all, or those where the log supports the default
     judged: bool  # enough weight, seen well enough, for the interval to mean something
     flagged: bool  # judged, and the gap or the mean weight says the log is not right
+    # the gap's always-valid sequence; `flagged` reads it where the gap is watched
+    sequence: ConfidenceSequence = UNDEFINED
+    always_valid: bool = False  # whether `flagged` read the sequence (else the interval)
 
     def verdict(self) -> str:
         if self.effective_rounds < MIN_EFFECTIVE:
@@ -121,6 +125,7 @@ def gap(
     bounded: bool,
     scope: str = "all decisions",
     confidence: float = 0.95,
+    always_valid: bool = False,
 ) -> Gap:
     """The gap of two independent estimates (treatment and control are disjoint groups).
 
@@ -138,9 +143,12 @@ def gap(
     astray = abs(mean - 1.0) > WEIGHT_Z * mean_error
     if not bounded and mean < 1.0 and astray:
         judged = False
-    flagged = judged and (low > 0 or high < 0 or astray)
+    tau = RELATIVE_TAU * abs(control) if control else RELATIVE_TAU
+    watched = sequence(value, error, tau)
+    excludes = watched.excludes_zero if always_valid else low > 0 or high < 0
+    flagged = judged and (excludes or astray)
     return Gap(estimator, estimate, control, value, low, high, effective_rounds, mean,
-               mean_error, scope, judged, flagged)  # fmt: skip
+               mean_error, scope, judged, flagged, watched, always_valid)  # fmt: skip
 
 
 CAUSES = {  # by whether IPS is among the estimators that disagree

@@ -38,6 +38,7 @@ import numpy as np
 from bandit.config import Config
 from bandit.contracts.events import OUTCOMES, RewardedEvent
 from bandit.measurement import calibration
+from bandit.measurement.sequential import ConfidenceSequence
 from bandit.measurement.stats import Lift, Rate, json_ready, lift, ratio_rate
 from bandit.measurement.tallies import (
     UNIT_BUCKETS,
@@ -66,7 +67,7 @@ class GroupResult:
 class Guardrail:
     """One outcome's rate per decision in each group and its lift. `flagged`: it falls
     significantly while the slot's reward rises significantly (a reward that pays for
-    clicks the person does not follow up, say)."""
+    clicks the person does not follow up, say), by the always-valid sequences of both."""
 
     outcome: str
     treatment: Rate
@@ -135,11 +136,12 @@ def slot_lift(
     result.guardrails.extend(guardrails(groups, result.lift))
     for guard in result.guardrails:
         if guard.flagged:
-            x = guard.lift
+            x = guard.lift.sequence
             result.warnings.append(
-                f"guardrail: {guard.outcome} per decision falls {x.value:+.1%} [{x.low:+.1%}, "
-                f"{x.high:+.1%}] while the reward rises {result.lift.value:+.1%}: the policy "
-                "wins on what the reward counts and loses on this; check the reward weights"
+                f"guardrail: {guard.outcome} per decision falls {guard.lift.value:+.1%} "
+                f"(always-valid [{x.low:+.1%}, {x.high:+.1%}]) while the reward rises "
+                f"{result.lift.value:+.1%}: the policy wins on what the reward counts and "
+                "loses on this; check the reward weights"
             )
     result.warnings.extend(calibration.warnings(result.calibration))
     for name, group in (("treatment", treatment), ("control", control)):
@@ -176,7 +178,7 @@ def guardrails(groups: Mapping[str, GroupTally], primary: Lift) -> list[Guardrai
         if not all(rate.impressions > 0 for rate in rates):
             continue
         change = lift(*rates)
-        flagged = primary.low > 0 and change.high < 0
+        flagged = primary.sequence.low > 0 and change.sequence.high < 0
         rails.append(Guardrail(name, rates[0], rates[1], change, flagged))
     return rails
 
@@ -205,7 +207,7 @@ def calibration_gaps(groups: Mapping[str, GroupTally], control: Rate) -> list[ca
         if math.isfinite(rate.low):
             gaps.append(calibration.gap(
                 name, rate.value, rate.std_error, control.value, control.std_error, effective,
-                (weight.value, weight.std_error), bounded, scope,
+                (weight.value, weight.std_error), bounded, scope, always_valid=True,
             ))  # fmt: skip
     return gaps
 
@@ -276,7 +278,12 @@ def table(report: Sequence[SlotLift]) -> str:
         x = s.lift
         if math.isfinite(x.low):
             p = "p < 0.001" if x.p_value < 0.001 else f"p = {x.p_value:.3f}"
-            verdict = f"lift {x.value:+.1%} [{x.low:+.1%}, {x.high:+.1%}], {p}"
+            verdict = (
+                f"lift {x.value:+.1%}; always-valid {_interval(x.sequence)}; "
+                f"one look [{x.low:+.1%}, {x.high:+.1%}], {p}"
+            )
+            if not x.sequence.excludes_zero:
+                verdict += f"; {_planning(x.needed, x.decisions)}"
         else:
             verdict = "lift: not enough data"
         expected = (
@@ -291,7 +298,9 @@ def table(report: Sequence[SlotLift]) -> str:
         for guard in s.guardrails:
             x, t, c = guard.lift, guard.treatment, guard.control
             change = (
-                f"{x.value:+.1%} [{x.low:+.1%}, {x.high:+.1%}]" if math.isfinite(x.low) else "-"
+                f"{x.value:+.1%}, always-valid {_interval(x.sequence)}"
+                if math.isfinite(x.low)
+                else "-"
             )
             lines.append(
                 f"{'':<12}guardrail {guard.outcome} per decision: treatment {t.value:.4f}, "
@@ -300,24 +309,45 @@ def table(report: Sequence[SlotLift]) -> str:
         for gap in s.calibration:
             lines.append(
                 f"{'':<12}calibration {gap.estimator}, {gap.scope}: default policy off-policy "
-                f"{gap.estimate:.4f} vs control {gap.control:.4f}, gap {gap.value:+.4f} "
-                f"[{gap.low:+.4f}, {gap.high:+.4f}]: {gap.verdict()}"
+                f"{gap.estimate:.4f} vs control {gap.control:.4f}, gap {gap.value:+.4f}, "
+                f"always-valid [{gap.sequence.low:+.4f}, {gap.sequence.high:+.4f}]: "
+                f"{gap.verdict()}"
             )
         if s.shadow is not None:
             g = s.shadow
             lines.append(
                 f"{'':<12}shadow: {g.shadow.value:.4f} (IPS) vs live {g.live.value:.4f} over "
-                f"{g.live.impressions:,.0f} decisions, gain {g.gain.value:+.4f} "
-                f"[{g.gain.low:+.4f}, {g.gain.high:+.4f}]"
-                + (": significant, /v1/admin/promote can make it live" if g.significant else "")
+                f"{g.live.impressions:,.0f} decisions, gain {g.gain.value:+.4f}, always-valid "
+                f"[{g.sequence.low:+.4f}, {g.sequence.high:+.4f}]"
+                + (
+                    ": significant, /v1/admin/promote can make it live"
+                    if g.significant
+                    else f"; {_planning(g.needed, g.gain.impressions)}"
+                )
             )
         lines += [f"{'':<12}warning: {w}" for w in s.warnings]
     return "\n".join(lines)
 
 
+def _interval(sequence: ConfidenceSequence) -> str:
+    return f"[{sequence.low:+.1%}, {sequence.high:+.1%}]"
+
+
+def _planning(needed: float, decisions: float) -> str:
+    """How many more decisions the effect as it stands would need to be detected."""
+    if not math.isfinite(needed):
+        return "no effect to detect yet"
+    return f"at this effect about {max(needed - decisions, 0):,.0f} more decisions to detect it"
+
+
 def to_dict(report: Sequence[SlotLift]) -> dict[str, Any]:
     """JSON-ready (undefined figures are null)."""
     slots = [dataclasses.asdict(s) for s in report]
-    analysis = f"intent-to-treat, people as units ({UNIT_BUCKETS} buckets)"
+    analysis = (
+        f"intent-to-treat, people as units ({UNIT_BUCKETS} buckets); each figure has a "
+        "fixed-horizon 95% interval (low, high, p_value: valid for one look) and an "
+        "always-valid confidence sequence (sequence: valid however often it is looked at, "
+        "what promotion and alerts read; docs/design.md, Anytime-valid inference)"
+    )
     ready: dict[str, Any] = json_ready({"analysis": analysis, "slots": slots})
     return ready

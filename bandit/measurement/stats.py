@@ -15,6 +15,14 @@ from typing import Any
 
 import numpy as np
 
+from bandit.measurement.sequential import (
+    LIFT_TAU,
+    UNDEFINED,
+    ConfidenceSequence,
+    decisions_to_detect,
+    sequence,
+)
+
 Z95 = 1.959963984540054
 
 
@@ -50,12 +58,18 @@ def ratio_rate(numerators: np.ndarray, denominators: np.ndarray) -> Rate:
 
 @dataclass(frozen=True)
 class Lift:
-    """treatment / control - 1, with a 95% interval and a two-sided p-value for no lift."""
+    """treatment / control - 1: a fixed-horizon 95% interval and two-sided p-value for no
+    lift (valid for one look), and the always-valid sequence (valid however often it is
+    looked at: what decisions and alerts read), with the decisions both groups hold and how
+    many in all the sequence would need to detect the lift as it stands."""
 
     value: float
     low: float
     high: float
     p_value: float
+    sequence: ConfidenceSequence = UNDEFINED
+    decisions: float = 0.0
+    needed: float = math.inf
 
 
 def lift(treatment: Rate, control: Rate) -> Lift:
@@ -63,14 +77,19 @@ def lift(treatment: Rate, control: Rate) -> Lift:
         return Lift(math.nan, math.nan, math.nan, math.nan)
     log_ratio = math.log(treatment.value / control.value)
     se = math.hypot(treatment.std_error / treatment.value, control.std_error / control.value)
+    decisions = treatment.impressions + control.impressions
     if not se > 0:
-        return Lift(math.exp(log_ratio) - 1, math.nan, math.nan, math.nan)
+        return Lift(math.exp(log_ratio) - 1, math.nan, math.nan, math.nan, decisions=decisions)
     p_value = math.erfc(abs(log_ratio / se) / math.sqrt(2))
+    logged = sequence(log_ratio, se, LIFT_TAU)
     return Lift(
         math.exp(log_ratio) - 1,
         math.exp(log_ratio - Z95 * se) - 1,
         math.exp(log_ratio + Z95 * se) - 1,
         p_value,
+        ConfidenceSequence(math.exp(logged.low) - 1, math.exp(logged.high) - 1, logged.p_value),
+        decisions,
+        decisions_to_detect(log_ratio, se, decisions, LIFT_TAU),
     )
 
 

@@ -18,6 +18,13 @@ import numpy as np
 
 from bandit.contracts.events import OUTCOMES, Outcomes, RewardedEvent
 from bandit.measurement import calibration
+from bandit.measurement.sequential import (
+    RELATIVE_TAU,
+    UNDEFINED,
+    ConfidenceSequence,
+    decisions_to_detect,
+    sequence,
+)
 from bandit.measurement.stats import Rate, ratio_rate
 
 UNIT_BUCKETS = 512
@@ -88,24 +95,35 @@ class ShadowSums(_BucketSums):
 @dataclass(frozen=True)
 class ShadowGain:
     """A shadow policy's value off-policy (IPS) against the live policy's on the decisions
-    that logged it, and the difference, with 95% intervals clustered by bucket of people."""
+    that logged it, and the difference, with fixed-horizon 95% intervals clustered by bucket
+    of people, and the gain's always-valid sequence (what promotion reads: an operator may
+    ask after every checkpoint), with the decisions it would need to exclude 0 as it is."""
 
     live: Rate
     shadow: Rate
     gain: Rate  # shadow - live
+    sequence: ConfidenceSequence = UNDEFINED
+    needed: float = math.inf
 
     @property
     def significant(self) -> bool:
-        return math.isfinite(self.gain.low) and self.gain.low > 0
+        return self.sequence.low > 0
 
 
 def shadow_gain(tally: GroupTally) -> ShadowGain:
     sums = tally.shadow
     gain = np.asarray(sums.weighted) - np.asarray(sums.reward)
+    live = bucket_rate(sums.reward, sums.decisions)
+    difference = bucket_rate(gain.tolist(), sums.decisions)
+    tau = RELATIVE_TAU * abs(live.value) if live.value else RELATIVE_TAU
     return ShadowGain(
-        live=bucket_rate(sums.reward, sums.decisions),
+        live=live,
         shadow=bucket_rate(sums.weighted, sums.decisions),
-        gain=bucket_rate(gain.tolist(), sums.decisions),
+        gain=difference,
+        sequence=sequence(difference.value, difference.std_error, tau),
+        needed=decisions_to_detect(
+            difference.value, difference.std_error, difference.impressions, tau
+        ),
     )
 
 

@@ -29,7 +29,7 @@ from replay.results import Settings
 from replay.targets import parse_target
 from storage.config_file import load_config
 from storage.model_store import ModelStore
-from tests.helpers import read_topic, running_service
+from tests.helpers import read_topic, running_learner, running_service, wait_for
 from tests.learner.test_stream import decision, feedback
 from tests.replay.conftest import uniform_log
 
@@ -174,3 +174,47 @@ def test_a_shadow_may_only_change_learning_settings():
         'slots.hero.policy="default"', 'slots.hero.shadow.policy="vw"',
     ])  # fmt: skip
     assert shadow_slot("hero", default_serves.slots["hero"]).policy == "vw"
+
+
+def test_a_shadow_no_better_than_the_live_policy_is_never_promoted_however_often_asked(
+    learner_config,
+):
+    """Real broker, learner and HTTP: clicks do not depend on the artwork shown, so the
+    shadow (other learning settings) is worth exactly what the live policy is. An operator
+    asks to promote it after every checkpoint of the whole run; the gain's always-valid
+    sequence never lets it through."""
+    config = learner_config(
+        'slots.artwork.shadow.settings=["exploration.floor=0.3", "learning_rate=0.5"]',
+        "slots.artwork.holdout_fraction=0.0", "slots.artwork.attribution_window_s=2",
+        "learner.allowed_lateness_s=0", "learner.checkpoint_interval_s=0.5",
+    )  # fmt: skip
+    rng = np.random.default_rng(11)
+    promote = {"slot": "artwork", "version": "shadow"}
+    rounds, pages = 10, 150
+    measured = 0
+    env = {"ARTBANDIT_ADMIN_TOKEN": TOKEN}
+    with running_learner(config), running_service(config, environ=env) as service:
+        client = service.client()
+        for round_ in range(rounds):
+            for n in range(pages):
+                page = {"user": {"id": f"u{round_}-{n}"}, "slots": [{
+                    "slot": "artwork", "key": "title:1",
+                    "candidates": [{"id": f"a{i}", "features": {"tone": f"t{i}"}}
+                                   for i in range(4)]}]}  # fmt: skip
+                status, answer = client.post("/v1/decide", page)
+                assert status == 200, answer
+                decision_id = answer["decisions"][0]["decision_id"]
+                feedback = [{"decision_id": decision_id, "ts": time.time(), "type": t}
+                            for t in ["impression"] + ["click"] * (rng.random() < 0.3)]  # fmt: skip
+                assert client.post("/v1/feedback", feedback)[0] == 202
+
+            def checkpointed(joined: int = pages * (round_ + 1)) -> bool:
+                """The round is joined, checkpointed and in the sums promotion reads."""
+                answer = client.request("GET", "/v1/admin/lift", headers=AUTH)[1]
+                return answer.get("events", 0) >= joined
+
+            wait_for(checkpointed, 60)
+            status, error = client.post("/v1/admin/promote", promote, headers=AUTH)
+            assert status == 409 and error["error"]["reason"] == "not_significant", error
+            measured += "always-valid [" in error["error"]["message"]
+    assert measured == rounds  # a gain was measured every time, and refused every time
