@@ -89,7 +89,7 @@ class LearnerConfig(StrictSection, frozen=True):
     # slot's model still sees all the traffic (docs/operations.md, "Scaling the learner").
     learns: bool = True
     checkpoint_interval_s: PositiveFloat = 10.0
-    checkpoint_every_events: PositiveInt = 100_000
+    checkpoint_every_events: PositiveInt = 50_000
     keep_checkpoints: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 3
     publish_interval_s: NonNegativeFloat = 30.0
     allowed_lateness_s: NonNegativeFloat = 60.0

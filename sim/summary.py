@@ -99,10 +99,16 @@ def _lift(x: Lift) -> str:
     if not np.isfinite(x.low):
         return f"{x.value:+.1%}"
     p = "p < 0.001" if x.p_value < 0.001 else f"p = {x.p_value:.3f}"
-    return f"{x.value:+.1%} [{x.low:+.1%}, {x.high:+.1%}], {p}"
+    watched = x.sequence
+    return (
+        f"{x.value:+.1%} [{x.low:+.1%}, {x.high:+.1%}] one look, {p}; always-valid "
+        f"[{watched.low:+.1%}, {watched.high:+.1%}]"
+    )
 
 
 def _guardrail(clicks: Lift, plays: Lift) -> str:
+    """The guardrail's verdict, by the always-valid sequences (as the learner's alert)."""
+    clicks, plays = _watched(clicks), _watched(plays)
     if clicks.low > 0 and plays.high < 0:
         return (
             "PLAYS FALL while CTR rises: people click what they do not play (click-bait); "
@@ -111,6 +117,11 @@ def _guardrail(clicks: Lift, plays: Lift) -> str:
     if plays.low > 0 or not plays.high < 0:
         return "plays do not fall significantly: the CTR gain is not bought with plays"
     return "plays fall significantly"
+
+
+def _watched(x: Lift) -> Lift:
+    """`x` with its always-valid sequence as its interval."""
+    return Lift(x.value, x.sequence.low, x.sequence.high, x.sequence.p_value)
 
 
 def final_summary(tally: Tally, elapsed_s: float) -> str:
