@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from sim.sequential import Run, run
+from sim.sequential import Design, Run, run
 
 
 def main() -> None:
@@ -33,10 +33,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.05, help="control's reward rate")
     args = parser.parse_args()
     started = time.perf_counter()
-    aa = [run(np.random.default_rng(s), args.aa_decisions, args.looks, args.rate)
-          for s in range(args.runs)]  # fmt: skip
-    power = [run(np.random.default_rng(10**6 + s), args.power_decisions, args.looks, args.rate, 0.1)
-             for s in range(args.runs)]  # fmt: skip
+    null = Design(args.aa_decisions, args.looks, args.rate)
+    lifted = Design(args.power_decisions, args.looks, args.rate, lift=0.1)
+    aa = [run(np.random.default_rng(s), null) for s in range(args.runs)]
+    power = [run(np.random.default_rng(10**6 + s), lifted) for s in range(args.runs)]
     error = 2 * (0.05 * 0.95 / args.runs) ** 0.5
     print(f"{args.runs} runs per row, {args.looks} looks each, control reward rate "
           f"{args.rate:.0%}, 10% holdout ({time.perf_counter() - started:.0f} s)")  # fmt: skip

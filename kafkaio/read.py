@@ -37,11 +37,7 @@ def read_topic(
     """
     consumer = clients.consumer(kafka, "reader", bootstrap_servers=bootstrap_servers)
     try:
-        present = consumer.partitions_for_topic(topic) or set()
-        wanted = sorted(present if partitions is None else present & set(partitions))
-        if not wanted:
-            raise TopicMissing(f"kafka://{topic}: no such topic or partitions")
-        assigned = [TopicPartition(topic, p) for p in wanted]
+        assigned = [TopicPartition(topic, p) for p in _wanted(consumer, topic, partitions)]
         consumer.assign(assigned)
         consumer.seek_to_beginning()
         read, idle_polls = 0, 0
@@ -82,18 +78,23 @@ def read_recent(
     them, not the topic's length. `before`: as in `read_topic`."""
     consumer = clients.consumer(kafka, "reader", bootstrap_servers=bootstrap_servers)
     try:
-        present = consumer.partitions_for_topic(topic) or set()
-        wanted = sorted(present if partitions is None else present & set(partitions))
-        if not wanted:
-            raise TopicMissing(f"kafka://{topic}: no such topic or partitions")
         found: list[T] = []
-        for partition in wanted:
+        for partition in _wanted(consumer, topic, partitions):
             stop = None if before is None else before.get(partition, 0)
             tp = TopicPartition(topic, partition)
             found += _recent_of(consumer, tp, select, count, key, stop)
         return found
     finally:
         consumer.close()
+
+
+def _wanted(consumer: KafkaConsumer, topic: str, partitions: Collection[int] | None) -> list[int]:
+    """The partitions of `topic` asked for (default all) that exist; TopicMissing if none."""
+    present = consumer.partitions_for_topic(topic) or set()
+    wanted = sorted(present if partitions is None else present & set(partitions))
+    if not wanted:
+        raise TopicMissing(f"kafka://{topic}: no such topic or partitions")
+    return wanted
 
 
 def _recent_of(

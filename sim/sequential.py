@@ -24,6 +24,17 @@ MIN_DECISIONS = 200  # per group before a look counts (the lift report's own min
 
 
 @dataclass(frozen=True)
+class Design:
+    """One kind of run: its size, how often it is looked at, and the world it is run in."""
+
+    decisions: int
+    looks: int
+    base_rate: float  # control's reward rate
+    lift: float = 0.0  # the true lift of treatment
+    holdout: float = 0.1
+
+
+@dataclass(frozen=True)
 class Run:
     """When each rule first said "significant" (decisions in all; None: never)."""
 
@@ -31,46 +42,32 @@ class Run:
     sequential: float | None  # the always-valid sequence excludes 0
 
 
-def looks(
-    rng: np.random.Generator,
-    decisions: int,
-    looks: int,
-    base_rate: float,
-    lift_value: float = 0.0,
-    holdout: float = 0.1,
-) -> Iterator[Lift]:
-    """The lift at each of `looks` evenly spaced looks of one run."""
-    shares = np.concatenate([np.full(UNIT_BUCKETS, 1 - holdout), np.full(UNIT_BUCKETS, holdout)])
+def looks(rng: np.random.Generator, design: Design) -> Iterator[Lift]:
+    """The lift at each of the design's evenly spaced looks of one run."""
+    holdout, buckets = design.holdout, UNIT_BUCKETS
+    shares = np.concatenate([np.full(buckets, 1 - holdout), np.full(buckets, holdout)])
     shares /= shares.sum()
-    rates = np.concatenate([
-        np.full(UNIT_BUCKETS, base_rate * (1 + lift_value)), np.full(UNIT_BUCKETS, base_rate)
-    ])  # fmt: skip
-    counts = np.zeros(2 * UNIT_BUCKETS)
-    rewards = np.zeros(2 * UNIT_BUCKETS)
-    edges = np.linspace(0, decisions, looks + 1).astype(int)
+    rate = design.base_rate
+    rates = np.concatenate([np.full(buckets, rate * (1 + design.lift)), np.full(buckets, rate)])
+    counts = np.zeros(2 * buckets)
+    rewards = np.zeros(2 * buckets)
+    edges = np.linspace(0, design.decisions, design.looks + 1).astype(int)
     for size in np.diff(edges):
         drawn = rng.multinomial(size, shares)
         counts += drawn
         rewards += rng.binomial(drawn, rates)
-        treatment = bucket_rate(rewards[:UNIT_BUCKETS].tolist(), counts[:UNIT_BUCKETS].tolist())
-        control = bucket_rate(rewards[UNIT_BUCKETS:].tolist(), counts[UNIT_BUCKETS:].tolist())
+        treatment = bucket_rate(rewards[:buckets].tolist(), counts[:buckets].tolist())
+        control = bucket_rate(rewards[buckets:].tolist(), counts[buckets:].tolist())
         yield lift(treatment, control)
 
 
-def run(
-    rng: np.random.Generator,
-    decisions: int,
-    n_looks: int,
-    base_rate: float,
-    lift_value: float = 0.0,
-    holdout: float = 0.1,
-) -> Run:
+def run(rng: np.random.Generator, design: Design) -> Run:
     """The first look at which each rule called the lift significant, counting only looks
     with at least MIN_DECISIONS per group (as the report and promotion do)."""
     fixed: float | None = None
     sequential: float | None = None
-    minimum = MIN_DECISIONS / min(holdout, 1 - holdout)
-    for look in looks(rng, decisions, n_looks, base_rate, lift_value, holdout):
+    minimum = MIN_DECISIONS / min(design.holdout, 1 - design.holdout)
+    for look in looks(rng, design):
         if look.decisions < minimum:
             continue
         if fixed is None and math.isfinite(look.low) and (look.low > 0 or look.high < 0):

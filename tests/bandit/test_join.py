@@ -215,6 +215,12 @@ def test_replayed_duplicates_do_not_change_the_outcome(events, random):
 def test_snapshot_and_restore_mid_stream_changes_nothing(events, data):
     """Restored at any cuts, each time from the last snapshot's segments alone."""
     cuts = sorted(data.draw(st.lists(st.integers(0, len(events)), max_size=4)))
+    assert restored_at(events, cuts) == outcome(run(events))
+
+
+def restored_at(events, cuts) -> tuple:
+    """The outcome of `events` run through a join restored from its own snapshot at each
+    of `cuts`, the parts merged."""
     segments = MemorySegments()
     join = RewardJoin(SLOTS, LATENESS, segments=segments)
     parts, start = [], 0
@@ -223,11 +229,10 @@ def test_snapshot_and_restore_mid_stream_changes_nothing(events, data):
         if cut < len(events):
             join = RewardJoin.restore(SLOTS, join.snapshot(), LATENESS, segments=segments)
         start = cut
-    merged = tuple(
+    return tuple(
         sorted(item for part in lists for item in part)
         for lists in zip(*map(outcome, parts), strict=True)
     )
-    assert merged == outcome(run(events))
 
 
 @settings(max_examples=100, deadline=None)
@@ -238,19 +243,7 @@ def test_closing_a_few_windows_per_step_changes_nothing(events, data):
     expected = outcome(run(events))
     cuts = sorted(data.draw(st.lists(st.integers(0, len(events)), max_size=3)))
     with closing_batch(data.draw(st.integers(1, 3))):
-        segments = MemorySegments()
-        join = RewardJoin(SLOTS, LATENESS, segments=segments)
-        parts, start = [], 0
-        for cut in [*cuts, len(events)]:
-            parts.append(run(events[start:cut], join, close=cut == len(events)))
-            if cut < len(events):
-                join = RewardJoin.restore(SLOTS, join.snapshot(), LATENESS, segments=segments)
-            start = cut
-    merged = tuple(
-        sorted(item for part in lists for item in part)
-        for lists in zip(*map(outcome, parts), strict=True)
-    )
-    assert merged == expected
+        assert restored_at(events, cuts) == expected
 
 
 @contextlib.contextmanager

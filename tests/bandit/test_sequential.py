@@ -16,7 +16,7 @@ from bandit.contracts.slots import SlotKind
 from bandit.measurement.lift import lift_report, table
 from bandit.measurement.sequential import decisions_to_detect, half_width, sequence
 from bandit.measurement.tallies import merge, tally
-from sim.sequential import run
+from sim.sequential import Design, run
 from storage.config_file import load_config
 from tests.replay.conftest import uniform_log
 
@@ -26,7 +26,7 @@ ALLOWED = 0.05 + 2 * math.sqrt(0.05 * 0.95 / 500)  # 5%, plus two simulation err
 
 def test_an_a_a_split_watched_50_times_is_rarely_called_significant():
     """500 runs of 100,000 decisions (5% reward rate, 10% holdout), 50 looks each."""
-    runs = [run(np.random.default_rng(seed), 100_000, 50, 0.05) for seed in range(500)]
+    runs = [run(np.random.default_rng(seed), Design(100_000, 50, 0.05)) for seed in range(500)]
     sequential = np.mean([r.sequential is not None for r in runs])
     fixed = np.mean([r.fixed is not None for r in runs])
     assert sequential <= ALLOWED, sequential
@@ -36,7 +36,7 @@ def test_an_a_a_split_watched_50_times_is_rarely_called_significant():
 def test_a_true_ten_percent_lift_is_found_at_some_look():
     """200 runs of 600,000 decisions (5% reward rate in control, 5.5% in treatment, 10%
     holdout), 50 looks each."""
-    runs = [run(np.random.default_rng(seed), 600_000, 50, 0.05, 0.1) for seed in range(200)]
+    runs = [run(np.random.default_rng(s), Design(600_000, 50, 0.05, 0.1)) for s in range(200)]
     assert np.mean([r.sequential is not None for r in runs]) >= 0.8
 
 
