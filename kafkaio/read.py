@@ -3,7 +3,9 @@ one kind (the tuner's and the learner's window of recent events), whatever its l
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass
 from typing import TypeVar
 
 from kafka import KafkaConsumer, TopicPartition
@@ -14,6 +16,9 @@ from kafkaio import clients
 
 T = TypeVar("T")
 IDLE_POLLS = 20  # polls of 500 ms without a message: a partition that will not fill up
+# Spans read back from a partition's end are at least this long: an at-least-once writer may
+# have put a few older events after newer ones, and a span must see past them.
+MIN_SPAN = 256
 
 
 class TopicMissing(LookupError):
@@ -69,21 +74,40 @@ def read_recent(
     select: Callable[[bytes], T | None],
     count: int,
     key: Callable[[T], str],
+    order: Callable[[T], float],
     partitions: Collection[int] | None = None,
     before: Mapping[int, int] | None = None,
 ) -> list[T]:
-    """The newest messages of each partition that `select` keeps, at least `count` distinct
-    by `key` where the partition holds that many, oldest first. Each partition is read
-    backwards from its end in spans that grow fourfold, so a call costs what it takes to find
-    them, not the topic's length. `before`: as in `read_topic`."""
+    """The newest `count` messages that `select` keeps, across the partitions, by `order`
+    (each `key` once), oldest first. Every partition is read backwards from its end, a span
+    at a time (the first its share of `count`, each next four times the last), until the
+    kept ones number `count` and every partition has been read back past the oldest of them:
+    a call costs what it takes to find them, not the topic's length (spans are at least
+    MIN_SPAN long, to see past events written out of order). `before`: as in
+    `read_topic`."""
     consumer = clients.consumer(kafka, "reader", bootstrap_servers=bootstrap_servers)
     try:
-        found: list[T] = []
-        for partition in _wanted(consumer, topic, partitions):
-            stop = None if before is None else before.get(partition, 0)
-            tp = TopicPartition(topic, partition)
-            found += _recent_of(consumer, tp, select, count, key, stop)
-        return found
+        wanted = _wanted(consumer, topic, partitions)
+        share = max(MIN_SPAN, -(-count // len(wanted)))
+        stops = {p: None if before is None else before.get(p, 0) for p in wanted}
+        cursors = [
+            _Cursor.at_end(consumer, TopicPartition(topic, p), share, stops[p]) for p in wanted
+        ]
+        found: dict[str, T] = {}
+        while True:
+            for cursor in cursors:
+                if not cursor.done:
+                    cursor.reached = math.inf
+                    for item in cursor.read_back(consumer, select):
+                        found.setdefault(key(item), item)
+                        cursor.reached = min(cursor.reached, order(item))
+            newest = sorted(found.values(), key=order)[-count:]
+            if len(newest) >= count:
+                cutoff = order(newest[0])
+                for cursor in cursors:  # read back past the window: what is older stays out
+                    cursor.done |= cursor.reached < cutoff
+            if all(cursor.done for cursor in cursors):
+                return newest
     finally:
         consumer.close()
 
@@ -97,34 +121,53 @@ def _wanted(consumer: KafkaConsumer, topic: str, partitions: Collection[int] | N
     return wanted
 
 
-def _recent_of(
-    consumer: KafkaConsumer,
-    tp: TopicPartition,
-    select: Callable[[bytes], T | None],
-    count: int,
-    key: Callable[[T], str],
-    stop: int | None,
-) -> list[T]:
-    consumer.assign([tp])
-    first = int(consumer.beginning_offsets([tp])[tp])
-    # Some brokers answer the end with the last batch's start: the first span then starts a
-    # little earlier than it needs to, and reads on to the end the fetches tell.
-    end = stop if stop is not None else int(consumer.end_offsets([tp])[tp])
-    if end <= first:
-        return []
-    spans: list[list[T]] = []
-    keys: set[str] = set()
-    span, upper = max(count, 1), stop
-    start = max(first, end - span)
-    while True:
-        kept = [item for value in _span(consumer, tp, start, upper)
-                if (item := select(value)) is not None]  # fmt: skip
-        spans.append(kept)
-        keys.update(key(item) for item in kept)
-        if len(keys) >= count or start <= first:
-            return [item for kept in reversed(spans) for item in kept]
-        upper, span = start, span * 4
-        start = max(first, start - span)
+@dataclass
+class _Cursor:
+    """How far back one partition has been read, and the oldest `order` its last span kept:
+    once that is older than the window, what lies further back is older still."""
+
+    tp: TopicPartition
+    first: int  # the partition's first offset
+    start: int  # where the next span ends (the oldest offset read so far)
+    upper: int | None  # the next span's end; None: to the end the fetches tell
+    span: int
+    done: bool = False
+    reached: float = math.inf
+
+    @classmethod
+    def at_end(
+        cls, consumer: KafkaConsumer, tp: TopicPartition, span: int, stop: int | None
+    ) -> _Cursor:
+        consumer.assign([tp])
+        first = int(consumer.beginning_offsets([tp])[tp])
+        end = stop if stop is not None else _end(consumer, tp)
+        return cls(tp, first, end, end, span, done=end <= first)
+
+    def read_back(
+        self, consumer: KafkaConsumer, select: Callable[[bytes], T | None]
+    ) -> Iterator[T]:
+        """The kept messages of the next span back (and the span after grows fourfold)."""
+        start = max(self.first, self.start - self.span)
+        consumer.assign([self.tp])
+        for value in _span(consumer, self.tp, start, self.upper):
+            item = select(value)
+            if item is not None:
+                yield item
+        self.upper, self.start, self.span = start, start, self.span * 4
+        self.done = start <= self.first
+
+
+def _end(consumer: KafkaConsumer, tp: TopicPartition) -> int:
+    """The partition's end as a fetch tells it. Some brokers (the embedded Tansu) answer
+    ListOffsets with the last batch's start, which may be the partition's start."""
+    told = int(consumer.end_offsets([tp])[tp])
+    consumer.seek(tp, told)
+    for _ in range(IDLE_POLLS):
+        consumer.poll(timeout_ms=500)
+        highwater = consumer.highwater(tp)
+        if highwater is not None:
+            return max(int(highwater), told)
+    return told
 
 
 def _span(
@@ -154,9 +197,9 @@ def recent_treatment(
     partitions: Collection[int] | None = None,
     before: Mapping[int, int] | None = None,
 ) -> list[events.RewardedEvent]:
-    """The slot's newest treatment events on a rewarded topic, each decision once: at least
-    `count` per partition that has them (the window the tuner replays and a switch warm
-    starts on). Values that are not rewarded events are passed over."""
+    """The slot's newest `count` treatment events on a rewarded topic, each decision once,
+    oldest first: the window the tuner replays and a switch warm starts on. Values that are
+    not rewarded events are passed over."""
 
     def treatment(value: bytes) -> events.RewardedEvent | None:
         try:
@@ -165,8 +208,7 @@ def recent_treatment(
             return None  # not a learner's output; the replay reports such lines
         return event if event.slot == slot and event.group == "treatment" else None
 
-    found = read_recent(
+    return read_recent(
         kafka, bootstrap_servers, topic, treatment, count, lambda e: e.decision_id,
-        partitions, before,
+        lambda e: e.ts, partitions, before,
     )  # fmt: skip
-    return list({event.decision_id: event for event in reversed(found)}.values())

@@ -12,7 +12,7 @@ from bandit.contracts.kafka import KafkaConfig
 from bandit.learning.tuning import recent_window
 from kafkaio import clients
 from kafkaio.produce import produce
-from kafkaio.read import read_recent, read_topic, recent_treatment
+from kafkaio.read import MIN_SPAN, read_recent, read_topic, recent_treatment
 
 PARTITIONS = 3
 
@@ -29,7 +29,7 @@ def rewarded(n: int, slot: str, group: str) -> RewardedEvent:
 
 @pytest.fixture(scope="module")
 def mixed_topic(broker):
-    """3,000 rewarded events of two slots and both groups (some twice, as an at-least-once
+    """12,000 rewarded events of two slots and both groups (some twice, as an at-least-once
     writer leaves them) and a line that is no event, over three partitions."""
     topic = f"rewarded-window-{random.getrandbits(32):08x}"
     admin = clients.admin(KafkaConfig(), broker.bootstrap_servers)
@@ -38,11 +38,11 @@ def mixed_topic(broker):
     rng = random.Random(3)
     made = [
         rewarded(n, rng.choice(["artwork", "hero"]), rng.choice(["treatment"] * 9 + ["control"]))
-        for n in range(3000)
+        for n in range(12_000)
     ]
     again = rng.sample(made[-500:], 40)
     messages = [(e.decision_id, events.encode(e)) for e in [*made, *again]]
-    messages.insert(1500, ("junk", b"not an event"))
+    messages.insert(6000, ("junk", b"not an event"))
     produce(broker.bootstrap_servers, topic, messages)
     return topic, made
 
@@ -51,31 +51,36 @@ def test_the_window_read_from_the_end_is_the_window_of_a_full_read(broker, mixed
     topic, made = mixed_topic
     for count in (1, 50, 400, 5000):
         recent = recent_treatment(KafkaConfig(), broker.bootstrap_servers, topic, "artwork", count)
-        assert len({e.decision_id for e in recent}) == len(recent)  # each decision once
-        expected = recent_window("artwork", made, count)
-        assert recent_window("artwork", recent, count) == expected
+        assert recent == recent_window("artwork", made, count)  # each decision once, in order
+
+
+def decoded(read: list[bytes]):
+    def select(value: bytes) -> RewardedEvent | None:
+        read.append(value)
+        try:
+            return events.decode(value, RewardedEvent)
+        except events.EventError:
+            return None
+
+    return select
 
 
 def test_only_what_the_window_needs_is_read(broker, mixed_topic):
-    topic, _ = mixed_topic
+    topic, made = mixed_topic
     read: list[bytes] = []
-
-    def counting(value: bytes) -> bytes:
-        read.append(value)
-        return value
-
-    found = read_recent(KafkaConfig(), broker.bootstrap_servers, topic, counting, 30,
-                        key=lambda v: v.decode(errors="replace"))  # fmt: skip
+    found = read_recent(KafkaConfig(), broker.bootstrap_servers, topic, decoded(read), 30,
+                        key=lambda e: e.decision_id, order=lambda e: e.ts)  # fmt: skip
+    assert found == sorted(made, key=lambda e: e.ts)[-30:]
     everything = list(read_topic(KafkaConfig(), broker.bootstrap_servers, topic))
-    assert len(everything) == 3041
-    # One span per partition: 30 messages, and the embedded broker, which tells a partition's
-    # end as its last batch's start, adds at most that batch.
-    assert len(found) == len(read) >= 30 * PARTITIONS
-    assert len(read) < len(everything) / 3
+    assert len(everything) == 12_041
+    # a first span from each partition is enough
+    assert len(read) <= MIN_SPAN * PARTITIONS < len(everything)
 
 
 def test_before_limits_each_partition_and_leaves_the_others_out(broker, mixed_topic):
     topic, _ = mixed_topic
-    found = read_recent(KafkaConfig(), broker.bootstrap_servers, topic, lambda v: v, 10 ** 6,
-                        key=bytes.hex, before={0: 5})  # fmt: skip
-    assert len(found) == 5
+    read: list[bytes] = []
+    found = read_recent(KafkaConfig(), broker.bootstrap_servers, topic, decoded(read), 10**6,
+                        key=lambda e: e.decision_id, order=lambda e: e.ts,
+                        before={0: 5})  # fmt: skip
+    assert len(read) == 5 and len(found) == 5
