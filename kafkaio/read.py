@@ -129,7 +129,6 @@ class _Cursor:
     tp: TopicPartition
     first: int  # the partition's first offset
     start: int  # where the next span ends (the oldest offset read so far)
-    upper: int | None  # the next span's end; None: to the end the fetches tell
     span: int
     done: bool = False
     reached: float = math.inf
@@ -141,7 +140,7 @@ class _Cursor:
         consumer.assign([tp])
         first = int(consumer.beginning_offsets([tp])[tp])
         end = stop if stop is not None else _end(consumer, tp)
-        return cls(tp, first, end, end, span, done=end <= first)
+        return cls(tp, first, end, span, done=end <= first)
 
     def read_back(
         self, consumer: KafkaConsumer, select: Callable[[bytes], T | None]
@@ -149,11 +148,11 @@ class _Cursor:
         """The kept messages of the next span back (and the span after grows fourfold)."""
         start = max(self.first, self.start - self.span)
         consumer.assign([self.tp])
-        for value in _span(consumer, self.tp, start, self.upper):
+        for value in _span(consumer, self.tp, start, self.start):
             item = select(value)
             if item is not None:
                 yield item
-        self.upper, self.start, self.span = start, start, self.span * 4
+        self.start, self.span = start, self.span * 4
         self.done = start <= self.first
 
 
@@ -170,21 +169,17 @@ def _end(consumer: KafkaConsumer, tp: TopicPartition) -> int:
     return told
 
 
-def _span(
-    consumer: KafkaConsumer, tp: TopicPartition, start: int, upper: int | None
-) -> list[bytes]:
-    """The values at offsets from `start` below `upper` (None: to the end)."""
+def _span(consumer: KafkaConsumer, tp: TopicPartition, start: int, upper: int) -> list[bytes]:
+    """The values at offsets from `start` below `upper`."""
     consumer.seek(tp, start)
     values: list[bytes] = []
     idle_polls = 0
     while True:
         batch = consumer.poll(timeout_ms=500)
         for messages in batch.values():
-            values += [m.value for m in messages if upper is None or m.offset < upper]
-        position = int(consumer.position(tp))
-        limit = upper if upper is not None else consumer.highwater(tp)
+            values += [m.value for m in messages if m.offset < upper]
         idle_polls = 0 if batch else idle_polls + 1
-        if (limit is not None and position >= limit) or idle_polls >= IDLE_POLLS:
+        if int(consumer.position(tp)) >= upper or idle_polls >= IDLE_POLLS:
             return values
 
 

@@ -193,8 +193,9 @@ class GroupMember:
         for partition, join in self.core.joins.items():
             if join.unread:
                 started = time.perf_counter()
+                opened = join.open_decisions  # reads the segments' indexes
                 log.info("partition %d: %d open decisions read back in %.1f s", partition,
-                         join.open_decisions, time.perf_counter() - started)  # fmt: skip
+                         opened, time.perf_counter() - started)  # fmt: skip
 
     def _advance_idle(self, out: StepOutput) -> int:
         """Close what idle inputs allow, and keep the inputs aligned; returns the total lag."""

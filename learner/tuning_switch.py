@@ -137,9 +137,9 @@ def rewarded_treatment(
     partitions: set[int] | None = None,
     before: Mapping[int, int] | None = None,
 ) -> list[RewardedEvent]:
-    """The slot's newest `tuning.window_events` treatment events on the rewarded topic (at
-    least, per partition; see `recent_treatment`), each decision once: a switch reads only
-    its window, however long the topic."""
+    """The slot's newest `tuning.window_events` treatment events on the rewarded topic (see
+    `recent_treatment`), each decision once: a switch reads only its window, however long
+    the topic."""
     kafka = config.kafka
     return recent_treatment(
         kafka, bootstrap_servers, kafka.topics.rewarded, slot, config.tuning.window_events,

@@ -55,11 +55,9 @@ def read_log(
     """Read a replay log from a path (`.jsonl`, `.jsonl.gz`, `.parquet`) or `kafka://topic`
     (with `kafka`'s connection settings: TLS, SASL; default plain)."""
     if source.startswith(KAFKA_PREFIX):
-        if not bootstrap_servers:
-            raise LogError(f"{source}: reading a topic needs kafka.bootstrap_servers")
-        topic, kafka = source.removeprefix(KAFKA_PREFIX), kafka or KafkaConfig()
-        check_tls(kafka, bootstrap_servers)
-        raw = _topic_values(kafka, bootstrap_servers, topic, quiet)
+        kafka = kafka or KafkaConfig()
+        topic, servers = _topic(source, bootstrap_servers, kafka)
+        raw = _topic_values(kafka, servers, topic, quiet)
         total = None
     else:
         path = Path(source)
@@ -92,18 +90,23 @@ def read_log(
 def read_recent_treatment(
     source: str, bootstrap_servers: str | None, kafka: KafkaConfig, slot: str, count: int
 ) -> list[events.RewardedEvent]:
-    """The slot's newest `count` treatment events (at least, per partition) of a
-    `kafka://topic` log, each decision once, read backwards from the end: what the tuner
-    judges on, at a cost that does not grow with the topic."""
-    if not bootstrap_servers:
-        raise LogError(f"{source}: reading a topic needs kafka.bootstrap_servers")
-    topic = source.removeprefix(KAFKA_PREFIX)
-    check_tls(kafka, bootstrap_servers)
+    """The slot's newest `count` treatment events of a `kafka://topic` log, each decision
+    once, oldest first, read backwards from the end: what the tuner judges on, at a cost
+    that does not grow with the topic."""
+    topic, servers = _topic(source, bootstrap_servers, kafka)
     try:
-        found = recent_treatment(kafka, bootstrap_servers, topic, slot, count)
+        return recent_treatment(kafka, servers, topic, slot, count)
     except TopicMissing:
         raise LogError(f"kafka://{topic}: no such topic") from None
-    return sorted(found, key=lambda e: e.ts)
+
+
+def _topic(source: str, bootstrap_servers: str | None, kafka: KafkaConfig) -> tuple[str, str]:
+    """The topic of a `kafka://topic` source and the servers to read it from, once they are
+    known and their TLS certificate verifies."""
+    if not bootstrap_servers:
+        raise LogError(f"{source}: reading a topic needs kafka.bootstrap_servers")
+    check_tls(kafka, bootstrap_servers)
+    return source.removeprefix(KAFKA_PREFIX), bootstrap_servers
 
 
 def read_log_argument(args: argparse.Namespace, config: Config) -> ReplayLog:

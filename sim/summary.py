@@ -108,20 +108,15 @@ def _lift(x: Lift) -> str:
 
 def _guardrail(clicks: Lift, plays: Lift) -> str:
     """The guardrail's verdict, by the always-valid sequences (as the learner's alert)."""
-    clicks, plays = _watched(clicks), _watched(plays)
-    if clicks.low > 0 and plays.high < 0:
+    clicks_seen, plays_seen = clicks.sequence, plays.sequence
+    if clicks_seen.low > 0 and plays_seen.high < 0:
         return (
             "PLAYS FALL while CTR rises: people click what they do not play (click-bait); "
             "weigh plays more in the reward"
         )
-    if plays.low > 0 or not plays.high < 0:
+    if plays_seen.low > 0 or not plays_seen.high < 0:
         return "plays do not fall significantly: the CTR gain is not bought with plays"
     return "plays fall significantly"
-
-
-def _watched(x: Lift) -> Lift:
-    """`x` with its always-valid sequence as its interval."""
-    return Lift(x.value, x.sequence.low, x.sequence.high, x.sequence.p_value)
 
 
 def final_summary(tally: Tally, elapsed_s: float) -> str:

@@ -280,8 +280,8 @@ class RewardJoin:
 
     @property
     def behind(self) -> bool:
-        """Whether windows are due that a batch's limit left open (`advance` closes more)."""
-        self._read()
+        """Whether windows are due that a batch's limit left open (`advance` closes more).
+        A join not read back yet is not: its first use reads it and closes what is due."""
         return bool(self._closing) and self._closing[0][0] <= self.watermark
 
     @property
@@ -333,11 +333,10 @@ class RewardJoin:
         entries: list[tuple[str, Kind, float, bytes]] = [
             (decision_id, kind, until, b"") for decision_id, kind, until in self._markers
         ]
-        hot: list[tuple[str, _Entry]] = []
+        first_open = len(entries)
         for decision_id in dict.fromkeys(self._hot):
             entry = self._open.get(decision_id)
             if isinstance(entry, _Entry):
-                hot.append((decision_id, entry))
                 entries.append((decision_id, Kind.OPEN, entry.closes_at, _ENCODER.encode(entry)))
         self._hot.clear()
         self._markers.clear()
@@ -351,8 +350,8 @@ class RewardJoin:
         self._live[name] = max(
             until + lateness if kind is Kind.OPEN else until for _, kind, until, _ in entries
         )
-        for (decision_id, _), offset, (_, _, _, body) in zip(
-            hot, offsets[len(entries) - len(hot) :], entries[len(entries) - len(hot) :], strict=True
+        for (decision_id, _, _, body), offset in zip(
+            entries[first_open:], offsets[first_open:], strict=True
         ):
             self._open[decision_id] = _pack(number, offset, len(body))
 
@@ -425,7 +424,7 @@ class RewardJoin:
         for decision_id, until in state.ignored:
             newest[decision_id] = (Kind.IGNORED, until, -1)
             self._markers.append((decision_id, Kind.IGNORED, until))
-        self._index(newest, state.closed_through if state.segments else self.watermark)
+        self._index(newest, state.closed_through)
         for feedback in state.waiting:
             if feedback.decision_id not in self._waiting:
                 self._waiting[feedback.decision_id] = []

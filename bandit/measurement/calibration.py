@@ -30,7 +30,12 @@ from statistics import NormalDist
 from typing import NamedTuple
 
 from bandit.contracts.events import DecisionEvent
-from bandit.measurement.sequential import RELATIVE_TAU, UNDEFINED, ConfidenceSequence, sequence
+from bandit.measurement.sequential import (
+    UNDEFINED,
+    ConfidenceSequence,
+    relative_tau,
+    sequence,
+)
 from bandit.policies.base import default_order
 
 MIN_EFFECTIVE = 100.0  # effective rounds below which a gap is not judged: weights too few
@@ -143,8 +148,7 @@ def gap(
     astray = abs(mean - 1.0) > WEIGHT_Z * mean_error
     if not bounded and mean < 1.0 and astray:
         judged = False
-    tau = RELATIVE_TAU * abs(control) if control else RELATIVE_TAU
-    watched = sequence(value, error, tau)
+    watched = sequence(value, error, relative_tau(control))
     excludes = watched.excludes_zero if always_valid else low > 0 or high < 0
     flagged = judged and (excludes or astray)
     return Gap(estimator, estimate, control, value, low, high, effective_rounds, mean,

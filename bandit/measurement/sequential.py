@@ -3,8 +3,9 @@
 The lift, the guardrails, the calibration gap and the shadow's gain are shown as they grow
 and acted on when they look significant. A fixed-horizon 95% interval checked again and
 again finds "significance" where there is none (with 50 looks at an A/A split, about one
-run in four). A confidence sequence covers the true value at every look at once, with
-probability 95%, so stopping at the first look that excludes zero is valid.
+run in three: `benchmarks/sequential_bench.py`). A confidence sequence covers the true
+value at every look at once, with probability 95%, so stopping at the first look that
+excludes zero is valid.
 
 The construction is the normal-mixture martingale of Robbins, used as an asymptotic
 confidence sequence (Waudby-Smith, Arbour, Sinha, Kennedy and Ramdas, "Time-uniform central
@@ -56,6 +57,11 @@ class ConfidenceSequence:
 
 
 UNDEFINED = ConfidenceSequence(math.nan, math.nan, math.nan)
+
+
+def relative_tau(rate: float) -> float:
+    """The `tau` of a difference of rates: RELATIVE_TAU of the rate it is compared with."""
+    return RELATIVE_TAU * abs(rate) if rate else RELATIVE_TAU
 
 
 def half_width(se: float, tau: float, alpha: float = ALPHA) -> float:

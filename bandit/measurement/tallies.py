@@ -19,10 +19,10 @@ import numpy as np
 from bandit.contracts.events import OUTCOMES, Outcomes, RewardedEvent
 from bandit.measurement import calibration
 from bandit.measurement.sequential import (
-    RELATIVE_TAU,
     UNDEFINED,
     ConfidenceSequence,
     decisions_to_detect,
+    relative_tau,
     sequence,
 )
 from bandit.measurement.stats import Rate, ratio_rate
@@ -115,7 +115,7 @@ def shadow_gain(tally: GroupTally) -> ShadowGain:
     gain = np.asarray(sums.weighted) - np.asarray(sums.reward)
     live = bucket_rate(sums.reward, sums.decisions)
     difference = bucket_rate(gain.tolist(), sums.decisions)
-    tau = RELATIVE_TAU * abs(live.value) if live.value else RELATIVE_TAU
+    tau = relative_tau(live.value)
     return ShadowGain(
         live=live,
         shadow=bucket_rate(sums.weighted, sums.decisions),
