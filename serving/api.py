@@ -20,6 +20,7 @@ from bandit.contracts.events import (
     Id,
     field_and_message,
 )
+from bandit.contracts.nesting import depth_message, too_deep
 
 ABSOLUTE_MAX_SLOTS = 10_000
 
@@ -160,6 +161,9 @@ def decode_body(body: bytes, type_: Any) -> Any:
         raise RequestError(name_the_key(field, body), message) from None
     except msgspec.DecodeError as exc:
         raise RequestError("(body)", f"not valid JSON: {exc}", reason="bad_json") from None
+    except RecursionError:
+        where = too_deep(body) or "(body)"
+        raise RequestError(where, depth_message(), reason="too_deep") from None
 
 
 _SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]|\[\.\.\.\]")
@@ -170,16 +174,21 @@ def name_the_key(field: str, body: bytes) -> str:
     find the first key there whose value is not a feature value (str, number, bool)."""
     if not field.endswith("[...]"):
         return field
+    table = field.removesuffix("[...]")
     try:
         node = msgspec.json.decode(body)
-        for name, index in _SEGMENT.findall(field.removesuffix("[...]")):
+        for name, index in _SEGMENT.findall(table):
             node = node[name] if name else node[int(index)]
+    except RecursionError:  # a value nested too deep to decode: the scan names its key
+        deep = too_deep(body) or ""
+        key = _SEGMENT.match(deep, len(table) + 1) if deep.startswith(f"{table}.") else None
+        return f"{table}.{key.group()}" if key else field
     except (msgspec.DecodeError, KeyError, IndexError, TypeError):
         return field
     if not isinstance(node, dict):
         return field
     bad = next((k for k, v in node.items() if not isinstance(v, str | int | float)), None)
-    return field if bad is None else f"{field.removesuffix('[...]')}.{bad}"
+    return field if bad is None else f"{table}.{bad}"
 
 
 def parse_decide(body: bytes, config: Config) -> DecideRequest:

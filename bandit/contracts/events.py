@@ -13,9 +13,12 @@ from typing import Annotated, Any, Literal, TypeVar, get_args, overload
 
 import msgspec
 
+from bandit.contracts.nesting import depth_message, too_deep
+
 MAX_ID = 512
 MAX_FEATURES = 1024
 MAX_CANDIDATES = 4096
+MAX_DEAD_PAYLOAD = 64 * 1024  # JSON-escaped, a dead letter may be up to 6x its payload
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID)]
 FeatureName = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
@@ -202,8 +205,10 @@ class DeadLetterEvent(msgspec.Struct, tag="artbandit.deadletter/1", **_EVENT):
 
     `code` is one of a few fixed words: malformed, wrong_topic, newer_schema, unknown_slot,
     late, unknown_decision, bad_position, unlearnable. `payload` is the message as received
-    (UTF-8, undecodable bytes replaced); `offset` is null when the join, not the decoder,
-    gave up on an event it had accepted earlier.
+    (UTF-8, undecodable bytes replaced), its first `MAX_DEAD_PAYLOAD` characters only when
+    it is longer, so that a dead letter always fits where the message did; then
+    `payload_bytes` says how long the message was. `offset` is null when the join, not the
+    decoder, gave up on an event it had accepted earlier.
     """
 
     code: str
@@ -214,6 +219,17 @@ class DeadLetterEvent(msgspec.Struct, tag="artbandit.deadletter/1", **_EVENT):
     key: str | None
     payload: str
     ts: Timestamp  # when it was dead-lettered
+    payload_bytes: int | None = None  # set when `payload` was cut to MAX_DEAD_PAYLOAD
+
+    @classmethod
+    def carrying(cls, value: bytes | None, **fields: Any) -> DeadLetterEvent:
+        """A dead letter for the message `value`, cut to `MAX_DEAD_PAYLOAD` if longer."""
+        if value is None:
+            return cls(payload="", **fields)
+        if len(value) <= MAX_DEAD_PAYLOAD:
+            return cls(payload=value.decode(errors="replace"), **fields)
+        cut = value[:MAX_DEAD_PAYLOAD].decode(errors="ignore")
+        return cls(payload=cut, payload_bytes=len(value), **fields)
 
 
 Event = DecisionEvent | FeedbackEvent | RewardedEvent
@@ -249,6 +265,8 @@ def decode(data: bytes | str | None, type_: Any = Event) -> Any:
         raise EventError(f"{field}: {message}") from None
     except msgspec.DecodeError as exc:
         raise EventError(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise EventError(f"{too_deep(data) or '(body)'}: {depth_message()}") from None
     return event
 
 

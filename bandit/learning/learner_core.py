@@ -20,6 +20,7 @@ import msgspec
 
 from bandit.config import Config, policy_slots, shadow_key
 from bandit.contracts import events
+from bandit.contracts.events import MAX_ID
 from bandit.contracts.slots import SlotConfig
 from bandit.learning.checkpoint import Checkpoint, CheckpointError, PartitionState, SlotState
 from bandit.learning.join import DeadLetter, JoinResult, RewardJoin
@@ -259,14 +260,14 @@ class LearnerCore(TunedPolicies):
                             event.decision_id, exc)  # fmt: skip
 
     def _dead_letter(self, record: Record, code: str, reason: str) -> events.DeadLetterEvent:
-        return events.DeadLetterEvent(
+        return events.DeadLetterEvent.carrying(
+            record.value,
             code=code,
             reason=reason[:2000],
             topic=self.topics[0 if record.input is Input.DECISIONS else 1],
             partition=record.partition,
             offset=record.offset,
-            key=record.key.decode(errors="replace") if record.key is not None else None,
-            payload=record.value.decode(errors="replace") if record.value is not None else "",
+            key=None if record.key is None else record.key[:MAX_ID].decode(errors="replace"),
             ts=self.clock(),
         )
 

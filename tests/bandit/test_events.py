@@ -237,3 +237,22 @@ def test_an_older_reader_takes_a_newer_minor_writers_events(top, policy, context
     assert events.decode(json.dumps(newer)) == events.decode(json.dumps(plain))
     with pytest.raises(EventError, match="chosen"):
         events.decode(json.dumps({**newer, "chosen": ["zzz"]}))
+
+
+@settings(max_examples=60, deadline=None)
+@given(depth=st.integers(1, 200_000), opener=st.sampled_from(["[", '{"k":']),
+       field=st.sampled_from(["extra", "decision_id", "type"]))  # fmt: skip
+def test_an_event_nested_deep_decodes_or_is_an_event_error_naming_the_field(depth, opener,
+                                                                            field):  # fmt: skip
+    """An unknown field is skipped while the decoder's recursion limit allows (it varies
+    with the interpreter's); past it, or in a known field, the event is refused by name."""
+    closer = "]" if opener == "[" else "}"
+    value = opener * depth + ("1" if opener != "[" else "") + closer * depth
+    body = {"schema": "artbandit.feedback/1", "decision_id": "d", "ts": 1.0, "type": "click"}
+    data = json.dumps({**body, field: "@"}).replace('"@"', value).encode()
+    try:
+        events.decode(data)
+    except EventError as exc:
+        assert str(exc).startswith(field)
+    else:
+        assert field == "extra" and depth < 100_000

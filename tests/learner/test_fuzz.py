@@ -72,12 +72,19 @@ def _mutate(kind: str, which: str, choice: int, noise: bytes) -> tuple[Input, by
         base = copy.deepcopy(DECISION)
         target = Input.DECISIONS
         base["slot"] = f"banner-{choice}"
+    elif kind == "too_deep":  # past the decoder's recursion limit, in a field it would skip
+        depth = 2_000 + choice * 4_000
+        body = json.dumps(base).encode()
+        return target, body[:-1] + b', "extra": ' + b"[" * depth + b"]" * depth + b"}"
+    elif kind == "huge":  # a bad value whose dead letter, JSON-escaped, would be 4x as long
+        base["decision_id"] = '"' * (20_000 * (choice + 1))
     return target, json.dumps(base).encode()
 
 
 # (an extra field is no fault: readers accept fields of newer writers, tests/bandit/test_events.py)
 KINDS = ["not_json", "not_object", "unknown_schema", "missing_field", "wrong_type",
-         "bad_probability", "unknown_choice", "wrong_topic", "unknown_slot"]  # fmt: skip
+         "bad_probability", "unknown_choice", "wrong_topic", "unknown_slot", "too_deep",
+         "huge"]  # fmt: skip
 bad_message = st.builds(
     _mutate,
     st.sampled_from(KINDS),
@@ -102,6 +109,9 @@ def test_every_bad_message_is_one_dead_letter_and_nothing_else(messages):
     named = [d.offset for d in out.dead_letters if d.offset is not None]
     assert len(named) == len(set(named)) == sum(d.code != "unknown_slot" for d in out.dead_letters)
     assert out.rewarded == [] and core.open_decisions == 0
+    for dead in out.dead_letters:  # a dead letter fits where its message did
+        assert len(events.encode(dead)) <= 7 * events.MAX_DEAD_PAYLOAD + 4_000
+        assert dead.payload_bytes is None or dead.payload_bytes > events.MAX_DEAD_PAYLOAD
     core.close()
 
 

@@ -88,3 +88,62 @@ def test_arbitrary_bytes_are_a_4xx(service, raw):
     for path in ("/v1/decide", "/v1/feedback", "/v1/admin/promote"):
         status, _ = client.post(path, raw=raw, headers={"Authorization": "Bearer t"})
         assert 400 <= status < 500 or (path == "/v1/decide" and status == 200)
+
+
+# Deep and huge JSON: a body nested past the decoder's recursion limit, or just large, is
+# the client's mistake, answered 400 (or 413 over the size limit) with the field named.
+SLOT = {"slot": "artwork", "candidates": [{"id": "a"}, {"id": "b"}]}
+DEEP_PLACES = {
+    "/v1/decide": [
+        ({"user": {"features": {"taste": "@"}}, "slots": [SLOT]}, "user.features.taste"),
+        ({"context": {"device": "@"}, "slots": [SLOT]}, "context.device"),
+        ({"slots": [{**SLOT, "candidates": [{"id": "a", "features": {"f": "@"}}]}]},
+         "slots[0].candidates[0].features.f"),
+        ({"slots": [{**SLOT, "key": "@"}]}, "slots[0].key"),
+        ({"slots": "@"}, "slots"),
+        ({"slots": [SLOT], "extra": "@"}, "extra"),
+    ],
+    "/v1/feedback": [
+        ({"decision_id": "@", "ts": 1.0, "type": "click"}, "decision_id"),
+        ({"decision_id": "d", "ts": 1.0, "type": "play", "value": "@"}, "value"),
+        ({"decision_id": "d", "ts": 1.0, "type": "click", "extra": "@"}, "extra"),
+    ],
+    "/v1/admin/promote": [
+        ({"slot": "@", "version": "v1"}, "slot"),
+        ({"slot": "artwork", "version": "v1", "extra": "@"}, "extra"),
+    ],
+    "/v1/admin/tuning": [({"slot": "artwork", "action": "pin", "revision": "@"}, "revision")],
+}  # fmt: skip
+PLACES = [(path, body, field) for path, places in DEEP_PLACES.items()
+          for body, field in places]  # fmt: skip
+
+
+def _nested(depth: int, opener: str) -> str:
+    closer = "]" if opener == "[" else "}"
+    inner = '{"k":' if opener == "{" else "["
+    return inner * depth + ("1" if opener == "{" else "") + closer * depth
+
+
+@settings(max_examples=220, deadline=None, suppress_health_check=list(HealthCheck),
+          derandomize=True)  # fmt: skip
+@given(
+    place=st.sampled_from(PLACES),
+    depth=st.one_of(st.integers(1, 300), st.integers(300, 5_000), st.integers(5_000, 300_000)),
+    opener=st.sampled_from(["[", "{"]),
+    copies=st.integers(1, 3),
+    at_top=st.booleans(),
+)
+def test_deep_or_huge_json_is_a_400_naming_the_field(service, place, depth, opener, copies,
+                                                      at_top):  # fmt: skip
+    path, template, field = place
+    value = ",".join([_nested(depth, opener)] * copies)
+    value = f"[{value}]" if copies > 1 else value
+    body = _nested(depth, opener) if at_top else json.dumps(template).replace('"@"', value)
+    client = service.client()  # a fresh connection: a 413 may close it
+    status, answer = client.post(path, raw=body.encode(), headers={"Authorization": "Bearer t"})
+    client.close()
+    assert status in (400, 413), (status, answer)
+    if status == 413:
+        assert len(body) > 1_048_576 and answer["error"]["field"] == "(body)"
+    elif not at_top:
+        assert answer["error"]["field"] == field or answer["error"]["field"].startswith(field)
