@@ -84,6 +84,7 @@ class EmbeddedBroker:
         self.advertised_port = advertised_port
         self.tie_to_parent = tie_to_parent
         self.process: subprocess.Popen[bytes] | None = None
+        self._starter = os.getpid()
 
     @property
     def bootstrap_servers(self) -> str:
@@ -91,6 +92,7 @@ class EmbeddedBroker:
 
     def start(self, timeout_s: float = 30.0) -> EmbeddedBroker:
         """Start the broker and return once it answers a metadata request."""
+        self._starter = os.getpid()
         url = f"tcp://{self.host}:{self.port}"
         advertised = f"tcp://{self.host}:{self.advertised_port or self.port}"
         env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
@@ -110,6 +112,9 @@ class EmbeddedBroker:
             stderr=subprocess.PIPE,
             env=env,
             preexec_fn=die_with_parent if self.tie_to_parent else None,
+            # Its own process group: a signal to its starter's group (Ctrl-C, systemd) stops
+            # the starter, which stops the broker after what still needs it has flushed.
+            process_group=0,
         )
         try:
             self._wait_ready(timeout_s)
@@ -149,9 +154,11 @@ class EmbeddedBroker:
         return self.process is not None and self.process.poll() is None
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Terminate the broker (SIGTERM, then SIGKILL after `timeout_s`)."""
+        """Terminate the broker (SIGTERM, then SIGKILL after `timeout_s`). A no-op in a
+        process forked after the start (a gunicorn worker unwinding its master's frames as
+        it exits): the broker is its starter's to stop."""
         process, self.process = self.process, None
-        if process is None:
+        if process is None or os.getpid() != self._starter:
             return
         if process.poll() is None:
             process.terminate()

@@ -6,14 +6,18 @@ import gc
 import json
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
 from collections.abc import Callable
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+from gunicorn.workers.sync import SyncWorker
 
 from bandit.config import Config
 from serving.shipper_process import ShipperProcess
@@ -26,12 +30,25 @@ class DecisionService(BaseApplication):  # type: ignore[misc]  # gunicorn is unt
     """Each worker builds its own app after the fork (VW workspaces, Kafka producer, threads)."""
 
     def __init__(
-        self, config: Config, config_loader: Callable[[], Config], shipper_path: str | None
+        self,
+        config: Config,
+        config_loader: Callable[[], Config],
+        shipper_path: str | None,
+        on_stop: Callable[[], None] = lambda: None,
     ):
+        """`on_stop` runs in the master's signal handler when a stop signal arrives."""
         self.config = config
         self.config_loader = config_loader
         self.shipper_path = shipper_path
+        self.on_stop = on_stop
         super().__init__()
+
+    def run(self) -> None:
+        try:
+            _Arbiter(self, self.on_stop).run()
+        except RuntimeError as exc:  # as BaseApplication.run: a bad setting, said plainly
+            print(f"\nError: {exc}\n", file=sys.stderr)
+            sys.exit(1)
 
     def load_config(self) -> None:
         # Imported here, in the master after PROMETHEUS_MULTIPROC_DIR is set, never lazily in
@@ -41,7 +58,7 @@ class DecisionService(BaseApplication):  # type: ignore[misc]  # gunicorn is unt
         serving = self.config.serving
         self.cfg.set("bind", f"{serving.host}:{serving.port}")
         self.cfg.set("workers", serving.workers)
-        self.cfg.set("worker_class", "sync")
+        self.cfg.set("worker_class", "serving.gunicorn_app.Worker")
         self.cfg.set("timeout", 30)
         self.cfg.set("graceful_timeout", 10)
         # gunicornc is not used; its default socket path is one per user, so two services on
@@ -74,6 +91,34 @@ class DecisionService(BaseApplication):  # type: ignore[misc]  # gunicorn is unt
         return app
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+
+
+class Worker(SyncWorker):  # type: ignore[misc]  # gunicorn is untyped
+    """gunicorn's sync worker, whose quick stop (SIGINT, SIGQUIT: Ctrl-C, or the master's
+    quick shutdown) still ends the request in hand and hands its events to the shipper.
+    The stock one raised SystemExit mid-request: a traceback, and a client never answered
+    for a decision that may have been logged. The master still kills a worker that has not
+    gone within 2 s of a quick stop (graceful_timeout for SIGTERM)."""
+
+    def handle_quit(self, sig: int, frame: FrameType | None) -> None:
+        self.alive = False
+
+
+class _Arbiter(Arbiter):  # type: ignore[misc]  # gunicorn is untyped
+    """gunicorn's master, saying the moment a stop signal arrives (it then stops the workers,
+    which takes up to graceful_timeout): the shipper must not be restarted meanwhile."""
+
+    def __init__(self, app: DecisionService, on_stop: Callable[[], None]):
+        self.on_stop = on_stop
+        super().__init__(app)
+
+    def signal(self, sig: int, frame: FrameType | None) -> None:
+        if sig in STOP_SIGNALS:
+            self.on_stop()
+        super().signal(sig, frame)
+
+
 def write_json_error(sock: socket.socket, status_int: int, reason: str, message: str) -> None:
     """gunicorn's `util.write_error`, answering in the service's JSON error shape."""
     code = "".join(c if c.isalnum() else "_" for c in reason.lower()).strip("_") or "http"
@@ -94,18 +139,29 @@ def _worker_exit(server: Any, worker: Any) -> None:
 
 
 def serve(config: Config, config_loader: Callable[[], Config]) -> int:
-    """Run until SIGINT/SIGTERM. Metrics of all workers are aggregated in a private directory;
-    the workers log events through the host's shipper process (`serving.shipper`)."""
+    """Run until SIGINT/SIGTERM, then exit 0. Metrics of all workers are aggregated in a
+    private directory; the workers log events through the host's shipper process
+    (`serving.shipper`), which is stopped after them."""
+    for signum in STOP_SIGNALS:  # until gunicorn takes them: a stop while starting is clean
+        signal.signal(signum, _stop_while_starting)
     own_dir = None
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         own_dir = tempfile.mkdtemp(prefix="artbandit-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
     socket_dir = tempfile.mkdtemp(prefix="artbandit-shipper-")
+    master = os.getpid()
     try:
         with ShipperProcess(config, os.path.join(socket_dir, "events.sock")) as shipper:
-            DecisionService(config, config_loader, shipper.path).run()
+            DecisionService(config, config_loader, shipper.path, shipper.shutting_down).run()
     finally:
-        shutil.rmtree(socket_dir, ignore_errors=True)
-        if own_dir:
-            shutil.rmtree(own_dir, ignore_errors=True)
+        # gunicorn's workers are forked inside `run` and exit by raising SystemExit through
+        # these frames: only the master owns the directories (and the shipper, see there).
+        if os.getpid() == master:
+            shutil.rmtree(socket_dir, ignore_errors=True)
+            if own_dir:
+                shutil.rmtree(own_dir, ignore_errors=True)
     return 0
+
+
+def _stop_while_starting(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)

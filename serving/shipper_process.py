@@ -3,6 +3,11 @@ restarted if it dies, stopped (drained and flushed) after the workers have gone.
 
 A plain subprocess, not multiprocessing: gunicorn forks its workers from the master, and
 multiprocessing's exit hooks in a forked worker would signal and join a child not theirs.
+It runs in its own process group, so a signal sent to the service's group (systemd's
+default KillMode, a terminal's Ctrl-C) stops the workers first and the shipper after them,
+and not both at once. Once the master is told to stop (`shutting_down`), a shipper that
+exits is never started again: gunicorn reaps every child of the master, the shipper too,
+so its exit during a shutdown must not look like a crash.
 """
 
 from __future__ import annotations
@@ -32,15 +37,24 @@ class ShipperProcess:
         self.path = path
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
+        self._shutdown_begun = False  # set from a signal handler: a plain flag, no lock
+        self._lock = threading.Lock()  # a restart and the stop never interleave
         self._watchdog = threading.Thread(target=self._watch, name="shipper-watchdog", daemon=True)
         self.restarts = 0
+        self._owner = os.getpid()
 
     @property
     def pid(self) -> int | None:
         """The running shipper's process id (a new one after each restart)."""
         return None if self._process is None else self._process.pid
 
+    def shutting_down(self) -> None:
+        """The service is stopping: from now on the shipper is stopped, never restarted.
+        Safe to call from a signal handler."""
+        self._shutdown_begun = True
+
     def __enter__(self) -> ShipperProcess:
+        self._owner = os.getpid()
         self._start()
         self._watchdog.start()
         return self
@@ -51,17 +65,25 @@ class ShipperProcess:
         value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        if os.getpid() != self._owner:
+            return  # a gunicorn worker, forked in the `with`, unwinding it as it exits
+        self._shutdown_begun = True
         self._stopping.set()
+        with self._lock:
+            if self._process is not None:
+                self._stop(self._process)
         self._watchdog.join(5)
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(STOP_S)
-            except subprocess.TimeoutExpired:
-                log.error("the shipper did not stop within %.0f s; killed", STOP_S)
-                self._process.kill()
-                self._process.wait()
-            _mark_dead(self._process.pid)
+
+    @staticmethod
+    def _stop(process: subprocess.Popen[bytes]) -> None:
+        process.terminate()
+        try:
+            process.wait(STOP_S)
+        except subprocess.TimeoutExpired:
+            log.error("the shipper did not stop within %.0f s; killed", STOP_S)
+            process.kill()
+            process.wait()
+        _mark_dead(process.pid)
 
     def _start(self) -> None:
         if os.path.exists(self.path):
@@ -70,23 +92,29 @@ class ShipperProcess:
             [sys.executable, "-m", "serving.shipper", self.path, str(os.getpid())],
             stdin=subprocess.PIPE,
             preexec_fn=die_with_parent,
+            process_group=0,
         )
         assert self._process.stdin is not None
         self._process.stdin.write(msgspec.json.encode(self.config))
         self._process.stdin.close()
         deadline = time.monotonic() + READY_S
-        while not os.path.exists(self.path):
+        while not os.path.exists(self.path) and not self._stopping.is_set():
             if self._process.poll() is not None or time.monotonic() > deadline:
                 log.error("the shipper did not start; workers hold events until it does")
                 return
             time.sleep(0.02)
 
     def _watch(self) -> None:
-        while not self._stopping.wait(0.5):
+        while not self._stopping.wait(0.5) and not self._shutdown_begun:
             assert self._process is not None
-            code = self._process.poll()
-            if code is not None and not self._stopping.is_set():
-                log.error("the shipper exited with code %s; starting it again", code)
+            if self._process.poll() is None:
+                continue
+            with self._lock:
+                if self._stopping.is_set() or self._shutdown_begun:
+                    return
+                log.error(
+                    "the shipper exited with code %s; starting it again", self._process.returncode
+                )
                 _mark_dead(self._process.pid)
                 self.restarts += 1
                 self._start()

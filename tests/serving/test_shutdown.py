@@ -1,0 +1,187 @@
+"""`artbandit serve` stops cleanly from every signal pattern an operator's tools send: SIGTERM
+to the master (`kill`, docker stop), SIGTERM to the whole process group (systemd's default
+KillMode, some shells), SIGINT to the group (Ctrl-C) and SIGTERM twice. With a real broker
+and traffic running while it stops: exit 0, no traceback, no child started after the stop
+began, and every decision answered 200 is on the decisions topic (the broker is up, so none
+may be dropped)."""
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from bandit.contracts import events
+from kafkaio.embedded_broker import free_port
+from tests.helpers import read_all, shippers_of, wait_for
+
+ARTBANDIT = str(Path(sys.executable).with_name("artbandit"))
+PAGE = {"slots": [{"slot": "hero", "candidates": [{"id": "a"}, {"id": "b"}]}]}
+TRIES = 5  # per pattern, as the acceptance asks
+
+
+def _decide(port: int) -> str | None:
+    """One decision; its id if answered 200, None if the service is gone or going."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("POST", "/v1/decide", body=json.dumps(PAGE),
+                           headers={"Content-Type": "application/json"})  # fmt: skip
+        response = connection.getresponse()
+        body = response.read()
+        return json.loads(body)["decisions"][0]["decision_id"] if response.status == 200 else None
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
+
+
+def _signal(process: subprocess.Popen[str], pattern: str) -> None:
+    if pattern == "term_master":
+        process.send_signal(signal.SIGTERM)
+    elif pattern == "term_group":
+        os.killpg(process.pid, signal.SIGTERM)
+    elif pattern == "int_group":
+        os.killpg(process.pid, signal.SIGINT)
+    elif pattern == "term_twice":
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        process.send_signal(signal.SIGTERM)
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid:
+            found.add(int(entry.name))
+    return found
+
+
+def _workers(pid: int) -> set[int]:
+    """The gunicorn workers of `pid`: its forks (the shipper and broker run other programs)."""
+    own = Path(f"/proc/{pid}/cmdline").read_bytes()
+    found = set()
+    for child in _children(pid):
+        try:
+            if Path(f"/proc/{child}/cmdline").read_bytes() == own:
+                found.add(child)
+        except OSError:
+            continue
+    return found
+
+
+def stop_under_traffic(tmp_path: Path, bootstrap: str, pattern: str) -> dict[str, object]:
+    """Run `artbandit serve` (2 workers) with traffic, stop it with `pattern`; what happened."""
+    port, topic = free_port(), f"decisions-{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ARTBANDIT_CONFIG", "PROMETHEUS_MULTIPROC_DIR")}  # fmt: skip
+    process = subprocess.Popen(
+        [ARTBANDIT, "serve", "--set", f"serving.port={port}", "--set", "serving.workers=2",
+         "--set", f'kafka.bootstrap_servers="{bootstrap}"',
+         "--set", f'kafka.topics.decisions="{topic}"',
+         "--set", f'model_store.path="{tmp_path / topic}"'],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group, as under a shell or systemd
+    )  # fmt: skip
+    answered: list[str] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        while not stop.is_set():
+            decision = _decide(port)
+            if decision is not None:
+                answered.append(decision)
+
+    clients = [threading.Thread(target=traffic, daemon=True) for _ in range(3)]
+    try:
+        wait_for(lambda: _decide(port) is not None, timeout_s=60)
+        shipper = shippers_of(process.pid)
+        for client in clients:
+            client.start()
+        wait_for(lambda: len(answered) >= 30, timeout_s=30)
+        before = _children(process.pid)
+        _signal(process, pattern)
+        started_later: set[int] = set()
+        deadline = time.monotonic() + 40
+        while process.poll() is None and time.monotonic() < deadline:
+            started_later |= _children(process.pid) - before
+            time.sleep(0.02)
+        code = process.wait(timeout=1)
+    finally:
+        stop.set()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        for client in clients:
+            client.join(15)
+    stderr = process.stderr.read() if process.stderr else ""
+    delivered = {events.decode(v).decision_id for v in read_all(bootstrap, topic, idle_s=1.0)}
+    return {"code": code, "stderr": stderr, "answered": answered, "delivered": delivered,
+            "started_later": started_later, "shipper": shipper}  # fmt: skip
+
+
+@pytest.mark.parametrize("pattern", ["term_master", "term_group", "int_group", "term_twice"])
+def test_serve_stops_cleanly_under_traffic(tmp_path, broker, pattern):
+    for _ in range(TRIES):
+        seen = stop_under_traffic(tmp_path, broker.bootstrap_servers, pattern)
+        stderr = str(seen["stderr"])
+        assert seen["code"] == 0, stderr[-3000:]
+        assert "Traceback" not in stderr and "Error" not in stderr, stderr[-3000:]
+        assert seen["started_later"] == set(), (seen["started_later"], stderr[-3000:])
+        assert len(seen["shipper"]) == 1  # type: ignore[arg-type]
+        answered = seen["answered"]
+        assert len(answered) >= 30  # type: ignore[arg-type]
+        missing = set(answered) - seen["delivered"]  # type: ignore[arg-type, operator]
+        assert not missing, f"{len(missing)} answered decisions never reached the topic"
+
+
+def test_a_worker_exiting_alone_leaves_the_shipper_broker_and_metrics_running(tmp_path):
+    """gunicorn's workers exit by unwinding the frames they were forked in, the master's: a
+    worker that times out (SIGABRT) must not stop the shipper or the embedded broker, nor
+    delete the metrics directory, on its way out."""
+    from tests.helpers import metric_value
+
+    port, broker_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ARTBANDIT_CONFIG", "PROMETHEUS_MULTIPROC_DIR")}  # fmt: skip
+    process = subprocess.Popen(
+        [ARTBANDIT, "serve", "--set", f"serving.port={port}", "--set", "serving.workers=2",
+         "--set", f"kafka.embedded_port={broker_port}",
+         "--set", f'model_store.path="{tmp_path}"'],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: _decide(port) is not None, timeout_s=60)
+        shipper = shippers_of(process.pid)
+        workers = _workers(process.pid)
+        assert len(workers) == 2
+        os.kill(min(workers), signal.SIGABRT)  # what gunicorn sends a worker that timed out
+        wait_for(lambda: len(_workers(process.pid) - workers) == 1, timeout_s=30)
+        answered = [d for d in (_decide(port) for _ in range(40)) if d is not None]
+        assert len(answered) == 40
+        assert shippers_of(process.pid) == shipper  # the same shipper, never stopped
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", "/metrics")
+        exposition = connection.getresponse().read().decode()
+        connection.close()
+        assert metric_value(exposition, "artbandit_decisions_total", slot="hero") >= 41
+        topic = "artbandit.decisions"
+        delivered = {events.decode(v).decision_id
+                     for v in read_all(f"127.0.0.1:{broker_port}", topic, idle_s=1.0)}  # fmt: skip
+        assert set(answered) <= delivered
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=40)
+    stderr = process.stderr.read() if process.stderr else ""
+    assert code == 0, stderr[-3000:]
