@@ -10,7 +10,8 @@ import threading
 from collections.abc import Iterator, Sequence
 
 from bandit.config import Config, ConfigError, resolve_bootstrap
-from kafkaio.clients import KafkaSettingsError, check_tls
+from kafkaio.clients import KafkaSettingsError
+from kafkaio.preflight import check_connection
 from storage.config_file import load_config
 
 
@@ -208,7 +209,7 @@ def _kafka(config: Config) -> Iterator[Config]:
 
     kafka = config.kafka
     if kafka.bootstrap_servers != "embedded":
-        check_tls(kafka)
+        check_connection(kafka)
         yield config
         return
 

@@ -11,8 +11,6 @@ names where a secret was looked for, never its value.
 from __future__ import annotations
 
 import os
-import socket
-import ssl
 from pathlib import Path
 from typing import Any, Literal
 
@@ -145,38 +143,6 @@ def _password(kafka: KafkaConfig) -> str:
     if not value:
         raise KafkaSettingsError(f"kafka.sasl_password_file: {path} is empty")
     return value
-
-
-def check_tls(kafka: KafkaConfig, bootstrap_servers: str | None = None) -> None:
-    """Fail fast, with `KafkaSettingsError`, when the first bootstrap server that answers
-    presents a certificate the configured CA does not verify (or a wrong host name).
-
-    kafka-python would otherwise retry the handshake for as long as its timeouts allow and
-    report only a timeout. A server that does not answer is left alone: that is an outage,
-    which every client rides out in its own way.
-    """
-    if not kafka.security_protocol.endswith("SSL"):
-        return
-    context = ssl.create_default_context(cafile=kafka.ssl_cafile)
-    context.check_hostname = kafka.ssl_check_hostname
-    if kafka.ssl_certfile is not None:
-        context.load_cert_chain(kafka.ssl_certfile, kafka.ssl_keyfile)
-    for server in (bootstrap_servers or kafka.bootstrap_servers).split(","):
-        host, _, port = server.strip().rpartition(":")
-        try:
-            with (
-                socket.create_connection((host, int(port)), timeout=5) as raw,
-                context.wrap_socket(raw, server_hostname=host),
-            ):
-                return  # verified
-        except ssl.SSLError as exc:
-            where = kafka.ssl_cafile or "the system's CAs"
-            raise KafkaSettingsError(
-                f"TLS to {server} failed: {exc.reason or exc} (the broker's certificate "
-                f"against {where}; kafka.ssl_cafile, kafka.ssl_check_hostname)"
-            ) from None
-        except (OSError, ValueError):
-            continue  # not answering (or not host:port): try the next one
 
 
 def producer(

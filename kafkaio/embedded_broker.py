@@ -70,7 +70,8 @@ class EmbeddedBroker:
     """A Tansu broker on 127.0.0.1:`port` (0 picks a free port), stopped by `stop()`/`with`.
 
     `advertised_port`: the port the broker tells clients to use, when a proxy stands in front
-    of it (a TLS terminator); clients then reach it only through that proxy."""
+    of it (a TLS terminator); clients then reach it only through that proxy.
+    `authentication`: require SASL (SCRAM-SHA-256/512) from every client."""
 
     def __init__(
         self,
@@ -78,8 +79,10 @@ class EmbeddedBroker:
         host: str = "127.0.0.1",
         tie_to_parent: bool = True,
         advertised_port: int | None = None,
+        authentication: bool = False,
     ):
         self.host = host
+        self.authentication = authentication
         self.port = port or free_port(host)
         self.advertised_port = advertised_port
         self.tie_to_parent = tie_to_parent
@@ -106,6 +109,7 @@ class EmbeddedBroker:
                 advertised,
                 "--storage-engine",
                 "memory://tansu/",
+                *(["--authentication"] if self.authentication else []),
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -142,7 +146,8 @@ class EmbeddedBroker:
         raise BrokerError(f"embedded broker on {self.bootstrap_servers} not ready in {timeout_s}s")
 
     def is_ready(self) -> bool:
-        if self.advertised_port is not None:  # metadata would send a client to the proxy
+        # metadata would send a client to the proxy, or is refused before a SASL login
+        if self.advertised_port is not None or self.authentication:
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.5):
                     return True

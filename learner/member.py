@@ -20,6 +20,7 @@ from bandit.learning.checkpoint import CheckpointError
 from bandit.learning.learner_core import Input, LearnerCore, Record, StepOutput, learned_keys
 from bandit.measurement.lift import RecentTallies
 from kafkaio import clients
+from kafkaio.preflight import check_connection
 from kafkaio.topics import ensure_topics
 from learner.cadence import Cadence
 from learner.checkpointing import Checkpointing
@@ -103,7 +104,7 @@ class GroupMember:
         """Check Kafka and the checkpoints, restore the core, then open the output writer and
         the group consumer: all of it, or (closing what was opened) an exception."""
         config, bootstrap = resources.config, resources.bootstrap_servers
-        clients.check_tls(config.kafka, bootstrap)
+        check_connection(config.kafka, bootstrap)
         log.info("learner %s: %d partitions", config.learner.member,
                  ensure_topics(config, bootstrap))  # fmt: skip
         core, seq = _restore(resources)

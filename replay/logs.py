@@ -24,7 +24,7 @@ from pathlib import Path
 from bandit.config import Config, resolve_bootstrap
 from bandit.contracts import events
 from bandit.contracts.kafka import KafkaConfig
-from kafkaio.clients import check_tls
+from kafkaio.preflight import check_connection
 from kafkaio.read import TopicMissing, read_topic, recent_treatment
 from replay.progress import Progress
 
@@ -102,10 +102,10 @@ def read_recent_treatment(
 
 def _topic(source: str, bootstrap_servers: str | None, kafka: KafkaConfig) -> tuple[str, str]:
     """The topic of a `kafka://topic` source and the servers to read it from, once they are
-    known and their TLS certificate verifies."""
+    known and they accept the config's TLS and SASL settings."""
     if not bootstrap_servers:
         raise LogError(f"{source}: reading a topic needs kafka.bootstrap_servers")
-    check_tls(kafka, bootstrap_servers)
+    check_connection(kafka, bootstrap_servers)
     return source.removeprefix(KAFKA_PREFIX), bootstrap_servers
 
 
