@@ -47,7 +47,7 @@ import msgspec
 import numpy as np
 
 from bandit.contracts.kafka import KafkaConfig
-from kafkaio.embedded_broker import EmbeddedBroker, free_port
+from kafkaio.embedded_broker import EmbeddedBroker, die_with_parent, free_port
 from kafkaio.read import read_topic
 from sim.demo import scrape
 
@@ -180,7 +180,11 @@ class System:
         self.root = root
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.broker = EmbeddedBroker()
-        self.service_port, self.front_port, self.metrics_port = free_port(), free_port(), free_port()
+        self.service_port, self.front_port, self.metrics_port = (
+            free_port(),
+            free_port(),
+            free_port(),
+        )
 
     def settings(self) -> list[str]:
         suffix = uuid.uuid4().hex[:6]
@@ -220,7 +224,8 @@ class System:
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
         log = (self.root / f"{name}.log").open("wb")
         self.processes[name] = subprocess.Popen(args, env=env, stdout=log, stderr=log,
-                                                start_new_session=True)  # fmt: skip
+                                                start_new_session=True,
+                                                preexec_fn=die_with_parent)  # fmt: skip
 
     def pids(self) -> dict[str, int]:
         """role -> pid, the children of serve and nginx by role."""
@@ -334,6 +339,8 @@ def main() -> int:
     args = parser.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
+    # SIGTERM (or SIGINT, which a background job ignores) stops the system it started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
     system = System(args.out.resolve())
     system.start()
     try:
@@ -407,16 +414,24 @@ def judge(rows: list[dict], warmup: float) -> dict[str, tuple[bool, str]]:
     judged = {role: g for role, g in growth.items() if role != "broker"}
     worst = max(judged, key=lambda role: judged[role])
     verdict["RSS growth after warm-up <= 10%"] = (
-        judged[worst] <= 0.10, f"largest {worst} {100 * judged[worst]:+.1f}%")
+        judged[worst] <= 0.10,
+        f"largest {worst} {100 * judged[worst]:+.1f}%",
+    )
     verdict["descriptors flat (<= +5)"] = (
-        max(fds.values()) <= 5, ", ".join(f"{r} {v:+d}" for r, v in fds.items() if v))
+        max(fds.values()) <= 5,
+        ", ".join(f"{r} {v:+d}" for r, v in fds.items() if v),
+    )
     verdict["threads flat (<= +3)"] = (
-        max(threads.values()) <= 3, ", ".join(f"{r} {v:+d}" for r, v in threads.items() if v))
+        max(threads.values()) <= 3,
+        ", ".join(f"{r} {v:+d}" for r, v in threads.items() if v),
+    )
     first = [r["p99_ms"] for r in rows if r["minute"] <= 10]
     reference = float(np.nanmax(first)) if first else float("nan")
     worst_p99 = max(r["p99_ms"] for r in rows)
     verdict["p99 within 1.5x of the first 10 min"] = (
-        worst_p99 <= 1.5 * reference, f"first 10 min max {reference:.1f} ms, worst {worst_p99:.1f} ms")
+        worst_p99 <= 1.5 * reference,
+        f"first 10 min max {reference:.1f} ms, worst {worst_p99:.1f} ms",
+    )
     verdict["0 events dropped"] = (rows[-1]["dropped"] == 0, f"{rows[-1]['dropped']:.0f}")
     return verdict
 
@@ -432,16 +447,25 @@ def reconcile(system: System, counts: Counts) -> dict:
     time.sleep(5)
     servers, kafka = system.broker.bootstrap_servers, KafkaConfig()
 
-    logged = [hash(_ids.decode(v).decision_id) for v in read_topic(kafka, servers, kafka.topics.decisions)]
-    rewarded = [hash(_ids.decode(v).decision_id) for v in read_topic(kafka, servers, kafka.topics.rewarded)]
+    logged = [
+        hash(_ids.decode(v).decision_id) for v in read_topic(kafka, servers, kafka.topics.decisions)
+    ]
+    rewarded = [
+        hash(_ids.decode(v).decision_id) for v in read_topic(kafka, servers, kafka.topics.rewarded)
+    ]
     dead = sum(1 for _ in read_topic(kafka, servers, kafka.topics.deadletter))
     joins = _labelled(system.metrics_port, "artbandit_learner_joins_total", "outcome")
     unseen = int(joins.get("not_impressed", 0))
     served, logged_ids, joined = distinct(counts.served), distinct(logged), distinct(rewarded)
     impressed = distinct(counts.impressed)
-    exact = (len(served) == len(counts.served) and len(logged_ids) == len(logged)
-             and np.array_equal(served, logged_ids) and np.array_equal(joined, impressed)
-             and len(rewarded) == len(joined) and len(served) == len(joined) + unseen)
+    exact = (
+        len(served) == len(counts.served)
+        and len(logged_ids) == len(logged)
+        and np.array_equal(served, logged_ids)
+        and np.array_equal(joined, impressed)
+        and len(rewarded) == len(joined)
+        and len(served) == len(joined) + unseen
+    )
     return {"served": len(counts.served), "logged": len(logged), "joined": len(joined),
             "not impressed": unseen, "rewarded events": len(rewarded),
             "impressed by the clients": len(impressed), "dead letters": dead,
@@ -472,15 +496,21 @@ def print_table(rows: list[dict], verdict: dict, reconciled: dict, counts: Count
     for row in rows:
         cells = [f"{row['processes'][r][0]:.0f}/{row['processes'][r][1]}/{row['processes'][r][2]}"
                  if r in row["processes"] else "-" for r in roles]  # fmt: skip
-        print(f"{row['minute']} | {row['pages']} | {row['p99_ms']:.1f} | {row['lag']:.0f} | "
-              + " | ".join(cells))
+        print(
+            f"{row['minute']} | {row['pages']} | {row['p99_ms']:.1f} | {row['lag']:.0f} | "
+            + " | ".join(cells)
+        )
     print("\ncondition | met | measured")
     for name, (met, detail) in verdict.items():
         print(f"{name} | {'yes' if met else 'NO'} | {detail}")
-    print(f"reconciliation exact | {'yes' if reconciled['exact'] else 'NO'} | "
-          + ", ".join(f"{k} {v}" for k, v in reconciled.items() if k != "exact"))
-    print(f"client failures | {'yes' if not counts.failures else 'NO'} | {len(counts.failures)}"
-          + (f" (first: {counts.failures[0]})" if counts.failures else ""))
+    print(
+        f"reconciliation exact | {'yes' if reconciled['exact'] else 'NO'} | "
+        + ", ".join(f"{k} {v}" for k, v in reconciled.items() if k != "exact")
+    )
+    print(
+        f"client failures | {'yes' if not counts.failures else 'NO'} | {len(counts.failures)}"
+        + (f" (first: {counts.failures[0]})" if counts.failures else "")
+    )
 
 
 def plot(rows: list[dict], warmup: float, path: Path) -> None:
@@ -495,10 +525,12 @@ def plot(rows: list[dict], warmup: float, path: Path) -> None:
     for row in rows:
         for role, sample in row["processes"].items():
             series[role].append(sample)
-    for index, (title, unit) in enumerate([("RSS", "MB"), ("open descriptors", ""), ("threads", "")]):
+    for index, (title, unit) in enumerate(
+        [("RSS", "MB"), ("open descriptors", ""), ("threads", "")]
+    ):
         ax = axes.flat[index]
         for role, samples in series.items():
-            ax.plot(minutes[-len(samples):], [s[index] for s in samples], label=role)
+            ax.plot(minutes[-len(samples) :], [s[index] for s in samples], label=role)
         ax.set_title(title)
         ax.set_ylabel(unit)
         ax.axvline(warmup, color="grey", linestyle=":")
