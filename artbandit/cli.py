@@ -29,7 +29,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from artbandit import __version__
+
     parser = argparse.ArgumentParser(prog="artbandit", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"artbandit {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     broker = verbs.add_parser("broker", help="run the embedded Kafka-protocol broker")

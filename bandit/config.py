@@ -36,12 +36,14 @@ LOSS_JUDGES = ("learning_rate", "learning_rate_decay", "interactions", "lrq")
 
 
 class ConfigError(ValueError):
-    """A configuration that cannot run; `key` is the dotted key at fault."""
+    """A configuration that cannot run; `key` is the dotted key at fault, or the command-line
+    option (`--out`), which is named as it is."""
 
     def __init__(self, key: str, problem: str):
         self.key = key
         self.problem = problem
-        super().__init__(f"config {key}: {problem}" if key else f"config: {problem}")
+        where = key if key.startswith("--") else f"config {key}" if key else "config"
+        super().__init__(f"{where}: {problem}")
 
 
 def _default_slots() -> dict[str, SlotConfig]:

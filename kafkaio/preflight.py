@@ -37,12 +37,16 @@ class _Closed(Exception):
     """The broker hung up without answering (the message says when)."""
 
 
-def check_connection(kafka: KafkaConfig, bootstrap_servers: str | None = None) -> None:
+def check_connection(
+    kafka: KafkaConfig, bootstrap_servers: str | None = None, must_answer: bool = False
+) -> None:
     """Raise `KafkaSettingsError` when the first bootstrap server that answers refuses the
-    config's TLS or SASL settings (see the module docstring)."""
+    config's TLS or SASL settings (see the module docstring), or, with `must_answer` (a
+    one-shot read, which has no outage to ride out), when none answers."""
     settings = security_settings(kafka)  # reads the password: a missing one fails here
     context = _tls_context(kafka) if kafka.security_protocol.endswith("SSL") else None
-    for server in (bootstrap_servers or kafka.bootstrap_servers).split(","):
+    servers = bootstrap_servers or kafka.bootstrap_servers
+    for server in servers.split(","):
         host, _, port = server.strip().rpartition(":")
         try:
             raw = socket.create_connection((host, int(port)), timeout=TIMEOUT_S)
@@ -55,6 +59,11 @@ def check_connection(kafka: KafkaConfig, bootstrap_servers: str | None = None) -
             continue  # an outage mid-check: as above
         finally:
             raw.close()
+    if must_answer:
+        raise KafkaSettingsError(
+            f"no Kafka broker answers at {servers} (kafka.bootstrap_servers; "
+            "`artbandit broker` runs the embedded one)"
+        )
 
 
 def _tls_context(kafka: KafkaConfig) -> ssl.SSLContext:

@@ -205,6 +205,25 @@ def table(audits: list[SlotAudit]) -> str:
     return "\n".join(lines)
 
 
+def unchecked_reason(audits: list[SlotAudit], store: ModelStore) -> str | None:
+    """Why nothing could be re-scored, when nothing was for want of the logging versions:
+    an audit that checked nothing is no "ok" (most often the wrong model_store.path)."""
+    if any(a.rescored_rounds for a in audits):
+        return None
+    missing = sorted({v for a in audits for v in a.missing_versions})
+    if not missing:
+        return None
+    where = f"model_store.path {store.root}"
+    held = sum(len(store.versions(a.slot)) for a in audits)
+    state = "does not exist" if not store.root.exists() else (
+        "holds no version of these slots" if not held else "holds none of them")  # fmt: skip
+    return (
+        f"nothing re-scored: the log was decided by {', '.join(missing[:5])}"
+        f"{', ...' if len(missing) > 5 else ''} and {where} {state} "
+        "(point --set model_store.path at the store that served the log)"
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log", required=True, help="FILE (.jsonl[.gz], .parquet) or kafka://TOPIC"
@@ -233,6 +252,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
         return 2
     if not audits:
         print(f"artbandit audit: {args.log} has no events of a configured slot", file=sys.stderr)
+        return 2
+    unchecked = unchecked_reason(audits, store)
+    if unchecked is not None:
+        print(f"artbandit audit: {unchecked}", file=sys.stderr)
         return 2
     print(f"audit of {args.log}: {len(log.events):,} rewarded decisions")
     print(table(audits))

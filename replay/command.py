@@ -16,6 +16,7 @@ from replay.partitioned import replay_partitioned
 from replay.rejection import NotUniformError
 from replay.report import table, to_html, to_json
 from replay.results import ReplayResult, Settings
+from replay.rounds import Rounds
 from replay.targets import TargetError, parse_target
 
 DEFAULT_TARGETS = ("uniform", "default")
@@ -201,6 +202,11 @@ def _settings(args: argparse.Namespace) -> Settings:
         raise ConfigError("--max-rankings", "must be 1 or more")
     if args.clip <= 0 or args.switch_tau <= 0:
         raise ConfigError("--clip/--switch-tau", "must be positive")
+    if args.segment:
+        try:
+            Rounds.check_segment(args.segment)
+        except ValueError as exc:
+            raise ConfigError("--segment", str(exc).removeprefix("segment: ")) from None
     return Settings(
         estimators=names,
         confidence=args.confidence,
@@ -236,6 +242,10 @@ def run_export(args: argparse.Namespace, config: Config) -> int:
     """A log as a partitioned Parquet log: each decision once, in time order."""
     if args.rows_per_file < 1:
         raise ConfigError("--rows-per-file", "must be 1 or more")
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        what = "a file" if not out.is_dir() else "a directory that is not empty"
+        raise ConfigError("--out", f"{out} is {what}; name a new or empty directory")
     try:
         log = read_log_argument(args, config)
     except LogError as exc:

@@ -39,6 +39,13 @@ def evaluate(
     if log.duplicates:
         result.warnings.append(f"{log.duplicates} repeated decision ids were read once")
     present = sorted({e.slot for e in log.events})
+    missing = [slot for slot in settings.slots if slot not in present]
+    if settings.slots and len(missing) == len(settings.slots):
+        raise est.EstimatorError(
+            f"--slot {', '.join(missing)}: not in the log (its slots: {', '.join(present)})"
+        )
+    if settings.segment:
+        _check_segment_present(log, settings.segment)
     for slot in settings.slots or present:
         if slot not in present:
             result.warnings.append(f"slot {slot}: not in the log")
@@ -51,6 +58,21 @@ def evaluate(
     if not result.slots:
         raise est.EstimatorError("no slot of the log could be evaluated")
     return result
+
+
+def _check_segment_present(log: ReplayLog, feature: str) -> None:
+    """A segment feature no event has would give one "(none)" segment: a mistake to say."""
+    scope, _, name = feature.partition(".")
+    if feature == "group":
+        return
+    seen: set[str] = set()
+    for event in log.events:
+        features = event.context.user if scope == "user" else event.context.request
+        if name in features:
+            return
+        seen.update(features)
+    names = ", ".join(f"{scope}.{n}" for n in sorted(seen)) or f"no {scope} features at all"
+    raise est.EstimatorError(f"--segment {feature}: no event of the log has it (it has: {names})")
 
 
 def _evaluate_slot(

@@ -105,7 +105,7 @@ def _topic(source: str, bootstrap_servers: str | None, kafka: KafkaConfig) -> tu
     known and they accept the config's TLS and SASL settings."""
     if not bootstrap_servers:
         raise LogError(f"{source}: reading a topic needs kafka.bootstrap_servers")
-    check_connection(kafka, bootstrap_servers)
+    check_connection(kafka, bootstrap_servers, must_answer=True)
     return source.removeprefix(KAFKA_PREFIX), bootstrap_servers
 
 

@@ -33,6 +33,16 @@ from storage.durable import create_file, replace_file
 MAGIC = b"artbandit-policy/1\n"
 UNTRAINED = "untrained"  # the version serving reports before a slot has a stored one
 _VERSION_RE = re.compile(r"^v(\d{8})\.policy$")
+_SHORT_VERSION_RE = re.compile(r"^v?(\d{1,8})$")
+
+
+def canonical_version(version: str) -> str:
+    """`v12`, `12` and `v00000012` all name the version stored as `v00000012`; any other
+    name is returned as it is (and found, or not, as it is)."""
+    short = _SHORT_VERSION_RE.match(version)
+    return f"v{int(short.group(1)):08d}" if short else version
+
+
 _TALLY_RE = re.compile(r"^lift-p(\d+)\.tally$")
 
 
@@ -118,11 +128,15 @@ class ModelStore:
     def read_info(self, slot: str, version: str) -> tuple[VersionInfo, bytes]:
         """Metadata and payload of one version, verified; raises `CorruptVersion`. Messages
         name the version, never the store's path (they reach admin API answers)."""
+        version = canonical_version(version)
         path = self._path(slot, version)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            raise ModelStoreError(f"{slot}/{version}: no such version") from None
+            stored = self.versions(slot)
+            known = (f"stored: {stored[0]} to {stored[-1]}, {len(stored)} versions" if stored
+                     else f"no version of {slot} is stored")  # fmt: skip
+            raise ModelStoreError(f"{slot}/{version}: no such version ({known})") from None
         info, payload = parse_version_file(data, f"{slot}/{version}")
         if (info.slot, info.version) != (slot, version):
             raise CorruptVersion(f"{slot}/{version}: holds {info.slot}/{info.version}")
@@ -131,7 +145,7 @@ class ModelStore:
     def version_file(self, slot: str, version: str) -> bytes:
         """The verified bytes of one version file, as `install` takes them elsewhere."""
         self.read_info(slot, version)
-        return self._path(slot, version).read_bytes()
+        return self._path(slot, canonical_version(version)).read_bytes()
 
     def install(self, data: bytes) -> VersionInfo:
         """Add a version file published by a learner (e.g. from `artbandit.models`) under its

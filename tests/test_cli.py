@@ -82,3 +82,11 @@ def test_learn_exits_cleanly_on_sigterm_after_its_final_checkpoint(tmp_path, bro
         time.sleep(0.1)  # its first checkpoint follows the group's assignment
     process.send_signal(signal.SIGTERM)
     assert process.wait(60) == 0
+
+
+def test_version_is_printed_and_importable():
+    import artbandit
+
+    done = run("--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"artbandit {artbandit.__version__}"
+    assert artbandit.__version__[0].isdigit()

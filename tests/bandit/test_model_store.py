@@ -127,3 +127,17 @@ def test_loading_with_a_new_slot_config_changes_exploration(tmp_path):
     loaded = store.load("artwork", info.version, slot_config=wider)
     assert loaded.policy.slot.exploration.epsilon == 0.5
     assert min(loaded.policy.decide(CONTEXT, PAGE).probabilities) >= 0.5 / len(PAGE) - 1e-6
+
+
+def test_a_version_is_found_by_its_short_name_and_a_wrong_one_names_what_is_stored(tmp_path):
+    store = ModelStore(tmp_path)
+    policy = build_policy(SlotConfig(kind=SlotKind.HERO))
+    saved = [store.save("hero", policy).version for _ in range(3)]
+    assert saved[1] == "v00000002"
+    for name in ("v2", "2", "v00000002"):
+        assert store.load("hero", name).info.version == "v00000002"
+    with pytest.raises(ModelStoreError, match=r"v00000009: no such version \(stored: "
+                                              r"v00000001 to v00000003, 3 versions\)"):  # fmt: skip
+        store.load("hero", "v9")
+    with pytest.raises(ModelStoreError, match="no version of artwork is stored"):
+        store.load("artwork", "v1")
