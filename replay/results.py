@@ -71,7 +71,7 @@ class SlotResult:
     # each estimator's value of the default policy against control's (empty: no control)
     calibration: list[calibration.Gap] = field(default_factory=list)
     # when the log has candidates flagged `floor`: "shown" (the log) and each target -> the
-    # share of decisions' probability on them (the exposure floor's effect, README)
+    # share of decisions' probability on them (the exposure floor's effect, docs/data-science.md)
     flagged_exposure: dict[str, float] = field(default_factory=dict)
 
 

@@ -267,10 +267,11 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> DemoResult:
             children.stop("server")
         finally:
             children.stop_all()
-    replay_path = _replay(options, config, log_path, stream) if options.replay else None
+    shown = _write_config(options, out)
+    replay_path = _replay(options, config, log_path, shown, stream) if options.replay else None
     if options.replay:
-        _report_lift(config, log_path, logged, stream)
-        _audit(config, log_path, logged, stream)
+        _report_lift(config, log_path, logged, shown, stream)
+        _audit(config, log_path, logged, shown, stream)
     from sim import report
 
     report_path = report.write(out, tally, world, replay_path)
@@ -377,30 +378,57 @@ def _export_log(config: Config, path: Path, quiet: bool) -> list[RewardedEvent]:
     return log.events
 
 
+def _write_config(options: DemoOptions, out: Path) -> str:
+    """The demo's settings and places (its store, its checkpoints; not its ports or broker,
+    gone with it) as `out/config.toml`, so the commands it prints run as printed after it;
+    returns the `--config ...` to print (with the caller's own config, that and `--set`s)."""
+    places = {"learner.checkpoint_dir": str(out / "learner"),
+              "model_store.path": str(out / "models")}  # fmt: skip
+    sets = [_setting(k, v) for k, v in {**DEMO_SETTINGS, **places}.items()]
+    sets += list(options.overrides)
+    if options.config_path:
+        return " ".join(["--config", options.config_path, *(f"--set '{s}'" for s in sets)])
+    tables: dict[str, list[str]] = {}
+    for setting in sets:
+        key, _, value = setting.partition("=")
+        table, _, name = key.strip().rpartition(".")
+        tables.setdefault(table, []).append(f"{name} = {value.strip()}")
+    lines = ["# artbandit demo's settings over configs/default.toml; use with --config"]
+    for table, entries in tables.items():
+        lines += ["", f"[{table}]", *entries] if table else ["", *entries]
+    path = out / "config.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return f"--config {path}"
+
+
 def _report_lift(
-    config: Config, log_path: Path, logged: list[RewardedEvent], stream: TextIO
+    config: Config, log_path: Path, logged: list[RewardedEvent], shown: str, stream: TextIO
 ) -> None:
     """`artbandit report lift` on the demo's log: the lift per slot with its guardrails and
     the check of off-policy estimation against the holdout."""
     from bandit.measurement.lift import lift_report, table
     from bandit.measurement.tallies import tally
 
-    stream.write(f"\n$ artbandit report lift --log {log_path}\n")
+    stream.write(f"\n$ artbandit report lift --log {log_path} {shown}\n")
     stream.write(table(lift_report(tally(logged), config)) + "\n")
 
 
-def _audit(config: Config, log_path: Path, logged: list[RewardedEvent], stream: TextIO) -> None:
+def _audit(
+    config: Config, log_path: Path, logged: list[RewardedEvent], shown: str, stream: TextIO
+) -> None:
     """`artbandit audit` on the demo's log: every sampled decision re-scored with the stored
     version that logged it (the demo keeps the last `model_store.keep_versions`)."""
     from replay.audit import audit, table
     from storage.model_store import ModelStore
 
-    stream.write(f"\n$ artbandit audit --log {log_path}\n")
+    stream.write(f"\n$ artbandit audit --log {log_path} {shown}\n")
     store = ModelStore(config.model_store.path, config.model_store.keep_versions)
     stream.write(table(audit(logged, config, store)) + "\n")
 
 
-def _replay(options: DemoOptions, config: Config, log_path: Path, stream: TextIO) -> Path | None:
+def _replay(
+    options: DemoOptions, config: Config, log_path: Path, shown_config: str, stream: TextIO
+) -> Path | None:
     """`artbandit replay` on the demo's log, as a data scientist would run it (in process)."""
     from replay import command
 
@@ -410,7 +438,7 @@ def _replay(options: DemoOptions, config: Config, log_path: Path, stream: TextIO
     command.add_arguments(parser)
     args = parser.parse_args([*shown, "--out", str(out)])
     args.quiet = True
-    stream.write(f"\n$ artbandit replay {' '.join(shown)}\n")
+    stream.write(f"\n$ artbandit replay {' '.join(shown)} {shown_config}\n")
     stream.flush()
     try:
         replay_config = load_config(options.config_path, slot_settings())

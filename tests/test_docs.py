@@ -4,6 +4,7 @@ operations guide names only settings, alerts and metrics that exist."""
 import re
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from learner.metrics import LearnerMetrics
@@ -51,11 +52,11 @@ def test_the_operations_guide_names_only_real_settings_alerts_and_metrics():
     assert metrics and metrics <= _exposed(ServingMetrics) | _exposed(LearnerMetrics)
 
 
-def test_the_readme_layout_lists_every_module():
+def test_the_design_module_list_names_every_module():
     from tests.test_layout import MODULES, PACKAGES
 
-    readme = (CATALOGUE.parents[1] / "README.md").read_text()
-    layout = readme[readme.index("## Layout") :]
+    design = (CATALOGUE.parents[1] / "docs" / "design.md").read_text()
+    layout = design[design.index("## Modules") :]
     named = re.findall(r"`((?:[a-z_]+/)+[a-z_]+\.py)`", layout)
     listed = {n for n in named if n.split("/")[0] in PACKAGES and not n.endswith("__init__.py")}
     files = {
@@ -63,8 +64,8 @@ def test_the_readme_layout_lists_every_module():
         for path in MODULES.values()
         if path.name not in ("__init__.py", "__main__.py")
     }
-    assert files - listed == set(), "modules missing from the README layout"
-    assert listed - files == set(), "the README layout names modules that do not exist"
+    assert files - listed == set(), "modules missing from docs/design.md's module list"
+    assert listed - files == set(), "docs/design.md's module list names modules that do not exist"
 
 
 def test_the_design_layout_names_every_package_and_group():
@@ -76,3 +77,39 @@ def test_the_design_layout_names_every_package_and_group():
     missing = [f"{p}/" for p in PACKAGES if f"{p}/" not in layout]
     missing += [f"{g}/" for g in groups if f"  {g}/" not in layout]
     assert not missing, f"docs/design.md's layout misses {missing}"
+
+
+DOCS = [CATALOGUE.parents[1] / "README.md", *sorted(CATALOGUE.parent.glob("*.md"))]
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_link_resolves_inside_the_repository_or_is_public(doc):
+    """No link leaves the repository except to a public site, and none is broken: a guide
+    read on GitHub or in a clone has every page and file it points at."""
+    root = CATALOGUE.parents[1]
+    text = doc.read_text()
+    for target in _LINK.findall(text):
+        if target.startswith(("https://", "http://")):
+            assert "localhost" not in target and "127.0.0.1" not in target, target
+            continue
+        path, _, anchor = target.partition("#")
+        resolved = (doc.parent / path).resolve() if path else doc
+        assert resolved.exists(), f"{doc.name}: {target} does not exist"
+        assert resolved.is_relative_to(root), f"{doc.name}: {target} leaves the repository"
+        if anchor and resolved.suffix == ".md":
+            headings = {_anchor(h) for h in re.findall(r"^#+ (.+)$", resolved.read_text(), re.M)}
+            assert anchor in headings, f"{doc.name}: no heading #{anchor} in {path or doc.name}"
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_the_readme_is_short_and_maps_every_guide():
+    readme = (CATALOGUE.parents[1] / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200
+    for guide in ("frontend", "data-science", "operations", "design", "quality"):
+        assert f"(docs/{guide}.md)" in readme

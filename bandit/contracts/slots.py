@@ -61,7 +61,7 @@ class StrictSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_
 class Exploration(StrictSection, frozen=True):
     """How a VW policy explores. Default: greedy with a floor (BaRT's epsilon-greedy): the
     model's best, and `floor` of every treatment position spread evenly over the
-    candidates, whatever the strategy; chosen across the world suite (README, "Decision
+    candidates, whatever the strategy; chosen across the world suite (docs/quality.md, "Decision
     quality"). `epsilon` is VW's own for the epsilon, bag, cover and rnd explorers, and
     what a cold policy (nothing learned yet) spreads around the editorial default."""
 

@@ -4,6 +4,7 @@ appear, and no process outlives the demo (normal end, Ctrl-C or kill -9)."""
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -70,6 +71,16 @@ def test_the_demo_runs_every_part_reports_and_leaves_no_process(tmp_path):
     assert all(e.outcomes is not None for e in log.events)  # the guardrails' outcomes
     assert "logged a probability their version does not give" not in result.stdout  # audit
     assert _processes_mentioning(str(out), f"127.0.0.1:{port}") == []
+    # every command the demo prints runs as printed, on the demo's own config and store
+    printed = [line[2:] for line in result.stdout.splitlines() if line.startswith("$ artbandit")]
+    assert len(printed) == 3 and all(f"--config {out}/config.toml" in c for c in printed)
+    for command in printed:
+        args = shlex.split(command)
+        again = subprocess.run([ARTBANDIT, *args[1:]], capture_output=True, text=True,
+                               timeout=300, env=ENV, cwd=tmp_path)  # fmt: skip
+        assert again.returncode == 0, (command, again.stderr[-2000:])
+        if args[1] == "audit":
+            assert "nothing re-scored" not in again.stderr and "re-scored with" in again.stdout
 
 
 def _start(out: Path) -> subprocess.Popen[str]:
