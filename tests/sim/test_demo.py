@@ -81,6 +81,25 @@ def test_the_demo_runs_every_part_reports_and_leaves_no_process(tmp_path):
         assert again.returncode == 0, (command, again.stderr[-2000:])
         if args[1] == "audit":
             assert "nothing re-scored" not in again.stderr and "re-scored with" in again.stdout
+    # and every runnable block of the guides, on this demo's output
+    for command in runnable_commands():
+        args = shlex.split(command.replace("var/demo/", f"{out}/"))
+        assert args[0] == "artbandit", command
+        again = subprocess.run([ARTBANDIT, *args[1:]], capture_output=True, text=True,
+                               timeout=300, env=ENV, cwd=tmp_path)  # fmt: skip
+        assert again.returncode == 0, (command, again.stderr[-2000:])
+
+
+def runnable_commands() -> list[str]:
+    """The commands of every fenced block marked `<!-- runnable: after make demo -->`."""
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    commands = []
+    for guide in sorted(docs.glob("*.md")):
+        blocks = re.findall(r"<!-- runnable: after make demo -->\n```sh\n(.*?)\n```",
+                            guide.read_text(), re.S)  # fmt: skip
+        commands += [line for block in blocks for line in block.splitlines() if line.strip()]
+    assert commands, "no runnable block in docs/"
+    return commands
 
 
 def _start(out: Path) -> subprocess.Popen[str]:
