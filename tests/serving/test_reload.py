@@ -127,7 +127,8 @@ def test_promote_pins_a_version_rollback_steps_back_and_latest_unpins(make_confi
         status, answer = client.post(
             "/v1/admin/promote", {"slot": "hero", "version": "v-1"}, headers=auth
         )
-        assert (status, answer["error"]["message"]) == (409, "hero/v-1: no such version")
+        assert (status, answer["error"]["message"]) == (
+            409, "hero/v-1: no such version (stored: v00000001 to v00000004, 4 versions)")  # fmt: skip
         status, answer = client.post("/v1/admin/rollback", {"slot": "hero"}, headers=auth)
         assert status == 409 and answer["error"]["reason"] == "nothing_to_roll_back"
         answer = client.post(
