@@ -514,6 +514,8 @@ def print_table(rows: list[dict], verdict: dict, reconciled: dict, counts: Count
 
 
 def plot(rows: list[dict], warmup: float, path: Path) -> None:
+    """Four panels: RSS (the broker, which keeps every message, on its own axis),
+    descriptors, threads, and the decide p99 beside the learner's lag."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -525,21 +527,39 @@ def plot(rows: list[dict], warmup: float, path: Path) -> None:
     for row in rows:
         for role, sample in row["processes"].items():
             series[role].append(sample)
-    for index, (title, unit) in enumerate(
-        [("RSS", "MB"), ("open descriptors", ""), ("threads", "")]
-    ):
+    titles = [("RSS (MB); the broker on the right axis", "MB"), ("open descriptors", ""),
+              ("threads", "")]  # fmt: skip
+    palette = plt.get_cmap("tab20")
+    colours = {role: palette(i % 20) for i, role in enumerate(series)}  # one per role
+    for index, (title, unit) in enumerate(titles):
         ax = axes.flat[index]
         for role, samples in series.items():
-            ax.plot(minutes[-len(samples) :], [s[index] for s in samples], label=role)
+            if index == 0 and role == "broker":
+                continue
+            values = [s[index] for s in samples]
+            ax.plot(minutes[-len(samples) :], values, label=role, color=colours[role])
         ax.set_title(title)
         ax.set_ylabel(unit)
         ax.axvline(warmup, color="grey", linestyle=":")
-    axes.flat[0].legend(fontsize=7, ncol=2)
+    broker = series.get("broker", [])
+    right = axes.flat[0].twinx()
+    right.plot(minutes[-len(broker):], [s[0] for s in broker], color=colours.get("broker"),
+               linestyle="--", label="broker (right)")  # fmt: skip
+    right.set_ylabel("broker MB")
+    for ax in axes.flat[1:3]:
+        ax.legend(fontsize=6, ncol=2, loc="upper left")
+    axes.flat[0].legend(fontsize=7, ncol=2, loc="upper left")
+    right.legend(fontsize=7, loc="lower right")
     ax = axes.flat[3]
-    ax.plot(minutes, [r["p99_ms"] for r in rows], label="decide p99 (ms)")
-    ax.plot(minutes, [r["lag"] for r in rows], label="learner lag (messages)")
-    ax.set_title("decide p99 and learner lag")
-    ax.legend(fontsize=8)
+    ax.plot(minutes, [r["p99_ms"] for r in rows], color="tab:blue", label="decide p99 (ms)")
+    ax.set_ylabel("p99 ms")
+    ax.set_ylim(bottom=0)
+    lag = ax.twinx()
+    lag.plot(minutes, [r["lag"] for r in rows], color="tab:orange", label="learner lag")
+    lag.set_ylabel("messages")
+    ax.set_title("decide p99 (left) and learner lag (right)")
+    ax.legend(fontsize=8, loc="upper left")
+    lag.legend(fontsize=8, loc="upper right")
     for ax in axes.flat:
         ax.set_xlabel("minute")
     figure.tight_layout()
