@@ -454,7 +454,8 @@ def reconcile(system: System, counts: Counts) -> dict:
         hash(_ids.decode(v).decision_id) for v in read_topic(kafka, servers, kafka.topics.rewarded)
     ]
     dead = sum(1 for _ in read_topic(kafka, servers, kafka.topics.deadletter))
-    joins = _labelled(system.metrics_port, "artbandit_learner_joins_total", "outcome")
+    # the joins counter has one label, its outcome, which `scrape` keys the values by
+    joins = scrape(system.metrics_port).get("artbandit_learner_joins_total", {})
     unseen = int(joins.get("not_impressed", 0))
     served, logged_ids, joined = distinct(counts.served), distinct(logged), distinct(rewarded)
     impressed = distinct(counts.impressed)
@@ -470,24 +471,6 @@ def reconcile(system: System, counts: Counts) -> dict:
             "not impressed": unseen, "rewarded events": len(rewarded),
             "impressed by the clients": len(impressed), "dead letters": dead,
             "join outcomes": dict(joins), "exact": exact}  # fmt: skip
-
-
-def _labelled(port: int, name: str, label: str) -> dict[str, float]:
-    """One metric of the learner, summed by one of its labels."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    try:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        connection.request("GET", "/metrics")
-        text = connection.getresponse().read().decode()
-    except OSError:
-        return {}
-    found: dict[str, float] = defaultdict(float)
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name:
-                found[sample.labels.get(label, "")] += sample.value
-    return dict(found)
 
 
 def print_table(rows: list[dict], verdict: dict, reconciled: dict, counts: Counts) -> None:

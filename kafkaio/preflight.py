@@ -5,10 +5,11 @@ rejected credentials and a broker that wants TLS or SASL from a client configure
 for as long as its timeouts allow, then reports only "Unable to bootstrap". `check_connection`
 asks the first bootstrap server that answers, over one short connection: the TLS handshake
 (the CA and host name checks of the config), then the SASL handshake and authentication
-(RFC 5802 SCRAM, or PLAIN) with the configured user, or, without SASL, an ApiVersions
-request. A refusal raises `KafkaSettingsError` naming the setting, the mechanism and the
-user; never the password. A server that does not answer is left alone: that is an outage,
-which every client rides out in its own way.
+(RFC 5802 SCRAM, or PLAIN) with the configured user, or, without SASL, an ApiVersions and
+a Metadata request. A refusal, or an answer that is not Kafka's protocol, raises
+`KafkaSettingsError` naming the setting, the mechanism and the user; never the password.
+A server that does not answer is left alone: that is an outage, which every client rides
+out in its own way.
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ def check_connection(
             return
         except OSError:
             continue  # an outage mid-check: as above
+        except struct.error:  # an answer too short for what Kafka's protocol says it holds
+            raise KafkaSettingsError(
+                f"{server.strip()} does not answer in Kafka's protocol (kafka.bootstrap_servers)"
+            ) from None
         finally:
             raw.close()
     if must_answer:

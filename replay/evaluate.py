@@ -21,7 +21,7 @@ from replay import holdout, pages, reward_model, slates
 from replay.logs import ReplayLog
 from replay.rejection import rejection_estimate, rejection_kept
 from replay.results import PageResult, ReplayResult, Settings, SlotResult, TargetResult
-from replay.rounds import Rounds
+from replay.rounds import Rounds, context_features
 from replay.summed import plain
 from replay.targets import Target, TargetError, parse_target
 
@@ -67,7 +67,7 @@ def _check_segment_present(log: ReplayLog, feature: str) -> None:
         return
     seen: set[str] = set()
     for event in log.events:
-        features = event.context.user if scope == "user" else event.context.request
+        features = context_features(event, scope)
         if name in features:
             return
         seen.update(features)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bandit.contracts.events import Candidate, RewardedEvent
+from bandit.contracts.events import Candidate, Features, RewardedEvent
 
 
 @dataclass(frozen=True)
@@ -173,8 +173,12 @@ class Rounds:
             if feature == "group":
                 values.append(event.group)
                 continue
-            features = event.context.user if scope == "user" else event.context.request
-            value = features.get(name)
+            value = context_features(event, scope).get(name)
             values.append("(none)" if value is None else str(value))
         result: np.ndarray = np.asarray(values, dtype=object)[self.event_index]
         return result
+
+
+def context_features(event: RewardedEvent, scope: str) -> Features:
+    """The user or the request features of an event's context (`scope` "user" or "request")."""
+    return event.context.user if scope == "user" else event.context.request

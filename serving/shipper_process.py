@@ -36,8 +36,7 @@ class ShipperProcess:
         self.config = config
         self.path = path
         self._process: subprocess.Popen[bytes] | None = None
-        self._stopping = threading.Event()
-        self._shutdown_begun = False  # set from a signal handler: a plain flag, no lock
+        self._stopping = threading.Event()  # set by the stop, or by the master's signal handler
         self._lock = threading.Lock()  # a restart and the stop never interleave
         self._watchdog = threading.Thread(target=self._watch, name="shipper-watchdog", daemon=True)
         self.restarts = 0
@@ -50,8 +49,8 @@ class ShipperProcess:
 
     def shutting_down(self) -> None:
         """The service is stopping: from now on the shipper is stopped, never restarted.
-        Safe to call from a signal handler."""
-        self._shutdown_begun = True
+        Safe to call from a signal handler (as `artbandit learn` sets its stop event)."""
+        self._stopping.set()
 
     def __enter__(self) -> ShipperProcess:
         self._owner = os.getpid()
@@ -67,7 +66,6 @@ class ShipperProcess:
     ) -> None:
         if os.getpid() != self._owner:
             return  # a gunicorn worker, forked in the `with`, unwinding it as it exits
-        self._shutdown_begun = True
         self._stopping.set()
         with self._lock:
             if self._process is not None:
@@ -105,12 +103,12 @@ class ShipperProcess:
             time.sleep(0.02)
 
     def _watch(self) -> None:
-        while not self._stopping.wait(0.5) and not self._shutdown_begun:
+        while not self._stopping.wait(0.5):
             assert self._process is not None
             if self._process.poll() is None:
                 continue
             with self._lock:
-                if self._stopping.is_set() or self._shutdown_begun:
+                if self._stopping.is_set():
                     return
                 log.error(
                     "the shipper exited with code %s; starting it again", self._process.returncode

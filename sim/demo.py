@@ -106,10 +106,14 @@ def demo_overrides(out: Path, bootstrap: str, serve_port: int, metrics_port: int
         "kafka.bootstrap_servers": bootstrap,
         "serving.port": serve_port,
         "learner.metrics_port": metrics_port,
-        "learner.checkpoint_dir": str(out / "learner"),
-        "model_store.path": str(out / "models"),
+        **_stores(out),
     }
     return [_setting(k, v) for k, v in {**DEMO_SETTINGS, **places}.items()]
+
+
+def _stores(out: Path) -> dict[str, str]:
+    """Where the demo keeps what outlives it: its checkpoints and its model store."""
+    return {"learner.checkpoint_dir": str(out / "learner"), "model_store.path": str(out / "models")}
 
 
 class Children:
@@ -382,9 +386,7 @@ def _write_config(options: DemoOptions, out: Path) -> str:
     """The demo's settings and places (its store, its checkpoints; not its ports or broker,
     gone with it) as `out/config.toml`, so the commands it prints run as printed after it;
     returns the `--config ...` to print (with the caller's own config, that and `--set`s)."""
-    places = {"learner.checkpoint_dir": str(out / "learner"),
-              "model_store.path": str(out / "models")}  # fmt: skip
-    sets = [_setting(k, v) for k, v in {**DEMO_SETTINGS, **places}.items()]
+    sets = [_setting(k, v) for k, v in {**DEMO_SETTINGS, **_stores(out)}.items()]
     sets += list(options.overrides)
     if options.config_path:
         return " ".join(["--config", options.config_path, *(f"--set '{s}'" for s in sets)])

@@ -173,15 +173,19 @@ def read_all(
         consumer.close()
 
 
-def shippers_of(parent: int) -> list[int]:
-    """Pids of the shipper processes `parent` runs."""
-    found = []
+def children_of(parent: int) -> dict[int, bytes]:
+    """The live child processes of `parent`: pid -> command line (NUL-separated)."""
+    found = {}
     for entry in Path("/proc").iterdir():
         try:
-            cmdline = (entry / "cmdline").read_bytes()
             ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == parent:
+                found[int(entry.name)] = (entry / "cmdline").read_bytes()
         except (OSError, ValueError, IndexError):
             continue
-        if ppid == parent and b"serving.shipper" in cmdline:
-            found.append(int(entry.name))
     return found
+
+
+def shippers_of(parent: int) -> list[int]:
+    """Pids of the shipper processes `parent` runs."""
+    return [pid for pid, cmdline in children_of(parent).items() if b"serving.shipper" in cmdline]

@@ -136,3 +136,31 @@ def test_the_scram_client_proves_exactly_the_right_password(mechanism, user, pas
     server_signature = base64.b64encode(hmac.new(server_key, auth, name).digest()).decode()
     if accepted:
         scram.verify(f"v={server_signature}".encode())
+
+
+def test_an_answer_that_is_not_kafkas_protocol_is_named_not_a_crash(monkeypatch):
+    """A server on the bootstrap port that answers too little for the SASL handshake."""
+    import socket
+    import threading
+
+    from bandit.contracts.kafka import KafkaConfig
+    from kafkaio.clients import KafkaSettingsError
+    from kafkaio.preflight import check_connection
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer_badly() -> None:
+        connection, _ = listener.accept()
+        connection.recv(1000)
+        connection.sendall(b"\x00\x00\x00\x06" + b"\x00\x00\x00\x01" + b"\x00\x00")
+        connection.close()
+        listener.close()
+
+    threading.Thread(target=answer_badly, daemon=True).start()
+    monkeypatch.setenv("ARTBANDIT_SASL", PASSWORD)
+    kafka = KafkaConfig(bootstrap_servers=f"127.0.0.1:{port}", security_protocol="SASL_PLAINTEXT",
+                        sasl_mechanism="SCRAM-SHA-512", sasl_username="alice",
+                        sasl_password_env="ARTBANDIT_SASL")  # fmt: skip
+    with pytest.raises(KafkaSettingsError, match="does not answer in Kafka's protocol"):
+        check_connection(kafka)

@@ -20,7 +20,7 @@ import pytest
 
 from bandit.contracts import events
 from kafkaio.embedded_broker import free_port
-from tests.helpers import read_all, shippers_of, wait_for
+from tests.helpers import children_of, read_all, shippers_of, wait_for
 
 ARTBANDIT = str(Path(sys.executable).with_name("artbandit"))
 PAGE = {"slots": [{"slot": "hero", "candidates": [{"id": "a"}, {"id": "b"}]}]}
@@ -55,29 +55,10 @@ def _signal(process: subprocess.Popen[str], pattern: str) -> None:
         process.send_signal(signal.SIGTERM)
 
 
-def _children(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == pid:
-            found.add(int(entry.name))
-    return found
-
-
 def _workers(pid: int) -> set[int]:
     """The gunicorn workers of `pid`: its forks (the shipper and broker run other programs)."""
     own = Path(f"/proc/{pid}/cmdline").read_bytes()
-    found = set()
-    for child in _children(pid):
-        try:
-            if Path(f"/proc/{child}/cmdline").read_bytes() == own:
-                found.add(child)
-        except OSError:
-            continue
-    return found
+    return {child for child, cmdline in children_of(pid).items() if cmdline == own}
 
 
 def stop_under_traffic(tmp_path: Path, bootstrap: str, pattern: str) -> dict[str, object]:
@@ -109,12 +90,12 @@ def stop_under_traffic(tmp_path: Path, bootstrap: str, pattern: str) -> dict[str
         for client in clients:
             client.start()
         wait_for(lambda: len(answered) >= 30, timeout_s=30)
-        before = _children(process.pid)
+        before = set(children_of(process.pid))
         _signal(process, pattern)
         started_later: set[int] = set()
         deadline = time.monotonic() + 40
         while process.poll() is None and time.monotonic() < deadline:
-            started_later |= _children(process.pid) - before
+            started_later |= set(children_of(process.pid)) - before
             time.sleep(0.02)
         code = process.wait(timeout=1)
     finally:
