@@ -102,6 +102,6 @@ def gaps(sums: CalibrationSums, control_pages: Moments, confidence: float) -> li
         value = est.estimate(name, moments, layout, confidence)
         out.append(calibration.gap(
             name, value.value, value.std_error, control.value, control.std_error, effective,
-            (weight.value, weight.std_error), bounded, scope, confidence,
+            (weight.value, weight.std_error), bounded, scope, confidence, always_valid=True,
         ))  # fmt: skip
     return out

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 
+from replay import charts
+from replay.charts import Interval, figure_html, intervals_figure, legend
 from replay.estimators import Estimate
 from replay.results import ReplayResult, SlotResult, TargetResult
 
@@ -97,14 +97,8 @@ def _calibration_lines(slot: SlotResult) -> list[str]:
     """Each estimator's value of the default policy against control, which runs it."""
     if not slot.calibration:
         return []
-    scope = slot.calibration[0].scope
-    lines = [f"  calibration: the default policy estimated from treatment vs control, {scope}:"]
-    for gap in slot.calibration:
-        lines.append(
-            f"  {'':<34} {'':>3} {gap.estimator:<12} {gap.estimate:>8.4f}  vs control "
-            f"{gap.control:.4f}: gap {gap.value:+.4f} [{gap.low:+.4f}, {gap.high:+.4f}], "
-            f"{gap.verdict()}"
-        )
+    lines = ["  calibration: the default policy estimated from treatment vs control:"]
+    lines += [f"  {'':<34} {'':>3} {gap.describe()}" for gap in slot.calibration]
     return lines
 
 
@@ -126,7 +120,7 @@ def to_html(result: ReplayResult) -> str:
         "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}"
         "table{border-collapse:collapse;font-size:13px}td,th{padding:2px 8px;"
         "border-bottom:1px solid #ddd;text-align:right}td:first-child,th:first-child"
-        "{text-align:left}.warn{color:#a33}</style></head><body>",
+        "{text-align:left}.warn{color:#a33}.header{white-space:pre-line}</style></head><body>",
         f"<h1>Replay of {html.escape(result.source)}</h1>",
         f"<p>{result.events:,} events, {result.duplicates:,} repeated decision ids read once."
         f" Confidence {result.settings.confidence:.0%}, {result.settings.bootstrap} bootstrap "
@@ -135,7 +129,8 @@ def to_html(result: ReplayResult) -> str:
     parts += [f"<p class='warn'>{html.escape(w)}</p>" for w in result.warnings]
     for slot in result.slots:
         parts.append(
-            f"<h2>Slot {html.escape(slot.slot)}</h2><p>{html.escape(_slot_header(slot))}</p>"
+            f"<h2>Slot {html.escape(slot.slot)}</h2>"
+            f"<p class='header'>{html.escape(_slot_header(slot))}</p>"
         )
         parts.append(_html_table(slot))
         parts += [f"<p class='warn'>{html.escape(w)}</p>" for w in slot.warnings]
@@ -145,6 +140,10 @@ def to_html(result: ReplayResult) -> str:
                 for w in target.warnings
             ]
         parts.append(figure_html(_estimates_figure(slot), "estimates with intervals"))
+        if slot.pages:
+            parts.append(figure_html(_pages_figure(slot), "page values"))
+        if slot.calibration:
+            parts.append(figure_html(_calibration_figure(slot), "calibration"))
         parts.append(figure_html(_weights_figure(slot), "importance weights"))
         parts.append(figure_html(_curve_figure(slot), "estimate as the log is read"))
         if any(t.segments for t in slot.targets):
@@ -218,28 +217,54 @@ def _html_row(label: str, e: Estimate, ess: float, max_weight: str) -> str:
 
 
 def _estimates_figure(slot: SlotResult) -> Figure:
-    import matplotlib.pyplot as plt
-
-    labels, values, errors = [], [], []
+    rows = []
     crowded = sum(len(t.estimates) for t in slot.targets) > 40  # a search: one per target
     for target in slot.targets:
         for e in [_primary(target)] if crowded else target.estimates:
-            labels.append(f"{_cut(_label(target), 80)} · {e.estimator}")
-            values.append(e.value)
-            errors.append([[e.value - e.normal[0]], [e.normal[1] - e.value]])
-    figure, axes = plt.subplots(figsize=(11, 0.28 * len(labels) + 1.2))
-    for y, (value, error) in enumerate(zip(values, errors, strict=True)):
-        axes.errorbar(value, y, xerr=error, fmt="o", color="#3465a4", capsize=3)
+            ess = f"ESS {target.effective_sample_size:,.0f}"
+            rows.append(Interval(f"{_cut(_label(target), 80)} · {e.estimator} ({ess})",
+                                 e.value, *e.normal))  # fmt: skip
     # rows' logged values are per page, their estimates per position: no common axis
     logged = {} if slot.logging_by_position else slot.logging_value
-    for group, e in logged.items():
-        axes.axvline(e.value, linestyle="--", color="#888" if group == "control" else "#c60")
-        axes.text(e.value, -0.9, f" logged {group}", fontsize=8, color="#555")
-    axes.set_yticks(range(len(labels)), labels, fontsize=8)
-    axes.invert_yaxis()
-    axes.set_xlabel("estimated reward per round")
-    axes.set_title(f"{slot.slot}: estimates with intervals")
-    return figure
+    references = {
+        f"logged {group} (on-policy)": (e.value, _colour(group)) for group, e in logged.items()
+    }
+    return intervals_figure(rows, f"{slot.slot}: estimates with intervals",
+                            "estimated reward per round", references)  # fmt: skip
+
+
+def _colour(group: str) -> str:
+    return charts.GREY if group == "control" else charts.ORANGE
+
+
+def _pages_figure(slot: SlotResult) -> Figure:
+    """A ranked slot's page values, next to what each group's pages earned."""
+    rows = [
+        Interval(f"{_cut(page.target, 60)} · {e.estimator}", e.value, *e.normal)
+        for page in slot.pages
+        for e in page.estimates
+    ]
+    references = {
+        f"logged {group} per page": (e.value, _colour(group))
+        for group, e in slot.logging_value.items()
+    }
+    return intervals_figure(rows, f"{slot.slot}: page value (sum over positions)",
+                            "estimated reward per page", references)  # fmt: skip
+
+
+def _calibration_figure(slot: SlotResult) -> Figure:
+    """Each estimator's gap to control with the always-valid interval its verdict reads:
+    green agrees, red disagrees, grey not judged."""
+    rows = []
+    for gap in slot.calibration:
+        colour = charts.RED if gap.flagged else charts.GREEN if gap.judged else charts.GREY
+        rows.append(Interval(f"{gap.estimator}: {gap.verdict().split(':')[0]}", gap.value,
+                             gap.sequence.low, gap.sequence.high, colour))  # fmt: skip
+    return intervals_figure(
+        rows, f"{slot.slot}: calibration, default policy off-policy minus control "
+        f"({slot.calibration[0].scope})", "gap (always-valid interval)",
+        {"no gap": (0.0, charts.GREY)},
+    )  # fmt: skip
 
 
 def _weights_figure(slot: SlotResult) -> Figure:
@@ -256,7 +281,7 @@ def _weights_figure(slot: SlotResult) -> Figure:
     axes.set_xscale("log")
     axes.set_xlabel("importance weight pi / mu (rounds with weight 0 not shown)")
     axes.set_ylabel("rounds")
-    _legend(axes)
+    legend(axes)
     axes.set_title(f"{slot.slot}: importance weights")
     return figure
 
@@ -271,53 +296,24 @@ def _curve_figure(slot: SlotResult) -> Figure:
             axes.plot(x, y, label=_cut(_label(target), 40))
     axes.set_xlabel("rounds read (time order)")
     axes.set_ylabel("SNIPS so far")
-    _legend(axes)
+    legend(axes)
     axes.set_title(f"{slot.slot}: estimates as the log is read (learning targets learn as they go)")
     return figure
 
 
 def _segments_figure(slot: SlotResult, feature: str | None) -> Figure:
-    import matplotlib.pyplot as plt
-    import numpy as np
-
+    """Each segment's estimate per target, with its interval, segment by segment."""
     targets = [t for t in slot.targets if t.segments]
     segments = sorted({s for t in targets for s in t.segments})
-    figure, axes = plt.subplots(figsize=(9, 3.8))
-    width = 0.8 / max(len(targets), 1)
-    for k, target in enumerate(targets):
-        values = []
-        for segment in segments:
-            estimates = target.segments.get(segment) or []
-            by_name = {e.estimator: e for e in estimates}
+    colours = [charts.BLUE, charts.ORANGE, charts.GREEN, charts.RED, charts.GREY]
+    rows = []
+    for segment in segments:
+        for k, target in enumerate(targets):
+            by_name = {e.estimator: e for e in target.segments.get(segment) or []}
             chosen = next((by_name[n] for n in PRIMARY if n in by_name), None)
-            values.append(chosen.value if chosen else np.nan)
-        axes.bar(np.arange(len(segments)) + k * width, values, width,
-                 label=_cut(_label(target), 40))  # fmt: skip
-    axes.set_xticks(np.arange(len(segments)) + 0.4 - width / 2, segments, fontsize=8)
-    axes.set_ylabel("estimated reward (SNIPS/DR)")
-    _legend(axes)
-    axes.set_title(f"{slot.slot}: by {feature}")
-    return figure
-
-
-def _legend(axes: Any, most: int = 10) -> None:
-    """A legend beside the plot, unless there are too many lines to tell apart (a search)
-    or none (a partitioned replay draws no learning curve)."""
-    if 0 < len(axes.get_legend_handles_labels()[1]) <= most:
-        axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-
-
-def figure_html(figure: Any, alt: str, save_to: str | None = None) -> str:
-    """The figure as an inline PNG, so a report is one self-contained file; `save_to` also
-    writes the PNG there."""
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    figure.tight_layout()
-    figure.savefig(buffer, format="png", dpi=90)
-    plt.close(figure)
-    if save_to is not None:
-        with open(save_to, "wb") as fh:
-            fh.write(buffer.getvalue())
-    data = base64.b64encode(buffer.getvalue()).decode()
-    return f"<p><img alt='{alt}' src='data:image/png;base64,{data}'></p>"
+            if chosen is not None:
+                rows.append(Interval(
+                    f"{_cut(segment, 30)} · {_cut(_label(target), 40)} · {chosen.estimator}",
+                    chosen.value, *chosen.normal, colours[k % len(colours)],
+                ))  # fmt: skip
+    return intervals_figure(rows, f"{slot.slot}: by {feature}", "estimated reward per round")

@@ -11,7 +11,7 @@ import numpy as np
 
 from bandit.contracts.events import GROUPS
 from bandit.measurement.stats import lift, ratio_rate
-from replay.report import figure_html
+from replay.charts import figure_html
 from sim.summary import final_summary
 from sim.tally import Tally, columns
 from sim.world import World

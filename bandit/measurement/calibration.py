@@ -114,6 +114,15 @@ class Gap:
             return "DISAGREES with control: do not trust this estimator on this log"
         return "agrees with control"
 
+    def describe(self) -> str:
+        """The one line replay and the lift report print for this gap: both judge it by its
+        always-valid interval, so the same log gets the same verdict from each."""
+        return (
+            f"{self.estimator}, {self.scope}: default policy off-policy {self.estimate:.4f} vs "
+            f"control {self.control:.4f}, gap {self.value:+.4f}, always-valid "
+            f"[{self.sequence.low:+.4f}, {self.sequence.high:+.4f}]: {self.verdict()}"
+        )
+
     @property
     def _weight_ok(self) -> bool:
         return abs(self.mean_weight - 1.0) <= WEIGHT_Z * self.mean_weight_error

@@ -105,7 +105,7 @@ def test_where_the_policy_hardly_shows_the_default_the_check_keeps_to_where_it_d
     assert covered / logs >= 0.9, covered
 
 
-def test_a_misstated_propensity_is_flagged_in_the_lift_report_and_in_replay():
+def test_a_misstated_propensity_is_flagged_in_the_lift_report_and_in_replay_by_one_rule():
     events = experiment(seed=1, decisions=6000, misstated=1.6)
     gaps = gaps_of(events)
     assert gaps["ips"].flagged and gaps["ips"].value < 0
@@ -118,6 +118,9 @@ def test_a_misstated_propensity_is_flagged_in_the_lift_report_and_in_replay():
     (slot,) = evaluate(ReplayLog(events, "misstated"), [], CONFIG, settings).slots
     by_name = {gap.estimator: gap for gap in slot.calibration}
     assert by_name["ips"].flagged
+    # one rule: replay and the lift report both judge by the always-valid interval
+    assert by_name["ips"].always_valid and gaps["ips"].always_valid
+    assert "always-valid" in by_name["ips"].describe() and "DISAGREES" in by_name["ips"].describe()
     assert any("the log itself is suspect" in w for w in slot.warnings)
     # the same log logged right is not flagged
     honest = experiment(seed=1, decisions=6000)

@@ -35,6 +35,7 @@ def test_replay_writes_a_table_json_and_html_from_a_parquet_log(tmp_path, artwor
     assert {t["position"] for t in rows["targets"]} == {0, 1, 2}
     html = (out / "report.html").read_text()
     assert html.count("<img") >= 4 and "data:image/png;base64," in html
+    assert "alt='page values'" in html and "alt='segments'" in html
 
 
 def test_replay_refuses_what_it_cannot_evaluate(tmp_path, artwork_log):
