@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--log", required=True, metavar="SOURCE", help="rewarded log (as for replay --log)"
     )
     lift.add_argument("--json", metavar="PATH", help="also write the report as JSON here")
+    lift.add_argument("--html", metavar="PATH",
+                      help="also write a scorecard here: per slot, the lift with its interval, "
+                      "badges, guardrails and the lift as the log grew")  # fmt: skip
     lift.add_argument("--skip-bad", action="store_true", help="count and skip bad lines")
     lift.set_defaults(run=_run_report_lift)
 
@@ -289,7 +292,7 @@ def _run_tune(args: argparse.Namespace, config: Config) -> int:
 def _run_report_lift(args: argparse.Namespace, config: Config) -> int:
     import json
 
-    from bandit.measurement.lift import lift_report, table, to_dict
+    from bandit.measurement.lift import lift_over_time, lift_report, table, to_dict
     from bandit.measurement.tallies import tally
     from replay.logs import LogError, read_log_argument
 
@@ -309,6 +312,13 @@ def _run_report_lift(args: argparse.Namespace, config: Config) -> int:
         with open(args.json, "w") as fh:
             json.dump(to_dict(report), fh, indent=2)
             fh.write("\n")
+    if args.html:
+        from replay import scorecard
+
+        page = scorecard.to_html(report, lift_over_time(log.events, config), str(args.log))
+        with open(args.html, "w") as fh:
+            fh.write(page)
+        print(f"scorecard: {args.html}")
     return 0
 
 

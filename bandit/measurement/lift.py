@@ -49,6 +49,7 @@ from bandit.measurement.tallies import (
     bucket_rate,
     merge,
     shadow_gain,
+    tally,
     zeros,
 )
 
@@ -268,6 +269,33 @@ def lift_report(tallies: SlotTallies, config: Config) -> list[SlotLift]:
     return report
 
 
+def lift_over_time(
+    events: Sequence[RewardedEvent], config: Config, points: int = 24
+) -> list[tuple[float, list[SlotLift]]]:
+    """The report as it stood at `points` moments evenly spread over the log's decision
+    time (the decision time of the last event counted, the report then), for the cumulative
+    lift a scorecard draws. The always-valid interval is the one to read on it: it holds
+    at every one of these looks at once."""
+    ordered = sorted(events, key=lambda e: e.ts)
+    if not ordered:
+        return []
+    first, last = ordered[0].ts, ordered[-1].ts
+    tallies: SlotTallies = {}
+    out: list[tuple[float, list[SlotLift]]] = []
+    start = 0
+    for k in range(1, points + 1):
+        until = first + (last - first) * k / points
+        end = start
+        while end < len(ordered) and (ordered[end].ts <= until or k == points):
+            end += 1
+        if end == start and out:
+            continue
+        tally(ordered[start:end], into=tallies)
+        start = end
+        out.append((ordered[end - 1].ts, lift_report(tallies, config)))
+    return out
+
+
 def table(report: Sequence[SlotLift]) -> str:
     lines = [f"{'slot':<12}{'group':<11}{'decisions':>11}  {'reward/decision (95% CI)':<30}"]
     for s in report:
@@ -307,12 +335,7 @@ def table(report: Sequence[SlotLift]) -> str:
                 f"control {c.value:.4f}, lift {change}" + (" FALLS" if guard.flagged else "")
             )
         for gap in s.calibration:
-            lines.append(
-                f"{'':<12}calibration {gap.estimator}, {gap.scope}: default policy off-policy "
-                f"{gap.estimate:.4f} vs control {gap.control:.4f}, gap {gap.value:+.4f}, "
-                f"always-valid [{gap.sequence.low:+.4f}, {gap.sequence.high:+.4f}]: "
-                f"{gap.verdict()}"
-            )
+            lines.append(f"{'':<12}calibration {gap.describe()}")
         if s.shadow is not None:
             g = s.shadow
             lines.append(

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from bandit.contracts.events import Outcomes
 from bandit.contracts.slots import SlotKind
-from bandit.measurement.lift import lift_report, table
+from bandit.measurement.lift import lift_over_time, lift_report, table
 from bandit.measurement.stats import ratio_rate
 from bandit.measurement.tallies import UNIT_BUCKETS, merge, tally
 from replay.logs import write_log
@@ -195,17 +195,24 @@ def test_every_decision_counts_once_and_anonymous_ones_are_their_own_units():
 def test_report_lift_command(tmp_path):
     rng = np.random.default_rng(7)
     events, _ = experiment(rng, people=2000)
+    events = [msgspec.structs.replace(e, ts=e.ts + i) for i, e in enumerate(events)]
     log = tmp_path / "rewarded.jsonl"
     write_log(log, events)
     artbandit = str(Path(sys.executable).with_name("artbandit"))
-    out = tmp_path / "lift.json"
-    done = subprocess.run([artbandit, "report", "lift", "--log", str(log), "--json", str(out)],
+    out, scorecard = tmp_path / "lift.json", tmp_path / "lift.html"
+    done = subprocess.run([artbandit, "report", "lift", "--log", str(log), "--json", str(out),
+                           "--html", str(scorecard)],
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "artwork" in done.stdout and "lift" in done.stdout
     report = json.loads(out.read_text())
     (slot,) = report["slots"]
     assert slot["treatment"]["decisions"] + slot["control"]["decisions"] == len(events)
+    page = scorecard.read_text()
+    assert page.count("class='card'") == 1 and "sample ratio ok" in page
+    assert "alt='cumulative lift'" in page
+    lift = slot["lift"]
+    assert f"{lift['value']:+.1%} reward per decision" in page
     missing = subprocess.run([artbandit, "report", "lift", "--log", str(tmp_path / "nope.jsonl")],
                              capture_output=True, text=True, timeout=60)  # fmt: skip
     assert missing.returncode == 2 and "no such file" in missing.stderr
@@ -237,3 +244,21 @@ def test_a_guardrail_that_falls_while_the_reward_rises_is_flagged():
     assert not any(g.flagged for g in fair.guardrails)
     (old,) = lift_report(tally(events), FIFTH)
     assert old.guardrails == []
+
+
+def test_the_lift_over_time_grows_to_the_report_of_the_whole_log():
+    rng = np.random.default_rng(5)
+    events, _ = experiment(rng, people=1500)
+    events = [msgspec.structs.replace(e, ts=e.ts + i // 7) for i, e in enumerate(events)]
+    shuffled = [events[i] for i in rng.permutation(len(events))]
+    history = lift_over_time(shuffled, CONFIG, points=10)
+    assert 2 <= len(history) <= 10
+    times = [ts for ts, _ in history]
+    assert times == sorted(times) and times[-1] == max(e.ts for e in events)
+    counts = [r.treatment.decisions + r.control.decisions for _, (r,) in history]
+    assert counts == sorted(counts) and counts[-1] == len(events)
+    for ts, (r,) in history:  # each look counts exactly the decisions made by then
+        assert r.treatment.decisions + r.control.decisions == sum(e.ts <= ts for e in events)
+    (whole,) = lift_report(tally(events), CONFIG)
+    assert history[-1][1][0].lift == whole.lift
+    assert lift_over_time([], CONFIG) == []
