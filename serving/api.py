@@ -133,12 +133,13 @@ class RollbackRequest(_Strict, frozen=True):
 
 class TuningRequest(_Strict, frozen=True):
     """Change a slot's self-tuning: `pin` the settings of `revision` (default: the running
-    ones) so the tuner leaves them, `unpin`, or `rollback` to the settings before the
-    running ones (pinned). The learner switches at its next checkpoint."""
+    ones; 0: the configured ones) so the tuner leaves them, `unpin`, or `rollback` to the
+    settings before the running ones (pinned). The learner switches at its next
+    checkpoint."""
 
     slot: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
     action: Literal["pin", "unpin", "rollback"]
-    revision: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    revision: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
 Feedback = (

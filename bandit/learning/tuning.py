@@ -104,7 +104,10 @@ class TuningState(msgspec.Struct, frozen=True, kw_only=True):
         return msgspec.structs.replace(self, proposal=list(overrides), proposal_rounds=rounds)
 
     def pin(self, revision: int | None = None, *, at: float) -> TuningState:
-        """Pin the settings of `revision` (default: the active ones)."""
+        """Pin the settings of `revision` (default: the active ones; 0: the configured ones,
+        the revision a slot runs before any tuning)."""
+        if revision == 0:
+            return self.record([], "pinned", "admin", at=at)
         source = self.active if revision is None else self._find(revision)
         return self.record(source.overrides if source else [], "pinned", "admin", at=at)
 

@@ -25,6 +25,8 @@ def test_revisions_grow_and_pins_hold_until_unpinned():
     assert (state.revision, state.overrides, state.pinned) == (4, ["learning_rate=0.3"], False)
     with pytest.raises(TuningError, match="no revision 9"):
         state.pin(9, at=T)
+    state = state.pin(0, at=T)  # revision 0: the configured settings, before any tuning
+    assert (state.revision, state.overrides, state.pinned) == (5, [], True)
 
 
 def test_a_rollback_goes_to_the_settings_before_and_pins_them():
