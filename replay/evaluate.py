@@ -10,6 +10,7 @@ all rows of a table are comparable.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -62,17 +63,31 @@ def evaluate(
 
 def _check_segment_present(log: ReplayLog, feature: str) -> None:
     """A segment feature no event has would give one "(none)" segment: a mistake to say."""
+    require_segment(feature, segment_names(log.events, feature))
+
+
+def segment_names(events: Iterable[RewardedEvent], feature: str) -> set[str]:
+    """The names the events carry in the scope of `feature` (`user.x`: the user features),
+    reading only until one carries `feature` itself ("group" is always there)."""
     scope, _, name = feature.partition(".")
     if feature == "group":
-        return
+        return {name}
     seen: set[str] = set()
-    for event in log.events:
+    for event in events:
         features = context_features(event, scope)
-        if name in features:
-            return
         seen.update(features)
-    names = ", ".join(f"{scope}.{n}" for n in sorted(seen)) or f"no {scope} features at all"
-    raise est.EstimatorError(f"--segment {feature}: no event of the log has it (it has: {names})")
+        if name in features:
+            break
+    return seen
+
+
+def require_segment(feature: str, names: set[str]) -> None:
+    """Refuse `--segment feature` when no event has it, naming the features there are."""
+    scope, _, name = feature.partition(".")
+    if feature == "group" or name in names:
+        return
+    listed = ", ".join(f"{scope}.{n}" for n in sorted(names)) or f"no {scope} features at all"
+    raise est.EstimatorError(f"--segment {feature}: no event of the log has it (it has: {listed})")
 
 
 def _evaluate_slot(

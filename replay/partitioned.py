@@ -35,7 +35,7 @@ from replay import estimators as est
 from replay import holdout, pages, reward_model
 from replay.columnar import Partition, partition_paths, read_partition
 from replay.engines import mapper
-from replay.evaluate import TOP_SEGMENTS, off_policy_data
+from replay.evaluate import TOP_SEGMENTS, off_policy_data, require_segment, segment_names
 from replay.moments import Moments
 from replay.progress import Progress
 from replay.results import PageResult, ReplayResult, Settings, SlotResult, TargetResult
@@ -77,6 +77,8 @@ class SlotSums:
     # probability summed, as shown ("shown") and under each target (the single-file
     # replay's exposure shares, once divided by every treatment round)
     exposure: dict[str, float] = field(default_factory=dict)
+    # the names in the --segment feature's scope the events carry: to say when none has it
+    segment_names: set[str] = field(default_factory=set)
 
     def __add__(self, other: SlotSums) -> SlotSums:
         return SlotSums(
@@ -91,6 +93,7 @@ class SlotSums:
             _either(self.calibration, other.calibration),
             _merged(self.segments, other.segments),
             _merged(self.exposure, other.exposure),
+            self.segment_names | other.segment_names,
         )  # fmt: skip
 
 
@@ -150,6 +153,8 @@ def _slot_sums(
         treatment_rounds=len(treatment),
     )
     _add_logged(out, {"treatment": treatment, "control": control})
+    if settings.segment:
+        out.segment_names = segment_names([*treatment.events, *control.events], settings.segment)
     targets = [t for t in (parse_target(s, config, settings.seed) for s in specs)
                if t.applies_to(slot)]  # fmt: skip
     if not len(treatment):
@@ -286,6 +291,9 @@ def result(source: str, merged: PartitionSums, config: Config, settings: Setting
         out.slots.append(_slot_result(slot, sums, config, settings))
     if not out.slots:
         raise est.EstimatorError("no slot of the log could be evaluated")
+    if settings.segment:
+        require_segment(settings.segment,
+                        set().union(*(s.segment_names for s in merged.slots.values())))  # fmt: skip
     return out
 
 

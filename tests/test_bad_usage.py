@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bandit.contracts.slots import SlotKind
+from replay.columnar import write_partitions
 from replay.logs import write_log
 from tests.replay.conftest import uniform_log
 
@@ -24,6 +25,8 @@ BAD = [
     (("replay", "--log", "missing.jsonl"), "missing.jsonl"),
     (("replay", *LOG, "--segment", "fav_genre"), "--segment"),
     (("replay", *LOG, "--segment", "user.fav_genre"), "user.taste"),
+    (("replay", "--log", "parts", "--policy", "uniform", "--segment", "user.fav_genre"),
+     "user.taste"),
     (("replay", *LOG, "--slot", "artworks"), "its slots: artwork, rows"),
     (("replay", *LOG, "--policy", "store:artwork@v12:greedy"), "no version of artwork"),
     (("replay", *LOG, "--policy", "nosuch:x"), "nosuch:x"),
@@ -49,8 +52,11 @@ BAD = [
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("usage")
-    write_log(root / "log.jsonl", uniform_log(SlotKind.ARTWORK, 200, slot="artwork")
-              + uniform_log(SlotKind.ROWS, 100, slot="rows"))  # fmt: skip
+    log = uniform_log(SlotKind.ARTWORK, 200, slot="artwork") + uniform_log(
+        SlotKind.ROWS, 100, slot="rows"
+    )
+    write_log(root / "log.jsonl", log)
+    write_partitions(log, root / "parts", rows_per_file=120)
     return root
 
 
