@@ -15,12 +15,12 @@ import msgspec
 from kafka import KafkaConsumer, TopicPartition
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 
-from bandit.contracts.events import RewardedEvent
 from bandit.learning.checkpoint import CheckpointError
 from bandit.learning.learner_core import Input, LearnerCore, Record, StepOutput, learned_keys
 from bandit.measurement.lift import RecentTallies
 from kafkaio import clients
 from kafkaio.preflight import check_connection
+from kafkaio.read import Recent
 from kafkaio.topics import ensure_topics
 from learner.cadence import Cadence
 from learner.checkpointing import Checkpointing
@@ -298,7 +298,7 @@ class GroupMember:
                     return False
         return True
 
-    def _tuning_window(self, slot: str) -> list[RewardedEvent]:
+    def _tuning_window(self, slot: str) -> list[Recent]:
         """The slot's treatment events on the rewarded topic (this member's partitions), each
         once. A decision still open here was emitted by an earlier run (which closed it
         before a crash); it is learned when it closes here, so not in the warm start too."""
@@ -306,7 +306,7 @@ class GroupMember:
         found = rewarded_treatment(
             self.config, self.resources.bootstrap_servers, slot, partitions=owned
         )
-        return [e for e in found if not self.core.is_open(e.decision_id)]
+        return [r for r in found if not self.core.is_open(r.decision_id)]
 
 
 def _restore(resources: LearnerResources) -> tuple[LearnerCore, int]:

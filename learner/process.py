@@ -19,6 +19,7 @@ from bandit.config import Config
 from bandit.contracts.slots import SlotConfig
 from bandit.learning.tuning import Tuned
 from bandit.policies import Policy
+from kafkaio import memory
 from learner.cadence import Cadence
 from learner.checkpoint_store import CheckpointStore
 from learner.metrics import LearnerMetrics, MetricsServer
@@ -87,14 +88,18 @@ class LearnerResources:
         every_s: float,
     ) -> None:
         """Step until `stop` is set: checkpoint when due, read the tuning history right after
-        a checkpoint, print progress every `every_s` when asked; then the final checkpoint."""
+        a checkpoint, print progress every `every_s` when asked, hand freed memory back to
+        the system each minute and after a tuning read; then the final checkpoint."""
         last_progress = time.monotonic()
+        trimmer = memory.Trimmer()  # a burst's freed memory back to the system (kafkaio.memory)
         while not stop.is_set():
             steps.step()
             if cadence.checkpoint_due():
                 steps.checkpoint()
             if cadence.tuning_due():
                 steps.follow_tuning()  # right after a checkpoint: it has everything
+                memory.release()  # a switch's window, read and learned, is garbage now
+            trimmer.due()
             if self.progress and time.monotonic() - last_progress > every_s:
                 last_progress = time.monotonic()
                 print(steps.progress(), file=sys.stderr, flush=True)

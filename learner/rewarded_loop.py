@@ -19,10 +19,10 @@ from typing import Unpack
 from kafka import KafkaConsumer, TopicPartition
 
 from bandit.config import Config, policy_slots
-from bandit.contracts.events import RewardedEvent
 from bandit.learning.checkpoint import CheckpointError
 from bandit.learning.rewarded_learning import RewardedLearnerCore
 from kafkaio import clients
+from kafkaio.read import Recent
 from kafkaio.topics import ensure_topics
 from learner.cadence import Cadence
 from learner.process import (
@@ -211,7 +211,7 @@ class _Reader:
     def follow_tuning(self) -> None:
         self.switch.follow(self.core, lambda: True)
 
-    def _tuning_window(self, slot: str) -> list[RewardedEvent]:
+    def _tuning_window(self, slot: str) -> list[Recent]:
         """What this learner has read: below its positions (a checkpoint has just made each
         of those events its own)."""
         before = {p: position.offset for p, position in self.core.positions.items()}

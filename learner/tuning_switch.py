@@ -17,9 +17,8 @@ from collections.abc import Callable, Mapping
 from kafka.errors import KafkaError
 
 from bandit.config import Config
-from bandit.contracts.events import RewardedEvent
-from bandit.learning.tuning import Tuned, TunedPolicies, recent_window, tuned_slot, warm_start
-from kafkaio.read import TopicMissing, recent_treatment
+from bandit.learning.tuning import Tuned, TunedPolicies, tuned_slot, warm_start
+from kafkaio.read import Recent, TopicMissing, decoded, recent_treatment_messages
 from learner.cadence import Cadence
 from learner.metrics import LearnerMetrics
 from learner.publisher import Publishing
@@ -40,7 +39,7 @@ class TuningSwitch:
         config: Config,
         store: ModelStore,
         metrics: LearnerMetrics,
-        window: Callable[[str], list[RewardedEvent]],
+        window: Callable[[str], list[Recent]],
         cadence: Cadence,
         publishing: Publishing,
     ):
@@ -119,8 +118,8 @@ class TuningSwitch:
     def _switch(self, core: TunedPolicies, slot: str, wanted: Tuned) -> None:
         started = time.perf_counter()
         slot_config = tuned_slot(slot, self.config.slots[slot], wanted.overrides)
-        window = recent_window(slot, self.window(slot), self.config.tuning.window_events)
-        policy = warm_start(slot_config, window)
+        window = self.window(slot)[-self.config.tuning.window_events :]  # oldest first
+        policy = warm_start(slot_config, decoded(window))  # decoded as learned: kafkaio.read
         core.switch(slot, wanted, policy)
         self.metrics.tuning_switches.labels(slot).inc()
         log.info(
@@ -136,12 +135,12 @@ def rewarded_treatment(
     slot: str,
     partitions: set[int] | None = None,
     before: Mapping[int, int] | None = None,
-) -> list[RewardedEvent]:
+) -> list[Recent]:
     """The slot's newest `tuning.window_events` treatment events on the rewarded topic (see
-    `recent_treatment`), each decision once: a switch reads only its window, however long
-    the topic."""
+    `recent_treatment_messages`), each decision once, oldest first, as read: a switch reads
+    only its window, however long the topic, and decodes each event as it learns it."""
     kafka = config.kafka
-    return recent_treatment(
+    return recent_treatment_messages(
         kafka, bootstrap_servers, kafka.topics.rewarded, slot, config.tuning.window_events,
         partitions, before,
     )  # fmt: skip

@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry
 
 from bandit.config import Config
 from bandit.contracts import events
+from kafkaio import memory
 from serving.event_producer import (
     BATCH_INTERVAL_S,
     DROP_REASONS,
@@ -325,8 +326,11 @@ def run_shipper(config: Config, path: str, parent: int) -> None:
     )
     signal.signal(signal.SIGTERM, lambda *_: shipper.stop())
 
+    trimmer = memory.Trimmer()  # a broker stall's batches, freed, back to the system
+
     def tick() -> None:
         metrics.events_buffered.set(producer.outstanding)
+        trimmer.due()
         if os.getppid() != parent:
             shipper.stop()
 

@@ -47,6 +47,7 @@ from bandit.contracts.events import RewardedEvent
 from bandit.contracts.slots import SlotConfig
 from bandit.learning.tuning import TuningState, recent_window, tuned_slot
 from bandit.policies import build_policy
+from kafkaio import memory
 from replay import reward_model
 from replay.logs import KAFKA_PREFIX, LogError, read_log, read_recent_treatment
 from replay.rounds import Rounds
@@ -319,7 +320,10 @@ def run(args: argparse.Namespace, config: Config, bootstrap: str, stop: threadin
             print(f"artbandit tune: the model store: {exc}", file=sys.stderr)
             if interval is None:
                 return 1
-        if interval is None or stop.wait(interval):
+        if interval is None:
+            return 0
+        memory.release()  # the round's window and replays are garbage until the next round
+        if stop.wait(interval):
             return 0
 
 

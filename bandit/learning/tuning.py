@@ -197,11 +197,13 @@ def recent_window(slot: str, rewarded: Iterable[RewardedEvent], window: int) -> 
 
 
 def warm_start(slot: SlotConfig, rewarded: Iterable[RewardedEvent]) -> Policy:
-    """A fresh policy of `slot`'s settings that has learned `rewarded` once each, in time
-    order (what the policy learns from, as online: impressed treatment events)."""
+    """A fresh policy of `slot`'s settings that has learned `rewarded` once each, in the
+    order given, which must be time order (`recent_window`'s, a read window's): what the
+    policy learns from, as online, impressed treatment events. An iterator is consumed one
+    event at a time, so a window need not be held decoded whole."""
     policy = build_policy(slot)
     try:
-        for event in sorted(rewarded, key=lambda e: e.ts):
+        for event in rewarded:
             policy.learn(event)
     except BaseException:
         policy.close()

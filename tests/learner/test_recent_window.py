@@ -12,7 +12,15 @@ from bandit.contracts.kafka import KafkaConfig
 from bandit.learning.tuning import recent_window
 from kafkaio import clients
 from kafkaio.produce import produce
-from kafkaio.read import MIN_SPAN, read_recent, read_topic, recent_treatment
+from kafkaio.read import (
+    MIN_SPAN,
+    Recent,
+    decoded,
+    read_recent,
+    read_topic,
+    recent_treatment,
+    recent_treatment_messages,
+)
 
 PARTITIONS = 3
 
@@ -54,7 +62,25 @@ def test_the_window_read_from_the_end_is_the_window_of_a_full_read(broker, mixed
         assert recent == recent_window("artwork", made, count)  # each decision once, in order
 
 
-def decoded(read: list[bytes]):
+def test_a_switch_window_is_kept_as_read_and_decoded_as_learned(broker, mixed_topic):
+    """The learner's switch keeps its window as messages (ts, id, bytes) and decodes each
+    event as it learns it: the same events, in the same order."""
+    topic, made = mixed_topic
+    window = recent_treatment_messages(KafkaConfig(), broker.bootstrap_servers, topic,
+                                       "artwork", 400)  # fmt: skip
+    expected = recent_window("artwork", made, 400)
+    assert [(r.ts, r.decision_id) for r in window] == [(e.ts, e.decision_id) for e in expected]
+    assert all(isinstance(r.value, bytes) for r in window)
+    lazily = decoded(window)
+    assert next(lazily) == expected[0]  # one at a time, as consumed
+    assert [expected[0], *lazily] == expected
+    # a message with a rewarded event's header and a broken body is passed over, not raised
+    head = window[0]
+    broken = Recent(head.ts, head.decision_id, head.value[:-2] + b',"reward":"x"}')
+    assert list(decoded([broken, *window[1:3]])) == expected[1:3]
+
+
+def counting_select(read: list[bytes]):
     def select(value: bytes) -> RewardedEvent | None:
         read.append(value)
         try:
@@ -68,7 +94,7 @@ def decoded(read: list[bytes]):
 def test_only_what_the_window_needs_is_read(broker, mixed_topic):
     topic, made = mixed_topic
     read: list[bytes] = []
-    found = read_recent(KafkaConfig(), broker.bootstrap_servers, topic, decoded(read), 30,
+    found = read_recent(KafkaConfig(), broker.bootstrap_servers, topic, counting_select(read), 30,
                         key=lambda e: e.decision_id, order=lambda e: e.ts)  # fmt: skip
     assert found == sorted(made, key=lambda e: e.ts)[-30:]
     everything = list(read_topic(KafkaConfig(), broker.bootstrap_servers, topic))
@@ -80,7 +106,7 @@ def test_only_what_the_window_needs_is_read(broker, mixed_topic):
 def test_before_limits_each_partition_and_leaves_the_others_out(broker, mixed_topic):
     topic, _ = mixed_topic
     read: list[bytes] = []
-    found = read_recent(KafkaConfig(), broker.bootstrap_servers, topic, decoded(read), 10**6,
+    found = read_recent(KafkaConfig(), broker.bootstrap_servers, topic, counting_select(read), 10**6,
                         key=lambda e: e.decision_id, order=lambda e: e.ts,
                         before={0: 5})  # fmt: skip
     assert len(read) == 5 and len(found) == 5
