@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from bandit.config import Config, ConfigError, resolve_bootstrap
 from kafkaio.clients import KafkaSettingsError
@@ -309,17 +310,21 @@ def _run_report_lift(args: argparse.Namespace, config: Config) -> int:
           "assigned group, people as units")  # fmt: skip
     print(table(report))
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(to_dict(report), fh, indent=2)
-            fh.write("\n")
+        _write_text(args.json, json.dumps(to_dict(report), indent=2) + "\n")
     if args.html:
         from replay import scorecard
 
         page = scorecard.to_html(report, lift_over_time(log.events, config), str(args.log))
-        with open(args.html, "w") as fh:
-            fh.write(page)
+        _write_text(args.html, page)
         print(f"scorecard: {args.html}")
     return 0
+
+
+def _write_text(path: str, text: str) -> None:
+    """Write a report where asked, making its directory if need be."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
 
 
 def _run_simulate(args: argparse.Namespace, config: Config) -> int:
