@@ -18,8 +18,10 @@ from kafka.errors import KafkaError
 
 from bandit.config import Config
 from bandit.learning.tuning import Tuned, TunedPolicies, tuned_slot, warm_start
+from bandit.policies import policy_class
 from kafkaio.read import Recent, TopicMissing, decoded, recent_treatment_messages
 from learner.cadence import Cadence
+from learner.forked import run_forked
 from learner.metrics import LearnerMetrics
 from learner.publisher import Publishing
 from storage.model_store import ModelStore, ModelStoreError
@@ -32,7 +34,8 @@ TUNING_RETRY_S = 30.0  # after a switch failed on Kafka, so retries never starve
 class TuningSwitch:
     """The part of a learner that switches its slots to the settings their history asks
     for. `window(slot)` gives the slot's treatment events the learner has learned; a switch
-    is checkpointed and published at once (`cadence`, `publishing`)."""
+    is checkpointed and published at once (`cadence`, `publishing`). The window is read and
+    learned in a forked child (`learner.forked`)."""
 
     def __init__(
         self,
@@ -118,8 +121,20 @@ class TuningSwitch:
     def _switch(self, core: TunedPolicies, slot: str, wanted: Tuned) -> None:
         started = time.perf_counter()
         slot_config = tuned_slot(slot, self.config.slots[slot], wanted.overrides)
-        window = self.window(slot)[-self.config.tuning.window_events :]  # oldest first
-        policy = warm_start(slot_config, decoded(window))  # decoded as learned: kafkaio.read
+        count = self.config.tuning.window_events
+
+        def warm_started() -> tuple[bytes, int]:
+            """The window read and learned, as the new policy's state and its count."""
+            policy = warm_start(slot_config, decoded(self.window(slot)[-count:]))
+            try:
+                return policy.to_bytes(), policy.examples_learned
+            finally:
+                policy.close()
+
+        # in a child, whose hundreds of megabytes go with it (learner.forked)
+        state, learned = run_forked(warm_started)
+        policy = policy_class(slot_config).from_bytes(slot_config, state)
+        policy.examples_learned = learned
         core.switch(slot, wanted, policy)
         self.metrics.tuning_switches.labels(slot).inc()
         log.info(

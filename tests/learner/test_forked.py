@@ -1,0 +1,52 @@
+"""A burst of work in a forked child: its answer or its exception comes back, its memory
+does not stay behind, and a child that dies is an error the switch retries."""
+
+import os
+import signal
+
+import pytest
+from kafka.errors import KafkaTimeoutError
+
+from learner.forked import ChildDied, run_forked
+
+
+def rss_mb() -> float:
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+
+def test_the_answer_comes_back_and_the_burst_stays_in_the_child():
+    before = rss_mb()
+    kept = {"state": b"x" * 1000}  # the parent's objects, read as they are
+
+    def burst() -> tuple[int, bytes]:
+        window = [bytes(1500 + i % 700) for i in range(200_000)]  # about 350 MB
+        return len(window), kept["state"][:3]
+
+    assert run_forked(burst) == (200_000, b"xxx")
+    assert rss_mb() - before < 20
+
+
+@pytest.mark.parametrize("error", [ValueError("refused"), KafkaTimeoutError("no broker")])
+def test_the_childs_exception_is_raised_in_the_parent(error):
+    def fail():
+        raise error
+
+    with pytest.raises(type(error), match=str(error.args[0])):
+        run_forked(fail)
+
+
+def test_an_exception_that_cannot_be_pickled_is_named():
+    class Local(Exception):  # a local class does not pickle
+        pass
+
+    def fail():
+        raise Local("odd")
+
+    with pytest.raises(RuntimeError, match="Local: odd"):
+        run_forked(fail)
+
+
+def test_a_child_that_dies_is_an_error_to_retry():
+    with pytest.raises(ChildDied, match="SIGKILL") as caught:
+        run_forked(lambda: os.kill(os.getpid(), signal.SIGKILL))
+    assert isinstance(caught.value, OSError)  # what the switch retries later
