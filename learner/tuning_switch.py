@@ -19,9 +19,9 @@ from kafka.errors import KafkaError
 from bandit.config import Config
 from bandit.learning.tuning import Tuned, TunedPolicies, tuned_slot, warm_start
 from bandit.policies import policy_class
+from kafkaio.forked import run_forked
 from kafkaio.read import Recent, TopicMissing, decoded, recent_treatment_messages
 from learner.cadence import Cadence
-from learner.forked import run_forked
 from learner.metrics import LearnerMetrics
 from learner.publisher import Publishing
 from storage.model_store import ModelStore, ModelStoreError
@@ -35,7 +35,7 @@ class TuningSwitch:
     """The part of a learner that switches its slots to the settings their history asks
     for. `window(slot)` gives the slot's treatment events the learner has learned; a switch
     is checkpointed and published at once (`cadence`, `publishing`). The window is read and
-    learned in a forked child (`learner.forked`)."""
+    learned in a forked child (`kafkaio.forked`)."""
 
     def __init__(
         self,
@@ -131,7 +131,7 @@ class TuningSwitch:
             finally:
                 policy.close()
 
-        # in a child, whose hundreds of megabytes go with it (learner.forked)
+        # in a child, whose hundreds of megabytes go with it (kafkaio.forked)
         state, learned = run_forked(warm_started)
         policy = policy_class(slot_config).from_bytes(slot_config, state)
         policy.examples_learned = learned

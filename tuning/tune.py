@@ -47,7 +47,7 @@ from bandit.contracts.events import RewardedEvent
 from bandit.contracts.slots import SlotConfig
 from bandit.learning.tuning import TuningState, recent_window, tuned_slot
 from bandit.policies import build_policy
-from kafkaio import memory
+from kafkaio.forked import ChildDied, run_forked
 from replay import reward_model
 from replay.logs import KAFKA_PREFIX, LogError, read_log, read_recent_treatment
 from replay.rounds import Rounds
@@ -307,11 +307,25 @@ def run(args: argparse.Namespace, config: Config, bootstrap: str, stop: threadin
     source = args.log or f"{KAFKA_PREFIX}{config.kafka.topics.rewarded}"
     store = ModelStore(config.model_store.path, config.model_store.keep_versions)
     interval = config.tuning.interval_s if args.every == -1.0 else args.every
-    while True:
+
+    def one_round() -> None:
         try:
             window = _window_reader(args, config, bootstrap, source)
             for slot in slots:
                 tune_slot(store, config, slot, window(slot), dry_run=args.dry_run)
+        finally:  # a forked round ends without the interpreter's own flush
+            sys.stdout.flush()
+            sys.stderr.flush()
+
+    while True:
+        try:
+            if interval is None:
+                one_round()
+            else:  # each round in a forked child: between rounds, the size of the start
+                run_forked(one_round, stop)
+        except ChildDied as exc:
+            if not stop.is_set():
+                print(f"artbandit tune: the round's process died: {exc}", file=sys.stderr)
         except LogError as exc:
             print(f"artbandit tune: {exc}", file=sys.stderr)
             if interval is None:
@@ -320,10 +334,7 @@ def run(args: argparse.Namespace, config: Config, bootstrap: str, stop: threadin
             print(f"artbandit tune: the model store: {exc}", file=sys.stderr)
             if interval is None:
                 return 1
-        if interval is None:
-            return 0
-        memory.release()  # the round's window and replays are garbage until the next round
-        if stop.wait(interval):
+        if interval is None or stop.wait(interval):
             return 0
 
 

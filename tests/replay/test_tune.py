@@ -3,6 +3,7 @@ a significant gain; one that makes no difference never does; `artbandit tune` re
 winner of two rounds in a row as the slot's next tuning revision, and leaves a pinned slot
 alone."""
 
+import signal
 import subprocess
 import sys
 import time
@@ -164,3 +165,31 @@ def test_auto_judges_learning_settings_by_loss_and_the_rest_by_replaying_the_pol
     judges = {s.overrides: s.judge for s in verdict.candidates}
     assert judges == {("learning_rate=0.3",): "loss", ("importance_weight_cap=3.0",): "snips"}
     assert all(np.isfinite(s.value) and s.needed >= 0 for s in verdict.candidates)
+
+
+def test_tune_every_runs_each_round_apart_and_stops_on_sigterm(tmp_path):
+    """`tune --every` rounds run in forked children: each records as a single round does,
+    the process between rounds stays the size it started, and SIGTERM stops it at once,
+    mid-round too."""
+    log = tmp_path / "rewarded.jsonl"
+    write_log(log, uniform_log(SlotKind.ARTWORK, 6000))
+    config = tmp_path / "tune.toml"
+    config.write_text(
+        f'[model_store]\npath = "{tmp_path / "models"}"\n'
+        '[tuning]\nmin_events = 1000\ncandidates = [\'interactions=["UA", "UI", "CA", "CI"]\']\n'
+        '[slots.artwork]\nkind = "artwork"\ninteractions = []\n'
+    )
+    command = [ARTBANDIT, "tune", "--config", str(config), "--log", str(log), "--quiet",
+               "--every", "0.5"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = ModelStore(tmp_path / "models")
+    deadline = time.monotonic() + 240
+    while store.tuning("artwork").revision < 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert store.tuning("artwork").revision == 1  # two rounds, two wins: recorded
+    rss = int(Path(f"/proc/{process.pid}/statm").read_text().split()[1]) * 4096 / 2**20
+    process.send_signal(signal.SIGTERM)  # a round is under way again, or soon
+    stdout, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0, stderr
+    assert "revision 1 recorded" in stdout and "Traceback" not in stderr
+    assert rss < 200, rss  # the rounds' windows and replays stayed in the children

@@ -3,11 +3,13 @@ does not stay behind, and a child that dies is an error the switch retries."""
 
 import os
 import signal
+import threading
+import time
 
 import pytest
 from kafka.errors import KafkaTimeoutError
 
-from learner.forked import ChildDied, run_forked
+from kafkaio.forked import ChildDied, run_forked
 
 
 def rss_mb() -> float:
@@ -50,3 +52,12 @@ def test_a_child_that_dies_is_an_error_to_retry():
     with pytest.raises(ChildDied, match="SIGKILL") as caught:
         run_forked(lambda: os.kill(os.getpid(), signal.SIGKILL))
     assert isinstance(caught.value, OSError)  # what the switch retries later
+
+
+def test_a_stop_ends_the_child_at_once():
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(ChildDied, match="SIGTERM"):
+        run_forked(lambda: time.sleep(60), stop)
+    assert time.monotonic() - started < 5
