@@ -188,8 +188,8 @@ def _span(consumer: KafkaConsumer, tp: TopicPartition, start: int, upper: int) -
 class Recent(NamedTuple):
     """A rewarded event of a window as it was read: what a window is ordered and deduplicated
     by, and the message itself, decoded when it is learned (`decoded`). 50,000 messages take
-    about 75 MB as bytes, a third of them decoded, and bytes leave no Python objects behind
-    to pin the interpreter's memory after a switch (kafkaio.memory)."""
+    about 75 MB as bytes, about a third of what they take decoded, which bounds the peak of
+    a switch."""
 
     ts: float
     decision_id: str

@@ -89,7 +89,7 @@ class LearnerResources:
     ) -> None:
         """Step until `stop` is set: checkpoint when due, read the tuning history right after
         a checkpoint, print progress every `every_s` when asked, hand freed memory back to
-        the system each minute and after a tuning read; then the final checkpoint."""
+        the system each minute; then the final checkpoint."""
         last_progress = time.monotonic()
         trimmer = memory.Trimmer()  # a burst's freed memory back to the system (kafkaio.memory)
         while not stop.is_set():
@@ -98,7 +98,6 @@ class LearnerResources:
                 steps.checkpoint()
             if cadence.tuning_due():
                 steps.follow_tuning()  # right after a checkpoint: it has everything
-                memory.release()  # a switch's window, read and learned, is garbage now
             trimmer.due()
             if self.progress and time.monotonic() - last_progress > every_s:
                 last_progress = time.monotonic()
