@@ -22,7 +22,7 @@ from bandit.contracts.events import Candidate, Context, DecisionEvent, PolicyRef
 from bandit.contracts.kafka import KafkaConfig
 from kafkaio import clients
 from kafkaio.embedded_broker import EmbeddedBroker
-from kafkaio.read import read_topic, recent_treatment
+from kafkaio.read import decoded, read_topic, recent_treatment_messages
 
 TREATMENT_SHARE = 0.45  # of all rewarded events: artwork treatment (the rest: control, hero)
 
@@ -86,7 +86,10 @@ def main() -> None:
         for name in sizes:
             topic = f"rewarded-{name}"
             started = time.perf_counter()
-            window = recent_treatment(KafkaConfig(), bootstrap, topic, "artwork", args.window)
+            found = recent_treatment_messages(
+                KafkaConfig(), bootstrap, topic, "artwork", args.window
+            )
+            window = list(decoded(found))
             read_s = time.perf_counter() - started
             started = time.perf_counter()
             whole = sum(1 for _ in read_topic(KafkaConfig(), bootstrap, topic))

@@ -235,27 +235,11 @@ def recent_treatment_messages(
 
 
 def decoded(window: Iterable[Recent]) -> Iterator[events.RewardedEvent]:
-    """The window's events, decoded one at a time as they are consumed; a message that is
-    not a whole rewarded event is passed over."""
+    """The window's events, decoded one at a time as they are consumed (`list(...)` for
+    the tuner, which replays the window whole); a message that is not a whole rewarded
+    event is passed over."""
     for item in window:
         try:
             yield events.decode(item.value, events.RewardedEvent)
         except events.EventError:
             continue
-
-
-def recent_treatment(
-    kafka: KafkaConfig,
-    bootstrap_servers: str,
-    topic: str,
-    slot: str,
-    count: int,
-    partitions: Collection[int] | None = None,
-    before: Mapping[int, int] | None = None,
-) -> list[events.RewardedEvent]:
-    """The slot's newest `count` treatment events on a rewarded topic, each decision once,
-    oldest first, decoded: the window the tuner replays. Values that are not rewarded
-    events are passed over."""
-    found = recent_treatment_messages(kafka, bootstrap_servers, topic, slot, count, partitions,
-                                      before)  # fmt: skip
-    return list(decoded(found))

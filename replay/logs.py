@@ -25,7 +25,7 @@ from bandit.config import Config, resolve_bootstrap
 from bandit.contracts import events
 from bandit.contracts.kafka import KafkaConfig
 from kafkaio.preflight import check_connection
-from kafkaio.read import TopicMissing, read_topic, recent_treatment
+from kafkaio.read import TopicMissing, decoded, read_topic, recent_treatment_messages
 from replay.progress import Progress
 
 KAFKA_PREFIX = "kafka://"
@@ -95,7 +95,7 @@ def read_recent_treatment(
     that does not grow with the topic."""
     topic, servers = _topic(source, bootstrap_servers, kafka)
     try:
-        return recent_treatment(kafka, servers, topic, slot, count)
+        return list(decoded(recent_treatment_messages(kafka, servers, topic, slot, count)))
     except TopicMissing:
         raise LogError(f"kafka://{topic}: no such topic") from None
 

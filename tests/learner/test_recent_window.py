@@ -18,7 +18,6 @@ from kafkaio.read import (
     decoded,
     read_recent,
     read_topic,
-    recent_treatment,
     recent_treatment_messages,
 )
 
@@ -58,7 +57,9 @@ def mixed_topic(broker):
 def test_the_window_read_from_the_end_is_the_window_of_a_full_read(broker, mixed_topic):
     topic, made = mixed_topic
     for count in (1, 50, 400, 5000):
-        recent = recent_treatment(KafkaConfig(), broker.bootstrap_servers, topic, "artwork", count)
+        found = recent_treatment_messages(KafkaConfig(), broker.bootstrap_servers, topic,
+                                          "artwork", count)  # fmt: skip
+        recent = list(decoded(found))
         assert recent == recent_window("artwork", made, count)  # each decision once, in order
 
 
