@@ -23,6 +23,7 @@ reward model of DM and the DR family is cross-fitted within each partition.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
@@ -154,7 +155,9 @@ def _slot_sums(
     )
     _add_logged(out, {"treatment": treatment, "control": control})
     if settings.segment:
-        out.segment_names = segment_names([*treatment.events, *control.events], settings.segment)
+        # chained, not listed: control's events are decoded only if treatment's lack it
+        both = itertools.chain(treatment.events, control.events)
+        out.segment_names = segment_names(both, settings.segment)
     targets = [t for t in (parse_target(s, config, settings.seed) for s in specs)
                if t.applies_to(slot)]  # fmt: skip
     if not len(treatment):
