@@ -33,7 +33,8 @@ TUNING_RETRY_S = 30.0  # after a switch failed on Kafka, so retries never starve
 
 class TuningSwitch:
     """The part of a learner that switches its slots to the settings their history asks
-    for. `window(slot)` gives the slot's treatment events the learner has learned; a switch
+    for. `window(slot)` gives the slot's newest `tuning.window_events` treatment events the
+    learner has learned, oldest first (`rewarded_treatment`); a switch
     is checkpointed and published at once (`cadence`, `publishing`). The window is read and
     learned in a forked child (`kafkaio.forked`)."""
 
@@ -121,11 +122,10 @@ class TuningSwitch:
     def _switch(self, core: TunedPolicies, slot: str, wanted: Tuned) -> None:
         started = time.perf_counter()
         slot_config = tuned_slot(slot, self.config.slots[slot], wanted.overrides)
-        count = self.config.tuning.window_events
 
         def warm_started() -> tuple[bytes, int]:
             """The window read and learned, as the new policy's state and its count."""
-            policy = warm_start(slot_config, decoded(self.window(slot)[-count:]))
+            policy = warm_start(slot_config, decoded(self.window(slot)))
             try:
                 return policy.to_bytes(), policy.examples_learned
             finally:
