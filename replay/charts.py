@@ -90,16 +90,15 @@ def intervals_figure(
     axes.set_yticks(range(len(rows)), [r.label for r in rows], fontsize=8)
     axes.set_xlabel(xlabel + (f"\n{CLIPPED_NOTE}" if clipped else ""))
     axes.set_title(title)
-    if references:
-        axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    legend(axes, fontsize=8)  # the references, if any
     return figure
 
 
-def legend(axes: Any, most: int = 10) -> None:
+def legend(axes: Any, most: int = 10, fontsize: int = 7) -> None:
     """A legend beside the plot, unless there are too many lines to tell apart (a search)
     or none (a partitioned replay draws no learning curve)."""
     if 0 < len(axes.get_legend_handles_labels()[1]) <= most:
-        axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        axes.legend(fontsize=fontsize, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def figure_html(figure: Any, alt: str, save_to: str | None = None) -> str:

@@ -183,6 +183,6 @@ def _cumulative_figure(slot: str, points: list[tuple[float, SlotLift]]) -> Figur
     axes.set_ylabel("lift, cumulative")
     axes.set_xlabel("decision time (UTC)")
     axes.set_title(f"{slot}: lift as the log grew")
-    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    charts.legend(axes, fontsize=8)
     figure.autofmt_xdate()
     return figure
