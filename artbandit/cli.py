@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from bandit.config import Config, ConfigError, resolve_bootstrap
+from kafkaio import memory
 from kafkaio.clients import KafkaSettingsError
 from kafkaio.preflight import check_connection
 from storage.config_file import load_config
@@ -387,6 +388,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    memory.steady_allocator()  # before a buffer is allocated, in every artbandit process
     args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config, args.overrides)

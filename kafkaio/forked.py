@@ -29,12 +29,13 @@ class ChildDied(OSError):
     caller may try again later."""
 
 
-def run_forked(work: Callable[[], T], stop: threading.Event | None = None) -> T:
+def run_forked(work: Callable[[], T], stop: threading.Event | None = None, nice: int = 0) -> T:
     """`work()` in a forked child: its result, or the exception it raised (re-raised here,
     as a RuntimeError naming it if it cannot be pickled). The parent waits meanwhile, as it
     would running `work` itself. The child dies of SIGTERM and SIGINT (a group's stop
     signal reaches it), and once `stop` is set the parent sends it SIGTERM: either way the
-    parent gets ChildDied."""
+    parent gets ChildDied. `nice` lowers the child's CPU priority by that much, for
+    background work that should yield to the processes serving and learning beside it."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns
@@ -42,6 +43,7 @@ def run_forked(work: Callable[[], T], stop: threading.Event | None = None) -> T:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         try:
+            os.nice(nice)
             answer = pickle.dumps((True, work()))
         except BaseException as exc:  # everything goes back to the parent
             try:

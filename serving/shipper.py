@@ -343,6 +343,7 @@ def run_shipper(config: Config, path: str, parent: int) -> None:
 
 def main(argv: list[str]) -> int:
     """`python -m serving.shipper PATH PARENT_PID`, the config as JSON on stdin."""
+    memory.steady_allocator()
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s shipper %(levelname)s %(name)s: %(message)s"
     )

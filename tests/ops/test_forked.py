@@ -61,3 +61,9 @@ def test_a_stop_ends_the_child_at_once():
     with pytest.raises(ChildDied, match="SIGTERM"):
         run_forked(lambda: time.sleep(60), stop)
     assert time.monotonic() - started < 5
+
+
+def test_the_child_runs_at_the_priority_asked_and_the_parent_keeps_its_own():
+    own = os.nice(0)
+    assert run_forked(lambda: os.nice(0), nice=5) == min(own + 5, 19)
+    assert os.nice(0) == own
