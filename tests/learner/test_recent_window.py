@@ -104,6 +104,27 @@ def test_only_what_the_window_needs_is_read(broker, mixed_topic):
     assert len(read) <= MIN_SPAN * PARTITIONS < len(everything)
 
 
+def test_a_slot_of_a_share_of_the_topic_is_found_reading_little_past_its_window(
+    broker, mixed_topic
+):
+    """Spans sized by the share kept so far: the hero's treatment events are under half the
+    topic, and spans growing fourfold read 2.25 times the window's stretch of it."""
+    topic, made = mixed_topic
+    read: list[bytes] = []
+    select = counting_select(read)
+
+    def hero_treatment(value: bytes) -> RewardedEvent | None:
+        event = select(value)
+        return event if event and event.slot == "hero" and event.group == "treatment" else None
+
+    found = read_recent(KafkaConfig(), broker.bootstrap_servers, topic, hero_treatment, 2000,
+                        key=lambda e: e.decision_id, order=lambda e: e.ts)  # fmt: skip
+    wanted = [e for e in made if e.slot == "hero" and e.group == "treatment"][-2000:]
+    assert found == wanted
+    stretch = sum(1 for e in made if e.ts >= wanted[0].ts)  # what any reader must read
+    assert stretch <= len(read) <= 1.5 * stretch, (len(read), stretch)
+
+
 def test_before_limits_each_partition_and_leaves_the_others_out(broker, mixed_topic):
     topic, _ = mixed_topic
     read: list[bytes] = []
