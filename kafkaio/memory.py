@@ -24,9 +24,14 @@ arenas; large blocks are then mapped and unmapped whole.
 from __future__ import annotations
 
 import ctypes
+import logging
+import math
 import os
 import time
+import tracemalloc
 from collections.abc import Callable
+
+log = logging.getLogger(__name__)
 
 TRIM_EVERY_S = 60.0
 MMAP_THRESHOLD = 128 * 1024  # glibc's own starting value, kept from moving
@@ -74,16 +79,69 @@ def release() -> bool:
     return True
 
 
-class Trimmer:
-    """`release` at most every `every_s` seconds, for a loop that calls `due` often."""
+TRACE_ENV = "ARTBANDIT_TRACEMALLOC"  # seconds between reports of where memory grew
+TRACE_LINES = 10
+
+
+class Upkeep:
+    """A long-running loop's memory upkeep, for a loop that calls `due` often: `release`
+    at most every `every_s` seconds, and with ARTBANDIT_TRACEMALLOC=SECONDS in the
+    environment, a log of where the interpreter's memory grew (`Tracer`)."""
 
     def __init__(self, every_s: float = TRIM_EVERY_S, clock: Callable[[], float] = time.monotonic):
         self.every_s = every_s
         self.clock = clock
         self._next = clock() + every_s
+        self.tracer = Tracer.from_environment(clock)
 
     def due(self) -> None:
         now = self.clock()
         if now >= self._next:
             release()
             self._next = now + self.every_s
+        if self.tracer is not None:
+            self.tracer.due()
+
+
+class Tracer:
+    """Logs, every `every_s` seconds, the source lines whose live allocations grew most
+    since the first look: what a process that grows over hours keeps, named by the line
+    that allocated it. Tracing makes allocation about twice as slow: for a diagnostic run,
+    never on by default."""
+
+    def __init__(self, every_s: float, clock: Callable[[], float] = time.monotonic):
+        self.every_s = every_s
+        self.clock = clock
+        tracemalloc.start()
+        self._first = tracemalloc.take_snapshot()
+        self._next = clock() + every_s
+
+    @classmethod
+    def from_environment(cls, clock: Callable[[], float] = time.monotonic) -> Tracer | None:
+        """A tracer when ARTBANDIT_TRACEMALLOC holds a positive number of seconds; a value
+        that is not one is logged and ignored (a diagnostic never stops a process)."""
+        value = os.environ.get(TRACE_ENV, "").strip()
+        if not value:
+            return None
+        try:
+            every_s = float(value)
+        except ValueError:
+            every_s = 0.0
+        if not every_s > 0 or math.isinf(every_s):
+            log.warning("%s=%r is not a number of seconds > 0; not tracing", TRACE_ENV, value)
+            return None
+        return cls(every_s, clock)
+
+    def due(self) -> None:
+        now = self.clock()
+        if now < self._next:
+            return
+        self._next = now + self.every_s
+        snapshot = tracemalloc.take_snapshot()
+        traced, peak = tracemalloc.get_traced_memory()
+        lines = [
+            f"  {diff.size_diff / 2**20:+8.2f} MB {diff.count_diff:+9,d} blocks  {diff.traceback}"
+            for diff in snapshot.compare_to(self._first, "lineno")[:TRACE_LINES]
+        ]
+        log.warning("memory traced: %.1f MB (peak %.1f MB); grown most since the first look:\n%s",
+                    traced / 2**20, peak / 2**20, "\n".join(lines))  # fmt: skip

@@ -91,14 +91,14 @@ class LearnerResources:
         a checkpoint, print progress every `every_s` when asked, hand freed memory back to
         the system each minute; then the final checkpoint."""
         last_progress = time.monotonic()
-        trimmer = memory.Trimmer()  # a burst's freed memory back to the system (kafkaio.memory)
+        upkeep = memory.Upkeep()  # a burst's freed memory back to the system (kafkaio.memory)
         while not stop.is_set():
             steps.step()
             if cadence.checkpoint_due():
                 steps.checkpoint()
             if cadence.tuning_due():
                 steps.follow_tuning()  # right after a checkpoint: it has everything
-            trimmer.due()
+            upkeep.due()
             if self.progress and time.monotonic() - last_progress > every_s:
                 last_progress = time.monotonic()
                 print(steps.progress(), file=sys.stderr, flush=True)

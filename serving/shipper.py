@@ -326,11 +326,11 @@ def run_shipper(config: Config, path: str, parent: int) -> None:
     )
     signal.signal(signal.SIGTERM, lambda *_: shipper.stop())
 
-    trimmer = memory.Trimmer()  # a broker stall's batches, freed, back to the system
+    upkeep = memory.Upkeep()  # a broker stall's batches, freed, back to the system
 
     def tick() -> None:
         metrics.events_buffered.set(producer.outstanding)
-        trimmer.due()
+        upkeep.due()
         if os.getppid() != parent:
             shipper.stop()
 

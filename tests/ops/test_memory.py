@@ -2,10 +2,14 @@
 learner's resident size stay at its largest tuning switch without it, and a service worker
 climb by half in its first minutes."""
 
+import logging
 import os
 import subprocess
 import sys
 import textwrap
+import tracemalloc
+
+import pytest
 
 from kafkaio import memory
 
@@ -77,12 +81,45 @@ def test_malloc_tuned_by_the_operator_is_left_as_set(monkeypatch):
     assert memory.steady_allocator() is False
 
 
-def test_the_trimmer_releases_at_most_once_per_interval(monkeypatch):
+def test_upkeep_releases_at_most_once_per_interval(monkeypatch):
     calls = []
     monkeypatch.setattr(memory, "release", lambda: calls.append(now[0]) or True)
     now = [0.0]
-    trimmer = memory.Trimmer(every_s=60.0, clock=lambda: now[0])
+    upkeep = memory.Upkeep(every_s=60.0, clock=lambda: now[0])
+    assert upkeep.tracer is None  # not asked for
     for t in range(0, 300, 5):
         now[0] = float(t)
-        trimmer.due()
+        upkeep.due()
     assert calls == [60.0, 120.0, 180.0, 240.0]
+
+
+def test_a_traced_process_names_the_line_that_kept_memory(monkeypatch, caplog):
+    monkeypatch.setenv(memory.TRACE_ENV, "60")
+    now = [0.0]
+    upkeep = memory.Upkeep(clock=lambda: now[0])
+    try:
+        kept = [f"decision-{n:08d}" for n in range(50_000)]  # what a slow leak would keep
+        now[0] = 30.0
+        upkeep.due()
+        assert not caplog.records  # not yet a report's interval
+        now[0] = 61.0
+        with caplog.at_level(logging.WARNING, logger="kafkaio.memory"):
+            upkeep.due()
+    finally:
+        tracemalloc.stop()
+    (report,) = caplog.records
+    text = report.getMessage()
+    assert "memory traced" in text
+    first = text.splitlines()[1]  # the line that grew most
+    assert "test_memory.py" in first and "+50,0" in first, text
+    assert len(kept) == 50_000
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-5", "inf", "nan"])
+def test_a_tracing_setting_that_is_no_interval_is_ignored_with_a_warning(
+    monkeypatch, caplog, value
+):
+    monkeypatch.setenv(memory.TRACE_ENV, value)
+    with caplog.at_level(logging.WARNING, logger="kafkaio.memory"):
+        assert memory.Tracer.from_environment() is None
+    assert memory.TRACE_ENV in caplog.text and not tracemalloc.is_tracing()
