@@ -106,8 +106,8 @@ class Upkeep:
 class Tracer:
     """Logs, every `every_s` seconds, the source lines whose live allocations grew most
     since the first look: what a process that grows over hours keeps, named by the line
-    that allocated it. Tracing makes allocation about twice as slow: for a diagnostic run,
-    never on by default."""
+    that allocated it. Tracing slows every allocation: for a diagnostic run, never on by
+    default."""
 
     def __init__(self, every_s: float, clock: Callable[[], float] = time.monotonic):
         self.every_s = every_s
