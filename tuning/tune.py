@@ -297,9 +297,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-bad", action="store_true", help="count and skip bad lines")
 
 
-ROUND_NICE = 10  # a scheduled round's CPU priority, below the service's and the learner's
-
-
 def run(args: argparse.Namespace, config: Config, bootstrap: str, stop: threading.Event) -> int:
     """`artbandit tune`: one round, or one every `--every` seconds until `stop` is set."""
     slots = args.slot or [n for n, s in config.slots.items() if s.policy == "vw"]
@@ -325,8 +322,8 @@ def run(args: argparse.Namespace, config: Config, bootstrap: str, stop: threadin
             if interval is None:
                 one_round()
             else:  # each round in a forked child: between rounds, the size of the start;
-                # during one, background work that yields the CPU to serving and learning
-                run_forked(one_round, stop, nice=ROUND_NICE)
+                # during one, on CPU time serving and learning leave
+                run_forked(one_round, stop, background=True)
         except ChildDied as exc:
             if not stop.is_set():
                 print(f"artbandit tune: the round's process died: {exc}", file=sys.stderr)
