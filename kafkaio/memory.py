@@ -7,7 +7,7 @@ to glibc's malloc, which keeps it inside its heap between live chunks, so a proc
 resident size stays at its largest burst: the hour-long soak saw the learner step from 256
 to 352 MB at its switches (the heap 169 MB, 79 of them free) and the shipper creep by 17%.
 `malloc_trim(0)` returns those free pages (17 ms for a 180 MB fragmented heap, measured):
-the learner and the shipper call `Trimmer.due` on their loops. (The bursts that leave
+the learner and the shipper call `Upkeep.due` on their loops. (The bursts that leave
 objects behind, a switch's warm start and a tuning round, run in a forked child instead:
 `kafkaio.forked`.)
 
@@ -89,18 +89,30 @@ class Upkeep:
     environment, a log of where the interpreter's memory grew (`Tracer`)."""
 
     def __init__(self, every_s: float = TRIM_EVERY_S, clock: Callable[[], float] = time.monotonic):
-        self.every_s = every_s
-        self.clock = clock
-        self._next = clock() + every_s
+        self._trim = _Every(every_s, clock)
         self.tracer = Tracer.from_environment(clock)
 
     def due(self) -> None:
-        now = self.clock()
-        if now >= self._next:
+        if self._trim():
             release()
-            self._next = now + self.every_s
         if self.tracer is not None:
             self.tracer.due()
+
+
+class _Every:
+    """True once every `every_s` seconds of `clock`, the first time `every_s` after now."""
+
+    def __init__(self, every_s: float, clock: Callable[[], float]):
+        self.every_s = every_s
+        self.clock = clock
+        self._next = clock() + every_s
+
+    def __call__(self) -> bool:
+        now = self.clock()
+        if now < self._next:
+            return False
+        self._next = now + self.every_s
+        return True
 
 
 class Tracer:
@@ -110,11 +122,9 @@ class Tracer:
     default."""
 
     def __init__(self, every_s: float, clock: Callable[[], float] = time.monotonic):
-        self.every_s = every_s
-        self.clock = clock
+        self._report = _Every(every_s, clock)
         tracemalloc.start()
         self._first = tracemalloc.take_snapshot()
-        self._next = clock() + every_s
 
     @classmethod
     def from_environment(cls, clock: Callable[[], float] = time.monotonic) -> Tracer | None:
@@ -133,10 +143,8 @@ class Tracer:
         return cls(every_s, clock)
 
     def due(self) -> None:
-        now = self.clock()
-        if now < self._next:
+        if not self._report():
             return
-        self._next = now + self.every_s
         snapshot = tracemalloc.take_snapshot()
         traced, peak = tracemalloc.get_traced_memory()
         lines = [

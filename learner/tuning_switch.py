@@ -34,9 +34,9 @@ TUNING_RETRY_S = 30.0  # after a switch failed on Kafka, so retries never starve
 class TuningSwitch:
     """The part of a learner that switches its slots to the settings their history asks
     for. `window(slot)` gives the slot's newest `tuning.window_events` treatment events the
-    learner has learned, oldest first (`rewarded_treatment`); a switch
-    is checkpointed and published at once (`cadence`, `publishing`). The window is read and
-    learned in a forked child (`kafkaio.forked`)."""
+    learner has learned, oldest first (`rewarded_treatment`); a switch is checkpointed and
+    published at once (`cadence`, `publishing`). The window is read and learned in a
+    forked child (`kafkaio.forked`)."""
 
     def __init__(
         self,
