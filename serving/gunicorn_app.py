@@ -9,7 +9,6 @@ import shutil
 import signal
 import socket
 import sys
-import tempfile
 from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.workers.sync import SyncWorker
 
 from bandit.config import Config
+from serving import run_dirs
 from serving.shipper_process import ShipperProcess
 
 if TYPE_CHECKING:
@@ -146,9 +146,9 @@ def serve(config: Config, config_loader: Callable[[], Config]) -> int:
         signal.signal(signum, _stop_while_starting)
     own_dir = None
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        own_dir = tempfile.mkdtemp(prefix="artbandit-metrics-")
+        own_dir = run_dirs.make(run_dirs.METRICS)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
-    socket_dir = tempfile.mkdtemp(prefix="artbandit-shipper-")
+    socket_dir = run_dirs.make(run_dirs.SHIPPER)
     master = os.getpid()
     try:
         with ShipperProcess(config, os.path.join(socket_dir, "events.sock")) as shipper:
