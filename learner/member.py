@@ -38,7 +38,7 @@ from learner.writer import OutputError, OutputWriter
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_S = 10.0
-ALIGN_S = 60.0  # event time one input may lead the other by while that one has records left
+ALIGN_S = 10.0  # event time one input may lead the other by while that one has records left
 
 
 @dataclass

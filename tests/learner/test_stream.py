@@ -9,6 +9,7 @@ from bandit.contracts import events
 from bandit.contracts.events import Candidate, Context, DecisionEvent, FeedbackEvent, PolicyRef
 from kafkaio.produce import produce
 from kafkaio.topics import ensure_topics
+from learner.member import ALIGN_S
 from storage.model_store import ModelStore
 from tests.helpers import Client, metric_value, read_all, running_learner, wait_for
 
@@ -185,11 +186,12 @@ def test_catching_up_the_feedback_waits_for_the_decisions_it_runs_ahead_of(learn
     config = learner_config("learner.max_poll_records=200", "learner.partitions=1")
     ensure_topics(config, config.kafka.bootstrap_servers)  # one partition, not the broker's
     padding = {f"f{k}": "x" * 40 for k in range(60)}  # decisions ten times feedback's size
+    rate = 20  # decisions a second of event time
     stream = [
-        msgspec.structs.replace(decision(f"d{i:05d}", i / 2), context=Context(user=padding))
+        msgspec.structs.replace(decision(f"d{i:05d}", i / rate), context=Context(user=padding))
         for i in range(6000)
-    ]  # 50 minutes
-    impressions = [feedback(f"d{i:05d}", "impression", i / 2 + 1) for i in range(6000)]
+    ]  # 5 minutes
+    impressions = [feedback(f"d{i:05d}", "impression", i / rate + 1) for i in range(6000)]
     produce(config.kafka.bootstrap_servers, config.kafka.topics.feedback, keyed(*impressions))
     produce(config.kafka.bootstrap_servers, config.kafka.topics.decisions, keyed(*stream))
     most_waiting = 0
@@ -201,5 +203,5 @@ def test_catching_up_the_feedback_waits_for_the_decisions_it_runs_ahead_of(learn
             return learner.status().learned.get("artwork", 0) == 6000
 
         wait_for(done, timeout_s=120, interval_s=0.01)
-    # 60 s of event time at two decisions a second, plus a poll's worth of records
-    assert most_waiting <= 120 + 200 + 200, most_waiting
+    # ALIGN_S of event time at rate decisions a second, plus a poll's worth of records each
+    assert most_waiting <= rate * ALIGN_S + 200 + 200, most_waiting
