@@ -192,9 +192,11 @@ def _run_serve(args: argparse.Namespace, config: Config) -> int:
 def _run_learn(args: argparse.Namespace, config: Config) -> int:
     import logging
 
+    from kafkaio.forked import lower_priority
     from learner.loop import KafkaLearner
     from learner.rewarded_loop import RewardedLearner
 
+    lower_priority(config.learner.nice)  # background work beside the service
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")  # fmt: skip
     stop = threading.Event()

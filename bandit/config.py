@@ -103,6 +103,10 @@ class LearnerConfig(StrictSection, frozen=True):
     max_poll_records: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 5000
     metrics_host: Name = "127.0.0.1"
     metrics_port: Port = 9108
+    # `artbandit learn`'s CPU niceness. Learning is background work: beside the service on
+    # one host it yields the CPU to the requests and catches up after; on a host of its own
+    # nothing competes, so it costs nothing there. 0 competes with the service as an equal.
+    nice: Annotated[int, msgspec.Meta(ge=0, le=19)] = 10
     # The rolling window of decision time the calibration (off-policy vs holdout) and
     # guardrail metrics are computed over: long enough for control to have a few thousand
     # decisions.

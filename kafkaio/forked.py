@@ -82,6 +82,16 @@ def idle_priority() -> None:
     os.nice(19)
 
 
+def lower_priority(nice: int) -> None:
+    """Raise every thread of this process to niceness `nice` (never lower it: that needs
+    privileges). Linux keeps a niceness per thread, and libraries start threads at import."""
+    for task in os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else ["0"]:
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            tid = int(task)
+            if os.getpriority(os.PRIO_PROCESS, tid) < nice:
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
+
+
 def _read_until_closed(fd: int, pid: int, stop: threading.Event | None) -> bytes:
     """Everything the child writes, until it closes the pipe (or dies); the child is sent
     SIGTERM once `stop` is set."""

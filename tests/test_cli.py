@@ -80,6 +80,9 @@ def test_learn_exits_cleanly_on_sigterm_after_its_final_checkpoint(tmp_path, bro
     while not list((tmp_path / "ck" / "learner").glob("checkpoint-*.bin")):
         assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
         time.sleep(0.1)  # its first checkpoint follows the group's assignment
+    threads = os.listdir(f"/proc/{process.pid}/task")
+    assert len(threads) > 1  # the consumer's and the metrics server's too
+    assert {os.getpriority(os.PRIO_PROCESS, int(t)) for t in threads} == {10}  # learner.nice
     process.send_signal(signal.SIGTERM)
     assert process.wait(60) == 0
 

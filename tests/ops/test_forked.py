@@ -3,13 +3,18 @@ does not stay behind, and a child that dies is an error the switch retries."""
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from kafka.errors import KafkaTimeoutError
 
 from kafkaio.forked import ChildDied, run_forked
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def rss_mb() -> float:
@@ -67,3 +72,23 @@ def test_background_work_runs_on_idle_cpu_time_and_the_parent_keeps_its_own():
     own = os.sched_getscheduler(0)
     assert run_forked(lambda: os.sched_getscheduler(0), background=True) == os.SCHED_IDLE
     assert run_forked(lambda: os.sched_getscheduler(0)) == own == os.SCHED_OTHER
+
+
+def test_a_lower_priority_reaches_every_thread_and_never_raises_one():
+    script = """
+import os, threading
+from kafkaio.forked import lower_priority
+parked = threading.Event()
+thread = threading.Thread(target=parked.wait)
+thread.start()
+lower_priority(7)
+first = {os.getpriority(os.PRIO_PROCESS, int(t)) for t in os.listdir("/proc/self/task")}
+os.nice(5)
+lower_priority(3)
+print(sorted(first), os.getpriority(os.PRIO_PROCESS, 0), len(os.listdir("/proc/self/task")))
+parked.set()
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, cwd=REPO)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[7]", "12", "2"]
