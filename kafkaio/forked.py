@@ -74,7 +74,10 @@ def run_forked(
 def idle_priority() -> None:
     """Run this process only on CPU time no other process wants: Linux's SCHED_IDLE, which
     a busy process beside it does not even wait a time slice for (a tuning round at
-    nice 10 still doubled the service's p99 in the soak), or nice 19 where there is none."""
+    nice 10 still doubled the service's p99 in the soak), or nice 19 where there is none;
+    and the session's autogroup at 19 when its leader is the parent (`lower_autogroup`)."""
+    if os.getsid(0) == os.getppid():
+        lower_autogroup(19)
     if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
         with contextlib.suppress(OSError):
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
@@ -84,12 +87,32 @@ def idle_priority() -> None:
 
 def lower_priority(nice: int) -> None:
     """Raise every thread of this process to niceness `nice` (never lower it: that needs
-    privileges). Linux keeps a niceness per thread, and libraries start threads at import."""
+    privileges), and its session's autogroup when it leads the session. Linux keeps a
+    niceness per thread, and libraries start threads at import."""
     for task in os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else ["0"]:
         with contextlib.suppress(OSError):  # a thread that ended meanwhile
             tid = int(task)
             if os.getpriority(os.PRIO_PROCESS, tid) < nice:
                 os.setpriority(os.PRIO_PROCESS, tid, nice)
+    if os.getsid(0) == os.getpid():
+        lower_autogroup(nice)
+
+
+def lower_autogroup(nice: int) -> None:
+    """Raise this session's autogroup niceness to `nice`. With Linux's autogroup on (the
+    default of most desktop and many server kernels), the CPU is shared between sessions
+    first, and a thread's niceness weighs only against its own session's: a learner or a
+    tuner started in a session of its own (a supervisor, `setsid`, each of the soak's
+    processes) would compete with the service as an equal whatever its niceness. Only for
+    a session this process or its parent leads, so no one else's is changed; nothing where
+    there is no autogroup (a cgroup's CPU weight, e.g. systemd's CPUWeight=, rules there)."""
+    path = "/proc/self/autogroup"
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open(path) as fh:  # "/autogroup-873 nice 0"
+            current = int(fh.read().split()[-1])
+        if current < nice:
+            with open(path, "w") as fh:
+                fh.write(str(nice))
 
 
 def _read_until_closed(fd: int, pid: int, stop: threading.Event | None) -> bytes:

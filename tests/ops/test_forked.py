@@ -92,3 +92,34 @@ parked.set()
                           timeout=60, cwd=REPO)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["[7]", "12", "2"]
+
+
+SPIN = """
+import os, sys, time
+from kafkaio.forked import lower_priority
+os.sched_setaffinity(0, {0})  # both spinners on one CPU: they must share it
+if sys.argv[1] == "low":
+    lower_priority(10)
+print(open("/proc/self/autogroup").read().split()[-1], flush=True)
+end = time.monotonic() + 2.0
+while time.monotonic() < end:
+    pass
+print(time.process_time(), flush=True)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"), reason="no autogroup here")
+def test_a_lowered_session_yields_the_cpu_to_another_session():
+    """With autogroup, sessions share the CPU first: a niceness alone would weigh nothing
+    against another session's process; the session's own autogroup niceness does."""
+    command = [sys.executable, "-c", SPIN]
+    spinners = {
+        role: subprocess.Popen(
+            [*command, role], cwd=REPO, text=True, stdout=subprocess.PIPE, start_new_session=True
+        )
+        for role in ("low", "equal")
+    }
+    out = {role: p.communicate(timeout=60)[0].split() for role, p in spinners.items()}
+    assert out["low"][0] == "10" and out["equal"][0] == "0"  # each session's autogroup
+    low, equal = float(out["low"][1]), float(out["equal"][1])
+    assert low < 0.35 * (low + equal), (low, equal)
