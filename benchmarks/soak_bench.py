@@ -320,7 +320,7 @@ def capacity(system: System, seconds: float = 20.0) -> tuple[float, float, Count
     (its lag back to 0). The learner shares the machine and yields it to requests
     (`learner.nice`), so the front alone overstates what the host keeps up with."""
     started = time.monotonic()
-    served, counts = _full_load(system.front_port, seconds)
+    front, counts = _full_load(system.front_port, seconds)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         if learner_lag(system.metrics_port) == 0:
@@ -328,7 +328,7 @@ def capacity(system: System, seconds: float = 20.0) -> tuple[float, float, Count
         time.sleep(0.5)
     else:
         raise RuntimeError(f"the learner did not catch up within 600 s; logs in {system.root}")
-    return served, counts.pages / (time.monotonic() - started), counts
+    return front, counts.pages / (time.monotonic() - started), counts
 
 
 def learner_lag(port: int) -> float:
