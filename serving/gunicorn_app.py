@@ -107,16 +107,27 @@ class Worker(SyncWorker):  # type: ignore[misc]  # gunicorn is untyped
 
 class _Arbiter(Arbiter):  # type: ignore[misc]  # gunicorn is untyped
     """gunicorn's master, saying the moment a stop signal arrives (it then stops the workers,
-    which takes up to graceful_timeout): the shipper must not be restarted meanwhile."""
+    which takes up to graceful_timeout): the shipper must not be restarted meanwhile, and
+    no worker is forked from then on. gunicorn handles a signal only between its own steps,
+    so a stop that arrives while it spawns its first workers (it sleeps up to 0.1 s between
+    forks) would otherwise fork the rest, only to stop them at once."""
 
     def __init__(self, app: DecisionService, on_stop: Callable[[], None]):
         self.on_stop = on_stop
+        self.stopping = False
         super().__init__(app)
 
     def signal(self, sig: int, frame: FrameType | None) -> None:
         if sig in STOP_SIGNALS:
+            self.stopping = True
             self.on_stop()
         super().signal(sig, frame)
+
+    def spawn_worker(self) -> int | None:
+        if self.stopping:
+            return None
+        pid: int = super().spawn_worker()
+        return pid
 
 
 def write_json_error(sock: socket.socket, status_int: int, reason: str, message: str) -> None:
