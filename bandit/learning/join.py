@@ -133,8 +133,10 @@ class RewardJoin:
         self._open: dict[str, _Entry | int] = {}
         self._hot: list[str] = []  # ids made hot since the last snapshot (may repeat)
         self._markers: list[tuple[str, Kind, float]] = []  # closed or ignored, not yet written
-        self._names: list[str] = []  # segment number -> name
-        self._live: dict[str, float] = {}  # segment name -> when all of it is forgotten
+        # segment number -> (name, when all of it is forgotten), for the live segments only:
+        # a learner writes a segment per partition at every checkpoint, for months
+        self._live: dict[int, tuple[str, float]] = {}
+        self._numbered = 0  # segments numbered so far
         self._closing: list[tuple[float, str]] = []  # heap of (closes_at, decision_id)
         self._waiting: dict[str, list[FeedbackEvent]] = {}
         self._closed: dict[str, float] = {}  # decision_id -> until when stragglers are "late"
@@ -326,7 +328,13 @@ class RewardJoin:
     # ------------------------------------------------------------------ segments
     def _load(self, ref: int) -> _Entry:
         number, offset, length = _unpack(ref)
-        return _ENTRY.decode(self.segments.read(self._names[number], offset, length))
+        return _ENTRY.decode(self.segments.read(self._live[number][0], offset, length))
+
+    def _number(self, name: str, until: float) -> int:
+        """Number a new live segment (entries refer to it by number, see `_pack`)."""
+        number, self._numbered = self._numbered, self._numbered + 1
+        self._live[number] = (name, until)
+        return number
 
     def _write_segment(self) -> None:
         """Write what changed since the last snapshot as one segment (if anything did)."""
@@ -344,11 +352,10 @@ class RewardJoin:
             return
         blob, offsets = encode_segment(entries)
         name = self.segments.write(blob)
-        number = len(self._names)
-        self._names.append(name)
         lateness = self.allowed_lateness_s
-        self._live[name] = max(
-            until + lateness if kind is Kind.OPEN else until for _, kind, until, _ in entries
+        number = self._number(
+            name,
+            max(until + lateness if kind is Kind.OPEN else until for _, kind, until, _ in entries),
         )
         for (decision_id, _, _, body), offset in zip(
             entries[first_open:], offsets[first_open:], strict=True
@@ -362,16 +369,14 @@ class RewardJoin:
             return self._unread_bytes  # restored and never touched: the same state
         self._write_segment()
         closed_through = self.closed_through
-        retired = [name for name, until in self._live.items() if until < closed_through]
-        for name in retired:
-            del self._live[name]
-        self.segments.retire(retired)
+        retired = [number for number, (_, until) in self._live.items() if until < closed_through]
+        self.segments.retire([self._live.pop(number)[0] for number in retired])
         state = _State(
             watermark=self.watermark,
             decisions_time=self.decisions_time,
             feedback_time=self.feedback_time,
             waiting=[f for feedback in self._waiting.values() for f in feedback],
-            segments=list(self._live.items()),
+            segments=list(self._live.values()),
             closed_through=closed_through,
         )
         return msgspec.msgpack.encode(state)
@@ -403,9 +408,7 @@ class RewardJoin:
             return
         newest: dict[str, tuple[int, float, int]] = {}  # id -> (kind, time, ref)
         for name, until in state.segments:
-            number = len(self._names)
-            self._names.append(name)
-            self._live[name] = until
+            number = self._number(name, until)
             index = read_index(self.segments, name)
             for decision_id, kind, time, offset, length in zip(
                 index.ids, index.kinds, index.times, index.offsets, index.lengths, strict=True

@@ -288,6 +288,33 @@ def test_segments_are_retired_once_all_they_hold_is_forgotten():
     assert restored.is_open("d2") and not restored.is_open("d1")
 
 
+def test_a_join_checkpointed_for_months_holds_only_its_live_segments():
+    """A learner checkpoints every partition's join every few seconds for as long as it
+    runs: what a join keeps per segment goes with the segment, or its memory grows by a
+    name per checkpoint (before: 454,000 bytes more after 6,000 more checkpoints)."""
+    import tracemalloc
+
+    join = RewardJoin(SLOTS, LATENESS, segments=MemorySegments())
+
+    def checkpoints(start: int, count: int) -> None:
+        for i in range(start, start + count):  # 10 s apart, as learner.checkpoint_interval_s
+            join.add_decision(decision(f"d{i}", ts=10.0 * i))
+            join.add_feedback(feedback(f"d{i}", "impression", ts=10.0 * i))  # time moves
+            join.snapshot()
+            join.refill()  # a learner's every step does
+
+    checkpoints(0, 2_000)  # past the first windows: a steady state
+    tracemalloc.start()
+    try:
+        checkpoints(2_000, 200)
+        before = tracemalloc.get_traced_memory()[0]
+        checkpoints(2_200, 6_000)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 150_000, f"{grown:,} bytes more after 6,000 more checkpoints"
+
+
 def test_a_checkpoint_from_before_segments_is_read_and_then_written_as_segments():
     old = _LegacyState(
         watermark=5.0, decisions_time=5.0, feedback_time=5.0,
