@@ -37,7 +37,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from array import array
 from collections import defaultdict
@@ -323,7 +322,7 @@ def capacity(system: System, seconds: float = 20.0) -> tuple[float, float, Count
     front, counts = _full_load(system.front_port, seconds)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
-        if learner_lag(system.metrics_port) == 0:
+        if learner_lag(scrape(system.metrics_port)) == 0:
             break
         time.sleep(0.5)
     else:
@@ -331,19 +330,11 @@ def capacity(system: System, seconds: float = 20.0) -> tuple[float, float, Count
     return front, counts.pages / (time.monotonic() - started), counts
 
 
-def learner_lag(port: int) -> float:
-    """The learner's consumer lag summed over every topic and partition (NaN before its
-    first fetch, or when it does not answer)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
-            text = response.read().decode()
-    except OSError:
-        return float("nan")
-    lags = [sample.value for family in text_string_to_metric_families(text)
-            for sample in family.samples if sample.name == "artbandit_learner_consumer_lag"]  # fmt: skip
-    return sum(lags) if lags else float("nan")
+def learner_lag(learner: dict[str, dict[str, float]]) -> float:
+    """The learner's consumer lag over every topic and partition; NaN before its first fetch
+    or when it does not answer."""
+    lags = learner.get("artbandit_learner_consumer_lag")
+    return sum(lags.values()) if lags else float("nan")
 
 
 def _full_load(port: int, seconds: float) -> tuple[float, Counts]:
@@ -406,7 +397,7 @@ def run(system: System, args: argparse.Namespace) -> int:
             "minute": minute,
             "pages": counts.pages,
             "p99_ms": 1000 * float(np.percentile(latencies, 99)) if latencies else float("nan"),
-            "lag": learner_lag(system.metrics_port),
+            "lag": learner_lag(learner),
             "open": sum(learner.get("artbandit_learner_open_decisions", {}).values()),
             "dropped": service_metric(system.service_port, "artbandit_events_dropped_total"),
             "failures": len(counts.failures),

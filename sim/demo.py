@@ -179,7 +179,9 @@ class Children:
 
 
 def scrape(port: int) -> dict[str, dict[str, float]]:
-    """The learner's metrics: name -> {label value of its first label: value}."""
+    """The learner's metrics: name -> {value of its first label by name (the exposition
+    sorts them): value, summed over the other labels}, so a sum over the values counts
+    every sample (the lag of each partition of both topics)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     try:
@@ -191,7 +193,8 @@ def scrape(port: int) -> dict[str, dict[str, float]]:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             label = next(iter(sample.labels.values()), "")
-            samples.setdefault(sample.name, {})[label] = sample.value
+            by_label = samples.setdefault(sample.name, {})
+            by_label[label] = by_label.get(label, 0.0) + sample.value
     return samples
 
 

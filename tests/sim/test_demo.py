@@ -161,3 +161,27 @@ def test_configs_demo_toml_holds_the_demo_settings():
     assert _flat(tomllib.loads(path.read_text())) == DEMO_SETTINGS
     config = load_config(path)  # and it is a valid config for learn, serve and simulate
     assert config.slots["rows"].exploration.strategy == "greedy"
+
+
+def test_scrape_sums_a_metric_over_its_other_labels():
+    """The learner's lag has a sample per topic and partition; the benchmarks add it up, so
+    no sample may be lost to another with the same first label."""
+    from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
+    from kafkaio.embedded_broker import free_port
+    from sim.demo import scrape
+
+    registry, port = CollectorRegistry(), free_port()
+    lag = Gauge("artbandit_learner_consumer_lag", "lag", ["topic", "partition"], registry=registry)
+    for partition, value in enumerate((3, 4, 5)):
+        lag.labels("decisions", str(partition)).set(value)
+    lag.labels("feedback", "0").set(7)
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    try:
+        # keyed by the first label by name (the exposition sorts them): here the partition
+        assert scrape(port)["artbandit_learner_consumer_lag"] == {"0": 10, "1": 4, "2": 5}
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert scrape(port) == {}  # nothing answers: nothing read, no exception
