@@ -61,19 +61,24 @@ def _workers(pid: int) -> set[int]:
     return {child for child, cmdline in children_of(pid).items() if cmdline == own}
 
 
+def _serve(*settings: str) -> subprocess.Popen[str]:
+    """`artbandit serve --set S ...` in a process group of its own, as under a shell or
+    systemd, with no configuration from this environment; its stderr is kept."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ARTBANDIT_CONFIG", "PROMETHEUS_MULTIPROC_DIR")}  # fmt: skip
+    return subprocess.Popen(
+        [ARTBANDIT, "serve", *(a for setting in settings for a in ("--set", setting))],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+
+
 def stop_under_traffic(tmp_path: Path, bootstrap: str, pattern: str) -> dict[str, object]:
     """Run `artbandit serve` (2 workers) with traffic, stop it with `pattern`; what happened."""
     port, topic = free_port(), f"decisions-{uuid.uuid4().hex[:8]}"
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("ARTBANDIT_CONFIG", "PROMETHEUS_MULTIPROC_DIR")}  # fmt: skip
-    process = subprocess.Popen(
-        [ARTBANDIT, "serve", "--set", f"serving.port={port}", "--set", "serving.workers=2",
-         "--set", f'kafka.bootstrap_servers="{bootstrap}"',
-         "--set", f'kafka.topics.decisions="{topic}"',
-         "--set", f'model_store.path="{tmp_path / topic}"'],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,  # its own process group, as under a shell or systemd
-    )  # fmt: skip
+    process = _serve(f"serving.port={port}", "serving.workers=2",
+                     f'kafka.bootstrap_servers="{bootstrap}"', f'kafka.topics.decisions="{topic}"',
+                     f'model_store.path="{tmp_path / topic}"')  # fmt: skip
     answered: list[str] = []
     stop = threading.Event()
 
@@ -131,17 +136,10 @@ def test_a_stop_while_the_workers_start_forks_no_more_of_them(tmp_path, broker):
     handles signals only between its steps: a stop as soon as the first worker exists must
     not fork the others (measured before the guard: 3 of 4 forked after the stop, in 3 of
     5 tries)."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("ARTBANDIT_CONFIG", "PROMETHEUS_MULTIPROC_DIR")}  # fmt: skip
     for attempt in range(TRIES):
-        process = subprocess.Popen(
-            [ARTBANDIT, "serve", "--set", f"serving.port={free_port()}",
-             "--set", "serving.workers=4",
-             "--set", f'kafka.bootstrap_servers="{broker.bootstrap_servers}"',
-             "--set", f'model_store.path="{tmp_path / str(attempt)}"'],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            start_new_session=True,
-        )  # fmt: skip
+        process = _serve(f"serving.port={free_port()}", "serving.workers=4",
+                         f'kafka.bootstrap_servers="{broker.bootstrap_servers}"',
+                         f'model_store.path="{tmp_path / str(attempt)}"')  # fmt: skip
         try:
             pid = process.pid
             wait_for(lambda: bool(_workers(pid)), timeout_s=60, interval_s=0.001)  # noqa: B023
@@ -169,15 +167,12 @@ def test_a_worker_exiting_alone_leaves_the_shipper_broker_and_metrics_running(tm
     from tests.helpers import metric_value
 
     port, broker_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("ARTBANDIT_CONFIG", "PROMETHEUS_MULTIPROC_DIR")}  # fmt: skip
-    process = subprocess.Popen(
-        [ARTBANDIT, "serve", "--set", f"serving.port={port}", "--set", "serving.workers=2",
-         "--set", f"kafka.embedded_port={broker_port}",
-         "--set", f'model_store.path="{tmp_path}"'],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )  # fmt: skip
+    process = _serve(
+        f"serving.port={port}",
+        "serving.workers=2",
+        f"kafka.embedded_port={broker_port}",
+        f'model_store.path="{tmp_path}"',
+    )
     try:
         wait_for(lambda: _decide(port) is not None, timeout_s=60)
         shipper = shippers_of(process.pid)
