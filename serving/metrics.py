@@ -7,9 +7,12 @@ live in PROMETHEUS_MULTIPROC_DIR and `/metrics` aggregates all workers.
 
 from __future__ import annotations
 
+import glob
 import os
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from bandit.contracts.events import GROUPS
@@ -120,9 +123,31 @@ class ServingMetrics:
         """The text exposition: this process's registry, or all gunicorn workers' files."""
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
-            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            registry.register(WorkerFiles(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+class WorkerFiles:
+    """All workers' metric files, read as `MultiProcessCollector` reads them, except that a
+    file not sized yet counts as holding nothing. A worker creates a file the first time it
+    sets a metric of a kind, and the file exists at 0 bytes for a moment before it is
+    sized (prometheus/client_python#1199): a scrape that met it answered 500."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def collect(self) -> Iterable[Metric]:
+        files = [path for path in glob.glob(os.path.join(self.path, "*.db")) if _sized(path)]
+        metrics: Iterable[Metric] = MultiProcessCollector.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+        return metrics
+
+
+def _sized(path: str) -> bool:
+    try:
+        return os.path.getsize(path) > 0
+    except FileNotFoundError:  # a live gauge's file, its worker gone since the glob
+        return False
 
 
 def version_number(version: str) -> int:
