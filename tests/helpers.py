@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -189,3 +192,16 @@ def children_of(parent: int) -> dict[int, bytes]:
 def shippers_of(parent: int) -> list[int]:
     """Pids of the shipper processes `parent` runs."""
     return [pid for pid, cmdline in children_of(parent).items() if b"serving.shipper" in cmdline]
+
+
+def start_serve(*settings: str) -> subprocess.Popen[str]:
+    """`artbandit serve --set S ...` in a process group of its own, as under a shell or
+    systemd, with no configuration from this environment; its stderr is kept."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ARTBANDIT_CONFIG", "PROMETHEUS_MULTIPROC_DIR")}  # fmt: skip
+    artbandit = str(Path(sys.executable).with_name("artbandit"))
+    return subprocess.Popen(
+        [artbandit, "serve", *(a for setting in settings for a in ("--set", setting))],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip

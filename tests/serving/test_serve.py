@@ -3,18 +3,14 @@ aggregated over workers, and a clean stop on SIGTERM."""
 
 import http.client
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from kafkaio.embedded_broker import free_port
-from tests.helpers import metric_value, read_topic, shippers_of, wait_for
+from tests.helpers import metric_value, read_topic, shippers_of, start_serve, wait_for
 
-ARTBANDIT = str(Path(sys.executable).with_name("artbandit"))
 HERO = {"user": {"id": "u"}, "slots": [{"slot": "hero", "candidates": [{"id": "a"}, {"id": "b"}]}]}
 
 
@@ -52,16 +48,8 @@ GUNICORN_PARSE_ERRORS = [
 
 def test_serve_runs_gunicorn_workers_on_the_embedded_broker(tmp_path):
     port, broker_port = free_port(), free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("ARTBANDIT_CONFIG", "PROMETHEUS_MULTIPROC_DIR")
-    }
-    process = subprocess.Popen(
-        [ARTBANDIT, "serve", "--set", f"serving.port={port}", "--set", "serving.workers=2",
-         "--set", f"kafka.embedded_port={broker_port}", "--set", f'model_store.path="{tmp_path}"'],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    process = start_serve(f"serving.port={port}", "serving.workers=2",
+                          f"kafka.embedded_port={broker_port}", f'model_store.path="{tmp_path}"')  # fmt: skip
     try:
         wait_for(lambda: call(port, "GET", "/readyz")[0] == 200, timeout_s=60)
         for _ in range(40):

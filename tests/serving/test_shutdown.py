@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -20,9 +19,8 @@ import pytest
 
 from bandit.contracts import events
 from kafkaio.embedded_broker import free_port
-from tests.helpers import children_of, read_all, shippers_of, wait_for
+from tests.helpers import children_of, read_all, shippers_of, start_serve, wait_for
 
-ARTBANDIT = str(Path(sys.executable).with_name("artbandit"))
 PAGE = {"slots": [{"slot": "hero", "candidates": [{"id": "a"}, {"id": "b"}]}]}
 TRIES = 5  # per pattern, as the acceptance asks
 
@@ -61,22 +59,10 @@ def _workers(pid: int) -> set[int]:
     return {child for child, cmdline in children_of(pid).items() if cmdline == own}
 
 
-def _serve(*settings: str) -> subprocess.Popen[str]:
-    """`artbandit serve --set S ...` in a process group of its own, as under a shell or
-    systemd, with no configuration from this environment; its stderr is kept."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("ARTBANDIT_CONFIG", "PROMETHEUS_MULTIPROC_DIR")}  # fmt: skip
-    return subprocess.Popen(
-        [ARTBANDIT, "serve", *(a for setting in settings for a in ("--set", setting))],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )  # fmt: skip
-
-
 def stop_under_traffic(tmp_path: Path, bootstrap: str, pattern: str) -> dict[str, object]:
     """Run `artbandit serve` (2 workers) with traffic, stop it with `pattern`; what happened."""
     port, topic = free_port(), f"decisions-{uuid.uuid4().hex[:8]}"
-    process = _serve(f"serving.port={port}", "serving.workers=2",
+    process = start_serve(f"serving.port={port}", "serving.workers=2",
                      f'kafka.bootstrap_servers="{bootstrap}"', f'kafka.topics.decisions="{topic}"',
                      f'model_store.path="{tmp_path / topic}"')  # fmt: skip
     answered: list[str] = []
@@ -137,7 +123,7 @@ def test_a_stop_while_the_workers_start_forks_no_more_of_them(tmp_path, broker):
     not fork the others (measured before the guard: 3 of 4 forked after the stop, in 3 of
     5 tries)."""
     for attempt in range(TRIES):
-        process = _serve(f"serving.port={free_port()}", "serving.workers=4",
+        process = start_serve(f"serving.port={free_port()}", "serving.workers=4",
                          f'kafka.bootstrap_servers="{broker.bootstrap_servers}"',
                          f'model_store.path="{tmp_path / str(attempt)}"')  # fmt: skip
         try:
@@ -167,7 +153,7 @@ def test_a_worker_exiting_alone_leaves_the_shipper_broker_and_metrics_running(tm
     from tests.helpers import metric_value
 
     port, broker_port = free_port(), free_port()
-    process = _serve(
+    process = start_serve(
         f"serving.port={port}",
         "serving.workers=2",
         f"kafka.embedded_port={broker_port}",
