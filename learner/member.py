@@ -246,9 +246,9 @@ class GroupMember:
         topics = self.config.kafka.topics
         decisions: Counter[tuple[str, str]] = Counter()
         rewards: dict[tuple[str, str], float] = {}
-        for partition, event in out.rewarded:
+        for event in out.rewarded:
             # Same partition number as the inputs when the topic has it: no hashing per event.
-            self._send(topics.rewarded, event.decision_id, msgspec.json.encode(event), partition)
+            self._send(topics.rewarded, event.decision_id, event.value, event.partition)
             key = (event.slot, event.group)
             decisions[key] += 1
             rewards[key] = rewards.get(key, 0.0) + event.reward

@@ -60,6 +60,11 @@ class JoinResult:
     duplicates: int = 0
     not_owned: int = 0  # inputs passed over: another learner owns them
 
+    @property
+    def closed(self) -> int:
+        """Windows closed into this result: each holds a decoded decision until collected."""
+        return len(self.rewarded) + len(self.not_impressed)
+
     def extend(self, other: JoinResult) -> None:
         self.rewarded += other.rewarded
         self.not_impressed += other.not_impressed
@@ -109,6 +114,10 @@ _ENCODER = msgspec.msgpack.Encoder()
 _ENTRY = msgspec.msgpack.Decoder(_Entry)
 _DECISION = msgspec.msgpack.Decoder(DecisionEvent)
 CLOSE_BATCH = 2_000  # windows a batch closes at most: a jump of event time closes in steps
+# windows one result takes at most: a closed window is a decoded decision, about ten times
+# its encoding as objects, so a caller collects (learns and encodes) a result this full
+# before more close into a new one (`close_due`), and its live objects stay small
+CLOSE_CHUNK = 256
 
 
 class RewardJoin:
@@ -231,10 +240,17 @@ class RewardJoin:
 
     def advance(self, watermark: float) -> JoinResult:
         """Move event time forward when an input is idle (nothing more to read) and close
-        what is due, a batch's worth at most; the watermark never moves back."""
+        what is due: a new batch, a chunk of it in this call (`close_due` for more); the
+        watermark never moves back."""
         self._read()
         self.refill()
         return self._advance(watermark, JoinResult())
+
+    def close_due(self) -> JoinResult:
+        """Close more of what is due, within the batch's budget (a chunk at most, as
+        every call): for a caller that collected a full result."""
+        self._read()
+        return self._advance(self.watermark, JoinResult())
 
     def refill(self) -> None:
         """Start a new batch: up to CLOSE_BATCH more windows may close. A batch's rewarded
@@ -261,13 +277,19 @@ class RewardJoin:
         return False
 
     def _advance(self, ts: float, result: JoinResult) -> JoinResult:
-        """Raise the watermark to `ts` (never lower it) and close every window that is due.
+        """Raise the watermark to `ts` (never lower it) and close the windows that are due,
+        as many as the batch's budget and `result`'s chunk allow.
 
         A rewarded event's `joined_at` is its window's closing time, not the watermark, so
         it is the same however the two inputs interleaved.
         """
         self.watermark = max(self.watermark, ts)
-        while self.budget > 0 and self._closing and self._closing[0][0] <= self.watermark:
+        while (
+            self.budget > 0
+            and result.closed < CLOSE_CHUNK
+            and self._closing
+            and self._closing[0][0] <= self.watermark
+        ):
             self.budget -= 1
             closes_at, decision_id = heapq.heappop(self._closing)
             found = self._open.pop(decision_id)

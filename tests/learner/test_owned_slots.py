@@ -66,7 +66,7 @@ def _run(config, items) -> tuple[dict, Counter, Counter, int]:
         core.process([Record(target, 0, offsets[target], None, value)], out)
         offsets[target] += 1
     core.advance_idle(0, True, True, time.time() + 10**6, out)  # close every window
-    rewarded = {e.decision_id: msgspec.to_builtins(e) for _, e in out.rewarded}
+    rewarded = {e.decision_id: msgspec.json.decode(e.value) for e in out.rewarded}
     dead = Counter((d.code, d.key, d.payload) for d in out.dead_letters)
     core.close()
     return rewarded, dead, Counter(core.learned_here), out.outcomes["not_owned"]
