@@ -7,7 +7,9 @@ to glibc's malloc, which keeps it inside its heap between live chunks, so a proc
 resident size stays at its largest burst: the hour-long soak saw the learner step from 256
 to 352 MB at its switches (the heap 169 MB, 79 of them free) and the shipper creep by 17%.
 `malloc_trim(0)` returns those free pages (17 ms for a 180 MB fragmented heap, measured):
-the learner and the shipper call `Upkeep.due` on their loops. (The bursts that leave
+the learner and the shipper call `Upkeep.due` on their loops, and a service worker on its
+policy reload round (its request threads share one arena, which a soak saw hold 35 MB
+after a minute of queued requests). (The bursts that leave
 objects behind, a switch's warm start and a tuning round, run in a forked child instead:
 `kafkaio.forked`.)
 

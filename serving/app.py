@@ -208,9 +208,11 @@ def _register_operations(app: Flask, state: ServiceState) -> None:
 
 
 def _tick(state: ServiceState) -> None:
-    """Each worker's periodic round: follow a config reload, keep its gauges current."""
+    """Each worker's periodic round: follow a config reload, keep its gauges current, give
+    freed memory back to the system once a minute."""
     _follow_reload(state)
     _refresh_gauges(state)
+    state.upkeep.due()
 
 
 def _refresh_gauges(state: ServiceState) -> None:

@@ -5,7 +5,7 @@ build on it."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -13,6 +13,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from bandit.config import Config
+from kafkaio import memory
 from serving import api
 from serving.decider import PageDecider
 from serving.event_producer import EventProducer
@@ -37,6 +38,9 @@ class ServiceState:
     admin_token: str | None
     config_loader: Callable[[], Config] | None
     reload_signal: str | None = None
+    # a burst's freed C memory back to the system, from the reload thread (kafkaio.memory):
+    # requests and policy loads in threads share one glibc arena, which keeps its peak
+    upkeep: memory.Upkeep = field(default_factory=memory.Upkeep)
 
 
 def service_state(app: Flask) -> ServiceState:

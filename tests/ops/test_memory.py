@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import tracemalloc
 
 import pytest
@@ -123,3 +124,26 @@ def test_a_tracing_setting_that_is_no_interval_is_ignored_with_a_warning(
     with caplog.at_level(logging.WARNING, logger="kafkaio.memory"):
         assert memory.Tracer.from_environment() is None
     assert memory.TRACE_ENV in caplog.text and not tracemalloc.is_tracing()
+
+
+def test_a_service_worker_gives_freed_memory_back_on_its_reload_round(
+    monkeypatch, broker, tmp_path
+):
+    """A worker's request threads share one arena, which keeps the peak of the requests
+    queued in a slow minute (the soak: 35 MB, 164 -> 118 MB of RSS when trimmed by hand)."""
+    from storage.config_file import load_config
+    from tests.helpers import running_service
+
+    released = []
+    monkeypatch.setattr(memory, "release", lambda: released.append(True) or True)
+    config = load_config(overrides=[
+        f'kafka.bootstrap_servers="{broker.bootstrap_servers}"',
+        f'model_store.path="{tmp_path / "models"}"', "serving.reload_interval_s=0.05",
+    ], environ={})  # fmt: skip
+    with running_service(config) as service:
+        service.state.upkeep = memory.Upkeep(every_s=0.2)
+        service.app.test_client().get("/healthz")  # a worker starts its threads on a request
+        deadline = time.monotonic() + 10
+        while len(released) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert len(released) >= 2  # again and again, from the worker's own round
