@@ -108,7 +108,8 @@ class Worker(SyncWorker):  # type: ignore[misc]  # gunicorn is untyped
 class _Arbiter(Arbiter):  # type: ignore[misc]  # gunicorn is untyped
     """gunicorn's master, saying the moment a stop signal arrives (it then stops the workers,
     which takes up to graceful_timeout): the shipper must not be restarted meanwhile, and
-    no worker is forked from then on. gunicorn handles a signal only between its own steps,
+    no worker is forked from then on (a fork under way when it lands completes, and that
+    worker stops with the others). gunicorn handles a signal only between its own steps,
     so a stop that arrives while it spawns its first workers (it sleeps up to 0.1 s between
     forks) would otherwise fork the rest, only to stop them at once."""
 

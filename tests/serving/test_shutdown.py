@@ -121,7 +121,9 @@ def test_a_stop_while_the_workers_start_forks_no_more_of_them(tmp_path, broker):
     """gunicorn forks its first workers one by one, sleeping up to 0.1 s between forks, and
     handles signals only between its steps: a stop as soon as the first worker exists must
     not fork the others (measured before the guard: 3 of 4 forked after the stop, in 3 of
-    5 tries)."""
+    5 tries). One fork may be in flight when the signal lands (the master checks for a stop,
+    then forks; Python runs the handler once `fork` returns) and shows up after the signal:
+    that one, and only one, is no fault (seen once in CI, under the load of the whole suite)."""
     for attempt in range(TRIES):
         process = start_serve(f"serving.port={free_port()}", "serving.workers=4",
                          f'kafka.bootstrap_servers="{broker.bootstrap_servers}"',
@@ -143,7 +145,7 @@ def test_a_stop_while_the_workers_start_forks_no_more_of_them(tmp_path, broker):
         stderr = process.stderr.read() if process.stderr else ""
         assert code == 0, stderr[-3000:]
         assert "Traceback" not in stderr, stderr[-3000:]
-        assert started_later == set(), stderr[-3000:]
+        assert len(started_later) <= 1, (started_later, stderr[-3000:])
 
 
 def test_a_worker_exiting_alone_leaves_the_shipper_broker_and_metrics_running(tmp_path):
