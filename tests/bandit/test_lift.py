@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from bandit.contracts.events import Outcomes
 from bandit.contracts.slots import SlotKind
-from bandit.measurement.lift import lift_over_time, lift_report, table
+from bandit.measurement.lift import RecentTallies, lift_over_time, lift_report, table
 from bandit.measurement.stats import ratio_rate
 from bandit.measurement.tallies import UNIT_BUCKETS, merge, tally
 from replay.logs import write_log
@@ -262,3 +262,53 @@ def test_the_lift_over_time_grows_to_the_report_of_the_whole_log():
     (whole,) = lift_report(tally(events), CONFIG)
     assert history[-1][1][0].lift == whole.lift
     assert lift_over_time([], CONFIG) == []
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0.0, 400.0),
+            st.sampled_from(["artwork", "hero"]),
+            st.sampled_from(["treatment", "control"]),
+            st.floats(0.0, 1.0),
+            st.integers(0, 30),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=120,
+    )
+)
+def test_the_recent_window_sums_exactly_the_decisions_of_its_slices(made):
+    """Whatever the order of decision times (late ones go to older slices, packed or not)
+    and whenever it is read, the window holds exactly the decisions of its last `slices`
+    slices, summed."""
+    recent = RecentTallies(window_s=100.0, slices=4)  # 25 s slices
+    logged = []
+    for n, (ts, slot, group, reward, person, look) in enumerate(made):
+        logged.append(msgspec.structs.replace(
+            TEMPLATE, decision_id=f"d{n}", ts=ts, slot=slot, group=group,
+            user_hash=f"u{person}", rewards=[reward], reward=reward,
+        ))  # fmt: skip
+        recent.add(logged[-1])
+        if look or n == len(made) - 1:
+            _assert_window(recent, logged)
+
+
+def _assert_window(recent, logged):
+    newest = max(int(e.ts // 25.0) for e in logged)
+    whole = tally(e for e in logged if int(e.ts // 25.0) > newest - 4)
+    for slot in ("artwork", "hero"):
+        groups = recent.groups(slot)
+        expected = next(iter(whole.get(slot, {}).values()), {})  # one holdout period
+        assert groups.keys() == expected.keys()
+        for name, group in groups.items():
+            assert group.decisions == expected[name].decisions
+            for field in ("reward", "default", "supported"):
+                mine, theirs = (msgspec.to_builtins(getattr(g, field))
+                                for g in (group, expected[name]))  # fmt: skip
+                assert np.allclose(_values(mine), _values(theirs), atol=1e-9), field
+
+
+def _values(sums):
+    return np.asarray(sums if isinstance(sums, list) else [sums[k] for k in sorted(sums)])
