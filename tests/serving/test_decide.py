@@ -6,6 +6,7 @@ import json
 import pytest
 
 from bandit.contracts.events import DecisionEvent, FeedbackEvent
+from serving.holdout import Holdout
 from tests.helpers import metric_value, read_topic, running_service
 
 RAW_USER_ID = "user-4711@example.com"
@@ -107,8 +108,24 @@ def test_control_group_gets_the_editorial_default_with_probability_one(make_conf
     assert event.default_probability == pytest.approx(cold_default(5))
 
 
-def test_holdout_fraction_is_right_over_ten_thousand_users_and_sticky(make_config):
-    config = make_config("slots.hero.holdout_fraction=0.2", 'kafka.bootstrap_servers="127.0.0.1:9"')
+def test_holdout_fraction_is_right_over_ten_thousand_users_and_sticky():
+    """The split itself, as every replica computes it (a salted hash of the user id)."""
+    holdout = Holdout("salt-a", "salt-b")
+    groups = [holdout.group(holdout.bucket(f"user-{n}"), 0.2) for n in range(10_000)]
+    control = groups.count("control")
+    # Binomial(10,000, 0.2): sd = 40; 4 sd either side.
+    assert 1840 <= control <= 2160, control
+    again = Holdout("salt-a", "salt-b")  # another replica
+    assert all(again.group(again.bucket(f"user-{n}"), 0.2) == groups[n] for n in range(10_000))
+    resalted = Holdout("salt-c", "salt-b")
+    moved = sum(resalted.group(resalted.bucket(f"user-{n}"), 0.2) != groups[n]
+                for n in range(10_000))  # fmt: skip
+    assert moved > 2000  # a new salt reshuffles: 2 * 0.2 * 0.8 of people change group
+
+
+def test_the_service_splits_users_by_the_slots_holdout_fraction_and_keeps_them(make_config):
+    """Through the service (1,500 users; the split's statistics are tested above)."""
+    config = make_config("slots.hero.holdout_fraction=0.2")
 
     def body(user: str) -> dict:
         return {
@@ -119,15 +136,15 @@ def test_holdout_fraction_is_right_over_ten_thousand_users_and_sticky(make_confi
     with running_service(config) as service:
         client = service.client()
         groups = {}
-        for n in range(10_000):
+        for n in range(1_500):
             status, answer = client.post("/v1/decide", body(f"user-{n}"))
             assert status == 200
             groups[n] = answer["decisions"][0]["group"]
         again = {n: client.post("/v1/decide", body(f"user-{n}"))[1]["decisions"][0]["group"]
-                 for n in range(0, 10_000, 20)}  # fmt: skip
+                 for n in range(0, 1_500, 10)}  # fmt: skip
     control = sum(group == "control" for group in groups.values())
-    # Binomial(10,000, 0.2): sd = 40; 4 sd either side.
-    assert 1840 <= control <= 2160, control
+    # Binomial(1,500, 0.2): sd = 15.5; 4 sd either side.
+    assert 238 <= control <= 362, control
     assert all(groups[n] == group for n, group in again.items())
 
 
