@@ -35,17 +35,20 @@ class DecisionService(BaseApplication):  # type: ignore[misc]  # gunicorn is unt
         config_loader: Callable[[], Config],
         shipper_path: str | None,
         on_stop: Callable[[], None] = lambda: None,
+        early: EarlyStop | None = None,
     ):
-        """`on_stop` runs in the master's signal handler when a stop signal arrives."""
+        """`on_stop` runs in the master's signal handler when a stop signal arrives; a stop
+        that `early` noted before gunicorn took the signals over is acted on as it starts."""
         self.config = config
         self.config_loader = config_loader
         self.shipper_path = shipper_path
         self.on_stop = on_stop
+        self.early = early or EarlyStop()
         super().__init__()
 
     def run(self) -> None:
         try:
-            _Arbiter(self, self.on_stop).run()
+            _Arbiter(self, self.on_stop, self.early).run()
         except RuntimeError as exc:  # as BaseApplication.run: a bad setting, said plainly
             print(f"\nError: {exc}\n", file=sys.stderr)
             sys.exit(1)
@@ -94,6 +97,26 @@ class DecisionService(BaseApplication):  # type: ignore[misc]  # gunicorn is unt
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
+class EarlyStop:
+    """The master's handler of the stop signals until gunicorn takes them over: it notes
+    the first, and the arbiter acts on it once it handles signals itself. Raising from the
+    handler would stop at once, but Python runs a handler wherever the main thread is, and
+    an exception raised in an at-fork hook or a finalizer is printed and swallowed: seen in
+    CI, a SIGTERM that arrived while the shipper was being forked was lost that way, and the
+    master went on to serve."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is None:
+            self.signum = signum
+
+    def install(self) -> None:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self)
+
+
 class Worker(SyncWorker):  # type: ignore[misc]  # gunicorn is untyped
     """gunicorn's sync worker, whose quick stop (SIGINT, SIGQUIT: Ctrl-C, or the master's
     quick shutdown) still ends the request in hand and hands its events to the shipper.
@@ -113,10 +136,16 @@ class _Arbiter(Arbiter):  # type: ignore[misc]  # gunicorn is untyped
     so a stop that arrives while it spawns its first workers (it sleeps up to 0.1 s between
     forks) would otherwise fork the rest, only to stop them at once."""
 
-    def __init__(self, app: DecisionService, on_stop: Callable[[], None]):
+    def __init__(self, app: DecisionService, on_stop: Callable[[], None], early: EarlyStop):
         self.on_stop = on_stop
+        self.early = early
         self.stopping = False
         super().__init__(app)
+
+    def init_signals(self) -> None:
+        super().init_signals()
+        if self.early.signum is not None:  # arrived before gunicorn's handlers were in place
+            self.signal(self.early.signum, None)
 
     def signal(self, sig: int, frame: FrameType | None) -> None:
         if sig in STOP_SIGNALS:
@@ -154,8 +183,8 @@ def serve(config: Config, config_loader: Callable[[], Config]) -> int:
     """Run until SIGINT/SIGTERM, then exit 0. Metrics of all workers are aggregated in a
     private directory; the workers log events through the host's shipper process
     (`serving.shipper`), which is stopped after them."""
-    for signum in STOP_SIGNALS:  # until gunicorn takes them: a stop while starting is clean
-        signal.signal(signum, _stop_while_starting)
+    early = EarlyStop()  # until gunicorn takes the signals: a stop while starting is clean
+    early.install()
     own_dir = None
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         own_dir = run_dirs.make(run_dirs.METRICS)
@@ -163,8 +192,10 @@ def serve(config: Config, config_loader: Callable[[], Config]) -> int:
     socket_dir = run_dirs.make(run_dirs.SHIPPER)
     master = os.getpid()
     try:
+        if early.signum is not None:
+            return 0
         with ShipperProcess(config, os.path.join(socket_dir, "events.sock")) as shipper:
-            DecisionService(config, config_loader, shipper.path, shipper.shutting_down).run()
+            DecisionService(config, config_loader, shipper.path, shipper.shutting_down, early).run()
     finally:
         # gunicorn's workers are forked inside `run` and exit by raising SystemExit through
         # these frames: only the master owns the directories (and the shipper, see there).
@@ -173,7 +204,3 @@ def serve(config: Config, config_loader: Callable[[], Config]) -> int:
             if own_dir:
                 shutil.rmtree(own_dir, ignore_errors=True)
     return 0
-
-
-def _stop_while_starting(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(0)
