@@ -241,7 +241,7 @@ class RecentTallies:
             for kept in self._by_slot.values():
                 kept.close_before(index, index - self.slices)
         slices = self._by_slot.setdefault(event.slot, _RecentSlices())
-        add(slices.open(index), event, default, bucket)
+        add(slices.tallies_of(index), event, default, bucket)
 
     def groups(self, slot: str) -> dict[str, GroupTally]:
         """The slot's tallies over the window, merged; slices that fell out are dropped."""
@@ -268,7 +268,7 @@ class _RecentSlices:
         self._closed: dict[int, bytes] = {}
         self._closed_sum: dict[str, GroupTally] | None = {}
 
-    def open(self, index: int) -> dict[str, GroupTally]:
+    def tallies_of(self, index: int) -> dict[str, GroupTally]:
         """The slice's tallies, unpacked again if it was closed (a late decision)."""
         groups = self._open.get(index)
         if groups is None:
