@@ -34,8 +34,8 @@ class DecisionService(BaseApplication):  # type: ignore[misc]  # gunicorn is unt
         config: Config,
         config_loader: Callable[[], Config],
         shipper_path: str | None,
-        on_stop: Callable[[], None] = lambda: None,
-        early: EarlyStop | None = None,
+        on_stop: Callable[[], None],
+        early: EarlyStop,
     ):
         """`on_stop` runs in the master's signal handler when a stop signal arrives; a stop
         that `early` noted before gunicorn took the signals over is acted on as it starts."""
@@ -43,7 +43,7 @@ class DecisionService(BaseApplication):  # type: ignore[misc]  # gunicorn is unt
         self.config_loader = config_loader
         self.shipper_path = shipper_path
         self.on_stop = on_stop
-        self.early = early or EarlyStop()
+        self.early = early
         super().__init__()
 
     def run(self) -> None:
